@@ -1,0 +1,117 @@
+//! The embedded backend: the store engine used in-process on a local folder.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot};
+use tokio::time::Instant;
+
+use crate::engine::{Store, StoreOptions};
+
+/// How often a waiter looks for appends made by other processes, which
+/// cannot notify it directly.
+const CROSS_PROCESS_POLL: Duration = Duration::from_millis(50);
+
+/// [`Backend`] over a [`Store`] opened in this process.
+///
+/// The engine does blocking file and SQLite I/O, so every call runs on
+/// tokio's blocking pool.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBackend {
+    store: Arc<Store>,
+}
+
+impl EmbeddedBackend {
+    /// Opens (creating if needed) the store in `dir` with default options.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Ok(Self::new(Arc::new(Store::open(
+            dir,
+            StoreOptions::default(),
+        )?)))
+    }
+
+    /// Wraps an opened store.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    /// The engine underneath, for figures and maintenance.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(Error::internal("running a store operation"))?
+    }
+}
+
+#[async_trait]
+impl Backend for EmbeddedBackend {
+    fn describe(&self) -> String {
+        format!("embedded store at {}", self.store.dir().display())
+    }
+
+    async fn put_blocks(&self, blocks: Vec<Block>) -> Result<()> {
+        self.blocking(move |store| store.put_blocks(blocks)).await
+    }
+
+    async fn get_block(&self, id: BlockId) -> Result<Bytes> {
+        self.blocking(move |store| store.get_block(id)).await
+    }
+
+    async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>> {
+        let ids = ids.to_vec();
+        self.blocking(move |store| store.has_blocks(&ids)).await
+    }
+
+    async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()> {
+        let ids = ids.to_vec();
+        self.blocking(move |store| store.delete_blocks(&ids)).await
+    }
+
+    async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {
+        self.blocking(move |store| store.append(seq, &data)).await
+    }
+
+    async fn read_journal(&self, after: Seq, limit: usize) -> Result<Vec<JournalEntry>> {
+        self.blocking(move |store| store.read_journal(after, limit))
+            .await
+    }
+
+    async fn wait_journal(&self, after: Seq, timeout: Duration) -> Result<Seq> {
+        let deadline = Instant::now() + timeout;
+        let mut appended_here = self.store.subscribe_head();
+        loop {
+            appended_here.mark_unchanged();
+            let head = self.blocking(Store::journal_head).await?;
+            let now = Instant::now();
+            if head > after || now >= deadline {
+                return Ok(head);
+            }
+            let nap = CROSS_PROCESS_POLL.min(deadline - now);
+            tokio::select! {
+                _ = appended_here.changed() => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+
+    async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        self.blocking(move |store| store.put_snapshot(&snapshot))
+            .await
+    }
+
+    async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
+        self.blocking(Store::get_snapshot).await
+    }
+}

@@ -1,0 +1,12 @@
+//! Pouch's own block store, in the spirit of Dropbox's Magic Pocket:
+//! immutable content-addressed blocks appended to large volume files, an
+//! index from block id to (volume, offset, length), every read verified.
+//!
+//! - [`engine::Store`] is the storage engine on a local folder;
+//! - [`EmbeddedBackend`] serves it in-process as a [`pouch_backend::Backend`]:
+//!   Pouch's default backend, with no server and no account.
+
+mod embedded;
+pub mod engine;
+
+pub use embedded::EmbeddedBackend;

@@ -1,0 +1,105 @@
+//! The [`Backend`] trait.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Block, BlockId, JournalEntry, Result, Seq, Snapshot};
+
+/// One namespace on one store: its blocks and its journal.
+///
+/// Object-safe and shared as `Arc<dyn Backend>`; every method may be called
+/// concurrently from many tasks and, for stores shared between processes or
+/// machines, concurrently with other clients. A call that returns an error
+/// may or may not have taken effect unless its contract says otherwise;
+/// every write is idempotent or create-only, so the caller can find out.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short human-readable description of the store ("embedded store at
+    /// /path", "s3://bucket/prefix"), for logs and `pouch status`. Never
+    /// contains credentials.
+    fn describe(&self) -> String;
+
+    /// Stores every block of `blocks`.
+    ///
+    /// One call may carry many blocks so that a backend can pack them into
+    /// one object or one request. Idempotent: putting a block that is already
+    /// stored succeeds and changes nothing. Every block is verified (decoded,
+    /// then hashed) before anything is stored; if any block's bytes do not
+    /// hash to its id the call fails with [`Error::Corrupt`](crate::Error::Corrupt)
+    /// naming it. On `Ok`, every block is durable: it survives a crash of the
+    /// client, of the store process and of the machine.
+    async fn put_blocks(&self, blocks: Vec<Block>) -> Result<()>;
+
+    /// Returns the raw bytes of block `id`, verified against the id.
+    ///
+    /// [`Error::BlockNotFound`](crate::Error::BlockNotFound) if it is not
+    /// stored; [`Error::Corrupt`](crate::Error::Corrupt) if the stored bytes
+    /// are damaged. Never returns bytes that do not hash to `id`.
+    async fn get_block(&self, id: BlockId) -> Result<Bytes>;
+
+    /// For each id, in order, whether the block is stored. Made for batches
+    /// of thousands of ids; a backend answers them in few round trips.
+    async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>>;
+
+    /// Deletes blocks, for garbage collection. Idempotent: deleting a block
+    /// that is not stored succeeds. After `Ok`, `get_block` of any of them
+    /// returns `BlockNotFound` (unless it is put again).
+    async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()>;
+
+    /// Appends journal entry `seq`, create-only.
+    ///
+    /// Succeeds only if no entry `seq` exists yet; of any number of racing
+    /// writers of one slot exactly one succeeds and every other gets
+    /// [`Error::SlotTaken`](crate::Error::SlotTaken). Entries are numbered
+    /// from 1 without gaps: appending anything but the entry right after the
+    /// last one fails with `SlotTaken` (if it exists) or
+    /// [`Error::Gap`](crate::Error::Gap); `Seq::ZERO` is never an entry and
+    /// is refused with [`Error::InvalidInput`](crate::Error::InvalidInput).
+    /// On `Ok` the entry is durable and
+    /// visible to every reader.
+    async fn append(&self, seq: Seq, data: Bytes) -> Result<()>;
+
+    /// Reads up to `limit` entries with a sequence number above `after`, in
+    /// order and without gaps. Fewer than `limit` (possibly none) means the
+    /// reader has reached the head as of the call.
+    async fn read_journal(&self, after: Seq, limit: usize) -> Result<Vec<JournalEntry>>;
+
+    /// Waits until the journal has an entry above `after` or `timeout`
+    /// passes, and returns the last entry number seen (above `after` if there
+    /// is news). A backend that cannot be told of appends may return the
+    /// current head at once; callers then poll at their own pace.
+    async fn wait_journal(&self, after: Seq, timeout: Duration) -> Result<Seq>;
+
+    /// Stores `snapshot` as the namespace's latest, replacing the previous
+    /// one whole (readers see the old or the new one, never a mix).
+    async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()>;
+
+    /// The latest snapshot, `None` if none was ever put.
+    async fn get_snapshot(&self) -> Result<Option<Snapshot>>;
+}
+
+/// Conveniences built on the required methods.
+#[async_trait]
+pub trait BackendExt: Backend {
+    /// The last entry of the journal (`Seq::ZERO` if it is empty).
+    async fn journal_head(&self) -> Result<Seq> {
+        self.wait_journal(Seq::ZERO, Duration::ZERO).await
+    }
+}
+
+impl<B: Backend + ?Sized> BackendExt for B {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn the_trait_is_object_safe() {
+        fn takes(_: Option<Arc<dyn Backend>>) {}
+        takes(None);
+    }
+}

@@ -1,0 +1,409 @@
+//! The conformance suite: the behaviour every [`Backend`] must show.
+//!
+//! Each backend crate calls [`run_all`] from its integration tests against a
+//! real instance of its store (a real folder, a real server process). A
+//! check failing panics with a message saying which contract broke. Checks
+//! are public one by one too, so a backend's tests can call a single one
+//! while hunting a bug.
+//!
+//! Run the suite on a multi-threaded tokio runtime: the race checks rely on
+//! tasks running in parallel.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::{Backend, BackendExt, Block, BlockId, Codec, Error, Seq, Snapshot};
+
+/// What a backend can do beyond the required contract.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capabilities {
+    /// `wait_journal` wakes up when another writer appends (a long-poll or
+    /// an in-process notification) instead of returning at once.
+    pub push: bool,
+}
+
+/// Runs every check, each on a fresh, empty namespace from `fresh`.
+pub async fn run_all<F, Fut>(caps: Capabilities, mut fresh: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn Backend>>,
+{
+    block_round_trips(fresh().await).await;
+    put_is_idempotent(fresh().await).await;
+    missing_block_is_not_found(fresh().await).await;
+    mismatched_blocks_are_refused(fresh().await).await;
+    many_blocks_in_one_put(fresh().await).await;
+    has_many_answers_ten_thousand_ids(fresh().await).await;
+    delete_removes_blocks(fresh().await).await;
+    racing_appends_have_one_winner(fresh().await).await;
+    appends_must_not_leave_gaps(fresh().await).await;
+    reads_from_every_cursor(fresh().await).await;
+    wait_reports_news_and_head(fresh().await).await;
+    if caps.push {
+        wait_wakes_on_append(fresh().await).await;
+    }
+    snapshot_overwrite_and_read_back(fresh().await).await;
+}
+
+/// Deterministic incompressible bytes (xorshift), so checks need no RNG crate.
+pub fn noise(seed: u64, len: usize) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+/// Empty, 1-byte, 4 MiB incompressible and 4 MiB compressible blocks come
+/// back byte-identical.
+pub async fn block_round_trips(backend: Arc<dyn Backend>) {
+    let cases = [
+        Bytes::new(),
+        Bytes::from_static(b"x"),
+        noise(1, 4 << 20),
+        Bytes::from(b"pouch ".repeat((4 << 20) / 6)),
+    ];
+    let blocks: Vec<Block> = cases.iter().cloned().map(Block::encode).collect();
+    assert_eq!(blocks[3].codec(), Codec::Zstd, "test data should compress");
+    backend
+        .put_blocks(blocks.clone())
+        .await
+        .expect("put blocks");
+    for (raw, block) in cases.iter().zip(&blocks) {
+        let got = backend
+            .get_block(block.id())
+            .await
+            .expect("get a stored block");
+        assert!(
+            got == *raw,
+            "block of {} bytes did not round-trip",
+            raw.len()
+        );
+    }
+}
+
+/// Putting a stored block again, or twice in one call, succeeds.
+pub async fn put_is_idempotent(backend: Arc<dyn Backend>) {
+    let a = Block::encode(Bytes::from_static(b"idempotent a"));
+    let b = Block::encode(noise(2, 10_000));
+    backend
+        .put_blocks(vec![a.clone()])
+        .await
+        .expect("first put");
+    backend
+        .put_blocks(vec![a.clone()])
+        .await
+        .expect("second put of the same block");
+    backend
+        .put_blocks(vec![a.clone(), b.clone(), a.clone(), b.clone()])
+        .await
+        .expect("a batch with duplicates");
+    assert_eq!(
+        backend.has_blocks(&[a.id(), b.id()]).await.unwrap(),
+        [true, true]
+    );
+    assert_eq!(
+        backend.get_block(a.id()).await.unwrap(),
+        Bytes::from_static(b"idempotent a")
+    );
+    assert_eq!(backend.get_block(b.id()).await.unwrap(), noise(2, 10_000));
+}
+
+/// A block never put is `BlockNotFound`, not an empty or wrong answer.
+pub async fn missing_block_is_not_found(backend: Arc<dyn Backend>) {
+    let id = BlockId::of(b"never stored");
+    match backend.get_block(id).await {
+        Err(Error::BlockNotFound(missing)) => assert_eq!(missing, id),
+        other => panic!("get of a missing block returned {other:?}"),
+    }
+    assert_eq!(backend.has_blocks(&[id]).await.unwrap(), [false]);
+}
+
+/// Bytes that do not hash to their id are refused, raw or compressed, and
+/// nothing of the refused batch is stored.
+pub async fn mismatched_blocks_are_refused(backend: Arc<dyn Backend>) {
+    let good = Block::encode(Bytes::from_static(b"good bytes"));
+    let claimed = BlockId::of(b"the bytes this block claims to be");
+    let raw_forgery = Block::from_parts(claimed, Codec::Raw, Bytes::from_static(b"other bytes"));
+    match backend.put_blocks(vec![good.clone(), raw_forgery]).await {
+        Err(Error::Corrupt { id, .. }) => assert_eq!(id, claimed),
+        other => panic!("a raw block with the wrong id was not refused: {other:?}"),
+    }
+    let compressed = Block::encode(Bytes::from(vec![5u8; 50_000]));
+    let zstd_forgery = Block::from_parts(claimed, Codec::Zstd, compressed.payload().clone());
+    match backend.put_blocks(vec![zstd_forgery]).await {
+        Err(Error::Corrupt { id, .. }) => assert_eq!(id, claimed),
+        other => panic!("a zstd block with the wrong id was not refused: {other:?}"),
+    }
+    assert_eq!(
+        backend.has_blocks(&[claimed, good.id()]).await.unwrap(),
+        [false, false],
+        "a refused batch must store nothing"
+    );
+}
+
+/// Five hundred small blocks in one call all land.
+pub async fn many_blocks_in_one_put(backend: Arc<dyn Backend>) {
+    let raws: Vec<Bytes> = (0..500).map(|i| noise(1000 + i, 4096)).collect();
+    let blocks: Vec<Block> = raws.iter().cloned().map(Block::encode).collect();
+    let ids: Vec<BlockId> = blocks.iter().map(Block::id).collect();
+    backend
+        .put_blocks(blocks)
+        .await
+        .expect("put 500 blocks at once");
+    assert!(
+        backend
+            .has_blocks(&ids)
+            .await
+            .unwrap()
+            .iter()
+            .all(|&has| has)
+    );
+    for i in [0, 1, 250, 499] {
+        assert_eq!(backend.get_block(ids[i]).await.unwrap(), raws[i]);
+    }
+}
+
+/// One `has_blocks` call over 10,000 ids answers each, in order.
+pub async fn has_many_answers_ten_thousand_ids(backend: Arc<dyn Backend>) {
+    let stored: Vec<Block> = (0..100)
+        .map(|i| Block::encode(noise(5000 + i, 64)))
+        .collect();
+    backend.put_blocks(stored.clone()).await.expect("put");
+    let mut ids = Vec::with_capacity(10_000);
+    let mut expected = Vec::with_capacity(10_000);
+    for i in 0..10_000u64 {
+        if i % 100 == 7 {
+            ids.push(stored[(i / 100) as usize].id());
+            expected.push(true);
+        } else {
+            ids.push(BlockId::of(&i.to_le_bytes()));
+            expected.push(false);
+        }
+    }
+    let got = backend.has_blocks(&ids).await.expect("has 10,000 ids");
+    assert_eq!(got.len(), 10_000);
+    assert!(got == expected, "has_blocks answered some ids wrongly");
+}
+
+/// Deleted blocks are gone; deleting a missing block is fine; a deleted
+/// block can be put again.
+pub async fn delete_removes_blocks(backend: Arc<dyn Backend>) {
+    let blocks: Vec<Block> = (0..3)
+        .map(|i| Block::encode(noise(9000 + i, 3000)))
+        .collect();
+    backend.put_blocks(blocks.clone()).await.unwrap();
+    let never = BlockId::of(b"never put");
+    backend
+        .delete_blocks(&[blocks[0].id(), blocks[1].id(), never])
+        .await
+        .expect("delete");
+    backend
+        .delete_blocks(&[blocks[0].id()])
+        .await
+        .expect("delete again");
+    let ids: Vec<BlockId> = blocks.iter().map(Block::id).collect();
+    assert_eq!(
+        backend.has_blocks(&ids).await.unwrap(),
+        [false, false, true]
+    );
+    assert!(matches!(
+        backend.get_block(ids[0]).await,
+        Err(Error::BlockNotFound(_))
+    ));
+    backend.put_blocks(vec![blocks[0].clone()]).await.unwrap();
+    assert_eq!(backend.get_block(ids[0]).await.unwrap(), noise(9000, 3000));
+}
+
+/// Sixteen writers race for each of three slots: exactly one wins each, the
+/// others get `SlotTaken`, and the stored entry is the winner's.
+pub async fn racing_appends_have_one_winner(backend: Arc<dyn Backend>) {
+    for slot in 1..=3u64 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let racers: Vec<_> = (0..16u64)
+            .map(|writer| {
+                let backend = backend.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    let data = Bytes::from(format!("slot {slot} writer {writer}"));
+                    barrier.wait().await;
+                    (data.clone(), backend.append(Seq(slot), data).await)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for racer in racers {
+            let (data, result) = racer.await.expect("racer panicked");
+            match result {
+                Ok(()) => winners.push(data),
+                Err(Error::SlotTaken(seq)) => assert_eq!(seq, Seq(slot)),
+                Err(other) => panic!("a losing append must be SlotTaken, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "slot {slot} had {} winners",
+            winners.len()
+        );
+        let stored = backend.read_journal(Seq(slot - 1), 1).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].seq, Seq(slot));
+        assert_eq!(
+            stored[0].data, winners[0],
+            "the stored entry is not the winner's"
+        );
+    }
+}
+
+/// Appending past the head, or entry 0, is refused; the journal is unchanged.
+pub async fn appends_must_not_leave_gaps(backend: Arc<dyn Backend>) {
+    match backend.append(Seq(2), Bytes::from_static(b"gap")).await {
+        Err(Error::Gap { seq, head }) => assert_eq!((seq, head), (Seq(2), Seq::ZERO)),
+        other => panic!("appending entry 2 to an empty journal returned {other:?}"),
+    }
+    assert!(backend.append(Seq::ZERO, Bytes::new()).await.is_err());
+    backend
+        .append(Seq(1), Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    match backend.append(Seq(1), Bytes::from_static(b"again")).await {
+        Err(Error::SlotTaken(seq)) => assert_eq!(seq, Seq(1)),
+        other => panic!("appending an existing entry returned {other:?}"),
+    }
+    assert!(matches!(
+        backend.append(Seq(5), Bytes::new()).await,
+        Err(Error::Gap { .. })
+    ));
+    assert_eq!(backend.journal_head().await.unwrap(), Seq(1));
+}
+
+/// From every cursor, reads return the entries after it, in order, within
+/// the limit.
+pub async fn reads_from_every_cursor(backend: Arc<dyn Backend>) {
+    let n = 25u64;
+    assert!(
+        backend
+            .read_journal(Seq::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for seq in 1..=n {
+        let data = if seq == 7 {
+            Bytes::new()
+        } else {
+            noise(seq, seq as usize * 100)
+        };
+        backend.append(Seq(seq), data).await.unwrap();
+    }
+    for after in 0..=n + 2 {
+        let all = backend.read_journal(Seq(after), 1000).await.unwrap();
+        let want: Vec<u64> = (after + 1..=n).collect();
+        let got: Vec<u64> = all.iter().map(|e| e.seq.0).collect();
+        assert_eq!(got, want, "entries after {after}");
+        for entry in &all {
+            let seq = entry.seq.0;
+            let data = if seq == 7 {
+                Bytes::new()
+            } else {
+                noise(seq, seq as usize * 100)
+            };
+            assert_eq!(entry.data, data, "contents of entry {seq}");
+        }
+        let limited = backend.read_journal(Seq(after), 3).await.unwrap();
+        let got: Vec<u64> = limited.iter().map(|e| e.seq.0).collect();
+        assert_eq!(got, want.iter().copied().take(3).collect::<Vec<_>>());
+    }
+}
+
+/// `wait_journal` returns at once when there is news, and never reports a
+/// head beyond the real one.
+pub async fn wait_reports_news_and_head(backend: Arc<dyn Backend>) {
+    assert_eq!(
+        backend
+            .wait_journal(Seq::ZERO, Duration::ZERO)
+            .await
+            .unwrap(),
+        Seq::ZERO
+    );
+    assert_eq!(
+        backend
+            .wait_journal(Seq::ZERO, Duration::from_millis(100))
+            .await
+            .unwrap(),
+        Seq::ZERO
+    );
+    backend
+        .append(Seq(1), Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    backend
+        .append(Seq(2), Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    // News exists: no waiting allowed, so a long timeout must not be served.
+    let head = tokio::time::timeout(
+        Duration::from_secs(30),
+        backend.wait_journal(Seq(1), Duration::from_secs(3600)),
+    )
+    .await
+    .expect("wait_journal must return at once when there is news")
+    .unwrap();
+    assert_eq!(head, Seq(2));
+    assert_eq!(
+        backend
+            .wait_journal(Seq(2), Duration::from_millis(50))
+            .await
+            .unwrap(),
+        Seq(2)
+    );
+}
+
+/// For backends with push: a waiter hears of an append made while it waits.
+pub async fn wait_wakes_on_append(backend: Arc<dyn Backend>) {
+    let waiter = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_journal(Seq::ZERO, Duration::from_secs(3600))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    backend
+        .append(Seq(1), Bytes::from_static(b"news"))
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("a waiting wait_journal was not woken by an append")
+        .expect("waiter panicked")
+        .unwrap();
+    assert_eq!(head, Seq(1));
+}
+
+/// No snapshot at first; a put one reads back; a second replaces it.
+pub async fn snapshot_overwrite_and_read_back(backend: Arc<dyn Backend>) {
+    assert_eq!(backend.get_snapshot().await.unwrap(), None);
+    let first = Snapshot {
+        seq: Seq(3),
+        data: noise(3, 1000),
+    };
+    backend.put_snapshot(first.clone()).await.unwrap();
+    assert_eq!(backend.get_snapshot().await.unwrap(), Some(first));
+    let second = Snapshot {
+        seq: Seq(9),
+        data: noise(9, 200_000),
+    };
+    backend.put_snapshot(second.clone()).await.unwrap();
+    assert_eq!(backend.get_snapshot().await.unwrap(), Some(second));
+}

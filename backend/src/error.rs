@@ -1,0 +1,145 @@
+//! The one error type of every backend.
+//!
+//! Policy: each variant is something a caller can act on. `is_retryable`
+//! says whether the same call may succeed later without anyone changing
+//! anything; every other error needs a different call (pull and re-plan
+//! after [`Error::SlotTaken`]) or a person (credentials, disk space).
+
+use std::error::Error as StdError;
+
+use crate::{BlockId, Seq};
+
+/// A result with [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in a backend call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The block is not stored (never put, or deleted).
+    #[error("block {0} is not stored")]
+    BlockNotFound(BlockId),
+
+    /// A journal append lost the race: entry `seq` already exists. The caller
+    /// must read the entries it has not seen, re-plan, and append at the new
+    /// head.
+    #[error("journal entry {0} already exists (another device committed first)")]
+    SlotTaken(Seq),
+
+    /// A journal append that would leave a hole: entries are numbered
+    /// without gaps, and `seq` is not the entry right after `head`.
+    #[error("journal entry {seq} cannot follow entry {head}")]
+    Gap {
+        /// The entry the caller tried to append.
+        seq: Seq,
+        /// The last entry that exists.
+        head: Seq,
+    },
+
+    /// Bytes that do not hash to the block id they claim, on the way in
+    /// (the put is refused) or on the way out (the read is refused).
+    #[error("block {id} is corrupt: {reason}")]
+    Corrupt {
+        /// The block concerned.
+        id: BlockId,
+        /// What check failed.
+        reason: &'static str,
+    },
+
+    /// A request the backend will never accept as sent (too large, malformed).
+    #[error("invalid request: {0}")]
+    InvalidInput(&'static str),
+
+    /// The store refused our credentials.
+    #[error("access denied by the store: check the credentials or token")]
+    Unauthorized,
+
+    /// The store could not be reached or answered with a temporary failure
+    /// (connection reset, timeout, 5xx, throttling). Retrying may help.
+    #[error("the store is unavailable: {source}")]
+    Unavailable {
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+
+    /// The store's data on disk does not have the shape this build knows:
+    /// an unknown format version, a damaged index, a volume that is missing.
+    #[error("the store at hand is unusable: {what}")]
+    Format {
+        /// What is wrong, for the person reading the message.
+        what: String,
+    },
+
+    /// A local file-system error (permissions, a full disk).
+    #[error("{context}: {source}")]
+    Io {
+        /// What Pouch was doing.
+        context: &'static str,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A failure inside the store's own machinery (its database, its
+    /// protocol) that retrying will not fix.
+    #[error("{context}: {source}")]
+    Internal {
+        /// What the store was doing.
+        context: &'static str,
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// Whether the same call may succeed later without anything changing.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unavailable { .. } => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Io { context, source }
+    }
+
+    /// Wraps an internal failure with what was being done.
+    pub fn internal<E: StdError + Send + Sync + 'static>(
+        context: &'static str,
+    ) -> impl FnOnce(E) -> Error {
+        move |source| Error::Internal {
+            context,
+            source: Box::new(source),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        let unavailable = Error::Unavailable {
+            source: Box::new(std::io::Error::other("reset")),
+        };
+        assert!(unavailable.is_retryable());
+        assert!(!Error::SlotTaken(Seq(3)).is_retryable());
+        assert!(!Error::BlockNotFound(BlockId::of(b"")).is_retryable());
+        let full =
+            Error::io("writing a volume")(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(!full.is_retryable());
+        let timeout = Error::io("reading")(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(timeout.is_retryable());
+    }
+}

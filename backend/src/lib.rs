@@ -1,0 +1,32 @@
+//! The storage contract of Pouch.
+//!
+//! Every place Pouch can keep a user's data — Amazon S3, the in-house
+//! `pouch-store` server, or the embedded store on a local folder — implements
+//! one object-safe, async trait: [`Backend`]. The sync engine only ever sees an
+//! `Arc<dyn Backend>`, so switching stores is a configuration change.
+//!
+//! A backend holds two things for one namespace (one user's synced folder):
+//!
+//! - **blocks**: immutable content-addressed chunks of files, named by the
+//!   BLAKE3 hash of their raw bytes ([`BlockId`]), stored raw or
+//!   zstd-compressed ([`Block`]);
+//! - **the namespace journal**: a totally ordered, append-only log of commits
+//!   ([`JournalEntry`], numbered by [`Seq`]) whose appends are create-only, so
+//!   two devices can never both win the same slot; plus the latest snapshot of
+//!   the folded journal ([`Snapshot`]).
+//!
+//! [`conformance`] is the one test suite every implementation must pass
+//! against a real instance of its store.
+
+mod backend;
+mod block;
+mod block_id;
+pub mod conformance;
+mod error;
+mod journal;
+
+pub use backend::{Backend, BackendExt};
+pub use block::{Block, Codec, MAX_BLOCK_SIZE};
+pub use block_id::{BlockId, ParseBlockIdError};
+pub use error::{Error, Result};
+pub use journal::{JournalEntry, Seq, Snapshot};

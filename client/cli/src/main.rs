@@ -1,0 +1,6 @@
+//! The `pouch` command line.
+
+fn main() {
+    eprintln!("pouch: the sync engine is not wired in yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! Pouch's sync engine.
