@@ -1,6 +1,38 @@
-//! The `pouch` command line.
+//! `pouch`: the headless command line. Thin glue: it reads the config,
+//! opens the backend the config names, and drives `pouch-core`.
 
-fn main() {
-    eprintln!("pouch: the sync engine is not wired in yet");
-    std::process::exit(2);
+mod cli;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("POUCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pouch: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pouch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,64 @@
+//! The command-line grammar: the single source of the help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps a folder identical on all your devices.
+#[derive(Debug, Parser)]
+#[command(name = "pouch", version, about)]
+pub struct Cli {
+    /// The config file [default: config.toml in the system's config folder].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a config: which folder to sync, as which device, to which store.
+    Init {
+        /// The folder to keep in sync (created if missing).
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// This device's name, used in conflicted copies [default: the host name].
+        #[arg(long)]
+        device: Option<String>,
+        /// Which kind of store holds the data.
+        #[arg(long, value_enum, default_value_t = BackendKind::Own)]
+        backend: BackendKind,
+        /// The embedded store's folder; devices sharing it sync with each
+        /// other [default: `store` in the system's data folder].
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+    },
+    /// Sync once in both directions, then exit.
+    Sync {
+        /// Print the outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what is waiting to sync, without changing anything on disk.
+    Status {
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the synced folder as Pouch last saw it.
+    Ls {
+        /// List the remote side (the store's journal) instead.
+        #[arg(long)]
+        remote: bool,
+    },
+}
+
+/// Store kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Pouch's own block store, embedded on a local folder.
+    Own,
+}

@@ -1,0 +1,257 @@
+//! The subcommands' bodies.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use pouch_backend::{Backend, BackendExt};
+use pouch_backend_own::EmbeddedBackend;
+use pouch_core::config::{self, BackendConfig, CONFIG_VERSION, Config};
+use pouch_core::db::Tree;
+use pouch_core::plan::Op;
+use pouch_core::sync::{Engine, SystemClock};
+use serde::Serialize;
+
+use crate::cli::{BackendKind, Cli, Command};
+
+/// Runs one command; the exit code says whether everything synced.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = match cli.config {
+        Some(path) => path,
+        None => config::default_config_path()
+            .context("no home folder to keep the config in; pass --config FILE")?,
+    };
+    match cli.command {
+        Command::Init {
+            root,
+            device,
+            backend,
+            store,
+        } => init(&config_path, root, device, backend, store),
+        Command::Sync { json } => sync(&config_path, json).await,
+        Command::Status { json } => status(&config_path, json).await,
+        Command::Ls { remote } => ls(&config_path, remote).await,
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "this device".to_owned())
+}
+
+fn init(
+    config_path: &Path,
+    root: PathBuf,
+    device: Option<String>,
+    backend: BackendKind,
+    store: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    if config_path.exists() {
+        bail!(
+            "{} already exists; edit it, or pass another --config FILE",
+            config_path.display()
+        );
+    }
+    let root = absolute(&root)?;
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let device = device.unwrap_or_else(host_name);
+    if device.is_empty() || device.contains('/') {
+        bail!("a device name must be non-empty and contain no '/'");
+    }
+    let journal = match cli_default_config(config_path) {
+        true => config::project_dirs()
+            .context("no data folder for the local journal")?
+            .data_dir()
+            .join("journal.sqlite"),
+        false => config_path.with_extension("journal.sqlite"),
+    };
+    let backend = match backend {
+        BackendKind::Own => {
+            let store = match store {
+                Some(store) => absolute(&store)?,
+                None => config::default_store_path()
+                    .context("no data folder for the store; pass --store DIR")?,
+            };
+            // Opening creates the store and proves the folder is usable.
+            EmbeddedBackend::open(&store)
+                .with_context(|| format!("cannot open the store at {}", store.display()))?;
+            BackendConfig::Own { store }
+        }
+    };
+    let config = Config {
+        version: CONFIG_VERSION,
+        root,
+        device,
+        journal: absolute(&journal)?,
+        backend,
+    };
+    config.save(config_path)?;
+    println!("wrote {}", config_path.display());
+    println!("  folder: {}", config.root.display());
+    println!("  device: {}", config.device);
+    println!("run `pouch sync` to sync it");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cli_default_config(path: &Path) -> bool {
+    config::default_config_path().is_some_and(|default| default == path)
+}
+
+fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
+    match &config.backend {
+        BackendConfig::Own { store } => Ok(Arc::new(
+            EmbeddedBackend::open(store)
+                .with_context(|| format!("cannot open the store at {}", store.display()))?,
+        )),
+    }
+}
+
+fn open_engine(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn Backend>, Engine)> {
+    let config = Config::load(config_path)?;
+    let backend = open_backend(&config)?;
+    let engine = Engine::open(
+        &config.root,
+        &config.device,
+        &config.journal,
+        backend.clone(),
+        Arc::new(SystemClock),
+        Arc::from(crate::progress::for_stderr()),
+    )
+    .with_context(|| format!("cannot start syncing {}", config.root.display()))?;
+    Ok((config, backend, engine))
+}
+
+async fn sync(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let (config, _, mut engine) = open_engine(config_path)?;
+    let report = engine
+        .sync_once()
+        .await
+        .with_context(|| format!("sync of {} stopped", config.root.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "synced {}: {} up, {} down, {} deleted here, {} deleted remotely, {} renamed, {} conflicts; {} blocks sent ({})",
+            config.root.display(),
+            report.uploaded,
+            report.downloaded,
+            report.deleted_local,
+            report.deleted_remote,
+            report.renamed_local,
+            report.conflicts,
+            report.blocks_uploaded,
+            indicatif::HumanBytes(report.bytes_uploaded),
+        );
+    }
+    for problem in &report.problems {
+        eprintln!("not synced: {problem}");
+    }
+    Ok(if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[derive(Serialize)]
+struct Status {
+    root: PathBuf,
+    device: String,
+    backend: String,
+    cursor: u64,
+    remote_head: u64,
+    to_upload: usize,
+    to_delete_remotely: usize,
+    to_download: usize,
+    to_delete_locally: usize,
+    conflicts: usize,
+    problems: Vec<String>,
+}
+
+async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let (config, backend, mut engine) = open_engine(config_path)?;
+    let (ops, problems) = engine.pending().await?;
+    let count = |f: fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
+    let status = Status {
+        root: config.root.clone(),
+        device: config.device.clone(),
+        backend: backend.describe(),
+        cursor: engine.db().cursor()?.0,
+        remote_head: backend.journal_head().await?.0,
+        to_upload: count(|op| matches!(op, Op::Upload { .. })),
+        to_delete_remotely: count(|op| matches!(op, Op::DeleteRemote { .. })),
+        to_download: count(|op| matches!(op, Op::Download { .. } | Op::RenameLocal { .. })),
+        to_delete_locally: count(|op| matches!(op, Op::DeleteLocal { .. })),
+        conflicts: count(|op| matches!(op, Op::Conflict { .. })),
+        problems,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        let pending = status.to_upload
+            + status.to_delete_remotely
+            + status.to_download
+            + status.to_delete_locally
+            + status.conflicts;
+        println!("folder:  {}", status.root.display());
+        println!("device:  {}", status.device);
+        println!("store:   {}", status.backend);
+        println!("journal: entry {} of {}", status.cursor, status.remote_head);
+        if pending == 0 {
+            println!("up to date");
+        } else {
+            println!(
+                "waiting: {} to upload, {} to delete remotely, {} to download, {} to delete here, {} conflicts",
+                status.to_upload,
+                status.to_delete_remotely,
+                status.to_download,
+                status.to_delete_locally,
+                status.conflicts
+            );
+        }
+        for problem in &status.problems {
+            println!("problem: {problem}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ls(config_path: &Path, remote: bool) -> anyhow::Result<ExitCode> {
+    let (_, _, mut engine) = open_engine(config_path)?;
+    let nodes: Vec<(String, pouch_core::node::Node)> = if remote {
+        engine.pull_only().await?;
+        engine
+            .db()
+            .tree(Tree::Remote)?
+            .into_iter()
+            .map(|(p, n)| (p.to_string(), n))
+            .collect()
+    } else {
+        engine
+            .db()
+            .local()?
+            .into_iter()
+            .map(|(p, (_, n))| (p.to_string(), n))
+            .collect()
+    };
+    for (path, node) in nodes {
+        match &node {
+            pouch_core::node::Node::Symlink { target } => {
+                println!("{:<7} {:>12} {path} -> {target}", node.kind_name(), "")
+            }
+            pouch_core::node::Node::Dir => println!("{:<7} {:>12} {path}/", node.kind_name(), ""),
+            pouch_core::node::Node::File { size, .. } => {
+                println!("{:<7} {size:>12} {path}", node.kind_name())
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

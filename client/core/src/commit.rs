@@ -1,0 +1,56 @@
+//! The format of a namespace journal entry: one commit, a batch of changes
+//! made by one device. JSON, versioned, so other clients can read it.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::node::Node;
+use crate::{Error, Result};
+
+/// The entry format this build writes.
+pub const COMMIT_VERSION: u32 = 1;
+
+/// One commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// Format version.
+    pub v: u32,
+    /// The committing device's name.
+    pub device: String,
+    /// What changed. Paths are unvalidated text until the reader checks them.
+    pub changes: Vec<Change>,
+}
+
+/// One path's new state: a node, or `None` for a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The path, `/`-separated, relative to the root.
+    pub path: String,
+    /// What it holds now; `None` when it was deleted.
+    pub node: Option<Node>,
+}
+
+impl Commit {
+    /// The entry bytes.
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("a commit always serialises"))
+    }
+
+    /// Parses entry `seq`.
+    pub fn decode(seq: u64, data: &[u8]) -> Result<Self> {
+        let commit: Commit = serde_json::from_slice(data).map_err(|e| Error::BadEntry {
+            seq,
+            reason: e.to_string(),
+        })?;
+        if commit.v > COMMIT_VERSION {
+            return Err(Error::BadEntry {
+                seq,
+                reason: format!(
+                    "format {} is newer than this Pouch; upgrade Pouch",
+                    commit.v
+                ),
+            });
+        }
+        Ok(commit)
+    }
+}

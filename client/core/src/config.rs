@@ -1,0 +1,138 @@
+//! The configuration file (TOML): which folder, which device, which store.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The config format this build writes.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Everything one device needs to sync one folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version of this file.
+    pub version: u32,
+    /// The folder kept in sync.
+    pub root: PathBuf,
+    /// This device's name, shown in conflicted copies' names.
+    pub device: String,
+    /// This device's local journal (SQLite).
+    pub journal: PathBuf,
+    /// Where the blocks and the namespace journal live.
+    pub backend: BackendConfig,
+}
+
+/// Which store holds the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// Pouch's own block store, embedded: a folder on this machine.
+    Own {
+        /// The store folder; several devices on one machine may share it.
+        store: PathBuf,
+    },
+}
+
+/// Pouch's standard folders on this system.
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "pouch")
+}
+
+/// The default config file: `config.toml` in the system's config folder.
+pub fn default_config_path() -> Option<PathBuf> {
+    project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+/// The default embedded store folder, in the system's data folder.
+pub fn default_store_path() -> Option<PathBuf> {
+    project_dirs().map(|d| d.data_dir().join("store"))
+}
+
+impl Config {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                "not found; run `pouch init --root DIR` first".to_owned()
+            } else {
+                e.to_string()
+            },
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if config.version > CONFIG_VERSION {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                reason: format!(
+                    "version {} is newer than this Pouch; upgrade Pouch",
+                    config.version
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Writes the config to `path` atomically, readable by its owner only
+    /// (a config may come to hold credentials).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let text = toml::to_string_pretty(self).expect("a config always serialises");
+        let temp = crate::fsops::temp_path(dir);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(Error::io(&temp))?;
+        file.write_all(text.as_bytes()).map_err(Error::io(&temp))?;
+        file.sync_all().map_err(Error::io(&temp))?;
+        std::fs::rename(&temp, path).map_err(Error::io(path))?;
+        crate::fsops::fsync_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn saves_private_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/config.toml");
+        let config = Config {
+            version: CONFIG_VERSION,
+            root: "/home/me/Pouch".into(),
+            device: "laptop".into(),
+            journal: "/home/me/.local/share/pouch/laptop.sqlite".into(),
+            backend: BackendConfig::Own {
+                store: "/srv/store".into(),
+            },
+        };
+        config.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), config);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("kind = \"own\""), "{text}");
+    }
+
+    #[test]
+    fn a_missing_config_says_what_to_do() {
+        let err = Config::load(Path::new("/nonexistent/config.toml")).unwrap_err();
+        assert!(err.to_string().contains("pouch init"), "{err}");
+    }
+}

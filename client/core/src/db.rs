@@ -1,0 +1,248 @@
+//! The local journal: the three trees, the remote cursor and the device
+//! identity, in one SQLite file (WAL) per device.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pouch_backend::Seq;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::node::Node;
+use crate::path::RelPath;
+use crate::scan::Stat;
+use crate::{Error, Result};
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TABLE local (
+         path TEXT PRIMARY KEY, node TEXT NOT NULL,
+         size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, ctime_ns INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE remote (path TEXT PRIMARY KEY, node TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TABLE synced (path TEXT PRIMARY KEY, node TEXT NOT NULL) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// One of the two trees kept without stat data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    /// The journal folded.
+    Remote,
+    /// The last state both sides agreed on.
+    Synced,
+}
+
+impl Tree {
+    fn table(self) -> &'static str {
+        match self {
+            Tree::Remote => "remote",
+            Tree::Synced => "synced",
+        }
+    }
+}
+
+/// A path on disk as last scanned: its stat data and node.
+pub type LocalEntry = (Stat, Node);
+
+/// The local journal of one device.
+pub struct LocalDb {
+    conn: Connection,
+}
+
+fn to_json(node: &Node) -> String {
+    serde_json::to_string(node).expect("a node always serialises")
+}
+
+fn from_json(path: &str, text: &str) -> rusqlite::Result<Node> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            Box::new(PathError(path.to_owned(), e)),
+        )
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stored node of {0}: {1}")]
+struct PathError(String, serde_json::Error);
+
+fn rel(path: String) -> rusqlite::Result<RelPath> {
+    RelPath::parse(&path).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+impl LocalDb {
+    /// Opens (creating and migrating) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: u32 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::NewerSchema {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", from as u32 + 1)?;
+        }
+        tx.commit()?;
+        Ok(Self { conn })
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Sets a metadata value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// The last journal entry folded into the Remote tree.
+    pub fn cursor(&self) -> Result<Seq> {
+        Ok(Seq(self
+            .meta("cursor")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)))
+    }
+
+    /// Loads the Remote or Synced tree.
+    pub fn tree(&self, tree: Tree) -> Result<BTreeMap<RelPath, Node>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT path, node FROM {}", tree.table()))?;
+        let rows = stmt.query_map([], |row| {
+            let path: String = row.get(0)?;
+            let node: String = row.get(1)?;
+            Ok((rel(path.clone())?, from_json(&path, &node)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Loads the Local tree with its stat data.
+    pub fn local(&self) -> Result<BTreeMap<RelPath, LocalEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, node, size, mtime_ns, ino, ctime_ns FROM local")?;
+        let rows = stmt.query_map([], |row| {
+            let path: String = row.get(0)?;
+            let node: String = row.get(1)?;
+            let stat = Stat {
+                size: row.get::<_, i64>(2)? as u64,
+                mtime_ns: row.get(3)?,
+                ino: row.get::<_, i64>(4)? as u64,
+                ctime_ns: row.get(5)?,
+            };
+            Ok((rel(path.clone())?, (stat, from_json(&path, &node)?)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Replaces the whole Local tree with a scan's result.
+    pub fn replace_local(&mut self, entries: &BTreeMap<RelPath, LocalEntry>) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM local", [])?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (path, (stat, node)) in entries {
+                insert.execute(params![
+                    path.as_str(),
+                    to_json(node),
+                    stat.size as i64,
+                    stat.mtime_ns,
+                    stat.ino as i64,
+                    stat.ctime_ns
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records one path's Local entry after Pouch itself changed the disk.
+    pub fn set_local(&self, path: &RelPath, entry: Option<&LocalEntry>) -> Result<()> {
+        match entry {
+            Some((stat, node)) => self.conn.execute(
+                "INSERT OR REPLACE INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![path.as_str(), to_json(node), stat.size as i64, stat.mtime_ns, stat.ino as i64, stat.ctime_ns],
+            )?,
+            None => self.conn.execute("DELETE FROM local WHERE path = ?1", [path.as_str()])?,
+        };
+        Ok(())
+    }
+
+    /// Records what both sides now agree `path` holds.
+    pub fn set_synced(&self, path: &RelPath, node: Option<&Node>) -> Result<()> {
+        set_node(&self.conn, Tree::Synced, path, node)
+    }
+
+    /// Folds changes of journal entry `seq` into the Remote tree and moves
+    /// the cursor, atomically. With `synced`, the same changes are recorded
+    /// as agreed (our own commit).
+    pub fn fold(
+        &mut self,
+        seq: Seq,
+        changes: &[(RelPath, Option<Node>)],
+        synced: bool,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (path, node) in changes {
+            set_node(&tx, Tree::Remote, path, node.as_ref())?;
+            if synced {
+                set_node(&tx, Tree::Synced, path, node.as_ref())?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?1)",
+            [seq.0.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn set_node(conn: &Connection, tree: Tree, path: &RelPath, node: Option<&Node>) -> Result<()> {
+    match node {
+        Some(node) => conn.execute(
+            &format!(
+                "INSERT OR REPLACE INTO {} (path, node) VALUES (?1, ?2)",
+                tree.table()
+            ),
+            params![path.as_str(), to_json(node)],
+        )?,
+        None => conn.execute(
+            &format!("DELETE FROM {} WHERE path = ?1", tree.table()),
+            [path.as_str()],
+        )?,
+    };
+    Ok(())
+}

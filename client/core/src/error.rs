@@ -1,0 +1,94 @@
+//! The sync engine's errors.
+
+use std::path::PathBuf;
+
+/// A result with [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in the sync engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backend failed; see its `is_retryable`.
+    #[error(transparent)]
+    Backend(#[from] pouch_backend::Error),
+
+    /// A file-system operation on a path failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The local journal database failed.
+    #[error("the local journal database: {0}")]
+    Db(#[from] rusqlite::Error),
+
+    /// The local journal was written by a newer Pouch.
+    #[error("the local journal has schema {found}; this Pouch knows up to {known}: upgrade Pouch")]
+    NewerSchema {
+        /// The version on disk.
+        found: u32,
+        /// The newest this build knows.
+        known: u32,
+    },
+
+    /// A path that must never touch the disk (from a corrupt or malicious
+    /// journal, or a name Pouch cannot represent).
+    #[error("unsafe path {path:?}: {reason}")]
+    UnsafePath {
+        /// The offending path, as received.
+        path: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+
+    /// A journal entry that does not parse.
+    #[error("journal entry {seq} is malformed: {reason}")]
+    BadEntry {
+        /// Its position.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The configuration is missing or wrong.
+    #[error("configuration {path}: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
+    /// Other devices kept committing first; the sync gave up for now.
+    #[error("lost the race to commit {attempts} times in a row; try again")]
+    Contended {
+        /// How many commits were lost.
+        attempts: u32,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+
+    /// Whether running the same sync again later may succeed unchanged.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Backend(e) => e.is_retryable(),
+            Error::Contended { .. } => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+}

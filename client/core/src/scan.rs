@@ -1,0 +1,201 @@
+//! The scanner: walks the sync root and builds the Local tree.
+//!
+//! Fast path: a file whose size, mtime, inode and ctime match the previous
+//! scan keeps its blocklist without being read. Anything it cannot read
+//! (permissions, a name that is not UTF-8, a file changing under it) is
+//! reported and keeps its previous entry, so a problem never looks like a
+//! delete.
+
+use std::collections::BTreeMap;
+use std::fs::Metadata;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use crate::chunk;
+use crate::db::LocalEntry;
+use crate::fsops::is_temp_name;
+use crate::node::Node;
+use crate::path::RelPath;
+
+/// The stat data that decides whether a file must be re-read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stat {
+    /// Length in bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i64,
+}
+
+impl Stat {
+    /// The stat data of `meta`.
+    pub fn of(meta: &Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ino: meta.ino(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct ScanOutcome {
+    /// Every path on disk that can be synced.
+    pub entries: BTreeMap<RelPath, LocalEntry>,
+    /// Paths that could not be read, with why; their previous entries are
+    /// kept in `entries`.
+    pub problems: Vec<String>,
+    /// Files read and hashed (the fast path missed).
+    pub hashed: u64,
+}
+
+/// Scans `root`, reusing `previous` entries whose stat data is unchanged.
+pub fn scan(root: &Path, previous: &BTreeMap<RelPath, LocalEntry>) -> ScanOutcome {
+    let mut out = ScanOutcome::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(e) => {
+                out.problems
+                    .push(format!("{}: cannot list: {e}", dir.display()));
+                keep_previous_subtree(root, &dir, previous, &mut out);
+                continue;
+            }
+        };
+        for item in listing {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    out.problems
+                        .push(format!("{}: cannot list: {e}", dir.display()));
+                    continue;
+                }
+            };
+            let full = item.path();
+            let relative = full.strip_prefix(root).expect("under root");
+            let path = match RelPath::from_fs(relative) {
+                Some(Ok(path)) => path,
+                Some(Err(e)) => {
+                    out.problems.push(format!("{}: {e}", full.display()));
+                    continue;
+                }
+                None => {
+                    out.problems.push(format!(
+                        "{}: the name is not valid UTF-8 and cannot be synced; rename it",
+                        full.display()
+                    ));
+                    continue;
+                }
+            };
+            if is_temp_name(path.name()) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&full) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    out.problems.push(format!("{}: {e}", full.display()));
+                    keep_previous(&path, previous, &mut out);
+                    continue;
+                }
+            };
+            let stat = Stat::of(&meta);
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                out.entries.insert(path, (stat, Node::Dir));
+                stack.push(full);
+            } else if kind.is_symlink() {
+                match std::fs::read_link(&full).map(|t| t.to_str().map(str::to_owned)) {
+                    Ok(Some(target)) => {
+                        out.entries.insert(path, (stat, Node::Symlink { target }));
+                    }
+                    Ok(None) => out.problems.push(format!(
+                        "{}: the link target is not valid UTF-8 and cannot be synced",
+                        full.display()
+                    )),
+                    Err(e) => {
+                        out.problems.push(format!("{}: {e}", full.display()));
+                        keep_previous(&path, previous, &mut out);
+                    }
+                }
+            } else if kind.is_file() {
+                scan_file(&full, path, &meta, previous, &mut out);
+            } else {
+                tracing::debug!(path = %path, "skipping a special file");
+            }
+        }
+    }
+    out
+}
+
+fn scan_file(
+    full: &Path,
+    path: RelPath,
+    meta: &Metadata,
+    previous: &BTreeMap<RelPath, LocalEntry>,
+    out: &mut ScanOutcome,
+) {
+    let stat = Stat::of(meta);
+    let exec = meta.permissions().mode() & 0o100 != 0;
+    if let Some((old_stat, node @ Node::File { exec: old_exec, .. })) = previous.get(&path)
+        && *old_stat == stat
+        && *old_exec == exec
+    {
+        out.entries.insert(path, (stat, node.clone()));
+        return;
+    }
+    let hashed = std::fs::File::open(full).and_then(|file| {
+        let (blocks, size) = chunk::blocklist(std::io::BufReader::with_capacity(1 << 20, file))?;
+        let after = std::fs::symlink_metadata(full)?;
+        Ok((blocks, size, Stat::of(&after)))
+    });
+    out.hashed += 1;
+    match hashed {
+        Ok((blocks, size, after)) if after == stat && size == stat.size => {
+            let node = Node::File {
+                size,
+                mtime_ns: stat.mtime_ns,
+                exec,
+                blocks,
+            };
+            out.entries.insert(path, (stat, node));
+        }
+        Ok(_) => {
+            out.problems.push(format!(
+                "{}: changed while being read; will retry",
+                full.display()
+            ));
+            keep_previous(&path, previous, out);
+        }
+        Err(e) => {
+            out.problems.push(format!("{}: {e}", full.display()));
+            keep_previous(&path, previous, out);
+        }
+    }
+}
+
+fn keep_previous(path: &RelPath, previous: &BTreeMap<RelPath, LocalEntry>, out: &mut ScanOutcome) {
+    if let Some(entry) = previous.get(path) {
+        out.entries.insert(path.clone(), entry.clone());
+    }
+}
+
+fn keep_previous_subtree(
+    root: &Path,
+    dir: &Path,
+    previous: &BTreeMap<RelPath, LocalEntry>,
+    out: &mut ScanOutcome,
+) {
+    let Some(Some(Ok(dir))) = dir.strip_prefix(root).ok().map(RelPath::from_fs) else {
+        return;
+    };
+    for (path, entry) in previous.iter().filter(|(p, _)| p.is_inside(&dir)) {
+        out.entries.insert(path.clone(), entry.clone());
+    }
+}

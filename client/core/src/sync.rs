@@ -1,0 +1,647 @@
+//! The executor: one full sync in both directions.
+//!
+//! 1. **Pull**: fold new journal entries into the Remote tree; every path
+//!    is validated first, and a refused one never reaches the disk.
+//! 2. **Apply**: scan, plan, and run the operations that change the disk
+//!    (downloads, local deletes, renames, conflicted copies), recording
+//!    each in the local journal as it completes.
+//! 3. **Push**: scan and plan again, upload the blocks the store lacks,
+//!    then append one commit. A lost race (`SlotTaken`) means another
+//!    device committed first: pull, re-plan, retry.
+//!
+//! Blocks are always durable before the commit naming them is appended,
+//! so a crash anywhere leaves at worst unreferenced blocks, which the next
+//! run finds already stored instead of uploading again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pouch_backend::{Backend, Block, BlockId, Error as BackendError};
+use serde::Serialize;
+
+use crate::chunk;
+use crate::commit::{COMMIT_VERSION, Change, Commit};
+use crate::db::{LocalDb, LocalEntry, Tree};
+use crate::fsops::{self, commit_temp, conflict_name, prepare_parent, unchanged};
+use crate::node::{BlockRef, Node};
+use crate::path::RelPath;
+use crate::plan::{Op, plan};
+use crate::scan::{Stat, scan};
+use crate::{Error, Result};
+
+/// How many commits in a row may be lost to other devices before giving up.
+const MAX_COMMIT_ATTEMPTS: u32 = 8;
+/// Raw bytes of blocks gathered before one `has_blocks` + `put_blocks`.
+const UPLOAD_BATCH_BYTES: usize = 16 << 20;
+/// Journal entries read per request while pulling.
+const PULL_PAGE: usize = 256;
+
+/// The wall clock, injected so tests can fix the date of conflicted copies.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn unix_secs(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn unix_secs(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// Where a sync reports its progress (a progress bar, log lines).
+pub trait Progress: Send + Sync {
+    /// A phase starts that will move about `total_bytes`.
+    fn phase(&self, name: &'static str, total_bytes: u64);
+    /// `bytes` more were moved.
+    fn advance(&self, bytes: u64);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn phase(&self, _: &'static str, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// What one sync did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SyncReport {
+    /// Journal entries pulled.
+    pub entries_pulled: u64,
+    /// Paths brought to disk (files, folders, links).
+    pub downloaded: u64,
+    /// Paths removed from disk.
+    pub deleted_local: u64,
+    /// Remote renames applied on disk without downloading.
+    pub renamed_local: u64,
+    /// Conflicted copies made.
+    pub conflicts: u64,
+    /// Paths sent to the remote side.
+    pub uploaded: u64,
+    /// Paths deleted on the remote side.
+    pub deleted_remote: u64,
+    /// Blocks sent to the store (already stored ones are not sent).
+    pub blocks_uploaded: u64,
+    /// Raw bytes of those blocks.
+    pub bytes_uploaded: u64,
+    /// Blocks fetched from the store.
+    pub blocks_downloaded: u64,
+    /// Commits appended to the journal.
+    pub commits: u64,
+    /// Things that could not be synced this time, each with why.
+    pub problems: Vec<String>,
+}
+
+/// The sync engine for one device.
+pub struct Engine {
+    root: PathBuf,
+    device: String,
+    db: LocalDb,
+    backend: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
+    progress: Arc<dyn Progress>,
+}
+
+impl Engine {
+    /// Opens the engine: `root` must exist; the journal is created if new.
+    pub fn open(
+        root: &Path,
+        device: &str,
+        journal: &Path,
+        backend: Arc<dyn Backend>,
+        clock: Arc<dyn Clock>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Self> {
+        let meta = std::fs::metadata(root).map_err(Error::io(root))?;
+        if !meta.is_dir() {
+            return Err(Error::io(root)(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "the sync root is not a folder",
+            )));
+        }
+        let root = root.canonicalize().map_err(Error::io(root))?;
+        Ok(Self {
+            root,
+            device: device.to_owned(),
+            db: LocalDb::open(journal)?,
+            backend,
+            clock,
+            progress,
+        })
+    }
+
+    /// The local journal, for status and listings.
+    pub fn db(&self) -> &LocalDb {
+        &self.db
+    }
+
+    /// One full sync in both directions.
+    pub async fn sync_once(&mut self) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            self.pull(&mut report).await?;
+            let local = self.rescan(&mut report)?;
+            let ops = self.plan(&local)?;
+            self.apply(
+                ops.into_iter().filter(|op| !op.is_push()),
+                &local,
+                &mut report,
+            )
+            .await?;
+
+            let local = self.rescan(&mut report)?;
+            let ops = self.plan(&local)?;
+            let (push, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(Op::is_push);
+            // Only agreements are safe to act on without a fresh pull.
+            let agreements = rest.into_iter().filter(|op| matches!(op, Op::Agree { .. }));
+            self.apply(agreements, &local, &mut report).await?;
+            match self.push(push, &local, &mut report).await {
+                Ok(()) => return Ok(report),
+                Err(Error::Backend(BackendError::SlotTaken(seq))) => {
+                    tracing::info!(%seq, "another device committed first; pulling and re-planning");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(Error::Contended {
+            attempts: MAX_COMMIT_ATTEMPTS,
+        })
+    }
+
+    /// What a sync would do now, without changing the disk: pulls the
+    /// journal, scans, and plans. Returns the operations and any problems.
+    pub async fn pending(&mut self) -> Result<(Vec<Op>, Vec<String>)> {
+        let mut report = SyncReport::default();
+        self.pull(&mut report).await?;
+        let outcome = scan(&self.root, &self.db.local()?);
+        let ops = self.plan(&outcome.entries)?;
+        report.problems.extend(outcome.problems);
+        Ok((ops, report.problems))
+    }
+
+    /// Folds new journal entries into the Remote tree, nothing else.
+    pub async fn pull_only(&mut self) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        self.pull(&mut report).await?;
+        Ok(report)
+    }
+
+    fn plan(&self, local: &BTreeMap<RelPath, LocalEntry>) -> Result<Vec<Op>> {
+        let local_nodes: BTreeMap<RelPath, Node> = local
+            .iter()
+            .map(|(p, (_, n))| (p.clone(), n.clone()))
+            .collect();
+        Ok(plan(
+            &local_nodes,
+            &self.db.tree(Tree::Remote)?,
+            &self.db.tree(Tree::Synced)?,
+        ))
+    }
+
+    fn rescan(&mut self, report: &mut SyncReport) -> Result<BTreeMap<RelPath, LocalEntry>> {
+        let previous = self.db.local()?;
+        let outcome = scan(&self.root, &previous);
+        for problem in outcome.problems {
+            if !report.problems.contains(&problem) {
+                report.problems.push(problem);
+            }
+        }
+        self.db.replace_local(&outcome.entries)?;
+        Ok(outcome.entries)
+    }
+
+    /// Folds every journal entry after the cursor into the Remote tree.
+    async fn pull(&mut self, report: &mut SyncReport) -> Result<()> {
+        loop {
+            let cursor = self.db.cursor()?;
+            let entries = self.backend.read_journal(cursor, PULL_PAGE).await?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for entry in entries {
+                let changes = match Commit::decode(entry.seq.0, &entry.data) {
+                    Ok(commit) => validated(entry.seq.0, commit.changes, &mut report.problems),
+                    Err(e) => {
+                        tracing::error!(seq = %entry.seq, "refusing a journal entry: {e}");
+                        report.problems.push(e.to_string());
+                        Vec::new()
+                    }
+                };
+                self.db.fold(entry.seq, &changes, false)?;
+                report.entries_pulled += 1;
+            }
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        ops: impl Iterator<Item = Op>,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let ops: Vec<Op> = ops.collect();
+        let total = ops
+            .iter()
+            .map(|op| match op {
+                Op::Download { node, .. } | Op::Conflict { node, .. } => node.size(),
+                _ => 0,
+            })
+            .sum();
+        if total > 0 {
+            self.progress.phase("downloading", total);
+        }
+        for op in ops {
+            let path = op.path().clone();
+            match self.apply_one(op, local, report).await {
+                Ok(()) => {}
+                Err(Error::Backend(e))
+                    if !matches!(
+                        e,
+                        BackendError::Corrupt { .. } | BackendError::BlockNotFound(_)
+                    ) =>
+                {
+                    return Err(Error::Backend(e));
+                }
+                Err(e) => {
+                    tracing::warn!(%path, "not synced: {e}");
+                    report.problems.push(format!("{path}: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_one(
+        &mut self,
+        op: Op,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let stat_of = |path: &RelPath| local.get(path).map(|(stat, _)| *stat);
+        match op {
+            Op::Agree { path, node } => self.db.set_synced(&path, node.as_ref()),
+            Op::Download { path, node } => {
+                self.download(&path, &node, stat_of(&path), report).await?;
+                report.downloaded += 1;
+                Ok(())
+            }
+            Op::DeleteLocal { path } => {
+                let full = path.to_fs(&self.root);
+                if !unchanged(&full, stat_of(&path).as_ref())? {
+                    return Err(changed_since_plan());
+                }
+                let meta = std::fs::symlink_metadata(&full).map_err(Error::io(&full))?;
+                let removed = if meta.is_dir() {
+                    std::fs::remove_dir(&full)
+                } else {
+                    std::fs::remove_file(&full)
+                };
+                match removed {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                        // Something not synced (yet) lives inside: keep it.
+                        return Ok(());
+                    }
+                    Err(e) => return Err(Error::io(&full)(e)),
+                }
+                fsops::fsync_dir(full.parent().expect("inside the root"))?;
+                self.db.set_local(&path, None)?;
+                self.db.set_synced(&path, None)?;
+                report.deleted_local += 1;
+                Ok(())
+            }
+            Op::RenameLocal { from, to, node } => {
+                let (src, dst) = (from.to_fs(&self.root), to.to_fs(&self.root));
+                if !unchanged(&src, stat_of(&from).as_ref())? || !unchanged(&dst, None)? {
+                    return Err(changed_since_plan());
+                }
+                prepare_parent(&self.root, &to)?;
+                std::fs::rename(&src, &dst).map_err(Error::io(&dst))?;
+                fsops::fsync_dir(dst.parent().expect("inside the root"))?;
+                let stat = Stat::of(&std::fs::symlink_metadata(&dst).map_err(Error::io(&dst))?);
+                self.db.set_local(&from, None)?;
+                self.db.set_synced(&from, None)?;
+                self.db.set_local(&to, Some(&(stat, node.clone())))?;
+                self.db.set_synced(&to, Some(&node))?;
+                report.renamed_local += 1;
+                Ok(())
+            }
+            Op::Conflict { path, node } => {
+                let full = path.to_fs(&self.root);
+                if !unchanged(&full, stat_of(&path).as_ref())? {
+                    return Err(changed_since_plan());
+                }
+                let remote = self.db.tree(Tree::Remote)?;
+                let root = self.root.clone();
+                let copy =
+                    conflict_name(&path, &self.device, self.clock.unix_secs(), |candidate| {
+                        remote.contains_key(candidate)
+                            || local.contains_key(candidate)
+                            || std::fs::symlink_metadata(candidate.to_fs(&root)).is_ok()
+                    })?;
+                let copy_full = copy.to_fs(&self.root);
+                std::fs::rename(&full, &copy_full).map_err(Error::io(&copy_full))?;
+                fsops::fsync_dir(copy_full.parent().expect("inside the root"))?;
+                tracing::info!(%path, copy = %copy, "conflict: kept the local version as a copy");
+                self.db.set_local(&path, None)?;
+                report.conflicts += 1;
+                self.download(&path, &node, None, report).await?;
+                report.downloaded += 1;
+                Ok(())
+            }
+            Op::Upload { .. } | Op::DeleteRemote { .. } => unreachable!("pushed, not applied"),
+        }
+    }
+
+    /// Brings `node` to `path`, replacing what is there only if it still
+    /// has the stat data `expected` (`None`: nothing may be there).
+    async fn download(
+        &mut self,
+        path: &RelPath,
+        node: &Node,
+        expected: Option<Stat>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let full = path.to_fs(&self.root);
+        let parent = prepare_parent(&self.root, path)?;
+        if !unchanged(&full, expected.as_ref())? {
+            return Err(changed_since_plan());
+        }
+        let existing = std::fs::symlink_metadata(&full).ok();
+        match node {
+            Node::Dir => {
+                match existing {
+                    Some(meta) if meta.is_dir() => {}
+                    Some(_) => {
+                        std::fs::remove_file(&full).map_err(Error::io(&full))?;
+                        std::fs::create_dir(&full).map_err(Error::io(&full))?;
+                    }
+                    None => std::fs::create_dir(&full).map_err(Error::io(&full))?,
+                }
+                fsops::fsync_dir(&parent)?;
+            }
+            Node::File {
+                blocks,
+                exec,
+                mtime_ns,
+                size,
+            } => {
+                let temp = fsops::temp_path(&parent);
+                let result = self.fetch_into(&temp, blocks, *size, report).await;
+                let file = match result {
+                    Ok(file) => file,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&temp);
+                        return Err(e);
+                    }
+                };
+                // Re-check right before the rename: the fetch took time.
+                if !unchanged(&full, expected.as_ref())? {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(changed_since_plan());
+                }
+                if existing.as_ref().is_some_and(|m| m.is_dir()) {
+                    std::fs::remove_dir(&full).map_err(Error::io(&full))?;
+                }
+                commit_temp(file, &temp, &full, *exec, *mtime_ns).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&temp);
+                })?;
+            }
+            Node::Symlink { target } => {
+                let temp = fsops::temp_path(&parent);
+                std::os::unix::fs::symlink(target, &temp).map_err(Error::io(&temp))?;
+                if existing.as_ref().is_some_and(|m| m.is_dir()) {
+                    std::fs::remove_dir(&full).map_err(Error::io(&full))?;
+                }
+                std::fs::rename(&temp, &full).map_err(Error::io(&full))?;
+                fsops::fsync_dir(&parent)?;
+            }
+        }
+        let stat = Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
+        self.db.set_local(path, Some(&(stat, node.clone())))?;
+        self.db.set_synced(path, Some(node))
+    }
+
+    /// Writes a file's blocks, each verified by the backend, into `temp`.
+    async fn fetch_into(
+        &self,
+        temp: &Path,
+        blocks: &[BlockRef],
+        size: u64,
+        report: &mut SyncReport,
+    ) -> Result<std::fs::File> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+            .map_err(Error::io(temp))?;
+        let mut written = 0u64;
+        for block in blocks {
+            let bytes = self.backend.get_block(block.id).await?;
+            if bytes.len() != block.len as usize {
+                return Err(Error::Backend(BackendError::Corrupt {
+                    id: block.id,
+                    reason: "the block's length differs from the blocklist's",
+                }));
+            }
+            file.write_all(&bytes).map_err(Error::io(temp))?;
+            written += bytes.len() as u64;
+            report.blocks_downloaded += 1;
+            self.progress.advance(bytes.len() as u64);
+        }
+        if written != size {
+            return Err(Error::BadEntry {
+                seq: 0,
+                reason: format!("a file's blocks add up to {written} bytes, not its size {size}"),
+            });
+        }
+        Ok(file)
+    }
+
+    /// Uploads what the push operations need and appends one commit.
+    async fn push(
+        &mut self,
+        ops: Vec<Op>,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let total = ops
+            .iter()
+            .map(|op| match op {
+                Op::Upload { node, .. } => node.size(),
+                _ => 0,
+            })
+            .sum();
+        self.progress.phase("uploading", total);
+        // Blocks named in the journal are stored (blocks go before commits),
+        // so the store is asked only about the others.
+        let mut known: HashSet<BlockId> = HashSet::new();
+        for node in self.db.tree(Tree::Remote)?.values() {
+            if let Node::File { blocks, .. } = node {
+                known.extend(blocks.iter().map(|b| b.id));
+            }
+        }
+        let mut changes = Vec::new();
+        for op in ops {
+            match op {
+                Op::Upload { path, node } => {
+                    if let Node::File { blocks, .. } = &node {
+                        match self.upload_file(&path, blocks, &mut known, report).await {
+                            Ok(()) => {}
+                            Err(Error::Backend(e)) => return Err(Error::Backend(e)),
+                            Err(e) => {
+                                report.problems.push(format!("{path}: {e}"));
+                                continue;
+                            }
+                        }
+                    }
+                    changes.push((path, Some(node)));
+                }
+                Op::DeleteRemote { path } => changes.push((path, None)),
+                other => unreachable!("not a push operation: {other:?}"),
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let commit = Commit {
+            v: COMMIT_VERSION,
+            device: self.device.clone(),
+            changes: changes
+                .iter()
+                .map(|(path, node)| Change {
+                    path: path.to_string(),
+                    node: node.clone(),
+                })
+                .collect(),
+        };
+        let seq = self.db.cursor()?.next();
+        self.backend.append(seq, commit.encode()).await?;
+        self.db.fold(seq, &changes, true)?;
+        for (path, node) in &changes {
+            // The local entry's stat data is the scan's; keep it in step.
+            if let (Some(node), Some((stat, _))) = (node, local.get(path)) {
+                self.db.set_local(path, Some(&(*stat, node.clone())))?;
+            }
+        }
+        report.commits += 1;
+        report.uploaded += changes.iter().filter(|(_, n)| n.is_some()).count() as u64;
+        report.deleted_remote += changes.iter().filter(|(_, n)| n.is_none()).count() as u64;
+        tracing::info!(%seq, changes = changes.len(), "committed");
+        Ok(())
+    }
+
+    /// Reads a file again, sends the blocks the store lacks, and checks
+    /// that the file still has the blocklist the plan saw.
+    async fn upload_file(
+        &self,
+        path: &RelPath,
+        planned: &[BlockRef],
+        known: &mut HashSet<BlockId>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let full = path.to_fs(&self.root);
+        let file = std::fs::File::open(&full).map_err(Error::io(&full))?;
+        let mut seen = Vec::with_capacity(planned.len());
+        let mut batch: Vec<chunk::Chunk> = Vec::new();
+        let mut batch_bytes = 0;
+        for piece in chunk::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
+            let piece = piece.map_err(Error::io(&full))?;
+            seen.push(piece.block);
+            if seen.len() > planned.len() || seen[seen.len() - 1] != planned[seen.len() - 1] {
+                return Err(changed_since_plan());
+            }
+            self.progress.advance(u64::from(piece.block.len));
+            if known.contains(&piece.block.id) {
+                continue;
+            }
+            batch_bytes += piece.data.len();
+            batch.push(piece);
+            if batch_bytes >= UPLOAD_BATCH_BYTES {
+                self.send(std::mem::take(&mut batch), known, report).await?;
+                batch_bytes = 0;
+            }
+        }
+        if seen.len() != planned.len() {
+            return Err(changed_since_plan());
+        }
+        self.send(batch, known, report).await
+    }
+
+    async fn send(
+        &self,
+        batch: Vec<chunk::Chunk>,
+        known: &mut HashSet<BlockId>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<BlockId> = batch.iter().map(|c| c.block.id).collect();
+        let stored = self.backend.has_blocks(&ids).await?;
+        let mut missing = Vec::new();
+        let mut missing_ids = HashSet::new();
+        for (piece, stored) in batch.into_iter().zip(stored) {
+            if !stored && missing_ids.insert(piece.block.id) {
+                report.bytes_uploaded += piece.data.len() as u64;
+                missing.push(piece.data);
+            }
+        }
+        report.blocks_uploaded += missing.len() as u64;
+        if !missing.is_empty() {
+            let blocks = tokio::task::spawn_blocking(move || {
+                missing.into_iter().map(Block::encode).collect::<Vec<_>>()
+            })
+            .await
+            .expect("encoding blocks does not panic");
+            self.backend.put_blocks(blocks).await?;
+        }
+        known.extend(ids);
+        Ok(())
+    }
+}
+
+fn changed_since_plan() -> Error {
+    Error::io(PathBuf::new())(std::io::Error::new(
+        std::io::ErrorKind::ResourceBusy,
+        "changed while syncing; will retry on the next sync",
+    ))
+}
+
+/// Keeps the changes whose paths are safe, reporting each refused one.
+fn validated(
+    seq: u64,
+    changes: Vec<Change>,
+    problems: &mut Vec<String>,
+) -> Vec<(RelPath, Option<Node>)> {
+    changes
+        .into_iter()
+        .filter_map(|change| match RelPath::parse(&change.path) {
+            Ok(path) if path.name().starts_with(fsops::TEMP_PREFIX) => {
+                problems.push(format!(
+                    "journal entry {seq}: refused a temp-file name {path}"
+                ));
+                None
+            }
+            Ok(path) => Some((path, change.node)),
+            Err(e) => {
+                tracing::error!(seq, "refusing a change from the journal: {e}");
+                problems.push(format!("journal entry {seq}: refused: {e}"));
+                None
+            }
+        })
+        .collect()
+}
