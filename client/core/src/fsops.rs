@@ -101,6 +101,20 @@ pub fn commit_temp(
     fsync_dir(target.parent().expect("a file has a parent"))
 }
 
+/// Sets a file's exec bit and mtime in place and makes that durable.
+pub fn set_mode_and_mtime(full: &Path, exec: bool, mtime_ns: i64) -> Result<()> {
+    let file = File::options()
+        .write(true)
+        .open(full)
+        .map_err(Error::io(full))?;
+    let mode = if exec { 0o755 } else { 0o644 };
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(Error::io(full))?;
+    file.set_modified(system_time(mtime_ns))
+        .map_err(Error::io(full))?;
+    file.sync_all().map_err(Error::io(full))
+}
+
 fn system_time(ns: i64) -> SystemTime {
     if ns >= 0 {
         SystemTime::UNIX_EPOCH + Duration::from_nanos(ns as u64)

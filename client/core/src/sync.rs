@@ -290,6 +290,31 @@ impl Engine {
         match op {
             Op::Agree { path, node } => self.db.set_synced(&path, node.as_ref()),
             Op::Download { path, node } => {
+                let current = local.get(&path).map(|(_, node)| node);
+                if let (
+                    Node::File {
+                        blocks,
+                        exec,
+                        mtime_ns,
+                        ..
+                    },
+                    Some(Node::File { blocks: have, .. }),
+                ) = (&node, current)
+                    && blocks == have
+                {
+                    // Only the mode changed: the bytes are already here.
+                    let full = path.to_fs(&self.root);
+                    if !unchanged(&full, stat_of(&path).as_ref())? {
+                        return Err(changed_since_plan());
+                    }
+                    fsops::set_mode_and_mtime(&full, *exec, *mtime_ns)?;
+                    let stat =
+                        Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
+                    self.db.set_local(&path, Some(&(stat, node.clone())))?;
+                    self.db.set_synced(&path, Some(&node))?;
+                    report.downloaded += 1;
+                    return Ok(());
+                }
                 self.download(&path, &node, stat_of(&path), report).await?;
                 report.downloaded += 1;
                 Ok(())

@@ -1,0 +1,130 @@
+//! Helpers for driving the real `pouch` binary on real folders.
+
+#![allow(dead_code, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// One device: its config file and synced folder.
+pub struct Device {
+    pub config: PathBuf,
+    pub root: PathBuf,
+}
+
+pub fn pouch() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pouch"));
+    cmd.env("POUCH_LOG", "warn");
+    cmd
+}
+
+impl Device {
+    /// Inits a device named `name` under `dir`, sharing `store`.
+    pub fn init(dir: &Path, name: &str, store: &Path) -> Self {
+        let config = dir.join(format!("{name}.toml"));
+        let root = dir.join(name);
+        let out = pouch()
+            .arg("--config")
+            .arg(&config)
+            .args(["init", "--device", name, "--root"])
+            .arg(&root)
+            .arg("--store")
+            .arg(store)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { config, root }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        pouch()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Syncs once and returns the JSON report; the sync must succeed.
+    pub fn sync(&self) -> serde_json::Value {
+        let out = self.run(&["sync", "--json"]);
+        assert!(
+            out.status.success(),
+            "sync of {} failed: {}",
+            self.root.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+}
+
+/// What a folder holds, for comparing two devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Dir,
+    File { hash: String, len: u64, exec: bool },
+    Link(String),
+}
+
+pub fn snapshot(root: &Path) -> BTreeMap<String, Item> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Item>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            out.insert(rel, Item::Dir);
+            walk(root, &path, out);
+        } else if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).unwrap();
+            out.insert(rel, Item::Link(target.to_str().unwrap().to_owned()));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            out.insert(
+                rel,
+                Item::File {
+                    hash: blake3::hash(&bytes).to_hex().to_string(),
+                    len: bytes.len() as u64,
+                    exec: meta.permissions().mode() & 0o100 != 0,
+                },
+            );
+        }
+    }
+}
+
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    pouch_backend::conformance::noise(seed, len).to_vec()
+}
+
+pub fn set_exec(path: &Path) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Today's date as conflicted copies spell it.
+pub fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (y, m, d) = pouch_core::fsops::civil_date(secs);
+    format!("{y:04}-{m:02}-{d:02}")
+}

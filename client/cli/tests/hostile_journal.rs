@@ -1,0 +1,64 @@
+//! A journal entry naming a path outside the root (written straight into
+//! the store, as a malicious or corrupt client could) is refused, and
+//! nothing is written outside the root.
+
+mod common;
+
+use bytes::Bytes;
+use common::Device;
+use pouch_backend::{Block, Seq};
+use pouch_backend_own::engine::Store;
+
+#[test]
+fn paths_leaving_the_root_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let a = Device::init(dir.path(), "A", &store_dir);
+
+    let store = Store::open(&store_dir, Default::default()).unwrap();
+    let payload = Bytes::from_static(b"pwned");
+    let block = Block::encode(payload.clone());
+    store.put_blocks(vec![block.clone()]).unwrap();
+    let file = serde_json::json!({
+        "kind": "file", "size": 5, "mtime_ns": 0, "exec": false,
+        "blocks": [{"id": block.id().to_string(), "len": 5}]
+    });
+    let outside = dir.path().join("outside");
+    let absolute = dir.path().join("absolute");
+    let entry = serde_json::json!({
+        "v": 1,
+        "device": "mallory",
+        "changes": [
+            {"path": "../outside", "node": file},
+            {"path": absolute.to_str().unwrap(), "node": file},
+            {"path": "sub/../../outside", "node": file},
+            {"path": "ok.txt", "node": file},
+        ]
+    });
+    store
+        .append(Seq(1), serde_json::to_vec(&entry).unwrap().as_slice())
+        .unwrap();
+    // Garbage that is not a commit at all is refused too, without wedging
+    // the journal.
+    store.append(Seq(2), b"\x00not json").unwrap();
+    drop(store);
+
+    let out = a.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a refused entry must fail the sync: {stderr}"
+    );
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(stderr.contains("../outside"), "{stderr}");
+    assert!(!outside.exists(), "a file was written outside the root");
+    assert!(!absolute.exists(), "a file was written at an absolute path");
+    // The well-formed change in the same entry still applies.
+    assert_eq!(std::fs::read(a.path("ok.txt")).unwrap(), b"pwned");
+    let listing = dir.path().read_dir().unwrap().count();
+    assert_eq!(
+        listing, 4,
+        "only A, A.toml, its journal and the store are here"
+    );
+}
