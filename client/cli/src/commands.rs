@@ -165,6 +165,7 @@ async fn sync(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 struct Status {
     root: PathBuf,
     device: String,
+    device_id: String,
     backend: String,
     cursor: u64,
     remote_head: u64,
@@ -183,6 +184,7 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let status = Status {
         root: config.root.clone(),
         device: config.device.clone(),
+        device_id: engine.db().device_id()?,
         backend: backend.describe(),
         cursor: engine.db().cursor()?.0,
         remote_head: backend.journal_head().await?.0,
@@ -202,7 +204,7 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
             + status.to_delete_locally
             + status.conflicts;
         println!("folder:  {}", status.root.display());
-        println!("device:  {}", status.device);
+        println!("device:  {} ({})", status.device, status.device_id);
         println!("store:   {}", status.backend);
         println!("journal: entry {} of {}", status.cursor, status.remote_head);
         if pending == 0 {

@@ -158,3 +158,35 @@ fn inserting_100_bytes_into_a_64_mib_file_sends_at_most_3_blocks() {
     b.sync();
     assert_eq!(std::fs::read(b.path("video.raw")).unwrap(), data);
 }
+
+#[test]
+fn status_and_ls_tell_what_waits_and_what_is_there() {
+    let (_dir, a, b) = pair();
+    std::fs::write(a.path("one.txt"), b"1").unwrap();
+    std::fs::create_dir(a.path("folder")).unwrap();
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let status = json(a.run(&["status", "--json"]));
+    assert_eq!(status["to_upload"], 2, "{status}");
+    assert_eq!(status["remote_head"], 0);
+    assert_eq!(status["device"], "A");
+    assert_eq!(status["device_id"].as_str().unwrap().len(), 16);
+    assert!(!a.path(".pouch").exists());
+    a.sync();
+    let status = json(a.run(&["status", "--json"]));
+    assert_eq!((status["to_upload"].as_u64(), status["remote_head"].as_u64()), (Some(0), Some(1)));
+    let status = json(b.run(&["status", "--json"]));
+    assert_eq!(status["to_download"], 2, "{status}");
+    // Status changes nothing on disk.
+    assert!(!b.path("one.txt").exists());
+
+    let out = b.run(&["ls", "--remote"]);
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(listing.contains("folder/") && listing.contains("one.txt"), "{listing}");
+    let out = b.run(&["ls"]);
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("one.txt"));
+    let human = String::from_utf8(a.run(&["status"]).stdout).unwrap();
+    assert!(human.contains("up to date"), "{human}");
+}

@@ -98,8 +98,28 @@ impl LocalDb {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", from as u32 + 1)?;
         }
+        // The device's identity: stable for the life of this journal,
+        // distinct across devices even when they share a name.
+        let fresh_id = blake3::hash(
+            format!(
+                "{:?} {} {}",
+                std::time::SystemTime::now(),
+                std::process::id(),
+                path.display()
+            )
+            .as_bytes(),
+        );
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('device_id', ?1)",
+            [&fresh_id.to_hex()[..16]],
+        )?;
         tx.commit()?;
         Ok(Self { conn })
+    }
+
+    /// This device's identity, made when the journal was created.
+    pub fn device_id(&self) -> Result<String> {
+        Ok(self.meta("device_id")?.unwrap_or_default())
     }
 
     /// A metadata value.
