@@ -165,7 +165,11 @@ fn status_and_ls_tell_what_waits_and_what_is_there() {
     std::fs::write(a.path("one.txt"), b"1").unwrap();
     std::fs::create_dir(a.path("folder")).unwrap();
     let json = |out: std::process::Output| -> serde_json::Value {
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let status = json(a.run(&["status", "--json"]));
@@ -176,7 +180,10 @@ fn status_and_ls_tell_what_waits_and_what_is_there() {
     assert!(!a.path(".pouch").exists());
     a.sync();
     let status = json(a.run(&["status", "--json"]));
-    assert_eq!((status["to_upload"].as_u64(), status["remote_head"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (status["to_upload"].as_u64(), status["remote_head"].as_u64()),
+        (Some(0), Some(1))
+    );
     let status = json(b.run(&["status", "--json"]));
     assert_eq!(status["to_download"], 2, "{status}");
     // Status changes nothing on disk.
@@ -184,7 +191,10 @@ fn status_and_ls_tell_what_waits_and_what_is_there() {
 
     let out = b.run(&["ls", "--remote"]);
     let listing = String::from_utf8(out.stdout).unwrap();
-    assert!(listing.contains("folder/") && listing.contains("one.txt"), "{listing}");
+    assert!(
+        listing.contains("folder/") && listing.contains("one.txt"),
+        "{listing}"
+    );
     let out = b.run(&["ls"]);
     assert!(!String::from_utf8(out.stdout).unwrap().contains("one.txt"));
     let human = String::from_utf8(a.run(&["status"]).stdout).unwrap();
