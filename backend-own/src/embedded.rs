@@ -43,6 +43,13 @@ impl EmbeddedBackend {
         &self.store
     }
 
+    /// Block `id` in its stored encoding, verified; see
+    /// [`Store::get_block_encoded`].
+    pub async fn get_block_encoded(&self, id: BlockId) -> Result<Block> {
+        self.blocking(move |store| store.get_block_encoded(id))
+            .await
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,

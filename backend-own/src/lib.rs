@@ -4,9 +4,18 @@
 //!
 //! - [`engine::Store`] is the storage engine on a local folder;
 //! - [`EmbeddedBackend`] serves it in-process as a [`pouch_backend::Backend`]:
-//!   Pouch's default backend, with no server and no account.
+//!   Pouch's default backend, with no server and no account;
+//! - [`server`] serves stores over HTTP as the `pouch-store` binary, and
+//!   [`RemoteBackend`] is the client that talks to it.
 
+#[cfg(feature = "client")]
+mod client;
 mod embedded;
 pub mod engine;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod wire;
 
+#[cfg(feature = "client")]
+pub use client::RemoteBackend;
 pub use embedded::EmbeddedBackend;

@@ -189,6 +189,16 @@ impl Store {
         self.read_block_at(id, loc)?.decode()
     }
 
+    /// Reads block `id` in its stored encoding, verified (decoded and
+    /// hashed) first: what a server sends, so that a damaged block is
+    /// refused here rather than shipped.
+    pub fn get_block_encoded(&self, id: BlockId) -> Result<Block> {
+        let loc = self.locate(id)?.ok_or(Error::BlockNotFound(id))?;
+        let block = self.read_block_at(id, loc)?;
+        block.verify()?;
+        Ok(block)
+    }
+
     /// Reads the stored (encoded) record of block `id` at `loc`, checking
     /// that the record is intact and names `id` but not yet decoding it.
     fn read_block_at(&self, id: BlockId, loc: Location) -> Result<Block> {

@@ -1,0 +1,185 @@
+//! `pouch-store`: Pouch's block server.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use pouch_backend_own::engine::{Store, StoreOptions};
+use pouch_backend_own::server::{Server, ServerConfig};
+
+/// Pouch's block store server.
+#[derive(Debug, Parser)]
+#[command(name = "pouch-store", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the stores over HTTP until SIGTERM or Ctrl-C.
+    Serve {
+        /// Config file; without one, namespace `default` is served with the
+        /// token in POUCH_STORE_TOKEN.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Data folder (overrides the config's).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Address to listen on, e.g. 127.0.0.1:7878; port 0 picks one
+        /// (overrides the config's).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Read back every stored block and check its hash.
+    Verify {
+        /// Data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+    /// Print each namespace's figures.
+    Stats {
+        /// Data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("POUCH_STORE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve {
+            config,
+            data,
+            listen,
+        } => serve(config, data, listen),
+        Command::Verify { data } => verify(&data),
+        Command::Stats { data } => stats(&data),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("pouch-store: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    data: Option<PathBuf>,
+    listen: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = match config {
+        Some(path) => ServerConfig::load(&path).map_err(anyhow::Error::msg)?,
+        None => {
+            let data = data.clone().context("pass --data DIR (or --config FILE)")?;
+            ServerConfig::from_env(data, listen.clone()).map_err(anyhow::Error::msg)?
+        }
+    };
+    if let Some(data) = data {
+        config.data = data;
+    }
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let server = Server::open(&config).context("cannot open the stores")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        // Tests and scripts read the bound address from this line.
+        println!("pouch-store listening on {addr}");
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, data = %config.data.display(), namespaces = config.namespaces.len(), "serving");
+        axum::serve(listener, server.router())
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The namespace stores under a data folder.
+fn stores(data: &Path) -> anyhow::Result<Vec<(String, Store)>> {
+    let mut out = Vec::new();
+    let listing =
+        std::fs::read_dir(data).with_context(|| format!("cannot list {}", data.display()))?;
+    for entry in listing {
+        let path = entry?.path();
+        if path.join("index.sqlite").is_file() {
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let store = Store::open(&path, StoreOptions::default())
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            out.push((name, store));
+        }
+    }
+    if out.is_empty() {
+        bail!("no stores under {}", data.display());
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn verify(data: &Path) -> anyhow::Result<ExitCode> {
+    let mut clean = true;
+    for (name, store) in stores(data)? {
+        let report = store.verify()?;
+        println!(
+            "{name}: checked {} blocks, {} corrupt",
+            report.checked,
+            report.corrupt.len()
+        );
+        for (id, reason) in &report.corrupt {
+            println!("  corrupt {id}: {reason}");
+        }
+        clean &= report.corrupt.is_empty();
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn stats(data: &Path) -> anyhow::Result<ExitCode> {
+    for (name, store) in stores(data)? {
+        let s = store.stats()?;
+        println!(
+            "{name}: {} blocks, {} payload bytes, {} volumes, {} garbage bytes, journal head {}; ever written {} blocks / {} bytes, {} deleted, {} torn tails cut",
+            s.blocks,
+            s.payload_bytes,
+            s.volumes,
+            s.garbage_bytes,
+            s.journal_head,
+            s.blocks_written,
+            s.bytes_written,
+            s.blocks_deleted,
+            s.torn_tails_cut
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

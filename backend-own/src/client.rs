@@ -1,0 +1,304 @@
+//! [`RemoteBackend`]: the [`Backend`] of a `pouch-store` server, over HTTP.
+//!
+//! Temporary failures (connection errors, timeouts, 5xx) are retried with
+//! exponential backoff and jitter; everything else is returned as the
+//! server's error kind. Every block read is verified here too: a damaged
+//! byte on the wire is caught like one on disk.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pouch_backend::{Backend, Block, BlockId, Codec, Error, JournalEntry, Result, Seq, Snapshot};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+
+use crate::wire;
+
+/// Attempts per call for retryable failures.
+const ATTEMPTS: u32 = 5;
+/// Timeout of one ordinary request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest batch of payload bytes sent in one put request.
+const PUT_BATCH_BYTES: usize = 32 << 20;
+
+/// A namespace on a `pouch-store` server.
+#[derive(Clone)]
+pub struct RemoteBackend {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl std::fmt::Debug for RemoteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBackend")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Transport(String);
+
+fn unavailable(message: String) -> Error {
+    Error::Unavailable {
+        source: Box::new(Transport(message)),
+    }
+}
+
+impl RemoteBackend {
+    /// A client for namespace `namespace` at `url` (e.g.
+    /// `http://127.0.0.1:7878`), presenting `token`.
+    pub fn new(url: &str, namespace: &str, token: String) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(Error::internal("building the HTTP client"))?;
+        Ok(Self {
+            http,
+            base: format!("{}/v1/{namespace}", url.trim_end_matches('/')),
+            token,
+        })
+    }
+
+    /// Sends a request built by `build`, retrying temporary failures.
+    async fn call(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = build(&self.http).bearer_auth(&self.token).send().await;
+            let outcome = match result {
+                Ok(response)
+                    if response.status().is_success()
+                        || response.status() == StatusCode::NOT_FOUND =>
+                {
+                    return Ok(response);
+                }
+                Ok(response) => Err(error_of(response).await),
+                Err(e) => Err(unavailable(format!("request to the store failed: {e}"))),
+            };
+            match outcome {
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    let backoff = Duration::from_millis(100 << attempt);
+                    let jitter =
+                        Duration::from_millis(u64::from(std::process::id() ^ attempt) % 100);
+                    tracing::debug!(attempt, "retrying after: {e}");
+                    tokio::time::sleep(backoff + jitter).await;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => unreachable!(),
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Maps an error response back to the backend error it stands for.
+async fn error_of(response: Response) -> Error {
+    let status = response.status();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let kind = header("x-pouch-error").unwrap_or_default();
+    let block: Option<BlockId> = header("x-pouch-block").and_then(|v| v.parse().ok());
+    let head = header("x-pouch-head").and_then(|v| v.parse().ok()).map(Seq);
+    let message = response.text().await.unwrap_or_default();
+    match (status, kind.as_str()) {
+        (StatusCode::UNAUTHORIZED, _) => Error::Unauthorized,
+        (_, "corrupt") => Error::Corrupt {
+            id: block.unwrap_or(BlockId::from_bytes([0; 32])),
+            reason: "the store refused the block: it is corrupt",
+        },
+        (_, "slot-taken") => Error::SlotTaken(Seq::ZERO),
+        (_, "gap") => Error::Gap {
+            seq: Seq(0),
+            head: head.unwrap_or(Seq::ZERO),
+        },
+        (_, "invalid") => Error::InvalidInput("the store refused the request as malformed"),
+        (s, _) if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            unavailable(format!("the store answered {s}: {}", message.trim()))
+        }
+        (s, _) => Error::Internal {
+            context: "talking to the store",
+            source: Box::new(Transport(format!(
+                "unexpected answer {s}: {}",
+                message.trim()
+            ))),
+        },
+    }
+}
+
+async fn body(response: Response) -> Result<Bytes> {
+    response
+        .bytes()
+        .await
+        .map_err(|e| unavailable(format!("reading the store's answer failed: {e}")))
+}
+
+#[async_trait]
+impl Backend for RemoteBackend {
+    fn describe(&self) -> String {
+        format!("pouch-store at {}", self.base)
+    }
+
+    async fn put_blocks(&self, blocks: Vec<Block>) -> Result<()> {
+        let mut start = 0;
+        while start < blocks.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < blocks.len()
+                && (end == start || bytes + blocks[end].payload().len() <= PUT_BATCH_BYTES)
+            {
+                bytes += blocks[end].payload().len();
+                end += 1;
+            }
+            let body = wire::encode_blocks(&blocks[start..end]);
+            let url = self.url("/blocks");
+            self.call(|http| http.post(&url).timeout(REQUEST_TIMEOUT).body(body.clone()))
+                .await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn get_block(&self, id: BlockId) -> Result<Bytes> {
+        let url = self.url(&format!("/blocks/{id}"));
+        let response = self
+            .call(|http| http.get(&url).timeout(REQUEST_TIMEOUT))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(Error::BlockNotFound(id));
+        }
+        let codec = match response
+            .headers()
+            .get("x-pouch-codec")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("raw") => Codec::Raw,
+            Some("zstd") => Codec::Zstd,
+            _ => return Err(Error::InvalidInput("the store's answer names no codec")),
+        };
+        Block::from_parts(id, codec, body(response).await?).decode()
+    }
+
+    async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100_000) {
+            let payload = wire::encode_ids(chunk);
+            let url = self.url("/blocks/has");
+            let response = self
+                .call(|http| {
+                    http.post(&url)
+                        .timeout(REQUEST_TIMEOUT)
+                        .body(payload.clone())
+                })
+                .await?;
+            let answer = body(response).await?;
+            if answer.len() != chunk.len() {
+                return Err(Error::InvalidInput(
+                    "the store answered for a different number of ids",
+                ));
+            }
+            out.extend(answer.iter().map(|&b| b == 1));
+        }
+        Ok(out)
+    }
+
+    async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()> {
+        for chunk in ids.chunks(100_000) {
+            let payload = wire::encode_ids(chunk);
+            let url = self.url("/blocks/delete");
+            self.call(|http| {
+                http.post(&url)
+                    .timeout(REQUEST_TIMEOUT)
+                    .body(payload.clone())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {
+        let url = self.url(&format!("/journal/{seq}"));
+        let result = self
+            .call(|http| {
+                http.request(Method::PUT, &url)
+                    .timeout(REQUEST_TIMEOUT)
+                    .body(data.clone())
+            })
+            .await;
+        // The answer does not repeat the slot; this call knows it.
+        match result {
+            Ok(_) => Ok(()),
+            Err(Error::SlotTaken(_)) => Err(Error::SlotTaken(seq)),
+            Err(Error::Gap { head, .. }) => Err(Error::Gap { seq, head }),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn read_journal(&self, after: Seq, limit: usize) -> Result<Vec<JournalEntry>> {
+        let url = self.url(&format!("/journal?after={after}&limit={limit}"));
+        let response = self
+            .call(|http| http.get(&url).timeout(REQUEST_TIMEOUT))
+            .await?;
+        wire::decode_entries(body(response).await?).map_err(|e| Error::InvalidInput(e.0))
+    }
+
+    async fn wait_journal(&self, after: Seq, timeout: Duration) -> Result<Seq> {
+        let ms = timeout.as_millis().min(60_000);
+        let url = self.url(&format!("/journal/wait?after={after}&timeout_ms={ms}"));
+        let response = self
+            .call(|http| http.get(&url).timeout(timeout + Duration::from_secs(30)))
+            .await?;
+        let text = body(response).await?;
+        std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .map(Seq)
+            .ok_or(Error::InvalidInput("the store's head is not a number"))
+    }
+
+    async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let url = self.url("/snapshot");
+        let seq = snapshot.seq.to_string();
+        self.call(|http| {
+            http.request(Method::PUT, &url)
+                .timeout(REQUEST_TIMEOUT)
+                .header("x-pouch-seq", &seq)
+                .body(snapshot.data.clone())
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
+        let url = self.url("/snapshot");
+        let response = self
+            .call(|http| http.get(&url).timeout(REQUEST_TIMEOUT))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let seq = response
+            .headers()
+            .get("x-pouch-seq")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .map(Seq)
+            .ok_or(Error::InvalidInput(
+                "the store's snapshot has no sequence number",
+            ))?;
+        Ok(Some(Snapshot {
+            seq,
+            data: body(response).await?,
+        }))
+    }
+}

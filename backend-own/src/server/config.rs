@@ -1,0 +1,111 @@
+//! The server's configuration file (TOML).
+//!
+//! ```toml
+//! listen = "127.0.0.1:7878"
+//! data = "/var/lib/pouch-store"
+//!
+//! [namespaces.alice]
+//! token = "a long random secret"
+//! ```
+//!
+//! The file holds tokens, so the server warns when others can read it.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default listen address: loopback only until told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// Everything `pouch-store serve` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The data folder: one store per namespace inside.
+    pub data: PathBuf,
+    /// The namespaces served, by name.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, NamespaceConfig>,
+}
+
+/// One namespace.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// The bearer token clients must present. Never logged.
+    pub token: String,
+}
+
+impl std::fmt::Debug for NamespaceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamespaceConfig")
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_owned()
+}
+
+impl ServerConfig {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the config holds tokens but others can read it; run chmod 600"
+            );
+        }
+        let config: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The zero-file setup: one namespace `default` whose token comes from
+    /// `POUCH_STORE_TOKEN`.
+    pub fn from_env(data: PathBuf, listen: Option<String>) -> Result<Self, String> {
+        let token = std::env::var("POUCH_STORE_TOKEN").map_err(|_| {
+            "with no --config, set POUCH_STORE_TOKEN to the token of namespace `default`".to_owned()
+        })?;
+        let config = Self {
+            listen: listen.unwrap_or_else(default_listen),
+            data,
+            namespaces: BTreeMap::from([("default".to_owned(), NamespaceConfig { token })]),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.namespaces.is_empty() {
+            return Err("no namespaces configured".to_owned());
+        }
+        for (name, ns) in &self.namespaces {
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                return Err(format!(
+                    "namespace name {name:?}: use letters, digits, - and _"
+                ));
+            }
+            if ns.token.len() < 16 {
+                return Err(format!(
+                    "namespace {name}: the token must be at least 16 characters"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! `/metrics` in Prometheus text format: request counters plus each
+//! namespace's store figures, read at scrape time.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::Server;
+
+/// Counters of served requests.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    unauthorized: AtomicU64,
+    blocks_put: AtomicU64,
+    block_gets: AtomicU64,
+    corrupt_reads: AtomicU64,
+    appends: AtomicU64,
+}
+
+impl Metrics {
+    pub(super) fn unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn blocks_put(&self, n: usize) {
+        self.blocks_put.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(super) fn block_get(&self) {
+        self.block_gets.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn corrupt_read(&self) {
+        self.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn appended(&self) {
+        self.appends.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(super) async fn serve(State(server): State<Arc<Server>>) -> Result<String, StatusCode> {
+    let m = &server.metrics;
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP pouch_store_{name} {help}\n# TYPE pouch_store_{name} counter"
+        );
+        let _ = writeln!(out, "pouch_store_{name} {value}");
+    };
+    counter(
+        "unauthorized_total",
+        "Requests refused for a missing or wrong token.",
+        m.unauthorized.load(Ordering::Relaxed),
+    );
+    counter(
+        "blocks_received_total",
+        "Blocks received in put requests.",
+        m.blocks_put.load(Ordering::Relaxed),
+    );
+    counter(
+        "block_gets_total",
+        "Block get requests.",
+        m.block_gets.load(Ordering::Relaxed),
+    );
+    counter(
+        "corrupt_reads_total",
+        "Gets refused because the stored block is corrupt.",
+        m.corrupt_reads.load(Ordering::Relaxed),
+    );
+    counter(
+        "journal_appends_total",
+        "Journal entries appended.",
+        m.appends.load(Ordering::Relaxed),
+    );
+
+    let gauges = [
+        ("blocks", "Blocks stored."),
+        ("payload_bytes", "Payload bytes of the stored blocks."),
+        ("volumes", "Volume files."),
+        (
+            "garbage_bytes",
+            "Bytes of dead records awaiting compaction.",
+        ),
+        ("journal_head", "The journal's last entry."),
+    ];
+    for (name, help) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP pouch_store_{name} {help}\n# TYPE pouch_store_{name} gauge"
+        );
+    }
+    for (ns, backend) in server.stores() {
+        let store = backend.store().clone();
+        let stats = tokio::task::spawn_blocking(move || store.stats())
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        for (name, value) in [
+            ("blocks", stats.blocks),
+            ("payload_bytes", stats.payload_bytes),
+            ("volumes", stats.volumes),
+            ("garbage_bytes", stats.garbage_bytes),
+            ("journal_head", stats.journal_head.0),
+        ] {
+            let _ = writeln!(out, "pouch_store_{name}{{namespace=\"{ns}\"}} {value}");
+        }
+    }
+    Ok(out)
+}

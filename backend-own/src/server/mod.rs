@@ -1,0 +1,324 @@
+//! The `pouch-store` HTTP server: the engine's API over HTTP, one store
+//! per namespace, bearer-token auth.
+//!
+//! Routes (all but `/metrics` and `/healthz` need `Authorization: Bearer`):
+//!
+//! ```text
+//! POST /v1/{ns}/blocks            put a batch (wire::encode_blocks)      204
+//! GET  /v1/{ns}/blocks/{id}       one verified block, encoded            200 + x-pouch-codec
+//! POST /v1/{ns}/blocks/has        ids -> one byte per id                 200
+//! POST /v1/{ns}/blocks/delete     ids                                    204
+//! PUT  /v1/{ns}/journal/{seq}     create-only append                     201 / 409
+//! GET  /v1/{ns}/journal?after=&limit=                                    200 entries
+//! GET  /v1/{ns}/journal/wait?after=&timeout_ms=   long-poll -> head      200
+//! PUT  /v1/{ns}/snapshot          body, x-pouch-seq                      204
+//! GET  /v1/{ns}/snapshot                                                 200 / 404
+//! ```
+//!
+//! Errors carry `x-pouch-error` (a kind the client maps back to
+//! [`pouch_backend::Error`]) and a human message as the body.
+
+mod config;
+mod metrics;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use pouch_backend::{Backend, BlockId, Error, Seq, Snapshot};
+use serde::Deserialize;
+
+pub use config::{NamespaceConfig, ServerConfig};
+pub use metrics::Metrics;
+
+use crate::EmbeddedBackend;
+use crate::wire;
+
+/// The largest request body accepted (a batch of blocks).
+pub const MAX_BODY: usize = 64 << 20;
+/// The longest a long-poll may hold a request.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Most journal entries returned by one read.
+pub const MAX_ENTRIES: usize = 10_000;
+
+/// Header naming an error's kind.
+pub const ERROR_HEADER: &str = "x-pouch-error";
+
+/// One served namespace.
+struct Namespace {
+    token: String,
+    backend: EmbeddedBackend,
+}
+
+/// The server's shared state.
+pub struct Server {
+    namespaces: HashMap<String, Namespace>,
+    metrics: Metrics,
+}
+
+impl Server {
+    /// Opens every namespace's store under `config.data`.
+    pub fn open(config: &ServerConfig) -> pouch_backend::Result<Arc<Self>> {
+        let mut namespaces = HashMap::new();
+        for (name, ns) in &config.namespaces {
+            let backend = EmbeddedBackend::open(&config.data.join(name))?;
+            namespaces.insert(
+                name.clone(),
+                Namespace {
+                    token: ns.token.clone(),
+                    backend,
+                },
+            );
+        }
+        Ok(Arc::new(Self {
+            namespaces,
+            metrics: Metrics::default(),
+        }))
+    }
+
+    /// The router serving this state.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/{ns}/blocks", post(put_blocks))
+            .route("/v1/{ns}/blocks/has", post(has_blocks))
+            .route("/v1/{ns}/blocks/delete", post(delete_blocks))
+            .route("/v1/{ns}/blocks/{id}", get(get_block))
+            .route("/v1/{ns}/journal", get(read_journal))
+            .route("/v1/{ns}/journal/wait", get(wait_journal))
+            .route("/v1/{ns}/journal/{seq}", put(append))
+            .route("/v1/{ns}/snapshot", put(put_snapshot).get(get_snapshot))
+            .route("/metrics", get(metrics::serve))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(self.clone())
+    }
+
+    /// The namespace `name` if `headers` carry its token. Unknown
+    /// namespaces and wrong tokens look the same from outside.
+    fn authorize(&self, name: &str, headers: &HeaderMap) -> Result<&EmbeddedBackend, ApiError> {
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match (self.namespaces.get(name), presented) {
+            (Some(ns), Some(token)) if constant_time_eq(ns.token.as_bytes(), token.as_bytes()) => {
+                Ok(&ns.backend)
+            }
+            _ => {
+                self.metrics.unauthorized();
+                Err(ApiError(Error::Unauthorized))
+            }
+        }
+    }
+
+    /// The served stores, for metrics.
+    fn stores(&self) -> impl Iterator<Item = (&String, &EmbeddedBackend)> {
+        self.namespaces.iter().map(|(name, ns)| (name, &ns.backend))
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A backend error as an HTTP response.
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<wire::Malformed> for ApiError {
+    fn from(e: wire::Malformed) -> Self {
+        Self(Error::InvalidInput(e.0))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut headers = HeaderMap::new();
+        let (status, kind) = match &self.0 {
+            Error::BlockNotFound(id) => {
+                headers.insert("x-pouch-block", header(&id.to_string()));
+                (StatusCode::NOT_FOUND, "not-found")
+            }
+            Error::SlotTaken(_) => (StatusCode::CONFLICT, "slot-taken"),
+            Error::Gap { head, .. } => {
+                headers.insert("x-pouch-head", header(&head.to_string()));
+                (StatusCode::CONFLICT, "gap")
+            }
+            Error::Corrupt { id, .. } => {
+                headers.insert("x-pouch-block", header(&id.to_string()));
+                (StatusCode::UNPROCESSABLE_ENTITY, "corrupt")
+            }
+            Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() {
+            tracing::error!("request failed: {}", self.0);
+        }
+        headers.insert(ERROR_HEADER, HeaderValue::from_static(kind));
+        (status, headers, format!("{}\n", self.0)).into_response()
+    }
+}
+
+fn header(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).expect("ids and numbers are valid header values")
+}
+
+type Shared = State<Arc<Server>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn put_blocks(
+    State(server): Shared,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let backend = server.authorize(&ns, &headers)?;
+    let blocks = wire::decode_blocks(body)?;
+    server.metrics.blocks_put(blocks.len());
+    backend.put_blocks(blocks).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_block(
+    State(server): Shared,
+    Path((ns, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let backend = server.authorize(&ns, &headers)?;
+    let id: BlockId = id
+        .parse()
+        .map_err(|_| ApiError(Error::InvalidInput("a block id is 64 hex digits")))?;
+    server.metrics.block_get();
+    let block = backend.get_block_encoded(id).await.inspect_err(|e| {
+        if matches!(e, Error::Corrupt { .. }) {
+            server.metrics.corrupt_read();
+            tracing::error!(block = %id, "refused to serve a corrupt block: {e}");
+        }
+    })?;
+    let codec = match block.codec() {
+        pouch_backend::Codec::Raw => "raw",
+        pouch_backend::Codec::Zstd => "zstd",
+    };
+    Ok(([("x-pouch-codec", codec)], block.payload().clone()).into_response())
+}
+
+async fn has_blocks(
+    State(server): Shared,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Vec<u8>> {
+    let backend = server.authorize(&ns, &headers)?;
+    let ids = wire::decode_ids(&body)?;
+    let has = backend.has_blocks(&ids).await?;
+    Ok(has.into_iter().map(u8::from).collect())
+}
+
+async fn delete_blocks(
+    State(server): Shared,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let backend = server.authorize(&ns, &headers)?;
+    let ids = wire::decode_ids(&body)?;
+    backend.delete_blocks(&ids).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn append(
+    State(server): Shared,
+    Path((ns, seq)): Path<(String, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let backend = server.authorize(&ns, &headers)?;
+    backend.append(Seq(seq), body).await?;
+    server.metrics.appended();
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn read_journal(
+    State(server): Shared,
+    Path(ns): Path<String>,
+    Query(query): Query<ReadQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Bytes> {
+    let backend = server.authorize(&ns, &headers)?;
+    let limit = query.limit.unwrap_or(MAX_ENTRIES).min(MAX_ENTRIES);
+    let entries = backend.read_journal(Seq(query.after), limit).await?;
+    Ok(wire::encode_entries(&entries))
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    after: u64,
+    timeout_ms: u64,
+}
+
+async fn wait_journal(
+    State(server): Shared,
+    Path(ns): Path<String>,
+    Query(query): Query<WaitQuery>,
+    headers: HeaderMap,
+) -> ApiResult<String> {
+    let backend = server.authorize(&ns, &headers)?;
+    let timeout = Duration::from_millis(query.timeout_ms).min(MAX_WAIT);
+    let head = backend.wait_journal(Seq(query.after), timeout).await?;
+    Ok(head.to_string())
+}
+
+async fn put_snapshot(
+    State(server): Shared,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let backend = server.authorize(&ns, &headers)?;
+    let seq = headers
+        .get("x-pouch-seq")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or(ApiError(Error::InvalidInput("x-pouch-seq is missing")))?;
+    backend
+        .put_snapshot(Snapshot {
+            seq: Seq(seq),
+            data: body,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_snapshot(
+    State(server): Shared,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let backend = server.authorize(&ns, &headers)?;
+    Ok(match backend.get_snapshot().await? {
+        Some(snapshot) => {
+            ([("x-pouch-seq", snapshot.seq.to_string())], snapshot.data).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    })
+}

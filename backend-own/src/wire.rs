@@ -1,0 +1,133 @@
+//! The binary bodies of the `pouch-store` HTTP API, shared by the server
+//! and its client. All integers are little-endian.
+//!
+//! ```text
+//! blocks:   repeated { id [32] | codec u8 | length u32 | payload }
+//! ids:      repeated { id [32] }
+//! presence: one byte per id, 1 = stored
+//! entries:  repeated { seq u64 | length u32 | data }
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use pouch_backend::{Block, BlockId, Codec, JournalEntry, MAX_BLOCK_SIZE, Seq};
+
+/// A body that does not follow its format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed body: {0}")]
+pub struct Malformed(pub &'static str);
+
+/// Encodes blocks for a batched put.
+pub fn encode_blocks(blocks: &[Block]) -> Bytes {
+    let len = blocks.iter().map(|b| 37 + b.payload().len()).sum();
+    let mut out = BytesMut::with_capacity(len);
+    for block in blocks {
+        out.put_slice(block.id().as_bytes());
+        out.put_u8(block.codec().tag());
+        out.put_u32_le(block.payload().len() as u32);
+        out.put_slice(block.payload());
+    }
+    out.freeze()
+}
+
+/// Decodes a batched put, without verifying the blocks.
+pub fn decode_blocks(mut body: Bytes) -> Result<Vec<Block>, Malformed> {
+    let mut blocks = Vec::new();
+    while body.has_remaining() {
+        if body.remaining() < 37 {
+            return Err(Malformed("a block header is cut short"));
+        }
+        let id = BlockId::from_slice(&body.split_to(32)).expect("32 bytes");
+        let codec = Codec::from_tag(body.get_u8()).ok_or(Malformed("unknown codec"))?;
+        let len = body.get_u32_le() as usize;
+        if len > MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 64 || len > body.remaining() {
+            return Err(Malformed("a block payload is too long or cut short"));
+        }
+        blocks.push(Block::from_parts(id, codec, body.split_to(len)));
+    }
+    Ok(blocks)
+}
+
+/// Encodes a list of ids.
+pub fn encode_ids(ids: &[BlockId]) -> Bytes {
+    let mut out = BytesMut::with_capacity(ids.len() * 32);
+    for id in ids {
+        out.put_slice(id.as_bytes());
+    }
+    out.freeze()
+}
+
+/// Decodes a list of ids.
+pub fn decode_ids(body: &[u8]) -> Result<Vec<BlockId>, Malformed> {
+    if !body.len().is_multiple_of(32) {
+        return Err(Malformed("an id list is not a multiple of 32 bytes"));
+    }
+    Ok(body
+        .chunks_exact(32)
+        .map(|c| BlockId::from_slice(c).expect("32 bytes"))
+        .collect())
+}
+
+/// Encodes journal entries.
+pub fn encode_entries(entries: &[JournalEntry]) -> Bytes {
+    let mut out = BytesMut::with_capacity(entries.iter().map(|e| 12 + e.data.len()).sum());
+    for entry in entries {
+        out.put_u64_le(entry.seq.0);
+        out.put_u32_le(entry.data.len() as u32);
+        out.put_slice(&entry.data);
+    }
+    out.freeze()
+}
+
+/// Decodes journal entries.
+pub fn decode_entries(mut body: Bytes) -> Result<Vec<JournalEntry>, Malformed> {
+    let mut entries = Vec::new();
+    while body.has_remaining() {
+        if body.remaining() < 12 {
+            return Err(Malformed("an entry header is cut short"));
+        }
+        let seq = Seq(body.get_u64_le());
+        let len = body.get_u32_le() as usize;
+        if len > body.remaining() {
+            return Err(Malformed("an entry is cut short"));
+        }
+        entries.push(JournalEntry {
+            seq,
+            data: body.split_to(len),
+        });
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_and_refuse_truncation() {
+        let blocks = vec![
+            Block::encode(Bytes::from_static(b"")),
+            Block::encode(Bytes::from(vec![3u8; 5000])),
+        ];
+        let body = encode_blocks(&blocks);
+        assert_eq!(decode_blocks(body.clone()).unwrap(), blocks);
+        assert!(decode_blocks(body.slice(..body.len() - 1)).is_err());
+
+        let ids: Vec<BlockId> = blocks.iter().map(Block::id).collect();
+        assert_eq!(decode_ids(&encode_ids(&ids)).unwrap(), ids);
+        assert!(decode_ids(&[0u8; 33]).is_err());
+
+        let entries = vec![
+            JournalEntry {
+                seq: Seq(1),
+                data: Bytes::from_static(b"a"),
+            },
+            JournalEntry {
+                seq: Seq(2),
+                data: Bytes::new(),
+            },
+        ];
+        let body = encode_entries(&entries);
+        assert_eq!(decode_entries(body.clone()).unwrap(), entries);
+        assert!(decode_entries(body.slice(..5)).is_err());
+    }
+}
