@@ -33,8 +33,16 @@ pub enum Command {
         backend: BackendKind,
         /// The embedded store's folder; devices sharing it sync with each
         /// other [default: `store` in the system's data folder].
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "url")]
         store: Option<PathBuf>,
+        /// A `pouch-store` server to use instead of the embedded store,
+        /// e.g. http://store.lan:7878. Its token is read from
+        /// POUCH_STORE_TOKEN when Pouch runs; it is not written to the config.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// The namespace on the `pouch-store` server.
+        #[arg(long, default_value = "default", requires = "url")]
+        namespace: String,
     },
     /// Sync once in both directions, then exit.
     Sync {

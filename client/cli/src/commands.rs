@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use pouch_backend::{Backend, BackendExt};
 use pouch_backend_own::EmbeddedBackend;
-use pouch_core::config::{self, BackendConfig, CONFIG_VERSION, Config};
+use pouch_backend_own::RemoteBackend;
+use pouch_core::config::{self, BackendConfig, CONFIG_VERSION, Config, OwnStore};
 use pouch_core::db::Tree;
 use pouch_core::plan::Op;
 use pouch_core::sync::{Engine, SystemClock};
@@ -28,7 +29,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             device,
             backend,
             store,
-        } => init(&config_path, root, device, backend, store),
+            url,
+            namespace,
+        } => {
+            let own = match url {
+                Some(url) => Own::Server { url, namespace },
+                None => Own::Embedded(store),
+            };
+            init(&config_path, root, device, backend, own).await
+        }
         Command::Sync { json } => sync(&config_path, json).await,
         Command::Status { json } => status(&config_path, json).await,
         Command::Ls { remote } => ls(&config_path, remote).await,
@@ -47,12 +56,18 @@ fn host_name() -> String {
         .unwrap_or_else(|| "this device".to_owned())
 }
 
-fn init(
+/// Where `init` was told the own store runs.
+enum Own {
+    Embedded(Option<PathBuf>),
+    Server { url: String, namespace: String },
+}
+
+async fn init(
     config_path: &Path,
     root: PathBuf,
     device: Option<String>,
     backend: BackendKind,
-    store: Option<PathBuf>,
+    own: Own,
 ) -> anyhow::Result<ExitCode> {
     if config_path.exists() {
         bail!(
@@ -73,8 +88,8 @@ fn init(
             .join("journal.sqlite"),
         false => config_path.with_extension("journal.sqlite"),
     };
-    let backend = match backend {
-        BackendKind::Own => {
+    let backend = match (backend, own) {
+        (BackendKind::Own, Own::Embedded(store)) => {
             let store = match store {
                 Some(store) => absolute(&store)?,
                 None => config::default_store_path()
@@ -83,7 +98,21 @@ fn init(
             // Opening creates the store and proves the folder is usable.
             EmbeddedBackend::open(&store)
                 .with_context(|| format!("cannot open the store at {}", store.display()))?;
-            BackendConfig::Own { store }
+            BackendConfig::Own(OwnStore::Embedded { store })
+        }
+        (BackendKind::Own, Own::Server { url, namespace }) => {
+            let own = OwnStore::Server {
+                url,
+                namespace,
+                token: None,
+            };
+            // Prove the server answers and takes the token before saving.
+            let backend = server_backend(&own)?;
+            backend
+                .journal_head()
+                .await
+                .with_context(|| format!("cannot reach {}", backend.describe()))?;
+            BackendConfig::Own(own)
         }
     };
     let config = Config {
@@ -107,11 +136,29 @@ fn cli_default_config(path: &Path) -> bool {
 
 fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
     match &config.backend {
-        BackendConfig::Own { store } => Ok(Arc::new(
+        BackendConfig::Own(OwnStore::Embedded { store }) => Ok(Arc::new(
             EmbeddedBackend::open(store)
                 .with_context(|| format!("cannot open the store at {}", store.display()))?,
         )),
+        BackendConfig::Own(own @ OwnStore::Server { .. }) => Ok(server_backend(own)?),
     }
+}
+
+fn server_backend(own: &OwnStore) -> anyhow::Result<Arc<dyn Backend>> {
+    let OwnStore::Server {
+        url,
+        namespace,
+        token,
+    } = own
+    else {
+        unreachable!("called for servers only")
+    };
+    let token = match token {
+        Some(token) => token.clone(),
+        None => std::env::var("POUCH_STORE_TOKEN")
+            .context("set POUCH_STORE_TOKEN to the pouch-store namespace's token")?,
+    };
+    Ok(Arc::new(RemoteBackend::new(url, namespace, token)?))
 }
 
 fn open_engine(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn Backend>, Engine)> {

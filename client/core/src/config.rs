@@ -29,13 +29,38 @@ pub struct Config {
 
 /// Which store holds the data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum BackendConfig {
-    /// Pouch's own block store, embedded: a folder on this machine.
-    Own {
-        /// The store folder; several devices on one machine may share it.
+    /// Pouch's own block store: embedded, or a `pouch-store` server.
+    Own(OwnStore),
+}
+
+/// Where Pouch's own block store runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OwnStore {
+    /// Embedded: a folder on this machine; several devices on one machine
+    /// may share it.
+    Embedded {
+        /// The store folder.
         store: PathBuf,
     },
+    /// A `pouch-store` server.
+    Server {
+        /// Its address, e.g. `http://store.lan:7878`.
+        url: String,
+        /// The namespace on the server.
+        #[serde(default = "default_namespace")]
+        namespace: String,
+        /// The bearer token. Leave it out to read `POUCH_STORE_TOKEN` from
+        /// the environment instead; if it is here, the file is kept 0600.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
 }
 
 /// Pouch's standard folders on this system.
@@ -118,10 +143,22 @@ mod tests {
             root: "/home/me/Pouch".into(),
             device: "laptop".into(),
             journal: "/home/me/.local/share/pouch/laptop.sqlite".into(),
-            backend: BackendConfig::Own {
+            backend: BackendConfig::Own(OwnStore::Embedded {
                 store: "/srv/store".into(),
-            },
+            }),
         };
+        let server = Config {
+            backend: BackendConfig::Own(OwnStore::Server {
+                url: "http://127.0.0.1:7878".into(),
+                namespace: "default".into(),
+                token: None,
+            }),
+            ..config.clone()
+        };
+        server.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), server);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("token"), "{text}");
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();

@@ -1,0 +1,146 @@
+//! Two devices sync end to end through a real `pouch-store` process.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{noise, pouch, snapshot, today};
+
+const TOKEN: &str = "end-to-end-token-0123456789";
+
+/// The `pouch-store` binary next to `pouch`, built first if this test runs
+/// without the rest of the workspace.
+fn pouch_store_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_pouch")).with_file_name("pouch-store");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "pouch-backend-own", "--bin", "pouch-store"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not build pouch-store");
+    }
+    path
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(data: &Path) -> Server {
+    let mut child = Command::new(pouch_store_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("POUCH_STORE_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("pouch-store listening on ")
+        .unwrap()
+        .to_owned();
+    Server(child, format!("http://{addr}"))
+}
+
+struct Device {
+    config: PathBuf,
+    root: PathBuf,
+}
+
+impl Device {
+    fn init(dir: &Path, name: &str, url: &str) -> Self {
+        let config = dir.join(format!("{name}.toml"));
+        let root = dir.join(name);
+        let out = pouch()
+            .env("POUCH_STORE_TOKEN", TOKEN)
+            .arg("--config")
+            .arg(&config)
+            .args(["init", "--device", name, "--url", url, "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(
+            !text.contains(TOKEN),
+            "init wrote the token into the config"
+        );
+        Self { config, root }
+    }
+
+    fn sync(&self) -> serde_json::Value {
+        let out = pouch()
+            .env("POUCH_STORE_TOKEN", TOKEN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["sync", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn two_devices_sync_through_a_pouch_store_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("server-data"));
+    let a = Device::init(dir.path(), "A", &server.1);
+    let b = Device::init(dir.path(), "B", &server.1);
+
+    std::fs::create_dir_all(a.root.join("photos/2026")).unwrap();
+    std::fs::write(a.root.join("photos/2026/big.raw"), noise(5, 9 << 20)).unwrap();
+    std::fs::write(a.root.join("notes.txt"), b"from A").unwrap();
+    std::os::unix::fs::symlink("notes.txt", a.root.join("link")).unwrap();
+    a.sync();
+    b.sync();
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+
+    std::fs::write(b.root.join("notes.txt"), b"B edits").unwrap();
+    std::fs::write(a.root.join("notes.txt"), b"A edits").unwrap();
+    std::fs::remove_file(b.root.join("link")).unwrap();
+    b.sync();
+    let report = a.sync();
+    assert_eq!(report["conflicts"], 1, "{report}");
+    b.sync();
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+    let copy = format!("notes (A's conflicted copy {}).txt", today());
+    assert_eq!(std::fs::read(b.root.join(&copy)).unwrap(), b"A edits");
+    assert_eq!(std::fs::read(b.root.join("notes.txt")).unwrap(), b"B edits");
+    assert!(!a.root.join("link").exists());
+
+    // A wrong token is refused with a clear message and changes nothing.
+    let out = pouch()
+        .env("POUCH_STORE_TOKEN", "not-the-token-at-all")
+        .arg("--config")
+        .arg(&a.config)
+        .arg("sync")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("access denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
