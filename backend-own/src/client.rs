@@ -27,6 +27,7 @@ pub struct RemoteBackend {
     http: reqwest::Client,
     base: String,
     token: String,
+    attempts: u32,
 }
 
 impl std::fmt::Debug for RemoteBackend {
@@ -59,7 +60,15 @@ impl RemoteBackend {
             http,
             base: format!("{}/v1/{namespace}", url.trim_end_matches('/')),
             token,
+            attempts: ATTEMPTS,
         })
+    }
+
+    /// Sets how many times a call is tried when it fails temporarily (at
+    /// least once).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
     }
 
     /// Sends a request built by `build`, retrying temporary failures.
@@ -79,7 +88,7 @@ impl RemoteBackend {
                 Err(e) => Err(unavailable(format!("request to the store failed: {e}"))),
             };
             match outcome {
-                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                Err(e) if e.is_retryable() && attempt < self.attempts => {
                     let backoff = Duration::from_millis(100 << attempt);
                     let jitter =
                         Duration::from_millis(u64::from(std::process::id() ^ attempt) % 100);

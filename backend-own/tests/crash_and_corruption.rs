@@ -203,3 +203,39 @@ fn a_store_of_a_newer_format_is_refused() {
     assert!(matches!(err, Error::Format { .. }), "{err}");
     assert!(err.to_string().contains("upgrade Pouch"), "{err}");
 }
+
+#[test]
+fn concurrent_puts_share_fsyncs_through_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(dir.path()));
+    let threads: Vec<_> = (0..16u64)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..20u64 {
+                    let raw = noise((t << 16) | i, 4096);
+                    store.put_blocks(vec![Block::encode(raw)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.blocks, 320);
+    assert!(stats.append_groups > 0, "appends are not counted");
+    assert!(
+        stats.append_groups < 320,
+        "no put shared an fsync: {} groups for 320 puts",
+        stats.append_groups
+    );
+    for t in 0..16u64 {
+        let raw = noise(t << 16 | 19, 4096);
+        assert_eq!(
+            store.get_block(pouch_backend::BlockId::of(&raw)).unwrap(),
+            raw
+        );
+    }
+    assert!(store.verify().unwrap().corrupt.is_empty());
+}

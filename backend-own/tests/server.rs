@@ -28,12 +28,18 @@ impl Drop for ServerProcess {
 }
 
 fn start(dir: &Path, namespaces: usize) -> ServerProcess {
+    start_with(dir, namespaces, "")
+}
+
+/// Starts a server; `tables` is extra TOML appended to its config.
+fn start_with(dir: &Path, namespaces: usize, tables: &str) -> ServerProcess {
     let data = dir.join("data");
     let config = dir.join("server.toml");
     let mut text = format!("data = {:?}\n", data.to_str().unwrap());
     for i in 0..namespaces {
         text.push_str(&format!("[namespaces.ns{i}]\ntoken = \"{TOKEN}-{i}\"\n"));
     }
+    text.push_str(tables);
     std::fs::write(&config, text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -133,10 +139,14 @@ async fn wrong_or_missing_tokens_get_401_and_no_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flipped_byte_is_refused_over_http_and_found_by_verify() {
+async fn a_flipped_byte_is_refused_over_http_and_found_by_verify_and_the_scrubber() {
     use std::os::unix::fs::FileExt;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), 1);
+    let server = start_with(
+        dir.path(),
+        1,
+        "[maintenance]\nscrub_bytes_per_sec = 100000000\nscrub_tick_ms = 20\n",
+    );
     let backend = client(&server, 0);
     let raw = pouch_backend::conformance::noise(1, 200_000);
     let block = Block::encode(raw.clone());
@@ -180,6 +190,32 @@ async fn a_flipped_byte_is_refused_over_http_and_found_by_verify() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("checked 2 blocks, 1 corrupt"), "{stdout}");
     assert!(stdout.contains(&block.id().to_string()), "{stdout}");
+
+    // The scrubber walks the store in the background and finds it too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let metrics = reqwest::Client::new()
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("pouch_store_scrub_corrupt_total 0") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the scrubber never found the damage"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        assert!(
+            metrics.contains("pouch_store_scrub_corrupt_total "),
+            "{metrics}"
+        );
+        break;
+    }
 }
 
 #[test]
@@ -213,4 +249,112 @@ fn a_first_run_needs_no_config_file() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("POUCH_STORE_TOKEN"));
+}
+
+/// A tiny deterministic generator, seeded per run (set POUCH_TEST_SEED to
+/// replay one).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_puts_survive_30_server_kills() {
+    let seed = std::env::var("POUCH_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("POUCH_TEST_SEED={seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(
+        pouch_backend::BlockId,
+        u64,
+        usize,
+    )>::new()));
+    let mut next_seed = 1u64;
+
+    for round in 0..30 {
+        let server = start(dir.path(), 1);
+        let backend = Arc::new(client(&server, 0).with_attempts(1));
+        // Everything acknowledged before earlier kills is still there.
+        let ids: Vec<_> = acked.lock().unwrap().iter().map(|(id, _, _)| *id).collect();
+        let present = backend.has_blocks(&ids).await.unwrap();
+        assert!(
+            present.iter().all(|&p| p),
+            "round {round}: an acknowledged block is gone (seed {seed})"
+        );
+
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let backend = backend.clone();
+                let acked = acked.clone();
+                let first = next_seed;
+                next_seed += 1_000_000;
+                let sizes: Vec<usize> = (0..64)
+                    .map(|_| 4096 + rng.below(256 << 10) as usize)
+                    .collect();
+                tokio::spawn(async move {
+                    for (i, size) in (first..).zip(sizes.iter().cycle()) {
+                        let raw = pouch_backend::conformance::noise(i, *size);
+                        let block = Block::encode(raw);
+                        if backend.put_blocks(vec![block.clone()]).await.is_err() {
+                            return;
+                        }
+                        acked.lock().unwrap().push((block.id(), i, *size));
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20 + rng.below(150))).await;
+        drop(server); // SIGKILL, mid-load
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    }
+
+    let server = start(dir.path(), 1);
+    let backend = client(&server, 0);
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 30,
+        "too little load to prove anything: {}",
+        acked.len()
+    );
+    for (id, i, size) in &acked {
+        let got = backend
+            .get_block(*id)
+            .await
+            .unwrap_or_else(|e| panic!("block {id} (seed {seed}): {e}"));
+        assert!(
+            got == pouch_backend::conformance::noise(*i, *size),
+            "block {id} differs (seed {seed})"
+        );
+    }
+    drop(server);
+    let out = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+        .args(["verify", "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

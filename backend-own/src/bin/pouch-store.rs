@@ -39,6 +39,16 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
     },
+    /// Rewrite volumes whose dead share passes a threshold, giving the
+    /// space back. Safe while a server runs on the same folder.
+    Compact {
+        /// Data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Compact volumes at least this share dead (0..=1).
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+    },
     /// Print each namespace's figures.
     Stats {
         /// Data folder.
@@ -62,6 +72,7 @@ fn main() -> ExitCode {
             listen,
         } => serve(config, data, listen),
         Command::Verify { data } => verify(&data),
+        Command::Compact { data, threshold } => compact(&data, threshold),
         Command::Stats { data } => stats(&data),
     };
     result.unwrap_or_else(|e| {
@@ -101,6 +112,7 @@ fn serve(
         println!("pouch-store listening on {addr}");
         std::io::stdout().flush()?;
         tracing::info!(%addr, data = %config.data.display(), namespaces = config.namespaces.len(), "serving");
+        server.start_maintenance(&config.maintenance);
         axum::serve(listener, server.router())
             .with_graceful_shutdown(shutdown_signal())
             .await?;
@@ -163,6 +175,23 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn compact(data: &Path, threshold: f64) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&threshold) {
+        bail!("--threshold is a share between 0 and 1");
+    }
+    for (name, store) in stores(data)? {
+        let report = store.compact(threshold)?;
+        println!(
+            "{name}: compacted {} volumes, moved {} blocks, gave back {} bytes",
+            report.volumes, report.blocks_moved, report.bytes_reclaimed
+        );
+        for volume in report.skipped_corrupt {
+            println!("  volume {volume} skipped: it holds a corrupt block (run verify)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn stats(data: &Path) -> anyhow::Result<ExitCode> {

@@ -12,8 +12,10 @@
 //! file, the index is SQLite in WAL mode, and readers only read bytes the
 //! index names, which are immutable once written.
 
+mod compact;
 mod index;
 mod journal;
+mod scrub;
 mod volume;
 mod writer;
 
@@ -27,6 +29,8 @@ use pouch_backend::{Block, BlockId, Error, Result, Seq};
 use rusqlite::OptionalExtension;
 use tokio::sync::watch;
 
+pub use compact::CompactReport;
+pub use scrub::ScrubStep;
 pub use volume::FORMAT_VERSION;
 use volume::{RECORD_HEADER_LEN, RecordKind, check_volume_header, read_record};
 
@@ -74,6 +78,9 @@ pub struct StoreStats {
     pub blocks_written: u64,
     /// Bytes ever appended for blocks, headers included.
     pub bytes_written: u64,
+    /// Appends of blocks to a volume, each one fsync and one index commit;
+    /// fewer than puts when group commit merged concurrent puts.
+    pub append_groups: u64,
     /// Blocks ever deleted.
     pub blocks_deleted: u64,
     /// Torn tails found and cut after crashes.
@@ -97,6 +104,8 @@ pub struct Store {
     options: StoreOptions,
     pool: index::Pool,
     writer: Mutex<writer::Writer>,
+    /// Puts waiting for the next group commit.
+    put_queue: Mutex<Vec<Arc<writer::PutRequest>>>,
     readers: Mutex<HashMap<u64, Arc<File>>>,
     /// The highest journal entry this process appended or saw, so that
     /// in-process waiters wake at once.
@@ -135,6 +144,7 @@ impl Store {
                 lock_file,
                 active: None,
             }),
+            put_queue: Mutex::new(Vec::new()),
             readers: Mutex::new(HashMap::new()),
             head: watch::Sender::new(Seq::ZERO),
         };
@@ -185,16 +195,28 @@ impl Store {
 
     /// Reads block `id`, verified; see [`pouch_backend::Backend::get_block`].
     pub fn get_block(&self, id: BlockId) -> Result<Bytes> {
+        self.read_current(id)?.decode()
+    }
+
+    /// Reads block `id`'s record where the index says it is. If a
+    /// compaction (maybe in another process) moved it between the lookup
+    /// and the read, the lookup is done once more.
+    fn read_current(&self, id: BlockId) -> Result<Block> {
         let loc = self.locate(id)?.ok_or(Error::BlockNotFound(id))?;
-        self.read_block_at(id, loc)?.decode()
+        match self.read_block_at(id, loc) {
+            Err(Error::Format { .. } | Error::Corrupt { .. }) if self.locate(id)? != Some(loc) => {
+                let moved = self.locate(id)?.ok_or(Error::BlockNotFound(id))?;
+                self.read_block_at(id, moved)
+            }
+            other => other,
+        }
     }
 
     /// Reads block `id` in its stored encoding, verified (decoded and
     /// hashed) first: what a server sends, so that a damaged block is
     /// refused here rather than shipped.
     pub fn get_block_encoded(&self, id: BlockId) -> Result<Block> {
-        let loc = self.locate(id)?.ok_or(Error::BlockNotFound(id))?;
-        let block = self.read_block_at(id, loc)?;
+        let block = self.read_current(id)?;
         block.verify()?;
         Ok(block)
     }
@@ -313,6 +335,7 @@ impl Store {
             garbage_bytes: q("SELECT COALESCE(SUM(garbage), 0) FROM volumes")?,
             blocks_written: counter("blocks_written")?,
             bytes_written: counter("bytes_written")?,
+            append_groups: counter("append_groups")?,
             blocks_deleted: counter("blocks_deleted")?,
             torn_tails_cut: counter("torn_tails_cut")?,
             journal_head: Seq(q("SELECT COALESCE(MAX(seq), 0) FROM journal")?),

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::sync::MutexGuard;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use pouch_backend::{Block, BlockId, Codec, Error, Result};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -35,11 +35,38 @@ pub(super) struct Writer {
     pub(super) active: Option<(u64, File)>,
 }
 
+/// One caller's blocks waiting for a group commit, and its outcome.
+pub(super) struct PutRequest {
+    blocks: Mutex<Option<Vec<Block>>>,
+    outcome: Mutex<Option<Result<()>>>,
+}
+
+/// A copy of `e` for every other caller of a failed group commit: same
+/// variant where the type allows, so retry decisions stay right.
+fn duplicate(e: &Error) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context,
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        Error::Unavailable { source } => Error::Unavailable {
+            source: source.to_string().into(),
+        },
+        Error::Corrupt { id, reason } => Error::Corrupt { id: *id, reason },
+        Error::Format { what } => Error::Format { what: what.clone() },
+        Error::InvalidInput(what) => Error::InvalidInput(what),
+        other => Error::Internal {
+            context: "a group commit",
+            source: other.to_string().into(),
+        },
+    }
+}
+
 /// Holds the cross-process writer lock until dropped.
-struct Flock<'a>(&'a File);
+pub(super) struct Flock<'a>(&'a File);
 
 impl<'a> Flock<'a> {
-    fn acquire(file: &'a File) -> Result<Self> {
+    pub(super) fn acquire(file: &'a File) -> Result<Self> {
         file.lock()
             .map_err(Error::io("locking the store for writing"))?;
         Ok(Self(file))
@@ -55,22 +82,65 @@ impl Drop for Flock<'_> {
 }
 
 /// The active volume, ready for appending at `len`.
-struct Active {
-    id: u64,
-    len: u64,
+pub(super) struct Active {
+    pub(super) id: u64,
+    pub(super) len: u64,
 }
 
 impl Store {
     /// Stores blocks; see [`pouch_backend::Backend::put_blocks`].
-    pub fn put_blocks(&self, mut blocks: Vec<Block>) -> Result<()> {
+    ///
+    /// Group commit: concurrent callers queue their blocks; whoever holds
+    /// the writer lock next appends everything queued with one fsync and
+    /// one index transaction, and acknowledges every caller in the group.
+    pub fn put_blocks(&self, blocks: Vec<Block>) -> Result<()> {
+        // Verify outside the lock, so hashing runs on every caller's core
+        // and one caller's bad block never fails another's group.
         for block in &blocks {
             block.verify()?;
         }
-        let mut seen = HashSet::with_capacity(blocks.len());
-        blocks.retain(|block| seen.insert(block.id()));
+        let request = Arc::new(PutRequest {
+            blocks: Mutex::new(Some(blocks)),
+            outcome: Mutex::new(None),
+        });
+        self.put_queue
+            .lock()
+            .expect("queue lock")
+            .push(request.clone());
 
         let mut writer = self.writer.lock().expect("writer lock");
-        let writer = &mut *writer;
+        if let Some(outcome) = request.outcome.lock().expect("outcome lock").take() {
+            return outcome; // a previous holder of the lock wrote ours
+        }
+        let group = std::mem::take(&mut *self.put_queue.lock().expect("queue lock"));
+        let mut blocks = Vec::new();
+        for member in &group {
+            blocks.extend(
+                member
+                    .blocks
+                    .lock()
+                    .expect("blocks lock")
+                    .take()
+                    .unwrap_or_default(),
+            );
+        }
+        let outcome = self.write_blocks(&mut writer, blocks);
+        if group.len() > 1 {
+            tracing::trace!(callers = group.len(), "group commit");
+        }
+        for member in &group {
+            if !Arc::ptr_eq(member, &request) {
+                let copy = outcome.as_ref().map(|_| ()).map_err(duplicate);
+                *member.outcome.lock().expect("outcome lock") = Some(copy);
+            }
+        }
+        outcome
+    }
+
+    /// Appends and indexes blocks, holding the writer.
+    fn write_blocks(&self, writer: &mut Writer, mut blocks: Vec<Block>) -> Result<()> {
+        let mut seen = HashSet::with_capacity(blocks.len());
+        blocks.retain(|block| seen.insert(block.id()));
         let _flock = Flock::acquire(&writer.lock_file)?;
         let mut conn = self.pool.get()?;
         let mut active = self.prepare_active(&mut writer.active, &mut conn)?;
@@ -252,6 +322,7 @@ impl Store {
         )
         .map_err(db_error("indexing blocks"))?;
         bump(&tx, "blocks_written", locations.len() as u64).map_err(db_error("indexing blocks"))?;
+        bump(&tx, "append_groups", 1).map_err(db_error("indexing blocks"))?;
         bump(&tx, "bytes_written", offset - active.len).map_err(db_error("indexing blocks"))?;
         tx.commit().map_err(db_error("indexing blocks"))?;
         Ok(offset)
@@ -259,7 +330,7 @@ impl Store {
 
     /// Finds the active volume (creating the first one), opens it, and
     /// brings its tail in line with the index. Called with the writer lock.
-    fn prepare_active(
+    pub(super) fn prepare_active(
         &self,
         handle: &mut Option<(u64, File)>,
         conn: &mut Connection,
@@ -312,7 +383,7 @@ impl Store {
     }
 
     /// Seals the active volume and starts the next one.
-    fn roll(
+    pub(super) fn roll(
         &self,
         handle: &mut Option<(u64, File)>,
         conn: &mut Connection,
@@ -363,7 +434,7 @@ impl Store {
     }
 }
 
-fn active_file(handle: &Option<(u64, File)>, id: u64) -> &File {
+pub(super) fn active_file(handle: &Option<(u64, File)>, id: u64) -> &File {
     match handle {
         Some((open, file)) if *open == id => file,
         _ => unreachable!("the active volume is opened before use"),

@@ -31,6 +31,35 @@ pub struct ServerConfig {
     /// The namespaces served, by name.
     #[serde(default)]
     pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// Background verification and compaction.
+    #[serde(default)]
+    pub maintenance: Maintenance,
+}
+
+/// Background work on every namespace's store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Maintenance {
+    /// Payload bytes the scrubber re-reads and re-hashes per second; 0
+    /// turns it off.
+    pub scrub_bytes_per_sec: u64,
+    /// How often the scrubber wakes, in milliseconds.
+    pub scrub_tick_ms: u64,
+    /// A volume is compacted once this share of it is dead (0..=1).
+    pub compact_threshold: f64,
+    /// Seconds between compaction passes; 0 turns compaction off.
+    pub compact_every_secs: u64,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Self {
+            scrub_bytes_per_sec: 32 << 20,
+            scrub_tick_ms: 1000,
+            compact_threshold: 0.5,
+            compact_every_secs: 3600,
+        }
+    }
 }
 
 /// One namespace.
@@ -80,6 +109,7 @@ impl ServerConfig {
             listen: listen.unwrap_or_else(default_listen),
             data,
             namespaces: BTreeMap::from([("default".to_owned(), NamespaceConfig { token })]),
+            maintenance: Maintenance::default(),
         };
         config.check()?;
         Ok(config)

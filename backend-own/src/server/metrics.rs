@@ -18,6 +18,8 @@ pub struct Metrics {
     block_gets: AtomicU64,
     corrupt_reads: AtomicU64,
     appends: AtomicU64,
+    scrubbed_bytes: AtomicU64,
+    scrub_corrupt: AtomicU64,
 }
 
 impl Metrics {
@@ -32,6 +34,10 @@ impl Metrics {
     }
     pub(super) fn corrupt_read(&self) {
         self.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn scrubbed(&self, bytes: u64, corrupt: u64) {
+        self.scrubbed_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.scrub_corrupt.fetch_add(corrupt, Ordering::Relaxed);
     }
     pub(super) fn appended(&self) {
         self.appends.fetch_add(1, Ordering::Relaxed);
@@ -67,6 +73,16 @@ pub(super) async fn serve(State(server): State<Arc<Server>>) -> Result<String, S
         "corrupt_reads_total",
         "Gets refused because the stored block is corrupt.",
         m.corrupt_reads.load(Ordering::Relaxed),
+    );
+    counter(
+        "scrubbed_bytes_total",
+        "Payload bytes re-read and re-hashed by the scrubber.",
+        m.scrubbed_bytes.load(Ordering::Relaxed),
+    );
+    counter(
+        "scrub_corrupt_total",
+        "Corrupt blocks found by the scrubber.",
+        m.scrub_corrupt.load(Ordering::Relaxed),
     );
     counter(
         "journal_appends_total",

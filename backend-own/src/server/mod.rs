@@ -19,6 +19,7 @@
 //! [`pouch_backend::Error`]) and a human message as the body.
 
 mod config;
+mod maintenance;
 mod metrics;
 
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ use axum::routing::{get, post, put};
 use pouch_backend::{Backend, BlockId, Error, Seq, Snapshot};
 use serde::Deserialize;
 
-pub use config::{NamespaceConfig, ServerConfig};
+pub use config::{Maintenance, NamespaceConfig, ServerConfig};
 pub use metrics::Metrics;
 
 use crate::EmbeddedBackend;
@@ -80,6 +81,12 @@ impl Server {
             namespaces,
             metrics: Metrics::default(),
         }))
+    }
+
+    /// Starts the scrubber and compaction workers (on the current tokio
+    /// runtime).
+    pub fn start_maintenance(self: &Arc<Self>, settings: &Maintenance) {
+        maintenance::spawn(self, settings);
     }
 
     /// The router serving this state.

@@ -1,0 +1,69 @@
+//! Background workers per namespace: the scrubber walks every block at a
+//! bounded rate, and compaction runs on a timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::Store;
+
+use super::Server;
+use super::config::Maintenance;
+
+/// Starts the workers for every served store.
+pub fn spawn(server: &Arc<Server>, settings: &Maintenance) {
+    for (name, backend) in server.stores() {
+        let store = backend.store().clone();
+        if settings.scrub_bytes_per_sec > 0 {
+            tokio::spawn(scrub(
+                server.clone(),
+                name.clone(),
+                store.clone(),
+                settings.clone(),
+            ));
+        }
+        if settings.compact_every_secs > 0 {
+            tokio::spawn(compact(name.clone(), store, settings.clone()));
+        }
+    }
+}
+
+async fn scrub(server: Arc<Server>, namespace: String, store: Arc<Store>, settings: Maintenance) {
+    let tick = Duration::from_millis(settings.scrub_tick_ms.max(1));
+    let budget = (settings.scrub_bytes_per_sec as u128 * tick.as_millis() / 1000).max(1) as u64;
+    let mut cursor = None;
+    loop {
+        let store = store.clone();
+        let step = tokio::task::spawn_blocking(move || store.scrub_step(cursor, budget)).await;
+        match step {
+            Ok(Ok(step)) => {
+                server
+                    .metrics
+                    .scrubbed(step.bytes, step.corrupt.len() as u64);
+                if step.next.is_none() {
+                    tracing::debug!(%namespace, "scrub pass complete");
+                }
+                cursor = step.next;
+            }
+            Ok(Err(e)) => tracing::warn!(%namespace, "scrub step failed: {e}"),
+            Err(e) => tracing::error!(%namespace, "scrub worker failed: {e}"),
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
+async fn compact(namespace: String, store: Arc<Store>, settings: Maintenance) {
+    let every = Duration::from_secs(settings.compact_every_secs);
+    loop {
+        tokio::time::sleep(every).await;
+        let store = store.clone();
+        let threshold = settings.compact_threshold;
+        match tokio::task::spawn_blocking(move || store.compact(threshold)).await {
+            Ok(Ok(report)) if report.volumes > 0 => {
+                tracing::info!(%namespace, volumes = report.volumes, bytes = report.bytes_reclaimed, "compacted");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(%namespace, "compaction failed: {e}"),
+            Err(e) => tracing::error!(%namespace, "compaction worker failed: {e}"),
+        }
+    }
+}
