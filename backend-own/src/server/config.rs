@@ -31,6 +31,9 @@ pub struct ServerConfig {
     /// The namespaces served, by name.
     #[serde(default)]
     pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// Volume files are sealed once they reach this many bytes.
+    #[serde(default = "default_volume_size")]
+    pub volume_size: u64,
     /// Background verification and compaction.
     #[serde(default)]
     pub maintenance: Maintenance,
@@ -78,6 +81,10 @@ impl std::fmt::Debug for NamespaceConfig {
     }
 }
 
+fn default_volume_size() -> u64 {
+    crate::engine::StoreOptions::default().volume_size
+}
+
 fn default_listen() -> String {
     DEFAULT_LISTEN.to_owned()
 }
@@ -109,6 +116,7 @@ impl ServerConfig {
             listen: listen.unwrap_or_else(default_listen),
             data,
             namespaces: BTreeMap::from([("default".to_owned(), NamespaceConfig { token })]),
+            volume_size: default_volume_size(),
             maintenance: Maintenance::default(),
         };
         config.check()?;

@@ -68,7 +68,11 @@ impl Server {
     pub fn open(config: &ServerConfig) -> pouch_backend::Result<Arc<Self>> {
         let mut namespaces = HashMap::new();
         for (name, ns) in &config.namespaces {
-            let backend = EmbeddedBackend::open(&config.data.join(name))?;
+            let options = crate::engine::StoreOptions {
+                volume_size: config.volume_size,
+            };
+            let store = crate::engine::Store::open(&config.data.join(name), options)?;
+            let backend = EmbeddedBackend::new(Arc::new(store));
             namespaces.insert(
                 name.clone(),
                 Namespace {
