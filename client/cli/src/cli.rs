@@ -56,6 +56,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sync continuously: watch the folder and the store, sync every
+    /// change both ways, and serve `status`, `pause` and `resume` on a
+    /// control socket. Runs in the foreground; SIGTERM or Ctrl-C stops it
+    /// after the sync in flight.
+    Daemon,
+    /// Hold back syncing in the running daemon (changes are still noticed).
+    Pause,
+    /// Let the running daemon sync again.
+    Resume,
     /// List the synced folder as Pouch last saw it.
     Ls {
         /// List the remote side (the store's journal) instead.

@@ -9,6 +9,8 @@ use pouch_backend::{Backend, BackendExt};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_backend_own::RemoteBackend;
 use pouch_core::config::{self, BackendConfig, CONFIG_VERSION, Config, OwnStore};
+use pouch_core::daemon::protocol::{Request, Response};
+use pouch_core::daemon::{DaemonOptions, control::request};
 use pouch_core::db::Tree;
 use pouch_core::plan::Op;
 use pouch_core::sync::{Engine, SystemClock};
@@ -41,6 +43,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync { json } => sync(&config_path, json).await,
         Command::Status { json } => status(&config_path, json).await,
         Command::Ls { remote } => ls(&config_path, remote).await,
+        Command::Daemon => daemon(&config_path).await,
+        Command::Pause => control(&config_path, Request::Pause).await,
+        Command::Resume => control(&config_path, Request::Resume).await,
     }
 }
 
@@ -222,10 +227,16 @@ struct Status {
     to_delete_locally: usize,
     conflicts: usize,
     problems: Vec<String>,
+    /// The running daemon's own state, if one runs.
+    daemon: Option<pouch_core::daemon::protocol::DaemonStatus>,
 }
 
 async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let (config, backend, mut engine) = open_engine(config_path)?;
+    let daemon = match request(&socket_path(&config), &Request::Status).await {
+        Ok(Some(Response::Status(status))) => Some(status),
+        _ => None,
+    };
     let (ops, problems) = engine.pending().await?;
     let count = |f: fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
     let status = Status {
@@ -241,6 +252,7 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         to_delete_locally: count(|op| matches!(op, Op::DeleteLocal { .. })),
         conflicts: count(|op| matches!(op, Op::Conflict { .. })),
         problems,
+        daemon,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -254,6 +266,23 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("device:  {} ({})", status.device, status.device_id);
         println!("store:   {}", status.backend);
         println!("journal: entry {} of {}", status.cursor, status.remote_head);
+        match &status.daemon {
+            Some(daemon) => {
+                let state = serde_json::to_value(daemon.state)?;
+                println!(
+                    "daemon:  {} ({} syncs)",
+                    state.as_str().unwrap_or("?"),
+                    daemon.syncs
+                );
+                if let Some(error) = &daemon.last_error {
+                    println!("daemon error: {error}");
+                }
+                if let Some(problem) = &daemon.watch_problem {
+                    println!("daemon warning: {problem}");
+                }
+            }
+            None => println!("daemon:  not running"),
+        }
         if pending == 0 {
             println!("up to date");
         } else {
@@ -303,4 +332,62 @@ async fn ls(config_path: &Path, remote: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The daemon's control socket for a config: next to its local journal,
+/// so every device on a machine has its own.
+fn socket_path(config: &Config) -> PathBuf {
+    config.journal.with_extension("sock")
+}
+
+async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let (config, backend, engine) = open_engine(config_path)?;
+    let socket = socket_path(&config);
+    eprintln!(
+        "pouch daemon: syncing {} with {} (control socket {})",
+        config.root.display(),
+        backend.describe(),
+        socket.display()
+    );
+    pouch_core::daemon::run(
+        engine,
+        backend,
+        &config.root,
+        DaemonOptions::new(socket),
+        shutdown_signal(),
+    )
+    .await
+    .context("the daemon stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn control(config_path: &Path, what: Request) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    match request(&socket_path(&config), &what).await? {
+        Some(Response::Ok(state)) => {
+            println!("{state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Response::Error(e)) => bail!("the daemon refused: {e}"),
+        Some(Response::Status(_)) => bail!("the daemon answered something else"),
+        None => bail!(
+            "no daemon runs for {}; start one with `pouch daemon`",
+            config_path.display()
+        ),
+    }
 }

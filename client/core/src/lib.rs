@@ -12,6 +12,7 @@
 pub mod chunk;
 pub mod commit;
 pub mod config;
+pub mod daemon;
 pub mod db;
 mod error;
 pub mod fsops;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pouch_backend::{Backend, Block, BlockId, Error as BackendError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chunk;
 use crate::commit::{COMMIT_VERSION, Change, Commit};
@@ -73,7 +73,7 @@ impl Progress for NoProgress {
 }
 
 /// What one sync did.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct SyncReport {
     /// Journal entries pulled.
     pub entries_pulled: u64,

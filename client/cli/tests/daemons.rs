@@ -1,0 +1,131 @@
+//! Two `pouch daemon` processes on one store: changes flow with no command
+//! run; pause holds them back and resume lets them through.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Device;
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(device: &Device) -> Self {
+        let child = common::pouch()
+            .arg("--config")
+            .arg(&device.config)
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = device.config.with_extension("journal.sock");
+        wait_for("the control socket", || socket.exists());
+        Self(child)
+    }
+
+    fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.0.wait().unwrap();
+        assert!(
+            status.success(),
+            "the daemon did not stop cleanly: {status}"
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `cond` until it holds; fails after a generous deadline.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn reads(path: &Path, content: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|c| c == content)
+}
+
+#[test]
+fn two_daemons_keep_two_folders_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let a = Device::init(dir.path(), "A", &store);
+    let b = Device::init(dir.path(), "B", &store);
+    let da = Daemon::start(&a);
+    let db = Daemon::start(&b);
+
+    std::fs::write(a.path("hello.txt"), b"hello from A").unwrap();
+    wait_for("a new file to reach B", || {
+        reads(&b.path("hello.txt"), b"hello from A")
+    });
+
+    std::fs::create_dir_all(a.path("folder/sub")).unwrap();
+    std::fs::write(a.path("folder/sub/x.txt"), b"x").unwrap();
+    wait_for("a folder to reach B", || {
+        reads(&b.path("folder/sub/x.txt"), b"x")
+    });
+    std::fs::rename(a.path("folder"), a.path("renamed")).unwrap();
+    wait_for("a folder rename to reach B", || {
+        reads(&b.path("renamed/sub/x.txt"), b"x") && !b.path("folder").exists()
+    });
+
+    std::fs::remove_file(b.path("hello.txt")).unwrap();
+    wait_for("a delete to reach A", || !a.path("hello.txt").exists());
+
+    std::fs::create_dir(a.path("burst")).unwrap();
+    for i in 0..1000 {
+        std::fs::write(a.path(&format!("burst/f{i:04}")), format!("file {i}")).unwrap();
+    }
+    wait_for("a burst of 1,000 files to reach B", || {
+        std::fs::read_dir(b.path("burst")).is_ok_and(|d| d.count() == 1000)
+    });
+    assert!(reads(&b.path("burst/f0999"), b"file 999"));
+
+    // Pause B: A's change waits; resume: it arrives.
+    let out = b.run(&["pause"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&b.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["daemon"]["paused"], true, "{status}");
+    std::fs::write(a.path("while-paused.txt"), b"held back").unwrap();
+    wait_for("A to commit while B is paused", || {
+        let s: serde_json::Value =
+            serde_json::from_slice(&a.run(&["status", "--json"]).stdout).unwrap();
+        s["to_upload"] == 0 && s["remote_head"].as_u64() > status["remote_head"].as_u64()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !b.path("while-paused.txt").exists(),
+        "a paused daemon synced"
+    );
+    assert!(b.run(&["resume"]).status.success());
+    wait_for("the held-back change after resume", || {
+        reads(&b.path("while-paused.txt"), b"held back")
+    });
+
+    da.stop();
+    db.stop();
+    assert!(
+        !a.config.with_extension("journal.sock").exists(),
+        "the socket was left behind"
+    );
+    let out = a.run(&["pause"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no daemon runs"));
+}

@@ -1,0 +1,245 @@
+//! `pouch daemon`: continuous two-way sync.
+//!
+//! One loop owns the [`Engine`]. Three things make it sync: file-system
+//! events under the root (debounced, see [`debounce`]), news in the remote
+//! journal (a task blocked in `wait_journal`, a long-poll where the backend
+//! has one), and a periodic rescan as a safety net. A control socket
+//! ([`protocol`]) serves status, pause/resume and an event stream.
+//! Shutdown is checked between syncs, so a sync in flight always finishes.
+
+pub mod control;
+pub mod debounce;
+pub mod protocol;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use pouch_backend::{Backend, Seq};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use self::control::Shared;
+use self::debounce::Debouncer;
+use self::protocol::{Event, State};
+use crate::Result;
+use crate::fsops::is_temp_name;
+use crate::sync::Engine;
+
+/// How the daemon paces itself.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The control socket's path.
+    pub socket: PathBuf,
+    /// Quiet time after the last file event before a sync starts.
+    pub quiet: Duration,
+    /// Longest a sync waits behind a never-ending stream of events.
+    pub max_delay: Duration,
+    /// Full rescan interval while live watching works.
+    pub rescan_every: Duration,
+    /// Rescan interval when live watching is impossible.
+    pub fallback_rescan_every: Duration,
+    /// How long one wait for remote news may block.
+    pub remote_wait: Duration,
+    /// Pause before retrying a failed sync.
+    pub retry_after: Duration,
+}
+
+impl DaemonOptions {
+    /// Defaults for a control socket at `socket`.
+    pub fn new(socket: PathBuf) -> Self {
+        Self {
+            socket,
+            quiet: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            rescan_every: Duration::from_secs(600),
+            fallback_rescan_every: Duration::from_secs(30),
+            remote_wait: Duration::from_secs(25),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` completes.
+pub async fn run(
+    mut engine: Engine,
+    backend: Arc<dyn Backend>,
+    root: &Path,
+    options: DaemonOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let shared = Arc::new(Shared::new());
+    let control = control::listen(&options.socket, shared.clone())?;
+
+    let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
+    let (watcher, rescan_every) = match watch_root(root, fs_tx) {
+        Ok(watcher) => (Some(watcher), options.rescan_every),
+        Err(problem) => {
+            tracing::error!("{problem}");
+            shared.status.lock().expect("status lock").watch_problem = Some(problem);
+            (None, options.fallback_rescan_every)
+        }
+    };
+
+    let (cursor_tx, cursor_rx) = watch::channel(engine.db().cursor()?);
+    let (remote_tx, mut remote_rx) = mpsc::unbounded_channel::<()>();
+    let remote = tokio::spawn(watch_remote(
+        backend,
+        cursor_rx,
+        remote_tx,
+        options.remote_wait,
+    ));
+
+    let mut debouncer = Debouncer::new(options.quiet, options.max_delay);
+    let mut pending = true; // a full sync at start
+    let mut retry_at: Option<Instant> = None;
+    let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
+    let mut paused = shared.paused.subscribe();
+    tokio::pin!(shutdown);
+
+    loop {
+        if pending && !*paused.borrow() {
+            pending = false;
+            retry_at = None;
+            if !sync(&mut engine, &shared).await {
+                retry_at = Some(Instant::now() + options.retry_after);
+            }
+            cursor_tx.send_replace(engine.db().cursor()?);
+        }
+        let wake = [debouncer.deadline(), retry_at].into_iter().flatten().min();
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = fs_rx.recv() => debouncer.event(Instant::now()),
+            Some(()) = remote_rx.recv() => pending = true,
+            _ = rescan.tick() => pending = true,
+            Ok(()) = paused.changed() => pending = true,
+            () = sleep_until(wake) => {
+                let now = Instant::now();
+                if debouncer.take_if_due(now) || retry_at.is_some_and(|at| at <= now) {
+                    pending = true;
+                }
+            }
+        }
+    }
+    drop(watcher);
+    remote.abort();
+    control.abort();
+    let _ = std::fs::remove_file(&options.socket);
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one sync, recording the outcome. Returns whether it succeeded.
+async fn sync(engine: &mut Engine, shared: &Shared) -> bool {
+    shared.status.lock().expect("status lock").state = State::Syncing;
+    shared.emit(Event::Syncing);
+    let outcome = engine.sync_once().await;
+    let mut status = shared.status.lock().expect("status lock");
+    let now = crate::sync::Clock::unix_secs(&crate::sync::SystemClock);
+    match outcome {
+        Ok(report) => {
+            status.state = if status.paused {
+                State::Paused
+            } else {
+                State::Idle
+            };
+            status.syncs += 1;
+            status.last_sync = Some(now);
+            status.last_error = None;
+            status.last_report = Some(report.clone());
+            drop(status);
+            shared.emit(Event::Synced(report));
+            true
+        }
+        Err(e) => {
+            tracing::warn!("sync failed: {e}");
+            status.state = State::Error;
+            status.last_error = Some(e.to_string());
+            drop(status);
+            shared.emit(Event::Failed {
+                message: e.to_string(),
+            });
+            false
+        }
+    }
+}
+
+/// Watches `root` recursively; every event but those about Pouch's own
+/// temp files pokes `tx`.
+fn watch_root(
+    root: &Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, String> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(event) => event.paths.iter().any(|path| {
+                !path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_temp_name)
+            }),
+            Err(_) => true, // a lost event: better a spare sync
+        };
+        if relevant {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(describe_watch_error)?;
+    watcher
+        .watch(root, RecursiveMode::Recursive)
+        .map_err(describe_watch_error)?;
+    Ok(watcher)
+}
+
+fn describe_watch_error(e: notify::Error) -> String {
+    let limit = matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+        || matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(28));
+    if limit {
+        "the system's limit on watched folders is reached, so changes are found by rescanning every 30 s instead; \
+         raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` (and in /etc/sysctl.d to keep it)"
+            .to_owned()
+    } else {
+        format!("cannot watch the folder for changes ({e}); rescanning every 30 s instead")
+    }
+}
+
+/// Blocks in `wait_journal` and pokes `tx` when the journal has entries the
+/// engine has not folded yet.
+async fn watch_remote(
+    backend: Arc<dyn Backend>,
+    mut cursor: watch::Receiver<Seq>,
+    tx: mpsc::UnboundedSender<()>,
+    wait: Duration,
+) {
+    loop {
+        let after = *cursor.borrow_and_update();
+        let asked = Instant::now();
+        match backend.wait_journal(after, wait).await {
+            Ok(head) if head > after => {
+                if tx.send(()).is_err() {
+                    return;
+                }
+                // Let the sync fold it before asking again.
+                let _ = tokio::time::timeout(Duration::from_secs(5), cursor.changed()).await;
+            }
+            Ok(_) if asked.elapsed() < wait / 2 => {
+                // A backend without push returns at once: poll gently.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("waiting for remote changes: {e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The daemon's control protocol, spoken over its Unix socket (mode 0600).
+//!
+//! Newline-delimited JSON. The client sends one [`Request`] per line; the
+//! daemon answers each with one [`Response`] line, except `subscribe`,
+//! after which it streams one [`Event`] per line until the client hangs up.
+//!
+//! ```text
+//! > {"cmd":"status"}
+//! < {"status":{"state":"idle","paused":false,...}}
+//! > {"cmd":"pause"}
+//! < {"ok":"paused"}
+//! > {"cmd":"subscribe"}
+//! < {"event":"syncing"}
+//! < {"event":"synced","uploaded":1,...}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::sync::SyncReport;
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// The daemon's state.
+    Status,
+    /// Stop syncing until resumed (changes keep being noticed).
+    Pause,
+    /// Sync again, starting with everything noticed meanwhile.
+    Resume,
+    /// Stream events until the connection closes.
+    Subscribe,
+}
+
+/// An answer to one request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Response {
+    /// The state, for `status`.
+    Status(DaemonStatus),
+    /// Done, with the new state's name, for `pause` and `resume`.
+    Ok(String),
+    /// The request could not be served.
+    Error(String),
+}
+
+/// What the daemon is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Up to date, watching.
+    Idle,
+    /// A sync is running.
+    Syncing,
+    /// Paused by the user.
+    Paused,
+    /// The last sync failed; it will be retried.
+    Error,
+}
+
+/// The daemon's state, as `pouch status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// What it is doing.
+    pub state: State,
+    /// Whether the user paused it.
+    pub paused: bool,
+    /// Syncs completed since start.
+    pub syncs: u64,
+    /// Unix time of the last completed sync.
+    pub last_sync: Option<i64>,
+    /// The last error, if the last sync failed.
+    pub last_error: Option<String>,
+    /// What the last sync did.
+    pub last_report: Option<SyncReport>,
+    /// Why changes are not being watched live, when they are not (the
+    /// daemon then rescans on a timer).
+    pub watch_problem: Option<String>,
+}
+
+/// Something that happened, for subscribers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// A sync started.
+    Syncing,
+    /// A sync finished.
+    Synced(SyncReport),
+    /// A sync failed.
+    Failed {
+        /// Why.
+        message: String,
+    },
+    /// The user paused syncing.
+    Paused,
+    /// The user resumed syncing.
+    Resumed,
+}
