@@ -89,12 +89,14 @@ mod tests {
             (100, 1000, &[10, 12, 15, 16], &[116]),
             // Two separate edits: two syncs.
             (100, 1000, &[10, 500], &[110, 600]),
-            // A writer that never stops: capped by the max delay.
+            // A writer that never stops: capped by the max delay. The event
+            // at 1000 rides with the sync at 1000; the next burst starts at
+            // 1050, and the last one ends quietly at 2450 + 100.
             (
                 100,
                 1000,
                 &(0..2500).step_by(50).collect::<Vec<_>>(),
-                &[1000, 2000, 2550],
+                &[1000, 2050, 2550],
             ),
         ];
         for (quiet, max_delay, events, expected) in cases {
