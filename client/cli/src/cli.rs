@@ -49,6 +49,9 @@ pub enum Command {
         /// Print the outcome as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Propagate deletes even when they are more than half the folder.
+        #[arg(long)]
+        allow_mass_delete: bool,
     },
     /// Show what is waiting to sync, without changing anything on disk.
     Status {
@@ -64,7 +67,11 @@ pub enum Command {
     /// Hold back syncing in the running daemon (changes are still noticed).
     Pause,
     /// Let the running daemon sync again.
-    Resume,
+    Resume {
+        /// Also propagate the mass delete that made the daemon pause.
+        #[arg(long)]
+        allow_mass_delete: bool,
+    },
     /// List the synced folder as Pouch last saw it.
     Ls {
         /// List the remote side (the store's journal) instead.

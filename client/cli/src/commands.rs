@@ -40,12 +40,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             init(&config_path, root, device, backend, own).await
         }
-        Command::Sync { json } => sync(&config_path, json).await,
+        Command::Sync {
+            json,
+            allow_mass_delete,
+        } => sync(&config_path, json, allow_mass_delete).await,
         Command::Status { json } => status(&config_path, json).await,
         Command::Ls { remote } => ls(&config_path, remote).await,
         Command::Daemon => daemon(&config_path).await,
         Command::Pause => control(&config_path, Request::Pause).await,
-        Command::Resume => control(&config_path, Request::Resume).await,
+        Command::Resume { allow_mass_delete } => {
+            control(&config_path, Request::Resume { allow_mass_delete }).await
+        }
     }
 }
 
@@ -181,8 +186,9 @@ fn open_engine(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn Backend>, 
     Ok((config, backend, engine))
 }
 
-async fn sync(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+async fn sync(config_path: &Path, json: bool, allow_mass_delete: bool) -> anyhow::Result<ExitCode> {
     let (config, _, mut engine) = open_engine(config_path)?;
+    engine.guard_mut().allow_once = allow_mass_delete;
     let report = engine
         .sync_once()
         .await

@@ -64,6 +64,30 @@ pub enum Error {
         reason: String,
     },
 
+    /// The sync root cannot be listed (an unmounted disk, a removed
+    /// folder): nothing is synced, so its absence never looks like a delete.
+    #[error("the folder {root} cannot be read ({source}); is its disk mounted? Nothing was synced")]
+    RootUnavailable {
+        /// The sync root.
+        root: PathBuf,
+        /// Why it cannot be listed.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// One scan found a large share of the tree deleted; the deletes were
+    /// not sent. Everything else of the sync still happened.
+    #[error(
+        "{deletes} of {total} synced paths were deleted here at once; not propagating that. \
+         If it is intended, run `pouch sync --allow-mass-delete` (or `pouch resume --allow-mass-delete`)"
+    )]
+    MassDelete {
+        /// Deletes the scan found.
+        deletes: usize,
+        /// Paths in the synced tree.
+        total: usize,
+    },
+
     /// Other devices kept committing first; the sync gave up for now.
     #[error("lost the race to commit {attempts} times in a row; try again")]
     Contended {

@@ -55,7 +55,16 @@ pub struct ScanOutcome {
 }
 
 /// Scans `root`, reusing `previous` entries whose stat data is unchanged.
-pub fn scan(root: &Path, previous: &BTreeMap<RelPath, LocalEntry>) -> ScanOutcome {
+///
+/// Fails when the root itself cannot be listed: an unmounted disk must
+/// never read as "everything was deleted".
+pub fn scan(root: &Path, previous: &BTreeMap<RelPath, LocalEntry>) -> crate::Result<ScanOutcome> {
+    if let Err(source) = std::fs::read_dir(root) {
+        return Err(crate::Error::RootUnavailable {
+            root: root.to_owned(),
+            source,
+        });
+    }
     let mut out = ScanOutcome::default();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -131,7 +140,7 @@ pub fn scan(root: &Path, previous: &BTreeMap<RelPath, LocalEntry>) -> ScanOutcom
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn scan_file(

@@ -109,6 +109,28 @@ pub struct Engine {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
     progress: Arc<dyn Progress>,
+    guard: MassDeleteGuard,
+}
+
+/// When a scan's deletes are too many to propagate without asking.
+#[derive(Debug, Clone, Copy)]
+pub struct MassDeleteGuard {
+    /// Deletes above this share of the synced tree trip the guard...
+    pub share: f64,
+    /// ...when they are at least this many.
+    pub min_paths: usize,
+    /// Lets the next sync through anyway (reset after it).
+    pub allow_once: bool,
+}
+
+impl Default for MassDeleteGuard {
+    fn default() -> Self {
+        Self {
+            share: 0.5,
+            min_paths: 100,
+            allow_once: false,
+        }
+    }
 }
 
 impl Engine {
@@ -136,7 +158,13 @@ impl Engine {
             backend,
             clock,
             progress,
+            guard: MassDeleteGuard::default(),
         })
+    }
+
+    /// The mass-delete guard, to tune it or let one sync through.
+    pub fn guard_mut(&mut self) -> &mut MassDeleteGuard {
+        &mut self.guard
     }
 
     /// The local journal, for status and listings.
@@ -182,7 +210,7 @@ impl Engine {
     pub async fn pending(&mut self) -> Result<(Vec<Op>, Vec<String>)> {
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
-        let outcome = scan(&self.root, &self.db.local()?);
+        let outcome = scan(&self.root, &self.db.local()?)?;
         let ops = self.plan(&outcome.entries)?;
         report.problems.extend(outcome.problems);
         Ok((ops, report.problems))
@@ -209,7 +237,7 @@ impl Engine {
 
     fn rescan(&mut self, report: &mut SyncReport) -> Result<BTreeMap<RelPath, LocalEntry>> {
         let previous = self.db.local()?;
-        let outcome = scan(&self.root, &previous);
+        let outcome = scan(&self.root, &previous)?;
         for problem in outcome.problems {
             if !report.problems.contains(&problem) {
                 report.problems.push(problem);
@@ -503,6 +531,20 @@ impl Engine {
         if ops.is_empty() {
             return Ok(());
         }
+        let deletes = ops
+            .iter()
+            .filter(|op| matches!(op, Op::DeleteRemote { .. }))
+            .count();
+        let synced = self.db.tree(Tree::Synced)?.len();
+        if !self.guard.allow_once
+            && deletes >= self.guard.min_paths
+            && deletes as f64 > self.guard.share * synced as f64
+        {
+            return Err(Error::MassDelete {
+                deletes,
+                total: synced,
+            });
+        }
         let total = ops
             .iter()
             .map(|op| match op {
@@ -555,6 +597,7 @@ impl Engine {
         };
         let seq = self.db.cursor()?.next();
         self.backend.append(seq, commit.encode()).await?;
+        self.guard.allow_once = false;
         self.db.fold(seq, &changes, true)?;
         for (path, node) in &changes {
             // The local entry's stat data is the scan's; keep it in step.

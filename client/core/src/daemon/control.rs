@@ -17,6 +17,8 @@ pub(super) struct Shared {
     pub(super) status: Mutex<DaemonStatus>,
     pub(super) paused: watch::Sender<bool>,
     pub(super) events: broadcast::Sender<Event>,
+    /// Set by `resume --allow-mass-delete`, taken by the next sync.
+    pub(super) allow_mass_delete: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -33,6 +35,7 @@ impl Shared {
             }),
             paused: watch::Sender::new(false),
             events: broadcast::Sender::new(256),
+            allow_mass_delete: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -85,7 +88,12 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                 shared.emit(Event::Paused);
                 Response::Ok("paused".into())
             }
-            Ok(Request::Resume) => {
+            Ok(Request::Resume { allow_mass_delete }) => {
+                if allow_mass_delete {
+                    shared
+                        .allow_mass_delete
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 shared.paused.send_replace(false);
                 shared.status.lock().expect("status lock").paused = false;
                 shared.emit(Event::Resumed);

@@ -103,8 +103,21 @@ pub async fn run(
         if pending && !*paused.borrow() {
             pending = false;
             retry_at = None;
-            if !sync(&mut engine, &shared).await {
-                retry_at = Some(Instant::now() + options.retry_after);
+            if shared
+                .allow_mass_delete
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                engine.guard_mut().allow_once = true;
+            }
+            match sync(&mut engine, &shared).await {
+                Ok(()) => {}
+                Err(crate::Error::MassDelete { .. }) => {
+                    // Ask, don't propagate: pause until the user decides.
+                    shared.paused.send_replace(true);
+                    shared.status.lock().expect("status lock").paused = true;
+                    paused.mark_unchanged();
+                }
+                Err(_) => retry_at = Some(Instant::now() + options.retry_after),
             }
             cursor_tx.send_replace(engine.db().cursor()?);
         }
@@ -138,8 +151,8 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Runs one sync, recording the outcome. Returns whether it succeeded.
-async fn sync(engine: &mut Engine, shared: &Shared) -> bool {
+/// Runs one sync, recording the outcome.
+async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
     shared.status.lock().expect("status lock").state = State::Syncing;
     shared.emit(Event::Syncing);
     let outcome = engine.sync_once().await;
@@ -158,7 +171,7 @@ async fn sync(engine: &mut Engine, shared: &Shared) -> bool {
             status.last_report = Some(report.clone());
             drop(status);
             shared.emit(Event::Synced(report));
-            true
+            Ok(())
         }
         Err(e) => {
             tracing::warn!("sync failed: {e}");
@@ -168,7 +181,7 @@ async fn sync(engine: &mut Engine, shared: &Shared) -> bool {
             shared.emit(Event::Failed {
                 message: e.to_string(),
             });
-            false
+            Err(e)
         }
     }
 }

@@ -9,6 +9,8 @@
 //! < {"status":{"state":"idle","paused":false,...}}
 //! > {"cmd":"pause"}
 //! < {"ok":"paused"}
+//! > {"cmd":"resume","allow_mass_delete":false}
+//! < {"ok":"resumed"}
 //! > {"cmd":"subscribe"}
 //! < {"event":"syncing"}
 //! < {"event":"synced","uploaded":1,...}
@@ -27,7 +29,11 @@ pub enum Request {
     /// Stop syncing until resumed (changes keep being noticed).
     Pause,
     /// Sync again, starting with everything noticed meanwhile.
-    Resume,
+    Resume {
+        /// Let the next sync propagate a mass delete the guard stopped.
+        #[serde(default)]
+        allow_mass_delete: bool,
+    },
     /// Stream events until the connection closes.
     Subscribe,
 }
