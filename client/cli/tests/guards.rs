@@ -70,3 +70,42 @@ fn a_missing_root_deletes_nothing_remotely() {
     b.sync();
     assert_eq!(std::fs::read(b.path("precious.txt")).unwrap(), b"keep me");
 }
+
+#[test]
+fn ignored_paths_stay_where_they_are() {
+    let (_dir, a, b) = pair();
+    std::fs::write(a.path(".pouchignore"), "build/\n*.log\n").unwrap();
+    std::fs::create_dir(a.path("build")).unwrap();
+    std::fs::write(a.path("build/out.bin"), b"artifact").unwrap();
+    std::fs::write(a.path("debug.log"), b"noise").unwrap();
+    std::fs::write(a.path("keep.txt"), b"keep").unwrap();
+    std::fs::write(a.path(".keep.txt.swp"), b"vim swap").unwrap();
+    a.sync();
+    b.sync();
+    let mut names: Vec<String> = std::fs::read_dir(&b.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".pouchignore", "keep.txt"]);
+
+    // B's own ignored files are neither sent nor deleted, and A's stay too.
+    std::fs::write(b.path("local.log"), b"b's log").unwrap();
+    b.sync();
+    a.sync();
+    assert!(!a.path("local.log").exists());
+    assert!(b.path("local.log").exists());
+    assert!(a.path("build/out.bin").exists() && a.path("debug.log").exists());
+
+    // A synced file that becomes ignored is left alone on both sides.
+    std::fs::write(a.path(".pouchignore"), "build/\n*.log\nkeep.txt\n").unwrap();
+    a.sync();
+    std::fs::remove_file(a.path("keep.txt")).unwrap();
+    a.sync();
+    b.sync();
+    assert_eq!(std::fs::read(b.path("keep.txt")).unwrap(), b"keep");
+    assert_eq!(
+        std::fs::read_to_string(b.path(".pouchignore")).unwrap(),
+        "build/\n*.log\nkeep.txt\n"
+    );
+}

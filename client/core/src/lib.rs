@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod db;
 mod error;
 pub mod fsops;
+pub mod ignore_rules;
 pub mod node;
 pub mod path;
 pub mod plan;

@@ -14,6 +14,7 @@ use std::path::Path;
 use crate::chunk;
 use crate::db::LocalEntry;
 use crate::fsops::is_temp_name;
+use crate::ignore_rules::IgnoreRules;
 use crate::node::Node;
 use crate::path::RelPath;
 
@@ -58,7 +59,11 @@ pub struct ScanOutcome {
 ///
 /// Fails when the root itself cannot be listed: an unmounted disk must
 /// never read as "everything was deleted".
-pub fn scan(root: &Path, previous: &BTreeMap<RelPath, LocalEntry>) -> crate::Result<ScanOutcome> {
+pub fn scan(
+    root: &Path,
+    previous: &BTreeMap<RelPath, LocalEntry>,
+    rules: &IgnoreRules,
+) -> crate::Result<ScanOutcome> {
     if let Err(source) = std::fs::read_dir(root) {
         return Err(crate::Error::RootUnavailable {
             root: root.to_owned(),
@@ -103,6 +108,10 @@ pub fn scan(root: &Path, previous: &BTreeMap<RelPath, LocalEntry>) -> crate::Res
                 }
             };
             if is_temp_name(path.name()) {
+                continue;
+            }
+            let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
+            if rules.is_ignored(&path, is_dir) {
                 continue;
             }
             let meta = match std::fs::symlink_metadata(&full) {

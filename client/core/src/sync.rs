@@ -24,6 +24,7 @@ use crate::chunk;
 use crate::commit::{COMMIT_VERSION, Change, Commit};
 use crate::db::{LocalDb, LocalEntry, Tree};
 use crate::fsops::{self, commit_temp, conflict_name, prepare_parent, unchanged};
+use crate::ignore_rules::IgnoreRules;
 use crate::node::{BlockRef, Node};
 use crate::path::RelPath;
 use crate::plan::{Op, plan};
@@ -210,7 +211,11 @@ impl Engine {
     pub async fn pending(&mut self) -> Result<(Vec<Op>, Vec<String>)> {
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
-        let outcome = scan(&self.root, &self.db.local()?)?;
+        let outcome = scan(
+            &self.root,
+            &self.db.local()?,
+            &IgnoreRules::load(&self.root),
+        )?;
         let ops = self.plan(&outcome.entries)?;
         report.problems.extend(outcome.problems);
         Ok((ops, report.problems))
@@ -223,22 +228,33 @@ impl Engine {
         Ok(report)
     }
 
+    /// Plans over the three trees, leaving ignored paths out of all of
+    /// them: an ignored path is neither sent, nor fetched, nor deleted.
     fn plan(&self, local: &BTreeMap<RelPath, LocalEntry>) -> Result<Vec<Op>> {
-        let local_nodes: BTreeMap<RelPath, Node> = local
-            .iter()
-            .map(|(p, (_, n))| (p.clone(), n.clone()))
-            .collect();
+        let rules = IgnoreRules::load(&self.root);
+        let keep = |tree: BTreeMap<RelPath, Node>| -> BTreeMap<RelPath, Node> {
+            tree.into_iter()
+                .filter(|(path, node)| !rules.is_ignored(path, node.is_dir()))
+                .collect()
+        };
+        let local_nodes = keep(
+            local
+                .iter()
+                .map(|(p, (_, n))| (p.clone(), n.clone()))
+                .collect(),
+        );
         Ok(plan(
             &local_nodes,
-            &self.db.tree(Tree::Remote)?,
-            &self.db.tree(Tree::Synced)?,
+            &keep(self.db.tree(Tree::Remote)?),
+            &keep(self.db.tree(Tree::Synced)?),
         ))
     }
 
     fn rescan(&mut self, report: &mut SyncReport) -> Result<BTreeMap<RelPath, LocalEntry>> {
         let previous = self.db.local()?;
-        let outcome = scan(&self.root, &previous)?;
-        for problem in outcome.problems {
+        let rules = IgnoreRules::load(&self.root);
+        let outcome = scan(&self.root, &previous, &rules)?;
+        for problem in outcome.problems.into_iter().chain(rules.problems) {
             if !report.problems.contains(&problem) {
                 report.problems.push(problem);
             }
