@@ -15,9 +15,9 @@ use pouch_backend::{Block, BlockId, Error, Result};
 use rusqlite::{TransactionBehavior, params};
 
 use super::index::db_error;
-use super::volume::{RECORD_HEADER_LEN, RecordHeader, RecordKind, VOLUME_HEADER_LEN};
+use super::volume::{RECORD_HEADER_LEN, VOLUME_HEADER_LEN, push_block_record};
 use super::writer::{Flock, active_file};
-use super::{Location, Store, fsync_dir};
+use super::{Location, Store, fsync_dir, located_block};
 
 /// What one compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -137,23 +137,13 @@ impl Store {
         volume: u64,
     ) -> Result<Vec<(BlockId, Location)>> {
         let mut stmt = conn
-            .prepare("SELECT id, offset, length FROM blocks WHERE volume = ?1 ORDER BY offset")
+            .prepare(
+                "SELECT id, volume, offset, length FROM blocks WHERE volume = ?1 ORDER BY offset",
+            )
             .map_err(db_error("listing a volume's blocks"))?;
-        stmt.query_map([volume as i64], |row| {
-            let id: Vec<u8> = row.get(0)?;
-            let offset = row.get::<_, i64>(1)? as u64;
-            Ok((
-                BlockId::from_slice(&id).unwrap_or(BlockId::from_bytes([0; 32])),
-                Location {
-                    volume,
-                    offset,
-                    payload_offset: offset + RECORD_HEADER_LEN,
-                    payload_len: row.get::<_, i64>(2)? as u64,
-                },
-            ))
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(db_error("listing a volume's blocks"))
+        stmt.query_map([volume as i64], located_block)
+            .and_then(|rows| rows.collect())
+            .map_err(db_error("listing a volume's blocks"))
     }
 
     /// Appends records for `blocks` to the active volume and fsyncs;
@@ -172,16 +162,8 @@ impl Store {
         let mut placed = Vec::with_capacity(blocks.len());
         let mut offset = active.len;
         for block in blocks {
-            let header = RecordHeader {
-                kind: RecordKind::Block,
-                codec: block.codec(),
-                payload_len: block.payload().len() as u32,
-                id: block.id(),
-            };
             placed.push((block.id(), active.id, offset));
-            offset += header.record_len();
-            buf.extend_from_slice(&header.encode());
-            buf.extend_from_slice(block.payload());
+            offset += push_block_record(&mut buf, block);
         }
         file.write_all_at(&buf, active.len)
             .map_err(Error::io("writing a volume"))?;

@@ -288,19 +288,7 @@ impl Store {
                 .prepare("SELECT id, volume, offset, length FROM blocks ORDER BY volume, offset")
                 .map_err(index::db_error("listing blocks"))?;
             let rows = stmt
-                .query_map([], |row| {
-                    let id: Vec<u8> = row.get(0)?;
-                    let offset = row.get::<_, i64>(2)? as u64;
-                    Ok((
-                        BlockId::from_slice(&id).unwrap_or(BlockId::from_bytes([0; 32])),
-                        Location {
-                            volume: row.get::<_, i64>(1)? as u64,
-                            offset,
-                            payload_offset: offset + RECORD_HEADER_LEN,
-                            payload_len: row.get::<_, i64>(3)? as u64,
-                        },
-                    ))
-                })
+                .query_map([], located_block)
                 .map_err(index::db_error("listing blocks"))?;
             rows.collect::<rusqlite::Result<_>>()
                 .map_err(index::db_error("listing blocks"))?
@@ -341,6 +329,24 @@ impl Store {
             journal_head: Seq(q("SELECT COALESCE(MAX(seq), 0) FROM journal")?),
         })
     }
+}
+
+/// Reads an `(id, volume, offset, length)` row of the `blocks` table.
+pub(crate) fn located_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<(BlockId, Location)> {
+    let id: Vec<u8> = row.get(0)?;
+    let id = BlockId::from_slice(&id).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(0, "id".to_owned(), rusqlite::types::Type::Blob)
+    })?;
+    let offset = row.get::<_, i64>(2)? as u64;
+    Ok((
+        id,
+        Location {
+            volume: row.get::<_, i64>(1)? as u64,
+            offset,
+            payload_offset: offset + RECORD_HEADER_LEN,
+            payload_len: row.get::<_, i64>(3)? as u64,
+        },
+    ))
 }
 
 /// Makes a directory entry (a new or renamed file) durable.

@@ -5,8 +5,7 @@
 use pouch_backend::{BlockId, Error, Result};
 
 use super::index::db_error;
-use super::volume::RECORD_HEADER_LEN;
-use super::{Location, Store};
+use super::{Location, Store, located_block};
 
 /// What one scrub step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,21 +32,9 @@ impl Store {
                     "SELECT id, volume, offset, length FROM blocks WHERE id > ?1 ORDER BY id LIMIT 256",
                 )
                 .map_err(db_error("listing blocks to scrub"))?;
-            stmt.query_map([start], |row| {
-                let id: Vec<u8> = row.get(0)?;
-                let offset = row.get::<_, i64>(2)? as u64;
-                Ok((
-                    BlockId::from_slice(&id).unwrap_or(BlockId::from_bytes([0; 32])),
-                    Location {
-                        volume: row.get::<_, i64>(1)? as u64,
-                        offset,
-                        payload_offset: offset + RECORD_HEADER_LEN,
-                        payload_len: row.get::<_, i64>(3)? as u64,
-                    },
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(db_error("listing blocks to scrub"))?
+            stmt.query_map([start], located_block)
+                .and_then(|rows| rows.collect())
+                .map_err(db_error("listing blocks to scrub"))?
         };
         let full_page = rows.len() == 256;
         let mut step = ScrubStep::default();

@@ -19,7 +19,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use bytes::Bytes;
-use pouch_backend::{BlockId, Codec, MAX_BLOCK_SIZE};
+use pouch_backend::{Block, BlockId, Codec, MAX_BLOCK_SIZE};
 
 /// The volume format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -100,6 +100,20 @@ impl RecordHeader {
             id,
         })
     }
+}
+
+/// Appends `block`'s record (header, then payload) to `buf` and returns
+/// the record's length.
+pub fn push_block_record(buf: &mut Vec<u8>, block: &Block) -> u64 {
+    let header = RecordHeader {
+        kind: RecordKind::Block,
+        codec: block.codec(),
+        payload_len: block.payload().len() as u32,
+        id: block.id(),
+    };
+    buf.extend_from_slice(&header.encode());
+    buf.extend_from_slice(block.payload());
+    header.record_len()
 }
 
 /// The header written at the start of volume `id`.

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::index::{bump, db_error};
 use super::volume::{
     RECORD_HEADER_LEN, RecordHeader, RecordKind, VOLUME_HEADER_LEN, check_volume_header,
-    read_record, volume_header,
+    push_block_record, read_record, volume_header,
 };
 use super::{Store, fsync_dir};
 
@@ -275,16 +275,8 @@ impl Store {
         let mut written = active.len;
         let mut locations = Vec::with_capacity(blocks.len());
         for block in blocks {
-            let header = RecordHeader {
-                kind: RecordKind::Block,
-                codec: block.codec(),
-                payload_len: block.payload().len() as u32,
-                id: block.id(),
-            };
             locations.push((block.id(), offset, block.payload().len() as u64));
-            offset += header.record_len();
-            buf.extend_from_slice(&header.encode());
-            buf.extend_from_slice(block.payload());
+            offset += push_block_record(&mut buf, block);
             if buf.len() >= WRITE_CHUNK {
                 file.write_all_at(&buf, written)
                     .map_err(Error::io("writing a volume"))?;

@@ -67,6 +67,15 @@ impl Device {
     }
 }
 
+/// Two devices, A and B, sharing one embedded store in a temp folder.
+pub fn pair() -> (tempfile::TempDir, Device, Device) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let a = Device::init(dir.path(), "A", &store);
+    let b = Device::init(dir.path(), "B", &store);
+    (dir, a, b)
+}
+
 /// What a folder holds, for comparing two devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {

@@ -3,15 +3,7 @@
 
 mod common;
 
-use common::Device;
-
-fn pair() -> (tempfile::TempDir, Device, Device) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let a = Device::init(dir.path(), "A", &store);
-    let b = Device::init(dir.path(), "B", &store);
-    (dir, a, b)
-}
+use common::{Device, pair};
 
 fn count(device: &Device) -> usize {
     std::fs::read_dir(&device.root).unwrap().count()

@@ -3,15 +3,7 @@
 
 mod common;
 
-use common::{Device, Item, noise, set_exec, snapshot, today};
-
-fn pair() -> (tempfile::TempDir, Device, Device) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let a = Device::init(dir.path(), "A", &store);
-    let b = Device::init(dir.path(), "B", &store);
-    (dir, a, b)
-}
+use common::{Device, Item, noise, pair, set_exec, snapshot, today};
 
 fn assert_same(a: &Device, b: &Device) {
     let (sa, sb) = (snapshot(&a.root), snapshot(&b.root));
