@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use pouch_backend::Seq;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -49,7 +50,9 @@ pub type LocalEntry = (Stat, Node);
 
 /// The local journal of one device.
 pub struct LocalDb {
-    conn: Connection,
+    // A mutex makes the journal `Sync`, so the engine's futures are `Send`
+    // and can run on any runtime thread; one sync uses it at a time anyway.
+    conn: Mutex<Connection>,
 }
 
 fn to_json(node: &Node) -> String {
@@ -114,7 +117,13 @@ impl LocalDb {
             [&fresh_id.to_hex()[..16]],
         )?;
         tx.commit()?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().expect("journal lock")
     }
 
     /// This device's identity, made when the journal was created.
@@ -125,7 +134,7 @@ impl LocalDb {
     /// A metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
-            .conn
+            .conn()
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
                 row.get(0)
             })
@@ -134,7 +143,7 @@ impl LocalDb {
 
     /// Sets a metadata value.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn().execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
             params![key, value],
         )?;
@@ -151,9 +160,8 @@ impl LocalDb {
 
     /// Loads the Remote or Synced tree.
     pub fn tree(&self, tree: Tree) -> Result<BTreeMap<RelPath, Node>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT path, node FROM {}", tree.table()))?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT path, node FROM {}", tree.table()))?;
         let rows = stmt.query_map([], |row| {
             let path: String = row.get(0)?;
             let node: String = row.get(1)?;
@@ -164,9 +172,9 @@ impl LocalDb {
 
     /// Loads the Local tree with its stat data.
     pub fn local(&self) -> Result<BTreeMap<RelPath, LocalEntry>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, node, size, mtime_ns, ino, ctime_ns FROM local")?;
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT path, node, size, mtime_ns, ino, ctime_ns FROM local")?;
         let rows = stmt.query_map([], |row| {
             let path: String = row.get(0)?;
             let node: String = row.get(1)?;
@@ -185,6 +193,8 @@ impl LocalDb {
     pub fn replace_local(&mut self, entries: &BTreeMap<RelPath, LocalEntry>) -> Result<()> {
         let tx = self
             .conn
+            .get_mut()
+            .expect("journal lock")
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM local", [])?;
         {
@@ -209,18 +219,18 @@ impl LocalDb {
     /// Records one path's Local entry after Pouch itself changed the disk.
     pub fn set_local(&self, path: &RelPath, entry: Option<&LocalEntry>) -> Result<()> {
         match entry {
-            Some((stat, node)) => self.conn.execute(
+            Some((stat, node)) => self.conn().execute(
                 "INSERT OR REPLACE INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![path.as_str(), to_json(node), stat.size as i64, stat.mtime_ns, stat.ino as i64, stat.ctime_ns],
             )?,
-            None => self.conn.execute("DELETE FROM local WHERE path = ?1", [path.as_str()])?,
+            None => self.conn().execute("DELETE FROM local WHERE path = ?1", [path.as_str()])?,
         };
         Ok(())
     }
 
     /// Records what both sides now agree `path` holds.
     pub fn set_synced(&self, path: &RelPath, node: Option<&Node>) -> Result<()> {
-        set_node(&self.conn, Tree::Synced, path, node)
+        set_node(&self.conn(), Tree::Synced, path, node)
     }
 
     /// Folds changes of journal entry `seq` into the Remote tree and moves
@@ -234,6 +244,8 @@ impl LocalDb {
     ) -> Result<()> {
         let tx = self
             .conn
+            .get_mut()
+            .expect("journal lock")
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (path, node) in changes {
             set_node(&tx, Tree::Remote, path, node.as_ref())?;

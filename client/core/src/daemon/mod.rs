@@ -45,6 +45,9 @@ pub struct DaemonOptions {
     pub remote_wait: Duration,
     /// Pause before retrying a failed sync.
     pub retry_after: Duration,
+    /// Behave as if the OS refused to watch the folder for running out of
+    /// watches: the seam that tests the fallback.
+    pub simulate_watch_limit: bool,
 }
 
 impl DaemonOptions {
@@ -58,6 +61,7 @@ impl DaemonOptions {
             fallback_rescan_every: Duration::from_secs(30),
             remote_wait: Duration::from_secs(25),
             retry_after: Duration::from_secs(5),
+            simulate_watch_limit: false,
         }
     }
 }
@@ -74,7 +78,14 @@ pub async fn run(
     let control = control::listen(&options.socket, shared.clone())?;
 
     let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
-    let (watcher, rescan_every) = match watch_root(root, fs_tx) {
+    let watched = if options.simulate_watch_limit {
+        Err(describe_watch_error(notify::Error::new(
+            notify::ErrorKind::MaxFilesWatch,
+        )))
+    } else {
+        watch_root(root, fs_tx)
+    };
+    let (watcher, rescan_every) = match watched {
         Ok(watcher) => (Some(watcher), options.rescan_every),
         Err(problem) => {
             tracing::error!("{problem}");
