@@ -88,6 +88,11 @@ pub enum Error {
         total: usize,
     },
 
+    /// The path changed on disk between planning and acting; it was left
+    /// alone and the next sync picks it up.
+    #[error("changed while syncing; will retry on the next sync")]
+    ChangedDuringSync,
+
     /// Other devices kept committing first; the sync gave up for now.
     #[error("lost the race to commit {attempts} times in a row; try again")]
     Contended {
@@ -107,7 +112,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Backend(e) => e.is_retryable(),
-            Error::Contended { .. } => true,
+            Error::Contended { .. } | Error::ChangedDuringSync => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut

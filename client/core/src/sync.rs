@@ -699,10 +699,7 @@ impl Engine {
 }
 
 fn changed_since_plan() -> Error {
-    Error::io(PathBuf::new())(std::io::Error::new(
-        std::io::ErrorKind::ResourceBusy,
-        "changed while syncing; will retry on the next sync",
-    ))
+    Error::ChangedDuringSync
 }
 
 /// Keeps the changes whose paths are safe, reporting each refused one.
