@@ -79,13 +79,20 @@ async fn init(
     backend: BackendKind,
     own: Own,
 ) -> anyhow::Result<ExitCode> {
+    let root = absolute(&root)?;
     if config_path.exists() {
+        // Running the set-up command twice is fine; changing course is not.
+        let existing = Config::load(config_path)?;
+        if existing.root == root {
+            println!("{} already syncs {}", config_path.display(), root.display());
+            return Ok(ExitCode::SUCCESS);
+        }
         bail!(
-            "{} already exists; edit it, or pass another --config FILE",
-            config_path.display()
+            "{} already exists for {}; edit it, or pass another --config FILE",
+            config_path.display(),
+            existing.root.display()
         );
     }
-    let root = absolute(&root)?;
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let device = device.unwrap_or_else(host_name);
     if device.is_empty() || device.contains('/') {

@@ -192,3 +192,27 @@ fn status_and_ls_tell_what_waits_and_what_is_there() {
     let human = String::from_utf8(a.run(&["status"]).stdout).unwrap();
     assert!(human.contains("up to date"), "{human}");
 }
+
+#[test]
+fn init_twice_for_the_same_folder_is_fine_and_another_folder_is_refused() {
+    let (dir, a, _b) = pair();
+    let again = a.run(&[
+        "init",
+        "--root",
+        a.root.to_str().unwrap(),
+        "--store",
+        dir.path().join("store").to_str().unwrap(),
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let other = a.run(&[
+        "init",
+        "--root",
+        dir.path().join("elsewhere").to_str().unwrap(),
+    ]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("already exists"));
+}
