@@ -66,6 +66,16 @@ fn start_with(dir: &Path, namespaces: usize, top: &str, tables: &str) -> ServerP
     }
 }
 
+/// The server's `/metrics` page.
+async fn metrics(server: &ServerProcess) -> String {
+    reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn client(server: &ServerProcess, ns: usize) -> RemoteBackend {
     RemoteBackend::new(&server.url, &format!("ns{ns}"), format!("{TOKEN}-{ns}")).unwrap()
 }
@@ -122,14 +132,7 @@ async fn wrong_or_missing_tokens_get_401_and_no_data() {
     let intruder = Block::encode(Bytes::from_static(b"intruder"));
     assert_eq!(good.has_blocks(&[intruder.id()]).await.unwrap(), [false]);
 
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&server).await;
     assert!(
         metrics.contains("pouch_store_unauthorized_total 9"),
         "{metrics}"
@@ -198,14 +201,7 @@ async fn a_flipped_byte_is_refused_over_http_and_found_by_verify_and_the_scrubbe
     // The scrubber walks the store in the background and finds it too.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let metrics = reqwest::Client::new()
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics(&server).await;
         if metrics.contains("pouch_store_scrub_corrupt_total 0") {
             assert!(
                 std::time::Instant::now() < deadline,
