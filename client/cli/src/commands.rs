@@ -354,6 +354,7 @@ fn socket_path(config: &Config) -> PathBuf {
 }
 
 async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown_signal().context("cannot install signal handlers")?;
     let (config, backend, engine) = open_engine(config_path)?;
     let socket = socket_path(&config);
     eprintln!(
@@ -367,26 +368,26 @@ async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
         backend,
         &config.root,
         DaemonOptions::new(socket),
-        shutdown_signal(),
+        shutdown,
     )
     .await
     .context("the daemon stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, before the daemon opens
+/// its socket, so an early signal is never lost to the default action; the
+/// returned future ends at the first.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 async fn control(config_path: &Path, what: Request) -> anyhow::Result<ExitCode> {
