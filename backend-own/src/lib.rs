@@ -17,5 +17,5 @@ pub mod server;
 pub mod wire;
 
 #[cfg(feature = "client")]
-pub use client::RemoteBackend;
+pub use client::{RemoteBackend, install_tls_provider};
 pub use embedded::EmbeddedBackend;

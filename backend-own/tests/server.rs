@@ -122,6 +122,7 @@ async fn wrong_or_missing_tokens_get_401_and_no_data() {
             Err(Error::Unauthorized)
         ));
     }
+    pouch_backend_own::install_tls_provider();
     let no_token = reqwest::Client::new()
         .get(format!("{}/v1/ns0/blocks/{}", server.url, block.id()))
         .send()

@@ -50,6 +50,12 @@ pub enum Error {
     #[error("invalid request: {0}")]
     InvalidInput(&'static str),
 
+    /// The store lacks a feature Pouch cannot run safely without (for
+    /// example conditional writes, which keep two devices from both winning
+    /// one journal slot).
+    #[error("the store cannot be used: {0}")]
+    Unsupported(String),
+
     /// The store refused our credentials.
     #[error("access denied by the store: check the credentials or token")]
     Unauthorized,

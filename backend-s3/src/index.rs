@@ -1,0 +1,207 @@
+//! The local picture of where blocks live: every pack index and tombstone
+//! file seen so far, applied, in memory and (as the files themselves) in a
+//! cache folder so that a restart does not fetch them again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use pouch_backend::{BlockId, Codec};
+
+use crate::pack::{Entry, PackName};
+
+/// A block's place: which pack, and where inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) pack: PackName,
+    pub(crate) codec: Codec,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
+
+/// Every applied index and tombstone file.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    locations: HashMap<BlockId, Vec<Location>>,
+    packs: HashSet<PackName>,
+    tomb_files: HashSet<PackName>,
+    dead: HashSet<(BlockId, PackName)>,
+    /// When the bucket was last listed.
+    pub(crate) refreshed: Option<Instant>,
+}
+
+impl Index {
+    /// The live places of block `id`.
+    pub(crate) fn find(&self, id: &BlockId) -> &[Location] {
+        self.locations
+            .get(id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn has(&self, id: &BlockId) -> bool {
+        !self.find(id).is_empty()
+    }
+
+    pub(crate) fn knows_pack(&self, pack: PackName) -> bool {
+        self.packs.contains(&pack)
+    }
+
+    pub(crate) fn knows_tombs(&self, name: PackName) -> bool {
+        self.tomb_files.contains(&name)
+    }
+
+    pub(crate) fn packs(&self) -> impl Iterator<Item = PackName> + '_ {
+        self.packs.iter().copied()
+    }
+
+    /// Adds the entries of pack `pack` (minus tombstoned ones).
+    pub(crate) fn add_pack(&mut self, pack: PackName, entries: &[Entry]) {
+        if !self.packs.insert(pack) {
+            return;
+        }
+        for entry in entries {
+            if self.dead.contains(&(entry.id, pack)) {
+                continue;
+            }
+            self.locations.entry(entry.id).or_default().push(Location {
+                pack,
+                codec: entry.codec,
+                offset: entry.offset,
+                len: entry.len,
+            });
+        }
+    }
+
+    /// Forgets a pack that is gone from the bucket (collected).
+    pub(crate) fn remove_pack(&mut self, pack: PackName) {
+        if self.packs.remove(&pack) {
+            self.locations.retain(|_, places| {
+                places.retain(|p| p.pack != pack);
+                !places.is_empty()
+            });
+        }
+    }
+
+    /// Applies tombstone file `name`.
+    pub(crate) fn add_tombs(&mut self, name: PackName, tombs: &[(BlockId, PackName)]) {
+        if !self.tomb_files.insert(name) {
+            return;
+        }
+        for &(id, pack) in tombs {
+            self.dead.insert((id, pack));
+            if let Some(places) = self.locations.get_mut(&id) {
+                places.retain(|p| p.pack != pack);
+                if places.is_empty() {
+                    self.locations.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// How many distinct blocks are live.
+    pub(crate) fn number_of_blocks(&self) -> usize {
+        self.locations.len()
+    }
+}
+
+/// The cache folder: the index and tombstone files as fetched. A damaged
+/// file fails its checksum when read and is fetched again, so writes need
+/// no fsync.
+#[derive(Debug, Clone)]
+pub(crate) struct DiskCache {
+    root: Option<PathBuf>,
+}
+
+impl DiskCache {
+    pub(crate) fn new(root: Option<PathBuf>) -> Self {
+        Self { root }
+    }
+
+    fn path(&self, kind: &str, name: PackName) -> Option<PathBuf> {
+        self.root
+            .as_ref()
+            .map(|r| r.join(kind).join(name.to_string()))
+    }
+
+    /// The cached file, if any.
+    pub(crate) fn read(&self, kind: &str, name: PackName) -> Option<Vec<u8>> {
+        std::fs::read(self.path(kind, name)?).ok()
+    }
+
+    /// Keeps a copy; failures only cost a later fetch, so they are logged.
+    pub(crate) fn write(&self, kind: &str, name: PackName, data: &Bytes) {
+        let Some(path) = self.path(kind, name) else {
+            return;
+        };
+        if let Err(e) = write_atomically(&path, data) {
+            tracing::debug!(path = %path.display(), error = %e, "could not cache an index file");
+        }
+    }
+
+    pub(crate) fn remove(&self, kind: &str, name: PackName) {
+        if let Some(path) = self.path(kind, name) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("cache files live in a folder");
+    std::fs::create_dir_all(dir)?;
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, data)?;
+    std::fs::rename(&temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> Entry {
+        Entry {
+            id: BlockId::of(&[n]),
+            codec: Codec::Raw,
+            offset: u64::from(n) * 10,
+            len: 10,
+        }
+    }
+
+    #[test]
+    fn tombstones_kill_one_pack_copy_and_a_later_copy_lives() {
+        let (a, b) = (PackName(1), PackName(2));
+        let mut index = Index::default();
+        index.add_pack(a, &[entry(1), entry(2)]);
+        assert!(index.has(&entry(1).id));
+        index.add_tombs(PackName(9), &[(entry(1).id, a)]);
+        assert!(!index.has(&entry(1).id));
+        assert!(index.has(&entry(2).id));
+        // Put again after the delete: a new pack, which no tombstone names.
+        index.add_pack(b, &[entry(1)]);
+        assert_eq!(index.find(&entry(1).id)[0].pack, b);
+        // A tombstone seen before its pack still applies.
+        index.add_tombs(PackName(10), &[(entry(3).id, PackName(3))]);
+        index.add_pack(PackName(3), &[entry(3)]);
+        assert!(!index.has(&entry(3).id));
+        index.remove_pack(b);
+        assert!(!index.has(&entry(1).id));
+        assert_eq!(index.number_of_blocks(), 1);
+    }
+
+    #[test]
+    fn the_disk_cache_keeps_files_by_kind_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(Some(dir.path().to_path_buf()));
+        let name = PackName(42);
+        assert!(cache.read("packs", name).is_none());
+        cache.write("packs", name, &Bytes::from_static(b"idx"));
+        assert_eq!(cache.read("packs", name).unwrap(), b"idx");
+        assert!(cache.read("tombs", name).is_none());
+        cache.remove("packs", name);
+        assert!(cache.read("packs", name).is_none());
+        let none = DiskCache::new(None);
+        none.write("packs", name, &Bytes::from_static(b"idx"));
+        assert!(none.read("packs", name).is_none());
+    }
+}

@@ -1,0 +1,128 @@
+//! Where everything lives in the bucket.
+//!
+//! ```text
+//! {prefix}journal/{seq:020}    one journal entry, created with If-None-Match: *
+//! {prefix}snapshot             the latest snapshot (8-byte seq, then its bytes)
+//! {prefix}packs/{name}.pack    encoded blocks back to back
+//! {prefix}packs/{name}.idx     where each block of that pack is (see `pack`)
+//! {prefix}tombs/{name}         deleted (block, pack) pairs (see `pack`)
+//! {prefix}probe/{name}         the conditional-write probe, removed after use
+//! ```
+//!
+//! A pack's index is written after the pack, so a block exists exactly when
+//! an index naming it exists. Zero-padded sequence numbers make the journal
+//! list in order.
+
+use object_store::path::Path;
+use pouch_backend::Seq;
+
+use crate::pack::PackName;
+
+/// Key builder for one namespace under one prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    /// Empty, or ends with `/`.
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        let trimmed = prefix.trim_matches('/');
+        let prefix = if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("{trimmed}/")
+        };
+        Self { prefix }
+    }
+
+    fn path(&self, rest: &str) -> Path {
+        Path::from(format!("{}{rest}", self.prefix))
+    }
+
+    pub(crate) fn journal_dir(&self) -> Path {
+        self.path("journal")
+    }
+
+    pub(crate) fn journal(&self, seq: Seq) -> Path {
+        self.path(&format!("journal/{:020}", seq.0))
+    }
+
+    /// The sequence number of a journal key, `None` for anything else.
+    pub(crate) fn parse_journal(&self, key: &Path) -> Option<Seq> {
+        let name = key.filename()?;
+        if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        name.parse().ok().map(Seq)
+    }
+
+    pub(crate) fn snapshot(&self) -> Path {
+        self.path("snapshot")
+    }
+
+    pub(crate) fn packs_dir(&self) -> Path {
+        self.path("packs")
+    }
+
+    pub(crate) fn pack(&self, name: PackName) -> Path {
+        self.path(&format!("packs/{name}.pack"))
+    }
+
+    pub(crate) fn pack_index(&self, name: PackName) -> Path {
+        self.path(&format!("packs/{name}.idx"))
+    }
+
+    /// The pack named by an index key, `None` for anything else.
+    pub(crate) fn parse_pack_index(&self, key: &Path) -> Option<PackName> {
+        key.filename()?.strip_suffix(".idx")?.parse().ok()
+    }
+
+    pub(crate) fn tombs_dir(&self) -> Path {
+        self.path("tombs")
+    }
+
+    pub(crate) fn tomb(&self, name: PackName) -> Path {
+        self.path(&format!("tombs/{name}"))
+    }
+
+    /// The name of a tombstone key, `None` for anything else.
+    pub(crate) fn parse_tomb(&self, key: &Path) -> Option<PackName> {
+        key.filename()?.parse().ok()
+    }
+
+    pub(crate) fn probe(&self, name: PackName) -> Path {
+        self.path(&format!("probe/{name}"))
+    }
+
+    /// `s3://bucket/prefix` for messages.
+    pub(crate) fn describe(&self, bucket: &str) -> String {
+        format!("s3://{bucket}/{}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_keys_sort_in_sequence_order_and_parse_back() {
+        let keys = Keys::new("/team/pouch/");
+        let nine = keys.journal(Seq(9));
+        let ten = keys.journal(Seq(10));
+        assert_eq!(nine.as_ref(), "team/pouch/journal/00000000000000000009");
+        assert!(nine.as_ref() < ten.as_ref());
+        assert_eq!(keys.parse_journal(&ten), Some(Seq(10)));
+        assert_eq!(keys.parse_journal(&keys.snapshot()), None);
+    }
+
+    #[test]
+    fn an_empty_prefix_is_the_bucket_root() {
+        let keys = Keys::new("");
+        assert_eq!(keys.snapshot().as_ref(), "snapshot");
+        let name = PackName::random();
+        assert_eq!(keys.parse_pack_index(&keys.pack_index(name)), Some(name));
+        assert_eq!(keys.parse_pack_index(&keys.pack(name)), None);
+        assert_eq!(keys.parse_tomb(&keys.tomb(name)), Some(name));
+    }
+}

@@ -1,0 +1,137 @@
+//! The one conformance suite, against a real S3-compatible server process.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pouch_backend::conformance::{self, Capabilities};
+use pouch_backend::{Backend, Block, Error, Seq};
+use pouch_backend_s3::S3Backend;
+use pouch_testkit::proxy::{FaultProxy, Faults};
+use pouch_testkit::s3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_backend_passes_the_conformance_suite() {
+    conformance::run_all(Capabilities { push: false }, common::fresh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_accepts_a_store_that_enforces_conditional_writes() {
+    let server = s3::server();
+    let bucket = server.fresh_bucket().await;
+    let backend = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
+    backend
+        .probe_conditional_writes()
+        .await
+        .expect("moto enforces If-None-Match");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_refuses_a_store_that_ignores_conditional_writes() {
+    let server = s3::server();
+    let bucket = server.fresh_bucket().await;
+    let proxy = FaultProxy::start(
+        &server.endpoint,
+        Faults {
+            strip_if_none_match: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let backend = S3Backend::connect(common::config(&proxy.url, &bucket), None).unwrap();
+    match backend.probe_conditional_writes().await {
+        Err(Error::Unsupported(message)) => {
+            assert!(message.contains("If-None-Match"), "{message}");
+        }
+        other => panic!("a store ignoring If-None-Match must be refused, got {other:?}"),
+    }
+}
+
+/// 20,000 small blocks in one put are a handful of pack objects, and a
+/// second device (cold cache) finds every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_blocks_are_packed_and_found_by_another_client() {
+    let server = s3::server();
+    let bucket = server.fresh_bucket().await;
+    let proxy = FaultProxy::start(&server.endpoint, Faults::default()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let writer = S3Backend::connect(
+        common::config(&proxy.url, &bucket),
+        Some(cache.path().to_path_buf()),
+    )
+    .unwrap();
+    let blocks: Vec<Block> = (0..20_000u64)
+        .map(|i| Block::encode(conformance::noise(i, 700)))
+        .collect();
+    let ids: Vec<_> = blocks.iter().map(Block::id).collect();
+    writer.put_blocks(blocks).await.unwrap();
+    let requests = proxy
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // 14 MB of blocks: 4 packs of 4 MiB, each with its index.
+    assert!(requests <= 12, "{requests} requests for 20,000 blocks");
+
+    let reader = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
+    assert!(reader.has_blocks(&ids).await.unwrap().iter().all(|&h| h));
+    assert_eq!(
+        reader.get_block(ids[12_345]).await.unwrap(),
+        conformance::noise(12_345, 700)
+    );
+
+    // The writer's cache folder lets a restarted client skip the fetches.
+    let restarted = S3Backend::connect(
+        common::config(&server.endpoint, &bucket),
+        Some(cache.path().to_path_buf()),
+    )
+    .unwrap();
+    assert_eq!(
+        restarted.get_block(ids[7]).await.unwrap(),
+        conformance::noise(7, 700)
+    );
+}
+
+/// With 10% of requests failing (503, 500 after the fact, dropped
+/// connections) every call still completes, and a journal append whose
+/// answer was lost is not mistaken for a lost race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_survive_a_store_that_fails_one_request_in_ten() {
+    let server = s3::server();
+    let bucket = server.fresh_bucket().await;
+    let proxy = FaultProxy::start(
+        &server.endpoint,
+        Faults {
+            fail_percent: 10,
+            seed: 7,
+            strip_if_none_match: false,
+        },
+    )
+    .await;
+    let backend: Arc<dyn Backend> =
+        Arc::new(S3Backend::connect(common::config(&proxy.url, &bucket), None).unwrap());
+    for round in 0..30u64 {
+        let blocks: Vec<Block> = (0..5)
+            .map(|i| Block::encode(conformance::noise(round * 10 + i, 50_000)))
+            .collect();
+        backend.put_blocks(blocks.clone()).await.unwrap();
+        backend
+            .append(Seq(round + 1), Bytes::from(format!("commit {round}")))
+            .await
+            .unwrap_or_else(|e| panic!("append {}: {e}", round + 1));
+        for block in &blocks {
+            assert_eq!(
+                backend.get_block(block.id()).await.unwrap(),
+                block.decode().unwrap()
+            );
+        }
+    }
+    let entries = backend.read_journal(Seq::ZERO, 100).await.unwrap();
+    assert_eq!(entries.len(), 30);
+    assert_eq!(entries[29].data, Bytes::from("commit 29"));
+    let failed = proxy
+        .counters
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(failed >= 10, "the proxy failed only {failed} requests");
+}

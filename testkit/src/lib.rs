@@ -1,0 +1,16 @@
+//! Real servers for Pouch's integration tests.
+//!
+//! - [`s3`]: an S3-compatible server process (moto's) on 127.0.0.1, shared
+//!   by the tests of one run, with a fresh bucket per test.
+//! - [`proxy`]: an HTTP proxy in front of any server that fails a share of
+//!   requests (5xx, dropped connections) or strips a header, for fault
+//!   injection and for imitating stores that ignore conditional writes.
+
+pub mod proxy;
+pub mod s3;
+
+/// Makes ring rustls's crypto provider, which any reqwest client of the
+/// workspace needs before it is built. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
