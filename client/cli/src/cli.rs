@@ -21,29 +21,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a config: which folder to sync, as which device, to which store.
-    Init {
-        /// The folder to keep in sync (created if missing).
-        #[arg(long, value_name = "DIR")]
-        root: PathBuf,
-        /// This device's name, used in conflicted copies [default: the host name].
-        #[arg(long)]
-        device: Option<String>,
-        /// Which kind of store holds the data.
-        #[arg(long, value_enum, default_value_t = BackendKind::Own)]
-        backend: BackendKind,
-        /// The embedded store's folder; devices sharing it sync with each
-        /// other [default: `store` in the system's data folder].
-        #[arg(long, value_name = "DIR", conflicts_with = "url")]
-        store: Option<PathBuf>,
-        /// A `pouch-store` server to use instead of the embedded store,
-        /// e.g. http://store.lan:7878. Its token is read from
-        /// POUCH_STORE_TOKEN when Pouch runs; it is not written to the config.
-        #[arg(long, value_name = "URL")]
-        url: Option<String>,
-        /// The namespace on the `pouch-store` server.
-        #[arg(long, default_value = "default", requires = "url")]
-        namespace: String,
-    },
+    Init(Box<InitArgs>),
+    /// Check that the configured store is reachable and safe to sync
+    /// through (for S3: that it enforces conditional writes).
+    Doctor,
     /// Sync once in both directions, then exit.
     Sync {
         /// Print the outcome as JSON on stdout.
@@ -80,9 +61,57 @@ pub enum Command {
     },
 }
 
+/// The arguments of `init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The folder to keep in sync (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// This device's name, used in conflicted copies [default: the host name].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Which kind of store holds the data.
+    #[arg(long, value_enum, default_value_t = BackendKind::Own)]
+    pub backend: BackendKind,
+    /// The embedded store's folder; devices sharing it sync with each
+    /// other [default: `store` in the system's data folder].
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    pub store: Option<PathBuf>,
+    /// A `pouch-store` server to use instead of the embedded store,
+    /// e.g. http://store.lan:7878. Its token is read from
+    /// POUCH_STORE_TOKEN when Pouch runs; it is not written to the config.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The namespace on the `pouch-store` server.
+    #[arg(long, default_value = "default", requires = "url")]
+    pub namespace: String,
+    /// With `--backend s3`: the bucket (it must exist).
+    #[arg(long, required_if_eq("backend", "s3"))]
+    pub bucket: Option<String>,
+    /// With `--backend s3`: an S3-compatible store's endpoint, e.g.
+    /// http://minio.lan:9000 (implies path-style addressing) [default: AWS].
+    #[arg(long, value_name = "URL", requires = "bucket")]
+    pub endpoint: Option<String>,
+    /// With `--backend s3`: the region [default: AWS_REGION, the
+    /// profile's, or us-east-1].
+    #[arg(long, requires = "bucket")]
+    pub region: Option<String>,
+    /// With `--backend s3`: a key prefix, so one bucket holds many folders.
+    #[arg(long, requires = "bucket")]
+    pub prefix: Option<String>,
+    /// With `--backend s3`: path-style addressing (bucket in the path).
+    #[arg(long, requires = "bucket")]
+    pub path_style: bool,
+}
+
 /// Store kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
-    /// Pouch's own block store, embedded on a local folder.
+    /// Pouch's own block store: embedded on a local folder, or a
+    /// `pouch-store` server with --url.
     Own,
+    /// Amazon S3 or an S3-compatible store; credentials come from the
+    /// standard AWS chain (environment, AWS_PROFILE and ~/.aws/credentials,
+    /// instance roles) and are not written to the config.
+    S3,
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use pouch_backend::{Backend, BackendExt};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_backend_own::RemoteBackend;
+use pouch_backend_s3::{S3Backend, S3Config};
 use pouch_core::config::{self, BackendConfig, CONFIG_VERSION, Config, OwnStore};
 use pouch_core::daemon::protocol::{Request, Response};
 use pouch_core::daemon::{DaemonOptions, control::request};
@@ -26,20 +27,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .context("no home folder to keep the config in; pass --config FILE")?,
     };
     match cli.command {
-        Command::Init {
-            root,
-            device,
-            backend,
-            store,
-            url,
-            namespace,
-        } => {
-            let own = match url {
-                Some(url) => Own::Server { url, namespace },
-                None => Own::Embedded(store),
+        Command::Init(args) => {
+            let crate::cli::InitArgs {
+                root,
+                device,
+                backend,
+                store,
+                url,
+                namespace,
+                bucket,
+                endpoint,
+                region,
+                prefix,
+                path_style,
+            } = *args;
+            let target = match (backend, url, bucket) {
+                (BackendKind::S3, _, Some(bucket)) => {
+                    let mut s3 = S3Config::new(bucket);
+                    s3.path_style = path_style || endpoint.is_some();
+                    s3.endpoint = endpoint;
+                    s3.region = region;
+                    s3.prefix = prefix.unwrap_or_default();
+                    Target::S3(s3)
+                }
+                (BackendKind::S3, _, None) => bail!("--backend s3 needs --bucket"),
+                (BackendKind::Own, _, Some(_)) => bail!("--bucket is for --backend s3"),
+                (BackendKind::Own, Some(url), None) => Target::Server { url, namespace },
+                (BackendKind::Own, None, None) => Target::Embedded(store),
             };
-            init(&config_path, root, device, backend, own).await
+            init(&config_path, root, device, target).await
         }
+        Command::Doctor => doctor(&config_path).await,
         Command::Sync {
             json,
             allow_mass_delete,
@@ -66,18 +84,18 @@ fn host_name() -> String {
         .unwrap_or_else(|| "this device".to_owned())
 }
 
-/// Where `init` was told the own store runs.
-enum Own {
+/// Which store `init` was told to use.
+enum Target {
     Embedded(Option<PathBuf>),
     Server { url: String, namespace: String },
+    S3(S3Config),
 }
 
 async fn init(
     config_path: &Path,
     root: PathBuf,
     device: Option<String>,
-    backend: BackendKind,
-    own: Own,
+    target: Target,
 ) -> anyhow::Result<ExitCode> {
     let root = absolute(&root)?;
     if config_path.exists() {
@@ -105,8 +123,8 @@ async fn init(
             .join("journal.sqlite"),
         false => config_path.with_extension("journal.sqlite"),
     };
-    let backend = match (backend, own) {
-        (BackendKind::Own, Own::Embedded(store)) => {
+    let backend = match target {
+        Target::Embedded(store) => {
             let store = match store {
                 Some(store) => absolute(&store)?,
                 None => config::default_store_path()
@@ -117,7 +135,7 @@ async fn init(
                 .with_context(|| format!("cannot open the store at {}", store.display()))?;
             BackendConfig::Own(OwnStore::Embedded { store })
         }
-        (BackendKind::Own, Own::Server { url, namespace }) => {
+        Target::Server { url, namespace } => {
             let own = OwnStore::Server {
                 url,
                 namespace,
@@ -130,6 +148,16 @@ async fn init(
                 .await
                 .with_context(|| format!("cannot reach {}", backend.describe()))?;
             BackendConfig::Own(own)
+        }
+        Target::S3(s3) => {
+            let table = s3_table(&s3);
+            let backend = S3Backend::connect(s3, None)?;
+            // Never run a journal on a store that could lose commits.
+            backend
+                .probe_conditional_writes()
+                .await
+                .with_context(|| format!("cannot use {}", backend.describe()))?;
+            BackendConfig::S3(table)
         }
     };
     let config = Config {
@@ -151,8 +179,41 @@ fn cli_default_config(path: &Path) -> bool {
     config::default_config_path().is_some_and(|default| default == path)
 }
 
+/// The config table of an S3 backend: the settings the user chose, not
+/// the defaults (so later defaults apply) and never credentials.
+fn s3_table(s3: &S3Config) -> toml::Table {
+    let mut table = toml::Table::new();
+    table.insert("bucket".into(), s3.bucket.clone().into());
+    if !s3.prefix.is_empty() {
+        table.insert("prefix".into(), s3.prefix.clone().into());
+    }
+    if let Some(region) = &s3.region {
+        table.insert("region".into(), region.clone().into());
+    }
+    if let Some(endpoint) = &s3.endpoint {
+        table.insert("endpoint".into(), endpoint.clone().into());
+    }
+    table.insert("path_style".into(), s3.path_style.into());
+    table
+}
+
+fn s3_config(table: &toml::Table) -> anyhow::Result<S3Config> {
+    toml::Value::Table(table.clone())
+        .try_into()
+        .context("the [backend] table of kind \"s3\" is not valid")
+}
+
+/// Where an S3 backend keeps its cache of pack indexes: beside the journal.
+fn s3_cache_dir(config: &Config) -> PathBuf {
+    config.journal.with_extension("s3-cache")
+}
+
 fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
     match &config.backend {
+        BackendConfig::S3(table) => Ok(Arc::new(S3Backend::connect(
+            s3_config(table)?,
+            Some(s3_cache_dir(config)),
+        )?)),
         BackendConfig::Own(OwnStore::Embedded { store }) => Ok(Arc::new(
             EmbeddedBackend::open(store)
                 .with_context(|| format!("cannot open the store at {}", store.display()))?,
@@ -404,4 +465,35 @@ async fn control(config_path: &Path, what: Request) -> anyhow::Result<ExitCode> 
             config_path.display()
         ),
     }
+}
+
+/// Checks the configured store: reachable, credentials accepted, and (for
+/// S3) conditional writes enforced. Exit code 1 when a check fails.
+async fn doctor(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let backend = open_backend(&config)?;
+    println!("store: {}", backend.describe());
+    let mut healthy = true;
+    match backend.journal_head().await {
+        Ok(head) => println!("  ok    reachable; the journal has {head} entries"),
+        Err(e) => {
+            healthy = false;
+            println!("  FAIL  cannot read the journal: {e}");
+        }
+    }
+    if let BackendConfig::S3(table) = &config.backend {
+        let s3 = S3Backend::connect(s3_config(table)?, None)?;
+        match s3.probe_conditional_writes().await {
+            Ok(()) => println!("  ok    conditional writes (If-None-Match) are enforced"),
+            Err(e) => {
+                healthy = false;
+                println!("  FAIL  {e}");
+            }
+        }
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

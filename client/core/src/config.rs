@@ -12,7 +12,7 @@ use crate::{Error, Result};
 pub const CONFIG_VERSION: u32 = 1;
 
 /// Everything one device needs to sync one folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Format version of this file.
@@ -28,15 +28,20 @@ pub struct Config {
 }
 
 /// Which store holds the data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum BackendConfig {
     /// Pouch's own block store: embedded, or a `pouch-store` server.
     Own(OwnStore),
+    /// Amazon S3 or an S3-compatible store. The table's keys (`bucket`,
+    /// `prefix`, `region`, `endpoint`, `path_style`, …) belong to the S3
+    /// backend crate, which checks them when the backend is opened; the core
+    /// keeps them as written so that it depends on no concrete store.
+    S3(toml::Table),
 }
 
 /// Where Pouch's own block store runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OwnStore {
     /// Embedded: a folder on this machine; several devices on one machine
@@ -159,6 +164,17 @@ mod tests {
         assert_eq!(Config::load(&path).unwrap(), server);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("token"), "{text}");
+        let mut table = toml::Table::new();
+        table.insert("bucket".into(), "photos".into());
+        table.insert("path_style".into(), true.into());
+        let s3 = Config {
+            backend: BackendConfig::S3(table),
+            ..config.clone()
+        };
+        s3.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), s3);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("kind = \"s3\""), "{text}");
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();

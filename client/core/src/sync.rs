@@ -571,10 +571,10 @@ impl Engine {
         self.progress.phase("uploading", total);
         // Blocks named in the journal are stored (blocks go before commits),
         // so the store is asked only about the others.
-        let mut known: HashSet<BlockId> = HashSet::new();
+        let mut outbox = Outbox::default();
         for node in self.db.tree(Tree::Remote)?.values() {
             if let Node::File { blocks, .. } = node {
-                known.extend(blocks.iter().map(|b| b.id));
+                outbox.known.extend(blocks.iter().map(|b| b.id));
             }
         }
         let mut changes = Vec::new();
@@ -582,7 +582,7 @@ impl Engine {
             match op {
                 Op::Upload { path, node } => {
                     if let Node::File { blocks, .. } = &node {
-                        match self.upload_file(&path, blocks, &mut known, report).await {
+                        match self.upload_file(&path, blocks, &mut outbox, report).await {
                             Ok(()) => {}
                             Err(Error::Backend(e)) => return Err(Error::Backend(e)),
                             Err(e) => {
@@ -597,6 +597,8 @@ impl Engine {
                 other => unreachable!("not a push operation: {other:?}"),
             }
         }
+        // Blocks go before the commit that names them.
+        self.send(&mut outbox, report).await?;
         if changes.is_empty() {
             return Ok(());
         }
@@ -628,20 +630,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Reads a file again, sends the blocks the store lacks, and checks
-    /// that the file still has the blocklist the plan saw.
+    /// Reads a file again, queues the blocks the store may lack (sending
+    /// whenever the queue is full), and checks that the file still has the
+    /// blocklist the plan saw. The queue is shared by all the files of a
+    /// push, so many small files travel in one `put_blocks` call (one pack
+    /// on an object store) rather than one call each.
     async fn upload_file(
         &self,
         path: &RelPath,
         planned: &[BlockRef],
-        known: &mut HashSet<BlockId>,
+        outbox: &mut Outbox,
         report: &mut SyncReport,
     ) -> Result<()> {
         let full = path.to_fs(&self.root);
         let file = std::fs::File::open(&full).map_err(Error::io(&full))?;
         let mut seen = Vec::with_capacity(planned.len());
-        let mut batch: Vec<chunk::Chunk> = Vec::new();
-        let mut batch_bytes = 0;
         for piece in chunk::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
             let piece = piece.map_err(Error::io(&full))?;
             seen.push(piece.block);
@@ -649,28 +652,27 @@ impl Engine {
                 return Err(changed_since_plan());
             }
             self.progress.advance(u64::from(piece.block.len));
-            if known.contains(&piece.block.id) {
+            if outbox.known.contains(&piece.block.id) {
                 continue;
             }
-            batch_bytes += piece.data.len();
-            batch.push(piece);
-            if batch_bytes >= UPLOAD_BATCH_BYTES {
-                self.send(std::mem::take(&mut batch), known, report).await?;
-                batch_bytes = 0;
+            outbox.bytes += piece.data.len();
+            outbox.queue.push(piece);
+            if outbox.bytes >= UPLOAD_BATCH_BYTES {
+                self.send(outbox, report).await?;
             }
         }
         if seen.len() != planned.len() {
+            // Blocks of it already queued or sent are harmless: unnamed by
+            // any commit, they are garbage for the collector.
             return Err(changed_since_plan());
         }
-        self.send(batch, known, report).await
+        Ok(())
     }
 
-    async fn send(
-        &self,
-        batch: Vec<chunk::Chunk>,
-        known: &mut HashSet<BlockId>,
-        report: &mut SyncReport,
-    ) -> Result<()> {
+    /// Sends the queued blocks the store lacks.
+    async fn send(&self, outbox: &mut Outbox, report: &mut SyncReport) -> Result<()> {
+        let batch = std::mem::take(&mut outbox.queue);
+        outbox.bytes = 0;
         if batch.is_empty() {
             return Ok(());
         }
@@ -693,9 +695,17 @@ impl Engine {
             .expect("encoding blocks does not panic");
             self.backend.put_blocks(blocks).await?;
         }
-        known.extend(ids);
+        outbox.known.extend(ids);
         Ok(())
     }
+}
+
+/// Blocks waiting to be sent, and the ids known to be stored.
+#[derive(Default)]
+struct Outbox {
+    queue: Vec<chunk::Chunk>,
+    bytes: usize,
+    known: HashSet<BlockId>,
 }
 
 fn changed_since_plan() -> Error {

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, missing_docs)]
 
+pub mod scenarios;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use std::process::{Command, Output};
 pub struct Device {
     pub config: PathBuf,
     pub root: PathBuf,
+    /// Environment every command of this device runs with (credentials).
+    pub env: Vec<(String, String)>,
 }
 
 pub fn pouch() -> Command {
@@ -38,11 +42,57 @@ impl Device {
             "init: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Self { config, root }
+        Self {
+            config,
+            root,
+            env: Vec::new(),
+        }
+    }
+
+    /// Inits a device named `name` under `dir` on S3 bucket `bucket` at
+    /// `endpoint`, with the test server's keys in its environment.
+    pub fn init_s3(dir: &Path, name: &str, endpoint: &str, bucket: &str) -> Self {
+        let device = Self {
+            config: dir.join(format!("{name}.toml")),
+            root: dir.join(name),
+            env: vec![
+                (
+                    "AWS_ACCESS_KEY_ID".into(),
+                    pouch_testkit::s3::ACCESS_KEY_ID.into(),
+                ),
+                (
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    pouch_testkit::s3::SECRET_ACCESS_KEY.into(),
+                ),
+            ],
+        };
+        let root = device.root.to_str().unwrap().to_owned();
+        let out = device.run(&[
+            "init",
+            "--device",
+            name,
+            "--root",
+            &root,
+            "--backend",
+            "s3",
+            "--bucket",
+            bucket,
+            "--endpoint",
+            endpoint,
+            "--prefix",
+            "folder",
+        ]);
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        device
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
         pouch()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(&self.config)
             .args(args)

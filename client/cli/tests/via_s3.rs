@@ -1,0 +1,162 @@
+//! Two devices sync end to end through a real S3-compatible server (moto's,
+//! started by the test command), directly and through a proxy that fails
+//! one request in ten.
+
+mod common;
+
+use common::{Device, noise, scenarios, snapshot};
+use pouch_testkit::proxy::{FaultProxy, Faults};
+use pouch_testkit::s3;
+
+/// A pair of devices on a fresh bucket at `endpoint` (the server's, or a
+/// proxy's in front of it).
+fn pair_on(
+    endpoint: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> (tempfile::TempDir, Device, Device) {
+    let bucket = runtime.block_on(s3::server().fresh_bucket());
+    let dir = tempfile::tempdir().unwrap();
+    let a = Device::init_s3(dir.path(), "A", endpoint, &bucket);
+    let b = Device::init_s3(dir.path(), "B", endpoint, &bucket);
+    (dir, a, b)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn everything_propagates_both_ways_through_s3() {
+    let rt = runtime();
+    let (_dir, a, b) = pair_on(&s3::server().endpoint, &rt);
+    scenarios::everything_propagates_both_ways(&a, &b);
+}
+
+#[test]
+fn edits_and_deletes_on_both_sides_through_s3() {
+    let rt = runtime();
+    let (_dir, a, b) = pair_on(&s3::server().endpoint, &rt);
+    scenarios::an_edit_on_both_sides_keeps_both_versions(&a, &b);
+    scenarios::a_delete_against_an_edit_keeps_the_edit(&a, &b);
+}
+
+/// 2,000 small files travel in a handful of requests, not 2,000.
+#[test]
+fn many_small_files_are_few_requests() {
+    let rt = runtime();
+    let proxy = rt.block_on(FaultProxy::start(&s3::server().endpoint, Faults::default()));
+    let (_dir, a, b) = pair_on(&proxy.url, &rt);
+    for i in 0..2000u64 {
+        let dir = a.path(&format!("src/m{}", i % 40));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i}.txt")), noise(i, 1500)).unwrap();
+    }
+    let before = proxy
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    a.sync();
+    let used = proxy
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(used <= 20, "uploading 2,000 files took {used} requests");
+    b.sync();
+    scenarios::assert_same(&a, &b);
+}
+
+#[test]
+fn sync_completes_byte_identical_when_one_request_in_ten_fails() {
+    let rt = runtime();
+    let proxy = rt.block_on(FaultProxy::start(
+        &s3::server().endpoint,
+        Faults {
+            fail_percent: 10,
+            seed: 2026,
+            strip_if_none_match: false,
+        },
+    ));
+    let (_dir, a, b) = pair_on(&proxy.url, &rt);
+    for i in 0..60u64 {
+        let dir = a.path(&format!("d{}", i % 6));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            noise(i, 1 + (i as usize * 37_171) % 300_000),
+        )
+        .unwrap();
+    }
+    std::fs::write(a.path("large.bin"), noise(99, 12 << 20)).unwrap();
+    a.sync();
+    b.sync();
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+    // Changes on both sides, then both sync again.
+    std::fs::write(b.path("d1/f1"), b"edited on B").unwrap();
+    std::fs::remove_file(b.path("d2/f2")).unwrap();
+    std::fs::write(a.path("from-a.txt"), noise(5, 4000)).unwrap();
+    b.sync();
+    a.sync();
+    b.sync();
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+    assert_eq!(std::fs::read(a.path("d1/f1")).unwrap(), b"edited on B");
+    let failed = proxy
+        .counters
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(failed >= 5, "only {failed} requests were failed on purpose");
+}
+
+#[test]
+fn init_refuses_a_store_that_ignores_conditional_writes_and_doctor_checks() {
+    let rt = runtime();
+    let honest = {
+        let (_dir, a, _b) = pair_on(&s3::server().endpoint, &rt);
+        let out = a.run(&["doctor"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("conditional writes"), "{text}");
+        text
+    };
+    assert!(honest.contains("ok"));
+    let proxy = rt.block_on(FaultProxy::start(
+        &s3::server().endpoint,
+        Faults {
+            strip_if_none_match: true,
+            ..Faults::default()
+        },
+    ));
+    let bucket = rt.block_on(s3::server().fresh_bucket());
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device {
+        config: dir.path().join("c.toml"),
+        root: dir.path().join("root"),
+        env: vec![
+            ("AWS_ACCESS_KEY_ID".into(), s3::ACCESS_KEY_ID.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), s3::SECRET_ACCESS_KEY.into()),
+        ],
+    };
+    let root = device.root.to_str().unwrap().to_owned();
+    let out = device.run(&[
+        "init",
+        "--root",
+        &root,
+        "--backend",
+        "s3",
+        "--bucket",
+        &bucket,
+        "--endpoint",
+        &proxy.url,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("conditional writes"), "{stderr}");
+    assert!(
+        !device.config.exists(),
+        "a refused store must not be configured"
+    );
+}
