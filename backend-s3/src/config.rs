@@ -49,7 +49,7 @@ pub struct S3Config {
 
 mod defaults {
     pub(super) fn pack_size() -> usize {
-        4 << 20
+        8 << 20
     }
     pub(super) fn parallel() -> usize {
         8

@@ -70,7 +70,7 @@ async fn small_blocks_are_packed_and_found_by_another_client() {
         .counters
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
-    // 14 MB of blocks: 4 packs of 4 MiB, each with its index.
+    // 14 MB of blocks: 2 packs of 8 MiB, each with its index.
     assert!(requests <= 12, "{requests} requests for 20,000 blocks");
 
     let reader = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
