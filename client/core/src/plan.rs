@@ -161,24 +161,47 @@ pub fn plan(
     order(ops)
 }
 
-/// A path that stays keeps its ancestors on both sides.
+/// A path that stays keeps its ancestors on both sides, as folders.
+///
+/// When one side turned an ancestor folder into a file while the other
+/// side kept (or added) something inside it, the ancestor is a conflict:
+/// the remote side takes the path and the local version moves to a
+/// conflicted copy, so the kept content survives on both sides.
 fn keep_ancestors(ops: &mut BTreeMap<RelPath, Op>) {
-    let kept: Vec<RelPath> = ops
+    // (path, kept on the remote side, kept on the local side)
+    let kept: Vec<(RelPath, bool, bool)> = ops
         .values()
-        .filter(|op| {
-            matches!(
-                op,
-                Op::Upload { .. }
-                    | Op::Download { .. }
-                    | Op::Conflict { .. }
-                    | Op::Agree { node: Some(_), .. }
-            )
+        .filter_map(|op| match op {
+            Op::Upload { .. } => Some((op.path().clone(), false, true)),
+            Op::Download { .. } => Some((op.path().clone(), true, false)),
+            Op::Conflict { .. } | Op::Agree { node: Some(_), .. } => {
+                Some((op.path().clone(), true, true))
+            }
+            _ => None,
         })
-        .map(|op| op.path().clone())
         .collect();
-    for path in kept {
+    for (path, remote_kept, local_kept) in kept {
         for ancestor in path.ancestors() {
             match ops.get(&ancestor) {
+                Some(Op::Upload { node, .. }) if remote_kept && !node.is_dir() => {
+                    ops.insert(
+                        ancestor.clone(),
+                        Op::Conflict {
+                            path: ancestor,
+                            node: Node::Dir,
+                        },
+                    );
+                }
+                Some(Op::Download { node, .. }) if local_kept && !node.is_dir() => {
+                    let node = node.clone();
+                    ops.insert(
+                        ancestor.clone(),
+                        Op::Conflict {
+                            path: ancestor,
+                            node,
+                        },
+                    );
+                }
                 Some(Op::DeleteLocal { .. }) => {
                     ops.insert(
                         ancestor.clone(),
@@ -248,15 +271,22 @@ fn pair_renames(ops: BTreeMap<RelPath, Op>, local: &BTreeMap<RelPath, Node>) -> 
     out
 }
 
+/// Folders and renames first (parents before children), so that renamed
+/// files leave folders about to be deleted; then local deletes, children
+/// first; then files and links, which may replace a folder that the deletes
+/// just emptied; then the operations that push.
 fn order(mut ops: Vec<Op>) -> Vec<Op> {
     fn rank(op: &Op) -> u8 {
         match op {
             Op::Agree { .. }
             | Op::Conflict { .. }
-            | Op::Download { .. }
+            | Op::Download {
+                node: Node::Dir, ..
+            }
             | Op::RenameLocal { .. } => 0,
             Op::DeleteLocal { .. } => 1,
-            Op::Upload { .. } | Op::DeleteRemote { .. } => 2,
+            Op::Download { .. } => 2,
+            Op::Upload { .. } | Op::DeleteRemote { .. } => 3,
         }
     }
     ops.sort_by(|a, b| {

@@ -303,8 +303,23 @@ impl Engine {
         if total > 0 {
             self.progress.phase("downloading", total);
         }
+        // Folders a conflict moved aside, with everything the plan said
+        // about their insides: those operations are stale, and the next
+        // plan (after a rescan) sees the copy as new local paths.
+        let mut moved: Vec<RelPath> = Vec::new();
         for op in ops {
             let path = op.path().clone();
+            let inside_moved = |p: &RelPath| p.ancestors().any(|a| moved.contains(&a));
+            if inside_moved(&path)
+                || matches!(&op, Op::RenameLocal { from, .. } if inside_moved(from))
+            {
+                continue;
+            }
+            if matches!(op, Op::Conflict { .. })
+                && local.get(&path).is_some_and(|(_, node)| node.is_dir())
+            {
+                moved.push(path.clone());
+            }
             match self.apply_one(op, local, report).await {
                 Ok(()) => {}
                 Err(Error::Backend(e))
@@ -478,8 +493,12 @@ impl Engine {
                     let _ = std::fs::remove_file(&temp);
                     return Err(changed_since_plan());
                 }
-                if existing.as_ref().is_some_and(|m| m.is_dir()) {
-                    std::fs::remove_dir(&full).map_err(Error::io(&full))?;
+                if existing.as_ref().is_some_and(|m| m.is_dir())
+                    && let Err(e) = std::fs::remove_dir(&full)
+                {
+                    // Files not synced yet live in the folder: keep them.
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(Error::io(&full)(e));
                 }
                 commit_temp(file, &temp, &full, *exec, *mtime_ns).inspect_err(|_| {
                     let _ = std::fs::remove_file(&temp);
@@ -488,8 +507,11 @@ impl Engine {
             Node::Symlink { target } => {
                 let temp = fsops::temp_path(&parent);
                 std::os::unix::fs::symlink(target, &temp).map_err(Error::io(&temp))?;
-                if existing.as_ref().is_some_and(|m| m.is_dir()) {
-                    std::fs::remove_dir(&full).map_err(Error::io(&full))?;
+                if existing.as_ref().is_some_and(|m| m.is_dir())
+                    && let Err(e) = std::fs::remove_dir(&full)
+                {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(Error::io(&full)(e));
                 }
                 std::fs::rename(&temp, &full).map_err(Error::io(&full))?;
                 fsops::fsync_dir(&parent)?;

@@ -257,6 +257,27 @@ fn planner_table() {
             vec![down("d", dir), down("d/new", b)],
         ),
         (
+            "local folder becomes a file while the remote side edits inside: conflict",
+            vec![("d", b.clone())],
+            vec![("d", dir.clone()), ("d/f", c.clone())],
+            vec![("d", dir.clone()), ("d/f", a.clone())],
+            vec![conflict("d", dir), down("d/f", c)],
+        ),
+        (
+            "remote folder becomes a file while a local file is added inside: conflict",
+            vec![("d", dir.clone()), ("d/new", c.clone())],
+            vec![("d", b.clone())],
+            vec![("d", dir.clone())],
+            vec![conflict("d", b), up("d/new", c)],
+        ),
+        (
+            "remote folder becomes a file: its children go before it arrives",
+            vec![("d", dir.clone()), ("d/f", a.clone())],
+            vec![("d", b.clone())],
+            vec![("d", dir.clone()), ("d/f", a.clone())],
+            vec![del_local("d/f"), down("d", b)],
+        ),
+        (
             "nested adds come parents first",
             vec![],
             vec![

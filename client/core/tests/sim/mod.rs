@@ -1,0 +1,532 @@
+//! Deterministic simulation of several devices syncing through one store.
+//!
+//! A run is a list of [`Step`]s generated from a seed: local operations on a
+//! device's real folder (in `/dev/shm` where there is one), syncs under
+//! injected faults (failed calls, crashes, late journal reads), and
+//! restarts. Steps name paths from a small vocabulary rather than "the
+//! third file", so a step means the same thing in any list: that is what
+//! lets a failing list be shrunk by deleting steps. After the steps, faults
+//! stop and every device syncs until nothing changes; then the invariants
+//! are checked:
+//!
+//! - all devices hold the same tree;
+//! - no content is lost: every file content a sync ever saw on a device is
+//!   still somewhere (at its path, renamed, or as a conflicted copy) unless
+//!   a user's own operation overwrote or deleted it;
+//! - every block the journal names is stored;
+//! - no temp file is left behind;
+//! - syncing terminates (a bounded number of rounds reaches quiet).
+
+#![allow(dead_code, missing_docs)]
+
+pub mod backend;
+pub mod rng;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use pouch_core::commit::Commit;
+use pouch_core::node::Node;
+use pouch_core::sync::{Clock, Engine, NoProgress};
+
+use backend::{Faults, Namespace, SimBackend};
+use rng::Rng;
+
+/// One thing that happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A user's change on a device's folder.
+    Op { device: usize, op: LocalOp },
+    /// One `sync_once` of a device under `faults`.
+    Sync { device: usize, faults: Faults },
+    /// The device's process restarts (engine reopened from its journal).
+    Restart { device: usize },
+}
+
+/// Changes a user makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalOp {
+    /// Create or overwrite a file.
+    Write {
+        path: String,
+        seed: u64,
+        len: usize,
+    },
+    Append {
+        path: String,
+        seed: u64,
+        len: usize,
+    },
+    Truncate {
+        path: String,
+        len: usize,
+    },
+    /// Rename a file or a folder (onto a free name).
+    Rename {
+        from: String,
+        to: String,
+    },
+    /// Delete a file or a whole folder.
+    Delete {
+        path: String,
+    },
+    Mkdir {
+        path: String,
+    },
+    /// A file becomes a folder, or a folder (and its contents) a file.
+    TypeChange {
+        path: String,
+        seed: u64,
+    },
+}
+
+const NAMES: [&str; 4] = ["a", "b", "c", "d.txt"];
+/// Lengths repeat on purpose: same-size rewrites are where stat-based
+/// change detection is weakest.
+const LENGTHS: [usize; 6] = [0, 7, 100, 4096, 70_000, 300_000];
+
+fn random_path(rng: &mut Rng) -> String {
+    let depth = 1 + rng.below(3) as usize;
+    (0..depth)
+        .map(|_| *rng.pick(&NAMES))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A run's shape from its seed.
+pub fn generate(seed: u64) -> (usize, Vec<Step>) {
+    let mut rng = Rng::new(seed);
+    let devices = 2 + rng.below(3) as usize;
+    let count = 8 + rng.below(40) as usize;
+    let mut steps = Vec::with_capacity(count);
+    for _ in 0..count {
+        let device = rng.below(devices as u64) as usize;
+        let roll = rng.below(100);
+        let step = if roll < 62 {
+            let path = random_path(&mut rng);
+            let op = match rng.below(10) {
+                0..=2 => LocalOp::Write {
+                    path,
+                    seed: rng.next_u64(),
+                    len: *rng.pick(&LENGTHS),
+                },
+                3 => LocalOp::Append {
+                    path,
+                    seed: rng.next_u64(),
+                    len: *rng.pick(&LENGTHS),
+                },
+                4 => LocalOp::Truncate {
+                    path,
+                    len: *rng.pick(&LENGTHS),
+                },
+                5 | 6 => LocalOp::Rename {
+                    from: path,
+                    to: random_path(&mut rng),
+                },
+                7 => LocalOp::Delete { path },
+                8 => LocalOp::Mkdir { path },
+                _ => LocalOp::TypeChange {
+                    path,
+                    seed: rng.next_u64(),
+                },
+            };
+            Step::Op { device, op }
+        } else if roll < 95 {
+            let faulty = rng.chance(400);
+            Step::Sync {
+                device,
+                faults: if faulty {
+                    Faults {
+                        seed: rng.next_u64(),
+                        fail_per_mille: *rng.pick(&[0, 50, 200]),
+                        lagging_reads: rng.chance(500),
+                        crash_at_call: rng.chance(500).then(|| 1 + rng.below(12) as u32),
+                    }
+                } else {
+                    Faults::NONE
+                },
+            }
+        } else {
+            Step::Restart { device }
+        };
+        steps.push(step);
+    }
+    (devices, steps)
+}
+
+/// Conflicted copies are named with the date; a fixed clock keeps runs
+/// identical.
+struct FixedClock;
+
+impl Clock for FixedClock {
+    fn unix_secs(&self) -> i64 {
+        1_790_000_000
+    }
+}
+
+struct Device {
+    name: String,
+    root: PathBuf,
+    journal: PathBuf,
+    backend: Arc<SimBackend>,
+    engine: Option<Engine>,
+}
+
+impl Device {
+    fn engine(&mut self) -> Result<&mut Engine, String> {
+        if self.engine.is_none() {
+            let engine = Engine::open(
+                &self.root,
+                &self.name,
+                &self.journal,
+                self.backend.clone(),
+                Arc::new(FixedClock),
+                Arc::new(NoProgress),
+            )
+            .map_err(|e| format!("{}: reopening the engine failed: {e}", self.name))?;
+            self.engine = Some(engine);
+        }
+        Ok(self.engine.as_mut().expect("just opened"))
+    }
+}
+
+/// Where runs keep their folders: memory when the system has it, so that
+/// fsyncs cost nothing.
+fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new()
+            .prefix("pouch-sim-")
+            .tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::Builder::new()
+        .prefix("pouch-sim-")
+        .tempdir()
+        .expect("a temp folder")
+}
+
+/// What every sync saw and what users threw away, for the no-loss check.
+#[derive(Default)]
+struct Ledger {
+    seen: HashSet<blake3::Hash>,
+    retired: HashSet<blake3::Hash>,
+}
+
+/// Content hashes of the files under `dir` (recursively), for retiring.
+fn contents(dir: &Path, out: &mut Vec<blake3::Hash>) {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if meta.is_file() {
+        if let Ok(bytes) = std::fs::read(dir) {
+            out.push(blake3::hash(&bytes));
+        }
+    } else if meta.is_dir() {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            contents(&entry.path(), out);
+        }
+    }
+}
+
+/// A folder's tree: relative path to `None` (folder) or content hash.
+fn tree(root: &Path) -> BTreeMap<String, Option<blake3::Hash>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Option<blake3::Hash>>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                out.insert(rel, None);
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, Some(blake3::hash(&std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    pouch_backend::conformance::noise(seed, len).to_vec()
+}
+
+/// Applies a user's operation; operations that make no sense in the
+/// current state (a missing file, a parent that is a file) do nothing.
+fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
+    let at = |p: &str| root.join(p);
+    let retire = |path: &Path, ledger: &mut Ledger| {
+        let mut gone = Vec::new();
+        contents(path, &mut gone);
+        ledger.retired.extend(gone);
+    };
+    let parent_ok = |p: &Path| {
+        let parent = p.parent().expect("under root");
+        std::fs::create_dir_all(parent).is_ok()
+    };
+    match op {
+        LocalOp::Write { path, seed, len } => {
+            let p = at(path);
+            if p.is_dir() || !parent_ok(&p) {
+                return;
+            }
+            retire(&p, ledger);
+            let _ = std::fs::write(&p, noise(*seed, *len));
+        }
+        LocalOp::Append { path, seed, len } => {
+            let p = at(path);
+            if !p.is_file() {
+                return;
+            }
+            retire(&p, ledger);
+            let mut data = std::fs::read(&p).unwrap();
+            data.extend(noise(*seed, *len));
+            std::fs::write(&p, data).unwrap();
+        }
+        LocalOp::Truncate { path, len } => {
+            let p = at(path);
+            if !p.is_file() {
+                return;
+            }
+            let data = std::fs::read(&p).unwrap();
+            if *len >= data.len() {
+                return;
+            }
+            retire(&p, ledger);
+            std::fs::write(&p, &data[..*len]).unwrap();
+        }
+        LocalOp::Rename { from, to } => {
+            let (f, t) = (at(from), at(to));
+            if std::fs::symlink_metadata(&f).is_err()
+                || std::fs::symlink_metadata(&t).is_ok()
+                || t.starts_with(&f)
+                || !parent_ok(&t)
+            {
+                return;
+            }
+            let _ = std::fs::rename(&f, &t);
+        }
+        LocalOp::Delete { path } => {
+            let p = at(path);
+            retire(&p, ledger);
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else if p.is_file() {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+        LocalOp::Mkdir { path } => {
+            let p = at(path);
+            if std::fs::symlink_metadata(&p).is_err() && parent_ok(&p) {
+                let _ = std::fs::create_dir(&p);
+            }
+        }
+        LocalOp::TypeChange { path, seed } => {
+            let p = at(path);
+            if p.is_file() {
+                retire(&p, ledger);
+                std::fs::remove_file(&p).unwrap();
+                std::fs::create_dir(&p).unwrap();
+            } else if p.is_dir() {
+                retire(&p, ledger);
+                std::fs::remove_dir_all(&p).unwrap();
+                std::fs::write(&p, noise(*seed, 100)).unwrap();
+            }
+        }
+    }
+}
+
+/// Syncs every device until a whole round changes nothing.
+const QUIET_ROUNDS_LIMIT: usize = 8;
+
+/// Runs one simulation; `Err` says which invariant broke.
+pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
+    let scratch = scratch();
+    let shared = Arc::new(Mutex::new(Namespace::default()));
+    let mut fleet: Vec<Device> = (0..devices)
+        .map(|i| {
+            let root = scratch.path().join(format!("dev{i}"));
+            std::fs::create_dir_all(&root).unwrap();
+            Device {
+                name: format!("D{i}"),
+                journal: scratch.path().join(format!("dev{i}.sqlite")),
+                root,
+                backend: Arc::new(SimBackend::new(shared.clone())),
+                engine: None,
+            }
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut ledger = Ledger::default();
+    let observe = |device: &Device, ledger: &mut Ledger| {
+        ledger
+            .seen
+            .extend(tree(&device.root).into_values().flatten());
+    };
+
+    for step in steps {
+        match step {
+            Step::Op { device, op } => apply_op(&fleet[*device].root, op, &mut ledger),
+            Step::Restart { device } => fleet[*device].engine = None,
+            Step::Sync { device, faults } => {
+                let dev = &mut fleet[*device];
+                observe(dev, &mut ledger);
+                dev.backend.arm(*faults);
+                let outcome = runtime.block_on(dev.engine()?.sync_once());
+                let crashed = dev.backend.crashed();
+                dev.backend.arm(Faults::NONE);
+                match outcome {
+                    Ok(_) => {}
+                    // Injected failures may fail a sync; nothing else may.
+                    Err(e) if *faults != Faults::NONE => {
+                        if crashed {
+                            dev.engine = None;
+                        }
+                        let _ = e;
+                    }
+                    Err(e) => {
+                        return Err(format!("{}: a sync without faults failed: {e}", dev.name));
+                    }
+                }
+            }
+        }
+    }
+
+    // Faults stop; every device syncs until a round changes nothing.
+    let mut quiet = false;
+    for _ in 0..QUIET_ROUNDS_LIMIT {
+        let mut changed = false;
+        for dev in &mut fleet {
+            observe(dev, &mut ledger);
+            let report = runtime
+                .block_on(dev.engine()?.sync_once())
+                .map_err(|e| format!("{}: a sync after the faults failed: {e}", dev.name))?;
+            if !report.problems.is_empty() {
+                return Err(format!(
+                    "{}: problems reported: {:?}",
+                    dev.name, report.problems
+                ));
+            }
+            changed |= report.commits
+                + report.downloaded
+                + report.deleted_local
+                + report.renamed_local
+                + report.conflicts
+                > 0;
+        }
+        if !changed {
+            quiet = true;
+            break;
+        }
+    }
+    if !quiet {
+        return Err(format!(
+            "devices still changing things after {QUIET_ROUNDS_LIMIT} rounds of syncs"
+        ));
+    }
+
+    // Same tree everywhere.
+    let first = tree(&fleet[0].root);
+    for dev in &fleet[1..] {
+        let other = tree(&dev.root);
+        if other != first {
+            return Err(format!(
+                "{} and {} differ: {}",
+                fleet[0].name,
+                dev.name,
+                describe_difference(&first, &other)
+            ));
+        }
+    }
+    // No temp files.
+    for path in first.keys() {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if pouch_core::fsops::is_temp_name(name) {
+            return Err(format!("a temp file was left behind: {path}"));
+        }
+    }
+    // Nothing lost.
+    let present: HashSet<blake3::Hash> = first.values().flatten().copied().collect();
+    let lost: Vec<_> = ledger
+        .seen
+        .difference(&ledger.retired)
+        .filter(|h| !present.contains(h))
+        .collect();
+    if !lost.is_empty() {
+        return Err(format!(
+            "{} file content(s) a sync saw are gone though no user removed them",
+            lost.len()
+        ));
+    }
+    // The journal names only stored blocks.
+    let ns = shared.lock().unwrap();
+    for (i, entry) in ns.journal.iter().enumerate() {
+        let commit = Commit::decode(i as u64 + 1, entry).map_err(|e| e.to_string())?;
+        for change in commit.changes {
+            if let Some(Node::File { blocks, .. }) = change.node {
+                for block in blocks {
+                    if !ns.blocks.contains_key(&block.id) {
+                        return Err(format!(
+                            "journal entry {} names block {} which is not stored",
+                            i + 1,
+                            block.id
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_difference(
+    a: &BTreeMap<String, Option<blake3::Hash>>,
+    b: &BTreeMap<String, Option<blake3::Hash>>,
+) -> String {
+    let mut out = Vec::new();
+    for (path, node) in a {
+        match b.get(path) {
+            None => out.push(format!("only first has {path}")),
+            Some(other) if other != node => out.push(format!("{path} differs")),
+            _ => {}
+        }
+    }
+    for path in b.keys().filter(|p| !a.contains_key(*p)) {
+        out.push(format!("only second has {path}"));
+    }
+    out.join(", ")
+}
+
+/// Deletes steps while the run still fails, chunks first, then one by one.
+pub fn shrink(devices: usize, mut steps: Vec<Step>) -> Vec<Step> {
+    let mut chunk = steps.len().div_ceil(2).max(1);
+    loop {
+        let mut i = 0;
+        let mut removed_any = false;
+        while i < steps.len() {
+            let end = (i + chunk).min(steps.len());
+            let candidate: Vec<Step> = steps[..i].iter().chain(&steps[end..]).cloned().collect();
+            if run(devices, &candidate).is_err() {
+                steps = candidate;
+                removed_any = true;
+            } else {
+                i = end;
+            }
+        }
+        if chunk == 1 && !removed_any {
+            return steps;
+        }
+        chunk = (chunk / 2).max(1);
+    }
+}
