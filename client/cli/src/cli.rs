@@ -25,6 +25,33 @@ pub enum Command {
     /// Check that the configured store is reachable and safe to sync
     /// through (for S3: that it enforces conditional writes).
     Doctor,
+    /// List the versions of a file, deletes included, oldest first.
+    History {
+        /// The path, relative to the synced folder.
+        path: String,
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring back a version of a file (a deleted one too); the next sync
+    /// sends it as the newest version, and the current one stays in history.
+    Restore {
+        /// The path, relative to the synced folder.
+        path: String,
+        /// The version made by this journal entry (see `pouch history`).
+        #[arg(long, conflicts_with = "at")]
+        rev: Option<u64>,
+        /// The version current at this time: `2026-11-24T18:30:00Z` (UTC)
+        /// or Unix seconds [default: the newest version that was a file].
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Choose folders this device does not keep (selective sync).
+    Exclude {
+        /// What to do.
+        #[command(subcommand)]
+        action: ExcludeAction,
+    },
     /// Sync once in both directions, then exit.
     Sync {
         /// Print the outcome as JSON on stdout.
@@ -102,6 +129,24 @@ pub struct InitArgs {
     /// With `--backend s3`: path-style addressing (bucket in the path).
     #[arg(long, requires = "bucket")]
     pub path_style: bool,
+}
+
+/// `pouch exclude` actions.
+#[derive(Debug, Subcommand)]
+pub enum ExcludeAction {
+    /// Stop syncing a folder here and remove its local copy (refused while
+    /// anything in it is not synced). Other devices keep it.
+    Add {
+        /// The folder, relative to the synced folder.
+        path: String,
+    },
+    /// Sync an excluded folder here again (downloaded on the next sync).
+    Remove {
+        /// The folder, relative to the synced folder.
+        path: String,
+    },
+    /// List the excluded folders.
+    List,
 }
 
 /// Store kinds.

@@ -13,11 +13,12 @@ use pouch_core::config::{self, BackendConfig, CONFIG_VERSION, Config, OwnStore};
 use pouch_core::daemon::protocol::{Request, Response};
 use pouch_core::daemon::{DaemonOptions, control::request};
 use pouch_core::db::Tree;
+use pouch_core::path::RelPath;
 use pouch_core::plan::Op;
-use pouch_core::sync::{Engine, SystemClock};
+use pouch_core::sync::{Engine, Pick, SystemClock};
 use serde::Serialize;
 
-use crate::cli::{BackendKind, Cli, Command};
+use crate::cli::{BackendKind, Cli, Command, ExcludeAction};
 
 /// Runs one command; the exit code says whether everything synced.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -58,6 +59,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init(&config_path, root, device, target).await
         }
         Command::Doctor => doctor(&config_path).await,
+        Command::History { path, json } => history(&config_path, &path, json),
+        Command::Restore { path, rev, at } => {
+            let pick = match (rev, at) {
+                (Some(seq), _) => Pick::Seq(seq),
+                (None, Some(at)) => Pick::At(crate::time::parse(&at)?),
+                (None, None) => Pick::Latest,
+            };
+            restore(&config_path, &path, pick).await
+        }
+        Command::Exclude { action } => exclude(&config_path, action).await,
         Command::Sync {
             json,
             allow_mass_delete,
@@ -496,4 +507,91 @@ async fn doctor(config_path: &Path) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A path argument, as the journal spells paths.
+fn rel_path(path: &str) -> anyhow::Result<RelPath> {
+    RelPath::parse(path.trim_end_matches('/'))
+        .with_context(|| format!("{path:?} is not a path inside the synced folder"))
+}
+
+fn history(config_path: &Path, path: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let (_, _, engine) = open_engine(config_path)?;
+    let path = rel_path(path)?;
+    let (revisions, from) = engine.history(&path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&revisions)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if revisions.is_empty() {
+        println!("{path}: no versions recorded");
+    }
+    for revision in &revisions {
+        let when = revision
+            .time
+            .map_or_else(|| "(time unknown)".to_owned(), crate::time::format);
+        let what = match &revision.node {
+            None => "deleted".to_owned(),
+            Some(node) if node.is_dir() => "folder".to_owned(),
+            Some(node) => format!(
+                "{} {}",
+                node.kind_name(),
+                indicatif::HumanBytes(node.size())
+            ),
+        };
+        println!(
+            "rev {:<6} {when}  {:<16} {what}",
+            revision.seq, revision.device
+        );
+    }
+    if from > 1 {
+        println!("(this device keeps history from journal entry {from} on)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(config_path: &Path, path: &str, pick: Pick) -> anyhow::Result<ExitCode> {
+    let (config, _, mut engine) = open_engine(config_path)?;
+    let path = rel_path(path)?;
+    let revision = engine.restore(&path, pick).await?;
+    println!("restored {path} from rev {}", revision.seq);
+    // A running daemon sees the file appear and syncs it; otherwise sync now.
+    match request(&socket_path(&config), &Request::Status).await {
+        Ok(Some(_)) => {}
+        _ => {
+            let report = engine
+                .sync_once()
+                .await
+                .with_context(|| format!("sync of {} stopped", config.root.display()))?;
+            for problem in &report.problems {
+                eprintln!("not synced: {problem}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn exclude(config_path: &Path, action: ExcludeAction) -> anyhow::Result<ExitCode> {
+    let (_, _, mut engine) = open_engine(config_path)?;
+    match action {
+        ExcludeAction::Add { path } => {
+            let path = rel_path(&path)?;
+            engine.exclude(&path)?;
+            println!("{path} is no longer synced on this device; its local copy is removed");
+        }
+        ExcludeAction::Remove { path } => {
+            let path = rel_path(&path)?;
+            if engine.include(&path)? {
+                println!("{path} syncs again on this device; the next sync downloads it");
+            } else {
+                bail!("{path} was not excluded");
+            }
+        }
+        ExcludeAction::List => {
+            for path in engine.excluded()? {
+                println!("{path}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

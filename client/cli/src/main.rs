@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod progress;
+mod time;
 
 use std::process::ExitCode;
 

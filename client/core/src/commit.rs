@@ -17,6 +17,11 @@ pub struct Commit {
     pub v: u32,
     /// The committing device's name.
     pub device: String,
+    /// When it was committed, by the committing device's clock (seconds
+    /// since the Unix epoch), for history and `restore --at`. Absent in
+    /// entries written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<i64>,
     /// What changed. Paths are unvalidated text until the reader checks them.
     pub changes: Vec<Change>,
 }

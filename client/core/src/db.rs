@@ -22,7 +22,40 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      CREATE TABLE remote (path TEXT PRIMARY KEY, node TEXT NOT NULL) WITHOUT ROWID;
      CREATE TABLE synced (path TEXT PRIMARY KEY, node TEXT NOT NULL) WITHOUT ROWID;",
+    // 1 -> 2: every folded change, for `pouch history` and `restore`; and
+    // this device's excluded folders (selective sync).
+    "CREATE TABLE history (
+         path TEXT NOT NULL, seq INTEGER NOT NULL, node TEXT,
+         device TEXT NOT NULL, time INTEGER,
+         PRIMARY KEY (path, seq)
+     ) WITHOUT ROWID;
+     CREATE TABLE excluded (path TEXT PRIMARY KEY) WITHOUT ROWID;
+     INSERT OR REPLACE INTO meta (key, value)
+         SELECT 'history_from',
+                CAST(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'cursor'), 0) + 1 AS TEXT);",
 ];
+
+/// One version of one path, as the journal recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Revision {
+    /// The journal entry that made it.
+    pub seq: u64,
+    /// What the path held from then on; `None`: it was deleted.
+    pub node: Option<Node>,
+    /// The device that committed it.
+    pub device: String,
+    /// When, by that device's clock (seconds since the epoch), if known.
+    pub time: Option<i64>,
+}
+
+/// Who made a journal entry, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The committing device's name.
+    pub device: String,
+    /// Its commit time, if the entry has one.
+    pub time: Option<i64>,
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -239,6 +272,7 @@ impl LocalDb {
     pub fn fold(
         &mut self,
         seq: Seq,
+        origin: &Origin,
         changes: &[(RelPath, Option<Node>)],
         synced: bool,
     ) -> Result<()> {
@@ -252,6 +286,16 @@ impl LocalDb {
             if synced {
                 set_node(&tx, Tree::Synced, path, node.as_ref())?;
             }
+            tx.execute(
+                "INSERT OR REPLACE INTO history (path, seq, node, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    path.as_str(),
+                    seq.0 as i64,
+                    node.as_ref().map(to_json),
+                    origin.device,
+                    origin.time
+                ],
+            )?;
         }
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?1)",
@@ -259,6 +303,76 @@ impl LocalDb {
         )?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl LocalDb {
+    /// Every recorded version of `path`, oldest first.
+    pub fn history(&self, path: &RelPath) -> Result<Vec<Revision>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT seq, node, device, time FROM history WHERE path = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([path.as_str()], |row| {
+            let node: Option<String> = row.get(1)?;
+            Ok(Revision {
+                seq: row.get::<_, i64>(0)? as u64,
+                node: node.map(|n| from_json(path.as_str(), &n)).transpose()?,
+                device: row.get(2)?,
+                time: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The first journal entry whose changes this device recorded in its
+    /// history (journals made before history existed start later than 1).
+    pub fn history_from(&self) -> Result<Seq> {
+        Ok(Seq(self
+            .meta("history_from")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)))
+    }
+
+    /// This device's excluded folders (selective sync).
+    pub fn excluded(&self) -> Result<Vec<RelPath>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT path FROM excluded ORDER BY path")?;
+        let rows = stmt.query_map([], |row| rel(row.get(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Excludes `path` from sync on this device and forgets what was agreed
+    /// and seen under it, so that including it again later downloads it
+    /// rather than reading its absence as a delete. One transaction.
+    pub fn exclude(&mut self, path: &RelPath) -> Result<()> {
+        let tx = self
+            .conn
+            .get_mut()
+            .expect("journal lock")
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO excluded (path) VALUES (?1)",
+            [path.as_str()],
+        )?;
+        // Everything under `p/` sorts from "p/" up to (not including) "p0":
+        // '0' is the byte after '/'. (LIKE would ignore case.)
+        let (low, high) = (format!("{path}/"), format!("{path}0"));
+        for table in ["synced", "local"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE path = ?1 OR (path >= ?2 AND path < ?3)"),
+                params![path.as_str(), low, high],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Syncs `path` on this device again; `false` if it was not excluded.
+    pub fn include(&self, path: &RelPath) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM excluded WHERE path = ?1", [path.as_str()])?
+            > 0)
     }
 }
 

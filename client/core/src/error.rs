@@ -93,6 +93,16 @@ pub enum Error {
     #[error("changed while syncing; will retry on the next sync")]
     ChangedDuringSync,
 
+    /// A request about one path that cannot be done as asked (restore a
+    /// version that does not exist, exclude a folder with unsynced changes).
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The path concerned.
+        path: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+
     /// Other devices kept committing first; the sync gave up for now.
     #[error("lost the race to commit {attempts} times in a row; try again")]
     Contended {

@@ -33,6 +33,8 @@ const BUILT_IN: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct IgnoreRules {
     rules: Gitignore,
+    /// Folders this device does not sync (selective sync).
+    excluded: Vec<RelPath>,
     /// Problems reading `.pouchignore`, reported with the sync.
     pub problems: Vec<String>,
 }
@@ -57,11 +59,27 @@ impl IgnoreRules {
             problems.push(format!("{}: {e}", file.display()));
             Gitignore::empty()
         });
-        Self { rules, problems }
+        Self {
+            rules,
+            excluded: Vec::new(),
+            problems,
+        }
+    }
+
+    /// Also leaves out these folders and everything in them.
+    pub fn with_excluded(mut self, excluded: Vec<RelPath>) -> Self {
+        self.excluded = excluded;
+        self
     }
 
     /// Whether `path` (or a folder it is in) is ignored.
     pub fn is_ignored(&self, path: &RelPath, is_dir: bool) -> bool {
+        if !self.excluded.is_empty()
+            && (self.excluded.contains(path)
+                || path.ancestors().any(|a| self.excluded.contains(&a)))
+        {
+            return true;
+        }
         self.rules
             .matched_path_or_any_parents(path.as_str(), is_dir)
             .is_ignore()
@@ -89,5 +107,10 @@ mod tests {
         assert!(!ignored("notes/todo.txt", false));
         assert!(!ignored(IGNORE_FILE, false));
         assert!(!ignored("building.txt", false));
+
+        let rules = rules.with_excluded(vec![RelPath::parse("photos/raw").unwrap()]);
+        let ignored = |p: &str| rules.is_ignored(&RelPath::parse(p).unwrap(), false);
+        assert!(ignored("photos/raw") && ignored("photos/raw/2026/a.cr2"));
+        assert!(!ignored("photos/rawr") && !ignored("photos") && !ignored("photos/x"));
     }
 }

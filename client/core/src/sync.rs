@@ -13,6 +13,11 @@
 //! so a crash anywhere leaves at worst unreferenced blocks, which the next
 //! run finds already stored instead of uploading again.
 
+mod restore;
+mod selective;
+
+pub use restore::Pick;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk;
 use crate::commit::{COMMIT_VERSION, Change, Commit};
-use crate::db::{LocalDb, LocalEntry, Tree};
+use crate::db::{LocalDb, LocalEntry, Origin, Tree};
 use crate::fsops::{self, commit_temp, conflict_name, prepare_parent, unchanged};
 use crate::ignore_rules::IgnoreRules;
 use crate::node::{BlockRef, Node};
@@ -211,11 +216,7 @@ impl Engine {
     pub async fn pending(&mut self) -> Result<(Vec<Op>, Vec<String>)> {
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
-        let outcome = scan(
-            &self.root,
-            &self.db.local()?,
-            &IgnoreRules::load(&self.root),
-        )?;
+        let outcome = scan(&self.root, &self.db.local()?, &self.rules()?)?;
         let ops = self.plan(&outcome.entries)?;
         report.problems.extend(outcome.problems);
         Ok((ops, report.problems))
@@ -228,10 +229,16 @@ impl Engine {
         Ok(report)
     }
 
+    /// `.pouchignore`, the built-in ignores, and this device's excluded
+    /// folders.
+    fn rules(&self) -> Result<IgnoreRules> {
+        Ok(IgnoreRules::load(&self.root).with_excluded(self.db.excluded()?))
+    }
+
     /// Plans over the three trees, leaving ignored paths out of all of
     /// them: an ignored path is neither sent, nor fetched, nor deleted.
     fn plan(&self, local: &BTreeMap<RelPath, LocalEntry>) -> Result<Vec<Op>> {
-        let rules = IgnoreRules::load(&self.root);
+        let rules = self.rules()?;
         let keep = |tree: BTreeMap<RelPath, Node>| -> BTreeMap<RelPath, Node> {
             tree.into_iter()
                 .filter(|(path, node)| !rules.is_ignored(path, node.is_dir()))
@@ -252,7 +259,7 @@ impl Engine {
 
     fn rescan(&mut self, report: &mut SyncReport) -> Result<BTreeMap<RelPath, LocalEntry>> {
         let previous = self.db.local()?;
-        let rules = IgnoreRules::load(&self.root);
+        let rules = self.rules()?;
         let outcome = scan(&self.root, &previous, &rules)?;
         for problem in outcome.problems.into_iter().chain(rules.problems) {
             if !report.problems.contains(&problem) {
@@ -272,15 +279,25 @@ impl Engine {
                 return Ok(());
             }
             for entry in entries {
+                let mut origin = Origin {
+                    device: String::new(),
+                    time: None,
+                };
                 let changes = match Commit::decode(entry.seq.0, &entry.data) {
-                    Ok(commit) => validated(entry.seq.0, commit.changes, &mut report.problems),
+                    Ok(commit) => {
+                        origin = Origin {
+                            device: commit.device,
+                            time: commit.time,
+                        };
+                        validated(entry.seq.0, commit.changes, &mut report.problems)
+                    }
                     Err(e) => {
                         tracing::error!(seq = %entry.seq, "refusing a journal entry: {e}");
                         report.problems.push(e.to_string());
                         Vec::new()
                     }
                 };
-                self.db.fold(entry.seq, &changes, false)?;
+                self.db.fold(entry.seq, &origin, &changes, false)?;
                 report.entries_pulled += 1;
             }
         }
@@ -624,9 +641,11 @@ impl Engine {
         if changes.is_empty() {
             return Ok(());
         }
+        let time = self.clock.unix_secs();
         let commit = Commit {
             v: COMMIT_VERSION,
             device: self.device.clone(),
+            time: Some(time),
             changes: changes
                 .iter()
                 .map(|(path, node)| Change {
@@ -638,7 +657,11 @@ impl Engine {
         let seq = self.db.cursor()?.next();
         self.backend.append(seq, commit.encode()).await?;
         self.guard.allow_once = false;
-        self.db.fold(seq, &changes, true)?;
+        let origin = Origin {
+            device: self.device.clone(),
+            time: Some(time),
+        };
+        self.db.fold(seq, &origin, &changes, true)?;
         for (path, node) in &changes {
             // The local entry's stat data is the scan's; keep it in step.
             if let (Some(node), Some((stat, _))) = (node, local.get(path)) {

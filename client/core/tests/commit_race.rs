@@ -44,6 +44,7 @@ impl Backend for RivalFirst {
             let block = Block::encode(content.clone());
             self.inner.put_blocks(vec![block.clone()]).await?;
             let rival = Commit {
+                time: None,
                 v: COMMIT_VERSION,
                 device: "rival".into(),
                 changes: vec![Change {
