@@ -101,3 +101,92 @@ fn ignored_paths_stay_where_they_are() {
         "build/\n*.log\nkeep.txt\n"
     );
 }
+
+/// Sockets, FIFOs and names that are not UTF-8 are skipped, each named in
+/// the report with why; everything else keeps syncing.
+#[test]
+fn special_files_and_bad_names_are_reported_one_by_one_and_the_rest_syncs() {
+    use std::os::unix::ffi::OsStrExt;
+    let (_dir, a, b) = common::pair();
+    std::fs::write(a.path("fine.txt"), b"fine").unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(a.path("app.sock")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(a.path("pipe"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let bad_name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    std::fs::write(a.root.join(bad_name), b"latin-1 name").unwrap();
+
+    let out = a.run(&["sync", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "skipped files fail the exit code"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("app.sock: a socket cannot be synced"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("pipe: a named pipe (FIFO) cannot be synced"),
+        "{problems}"
+    );
+    assert!(problems.contains("not valid UTF-8"), "{problems}");
+
+    let status: serde_json::Value =
+        serde_json::from_slice(&a.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["problems"].as_array().unwrap().len(), 3, "{status}");
+
+    b.sync();
+    assert_eq!(std::fs::read(b.path("fine.txt")).unwrap(), b"fine");
+    assert!(!b.path("app.sock").exists() && !b.path("pipe").exists());
+}
+
+/// A file appended to while syncs run is never committed torn: every
+/// version that reaches the other device is a prefix the writer really
+/// wrote, and the final one arrives whole once the writes stop.
+#[test]
+fn a_file_appended_to_while_it_syncs_is_never_committed_torn() {
+    use std::io::Write;
+    let (_dir, a, b) = common::pair();
+    let data = common::noise(77, 12 << 20);
+    let path = a.path("growing.log");
+    let writer = {
+        let (data, path) = (data.clone(), path.clone());
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::create(&path).unwrap();
+            for piece in data.chunks(96 << 10) {
+                file.write_all(piece).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(8));
+            }
+        })
+    };
+    let mut rounds = 0;
+    while !writer.is_finished() {
+        let out = a.run(&["sync", "--json"]);
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("changed"), "{stderr}");
+        }
+        b.sync();
+        if let Ok(seen) = std::fs::read(b.path("growing.log")) {
+            assert!(
+                data.starts_with(&seen),
+                "B got {} bytes that are not what A wrote",
+                seen.len()
+            );
+        }
+        rounds += 1;
+    }
+    writer.join().unwrap();
+    a.sync();
+    b.sync();
+    assert!(
+        rounds >= 2,
+        "the writer finished before syncs overlapped it"
+    );
+    assert_eq!(std::fs::read(b.path("growing.log")).unwrap(), data);
+}

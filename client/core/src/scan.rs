@@ -145,11 +145,30 @@ pub fn scan(
             } else if kind.is_file() {
                 scan_file(&full, path, &meta, previous, &mut out);
             } else {
-                tracing::debug!(path = %path, "skipping a special file");
+                out.problems.push(format!(
+                    "{}: {} cannot be synced; skipped",
+                    full.display(),
+                    special_kind(&kind)
+                ));
             }
         }
     }
     Ok(out)
+}
+
+/// What a file that is neither a file, a folder nor a link is, for the
+/// report.
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_socket() {
+        "a socket"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device file"
+    } else {
+        "a special file"
+    }
 }
 
 fn scan_file(
