@@ -319,7 +319,7 @@ struct Status {
 async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let (config, backend, mut engine) = open_engine(config_path)?;
     let daemon = match request(&socket_path(&config), &Request::Status).await {
-        Ok(Some(Response::Status(status))) => Some(status),
+        Ok(Some(Response::Status(status))) => Some(*status),
         _ => None,
     };
     let (ops, problems) = engine.pending().await?;
@@ -364,6 +364,22 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 }
                 if let Some(problem) = &daemon.watch_problem {
                     println!("daemon warning: {problem}");
+                }
+                if let Some(transfer) = &daemon.transfer {
+                    println!(
+                        "daemon:  {} {} of {}",
+                        transfer.phase,
+                        indicatif::HumanBytes(transfer.done_bytes),
+                        indicatif::HumanBytes(transfer.total_bytes)
+                    );
+                }
+                for change in daemon.recent.iter().take(5) {
+                    let action = serde_json::to_value(change.action)?;
+                    println!(
+                        "recent:  {} ({})",
+                        change.path,
+                        action.as_str().unwrap_or("?").replace('_', " ")
+                    );
                 }
             }
             None => println!("daemon:  not running"),

@@ -83,6 +83,35 @@ fn two_daemons_keep_two_folders_in_step() {
 
     std::fs::remove_file(b.path("hello.txt")).unwrap();
     wait_for("a delete to reach A", || !a.path("hello.txt").exists());
+    // B's status lists what arrived most recently, newest first.
+    let recent = |device: &Device| -> Vec<(String, String)> {
+        let status: serde_json::Value =
+            serde_json::from_slice(&device.run(&["status", "--json"]).stdout).unwrap();
+        status["daemon"]["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["path"].as_str().unwrap().to_owned(),
+                    c["action"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let on_b = recent(&b);
+    assert_eq!(
+        on_b[0],
+        ("hello.txt".into(), "deleted_remotely".into()),
+        "{on_b:?}"
+    );
+    assert!(
+        on_b.contains(&("renamed/sub/x.txt".into(), "renamed".into())),
+        "{on_b:?}"
+    );
+    wait_for("A to list the delete among its recent changes", || {
+        recent(&a).first() == Some(&("hello.txt".into(), "deleted_here".into()))
+    });
 
     std::fs::create_dir(a.path("burst")).unwrap();
     for i in 0..1000 {

@@ -105,6 +105,51 @@ pub struct SyncReport {
     pub commits: u64,
     /// Things that could not be synced this time, each with why.
     pub problems: Vec<String>,
+    /// The paths this sync changed, in order (the first
+    /// [`MAX_CHANGED_LISTED`]; the counts above are complete).
+    #[serde(default)]
+    pub changed: Vec<Changed>,
+}
+
+/// How many changed paths one report lists.
+pub const MAX_CHANGED_LISTED: usize = 1000;
+
+/// One path a sync changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    /// The path.
+    pub path: String,
+    /// What happened to it.
+    pub action: Action,
+}
+
+/// What a sync did to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Sent to the other devices.
+    Uploaded,
+    /// Deleted on the other devices.
+    DeletedRemotely,
+    /// Brought here.
+    Downloaded,
+    /// Deleted here, as another device did.
+    DeletedHere,
+    /// Moved here, as another device did.
+    Renamed,
+    /// Both sides changed it; the local version became a conflicted copy.
+    Conflict,
+}
+
+impl SyncReport {
+    fn note(&mut self, path: &RelPath, action: Action) {
+        if self.changed.len() < MAX_CHANGED_LISTED {
+            self.changed.push(Changed {
+                path: path.to_string(),
+                action,
+            });
+        }
+    }
 }
 
 /// The sync engine for one device.
@@ -166,6 +211,12 @@ impl Engine {
             progress,
             guard: MassDeleteGuard::default(),
         })
+    }
+
+    /// Sends progress to `progress` from now on (the daemon reports it in
+    /// its status).
+    pub fn set_progress(&mut self, progress: Arc<dyn Progress>) {
+        self.progress = progress;
     }
 
     /// The mass-delete guard, to tune it or let one sync through.
@@ -389,10 +440,12 @@ impl Engine {
                     self.db.set_local(&path, Some(&(stat, node.clone())))?;
                     self.db.set_synced(&path, Some(&node))?;
                     report.downloaded += 1;
+                    report.note(&path, Action::Downloaded);
                     return Ok(());
                 }
                 self.download(&path, &node, stat_of(&path), report).await?;
                 report.downloaded += 1;
+                report.note(&path, Action::Downloaded);
                 Ok(())
             }
             Op::DeleteLocal { path } => {
@@ -418,6 +471,7 @@ impl Engine {
                 self.db.set_local(&path, None)?;
                 self.db.set_synced(&path, None)?;
                 report.deleted_local += 1;
+                report.note(&path, Action::DeletedHere);
                 Ok(())
             }
             Op::RenameLocal { from, to, node } => {
@@ -434,6 +488,7 @@ impl Engine {
                 self.db.set_local(&to, Some(&(stat, node.clone())))?;
                 self.db.set_synced(&to, Some(&node))?;
                 report.renamed_local += 1;
+                report.note(&to, Action::Renamed);
                 Ok(())
             }
             Op::Conflict { path, node } => {
@@ -455,8 +510,10 @@ impl Engine {
                 tracing::info!(%path, copy = %copy, "conflict: kept the local version as a copy");
                 self.db.set_local(&path, None)?;
                 report.conflicts += 1;
+                report.note(&copy, Action::Conflict);
                 self.download(&path, &node, None, report).await?;
                 report.downloaded += 1;
+                report.note(&path, Action::Downloaded);
                 Ok(())
             }
             Op::Upload { .. } | Op::DeleteRemote { .. } => unreachable!("pushed, not applied"),
@@ -669,6 +726,13 @@ impl Engine {
             }
         }
         report.commits += 1;
+        for (path, node) in &changes {
+            let action = match node {
+                Some(_) => Action::Uploaded,
+                None => Action::DeletedRemotely,
+            };
+            report.note(path, action);
+        }
         report.uploaded += changes.iter().filter(|(_, n)| n.is_some()).count() as u64;
         report.deleted_remote += changes.iter().filter(|(_, n)| n.is_none()).count() as u64;
         tracing::info!(%seq, changes = changes.len(), "committed");

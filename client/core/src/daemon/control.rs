@@ -32,6 +32,8 @@ impl Shared {
                 last_error: None,
                 last_report: None,
                 watch_problem: None,
+                transfer: None,
+                recent: Vec::new(),
             }),
             paused: watch::Sender::new(false),
             events: broadcast::Sender::new(256),
@@ -80,7 +82,7 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     while let Ok(Some(line)) = lines.next_line().await {
         let response = match serde_json::from_str::<Request>(&line) {
             Ok(Request::Status) => {
-                Response::Status(shared.status.lock().expect("status lock").clone())
+                Response::Status(Box::new(shared.status.lock().expect("status lock").clone()))
             }
             Ok(Request::Pause) => {
                 shared.paused.send_replace(true);

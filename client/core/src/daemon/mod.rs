@@ -76,6 +76,7 @@ pub async fn run(
 ) -> Result<()> {
     let shared = Arc::new(Shared::new());
     let control = control::listen(&options.socket, shared.clone())?;
+    engine.set_progress(Arc::new(StatusProgress(shared.clone())));
 
     let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
     let watched = if options.simulate_watch_limit {
@@ -162,6 +163,28 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Recent changes kept in the status.
+const RECENT: usize = 20;
+
+/// Publishes the engine's progress as the status's current transfer.
+struct StatusProgress(Arc<Shared>);
+
+impl crate::sync::Progress for StatusProgress {
+    fn phase(&self, name: &'static str, total_bytes: u64) {
+        self.0.status.lock().expect("status lock").transfer = Some(protocol::Transfer {
+            phase: name.to_owned(),
+            done_bytes: 0,
+            total_bytes,
+        });
+    }
+
+    fn advance(&self, bytes: u64) {
+        if let Some(transfer) = &mut self.0.status.lock().expect("status lock").transfer {
+            transfer.done_bytes += bytes;
+        }
+    }
+}
+
 /// Runs one sync, recording the outcome.
 async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
     shared.status.lock().expect("status lock").state = State::Syncing;
@@ -179,6 +202,11 @@ async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
             status.syncs += 1;
             status.last_sync = Some(now);
             status.last_error = None;
+            status.transfer = None;
+            let mut recent: Vec<_> = report.changed.iter().rev().take(RECENT).cloned().collect();
+            recent.append(&mut status.recent);
+            recent.truncate(RECENT);
+            status.recent = recent;
             status.last_report = Some(report.clone());
             drop(status);
             shared.emit(Event::Synced(report));
@@ -187,6 +215,7 @@ async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
         Err(e) => {
             tracing::warn!("sync failed: {e}");
             status.state = State::Error;
+            status.transfer = None;
             status.last_error = Some(e.to_string());
             drop(status);
             shared.emit(Event::Failed {
@@ -265,5 +294,29 @@ async fn watch_remote(
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::Progress;
+
+    #[test]
+    fn engine_progress_becomes_the_status_transfer() {
+        let shared = Arc::new(Shared::new());
+        let progress = StatusProgress(shared.clone());
+        progress.phase("uploading", 1000);
+        progress.advance(300);
+        progress.advance(200);
+        let transfer = shared.status.lock().unwrap().transfer.clone().unwrap();
+        assert_eq!(
+            (
+                transfer.phase.as_str(),
+                transfer.done_bytes,
+                transfer.total_bytes
+            ),
+            ("uploading", 500, 1000)
+        );
     }
 }

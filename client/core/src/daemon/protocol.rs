@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sync::SyncReport;
+use crate::sync::{Changed, SyncReport};
 
 /// A request to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +43,7 @@ pub enum Request {
 #[serde(rename_all = "lowercase")]
 pub enum Response {
     /// The state, for `status`.
-    Status(DaemonStatus),
+    Status(Box<DaemonStatus>),
     /// Done, with the new state's name, for `pause` and `resume`.
     Ok(String),
     /// The request could not be served.
@@ -82,6 +82,24 @@ pub struct DaemonStatus {
     /// Why changes are not being watched live, when they are not (the
     /// daemon then rescans on a timer).
     pub watch_problem: Option<String>,
+    /// The transfer in flight, while a sync moves bytes.
+    #[serde(default)]
+    pub transfer: Option<Transfer>,
+    /// The latest paths synced, newest first (at most 20), for `status`
+    /// and the tray's "recent files".
+    #[serde(default)]
+    pub recent: Vec<Changed>,
+}
+
+/// Bytes moving now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// `uploading` or `downloading`.
+    pub phase: String,
+    /// Bytes moved so far.
+    pub done_bytes: u64,
+    /// Bytes this phase will move.
+    pub total_bytes: u64,
 }
 
 /// Something that happened, for subscribers.
