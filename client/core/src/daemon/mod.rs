@@ -226,14 +226,17 @@ async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
     }
 }
 
-/// Watches `root` recursively; every event but those about Pouch's own
-/// temp files pokes `tx`.
+/// Watches `root` recursively; every change (not mere reads) but those
+/// about Pouch's own temp files pokes `tx`.
 fn watch_root(
     root: &Path,
     tx: mpsc::UnboundedSender<()>,
 ) -> Result<notify::RecommendedWatcher, String> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
+            // Opens and reads (our own scans list every folder) change
+            // nothing; counting them made each scan trigger the next.
+            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => false,
             Ok(event) => event.paths.iter().any(|path| {
                 !path
                     .file_name()
