@@ -178,10 +178,18 @@ impl Backend for RemoteBackend {
                 bytes += blocks[end].payload().len();
                 end += 1;
             }
-            let body = wire::encode_blocks(&blocks[start..end]);
+            // Streamed: headers and the blocks' own payloads, no copy.
+            let pieces = wire::block_pieces(&blocks[start..end]);
             let url = self.url("/blocks");
-            self.call(|http| http.post(&url).timeout(REQUEST_TIMEOUT).body(body.clone()))
-                .await?;
+            self.call(|http| {
+                let stream = futures_util::stream::iter(
+                    pieces.clone().into_iter().map(Ok::<_, std::io::Error>),
+                );
+                http.post(&url)
+                    .timeout(REQUEST_TIMEOUT)
+                    .body(reqwest::Body::wrap_stream(stream))
+            })
+            .await?;
             start = end;
         }
         Ok(())

@@ -47,6 +47,72 @@ pub fn decode_blocks(mut body: Bytes) -> Result<Vec<Block>, Malformed> {
     Ok(blocks)
 }
 
+/// The batched-put body as a sequence of pieces that share the blocks'
+/// payloads (no copy): a header, then the payload, per block. Sent as a
+/// streamed request body.
+pub fn block_pieces(blocks: &[Block]) -> Vec<Bytes> {
+    let mut pieces = Vec::with_capacity(blocks.len() * 2);
+    for block in blocks {
+        let mut header = BytesMut::with_capacity(37);
+        header.put_slice(block.id().as_bytes());
+        header.put_u8(block.codec().tag());
+        header.put_u32_le(block.payload().len() as u32);
+        pieces.push(header.freeze());
+        pieces.push(block.payload().clone());
+    }
+    pieces
+}
+
+/// Decodes a batched-put body as it arrives, chunk by chunk, so that a bad
+/// header is refused at once and no more than one block is buffered beyond
+/// the blocks already complete.
+#[derive(Debug, Default)]
+pub struct BlockStream {
+    buffer: BytesMut,
+    /// The header of the block being received: (id, codec, length).
+    pending: Option<(BlockId, Codec, usize)>,
+}
+
+impl BlockStream {
+    /// Takes the next chunk of the body; returns the blocks it completed.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Block>, Malformed> {
+        self.buffer.extend_from_slice(chunk);
+        let mut done = Vec::new();
+        loop {
+            match self.pending {
+                None if self.buffer.len() >= 37 => {
+                    let id = BlockId::from_slice(&self.buffer.split_to(32)).expect("32 bytes");
+                    let codec =
+                        Codec::from_tag(self.buffer.get_u8()).ok_or(Malformed("unknown codec"))?;
+                    let len = self.buffer.get_u32_le() as usize;
+                    if len > MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 64 {
+                        return Err(Malformed("a block payload is too long"));
+                    }
+                    self.pending = Some((id, codec, len));
+                    self.buffer.reserve(len);
+                }
+                Some((id, codec, len)) if self.buffer.len() >= len => {
+                    done.push(Block::from_parts(
+                        id,
+                        codec,
+                        self.buffer.split_to(len).freeze(),
+                    ));
+                    self.pending = None;
+                }
+                _ => return Ok(done),
+            }
+        }
+    }
+
+    /// Ends the body: it must not stop inside a block.
+    pub fn finish(self) -> Result<(), Malformed> {
+        if self.pending.is_some() || !self.buffer.is_empty() {
+            return Err(Malformed("a block header or payload is cut short"));
+        }
+        Ok(())
+    }
+}
+
 /// Encodes a list of ids.
 pub fn encode_ids(ids: &[BlockId]) -> Bytes {
     let mut out = BytesMut::with_capacity(ids.len() * 32);
@@ -101,6 +167,31 @@ pub fn decode_entries(mut body: Bytes) -> Result<Vec<JournalEntry>, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_blocks_decode_whatever_the_chunking() {
+        let blocks: Vec<Block> = (0..5u8)
+            .map(|i| Block::encode(Bytes::from(vec![i; 1000 * usize::from(i)])))
+            .collect();
+        let whole: Vec<u8> = block_pieces(&blocks).concat();
+        assert_eq!(Bytes::from(whole.clone()), encode_blocks(&blocks));
+        for chunk in [1, 7, 37, 1000, whole.len()] {
+            let mut stream = BlockStream::default();
+            let mut got = Vec::new();
+            for piece in whole.chunks(chunk) {
+                got.extend(stream.push(piece).unwrap());
+            }
+            stream.finish().unwrap();
+            assert_eq!(got, blocks, "chunks of {chunk}");
+        }
+        let mut cut = BlockStream::default();
+        cut.push(&whole[..whole.len() - 1]).unwrap();
+        assert!(cut.finish().is_err());
+        let mut huge = BlockStream::default();
+        let mut header = vec![0u8; 33];
+        header.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(huge.push(&header).is_err());
+    }
 
     #[test]
     fn bodies_round_trip_and_refuse_truncation() {

@@ -145,6 +145,43 @@ async fn wrong_or_missing_tokens_get_401_and_no_data() {
     assert!(!metrics.contains(TOKEN), "a token leaked into /metrics");
 }
 
+/// Batched puts stream in and are checked as they arrive: a body over the
+/// server's limit, or one that ends inside a block, is refused and stores
+/// nothing; a good 40 MiB batch streams through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_puts_are_bounded_and_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), 1);
+    let backend = client(&server, 0);
+    let big: Vec<Block> = (0..10)
+        .map(|i| Block::encode(pouch_backend::conformance::noise(500 + i, 4 << 20)))
+        .collect();
+    backend.put_blocks(big.clone()).await.unwrap();
+    let ids: Vec<_> = big.iter().map(Block::id).collect();
+    assert!(backend.has_blocks(&ids).await.unwrap().iter().all(|&h| h));
+
+    pouch_backend_own::install_tls_provider();
+    let http = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        http.post(format!("{}/v1/ns0/blocks", server.url))
+            .bearer_auth(format!("{TOKEN}-0"))
+            .body(body)
+            .send()
+    };
+    let over: Vec<Block> = (0..5)
+        .map(|i| Block::encode(pouch_backend::conformance::noise(600 + i, 14 << 20)))
+        .collect();
+    let too_big = post(pouch_backend_own::wire::encode_blocks(&over).to_vec())
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 400, "70 MiB is over the 64 MiB limit");
+    let cut = pouch_backend_own::wire::encode_blocks(&over[..1]);
+    let truncated = post(cut[..cut.len() - 10].to_vec()).await.unwrap();
+    assert_eq!(truncated.status(), 400);
+    let over_ids: Vec<_> = over.iter().map(Block::id).collect();
+    assert_eq!(backend.has_blocks(&over_ids).await.unwrap(), [false; 5]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_is_refused_over_http_and_found_by_verify_and_the_scrubber() {
     use std::os::unix::fs::FileExt;

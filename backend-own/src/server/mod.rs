@@ -191,14 +191,42 @@ fn header(value: &str) -> HeaderValue {
 type Shared = State<Arc<Server>>;
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A batched put, read as it streams in: each block is decoded and
+/// verified as soon as its last byte arrives, so a malformed or forged
+/// block stops the request there. Nothing is stored unless every block
+/// is good (the batch is one group commit).
 async fn put_blocks(
     State(server): Shared,
     Path(ns): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<StatusCode> {
+    use futures_util::StreamExt;
     let backend = server.authorize(&ns, &headers)?;
-    let blocks = wire::decode_blocks(body)?;
+    let mut decoder = wire::BlockStream::default();
+    let mut blocks = Vec::new();
+    let mut received = 0usize;
+    let mut body = body.into_data_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError(Error::Unavailable {
+                source: Box::new(std::io::Error::other(e)),
+            })
+        })?;
+        received += chunk.len();
+        if received > MAX_BODY {
+            return Err(ApiError(Error::InvalidInput(
+                "the request body is larger than the server accepts",
+            )));
+        }
+        for block in decoder.push(&chunk)? {
+            let block = tokio::task::spawn_blocking(move || block.verify().map(|()| block))
+                .await
+                .map_err(Error::internal("verifying a block"))??;
+            blocks.push(block);
+        }
+    }
+    decoder.finish()?;
     server.metrics.blocks_put(blocks.len());
     backend.put_blocks(blocks).await?;
     Ok(StatusCode::NO_CONTENT)
