@@ -55,6 +55,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
     },
+    /// Write shell completions and man pages into a folder (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +80,7 @@ fn main() -> ExitCode {
         Command::Verify { data } => verify(&data),
         Command::Compact { data, threshold } => compact(&data, threshold),
         Command::Stats { data } => stats(&data),
+        Command::GenerateAssets { dir } => generate_assets(&dir),
     };
     result.unwrap_or_else(|e| {
         eprintln!("pouch-store: {e:#}");
@@ -217,5 +224,24 @@ fn stats(data: &Path) -> anyhow::Result<ExitCode> {
             s.torn_tails_cut
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `DIR/completions/` (bash, zsh, fish) and `DIR/man/` pages from
+/// the clap definitions.
+fn generate_assets(dir: &Path) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let (completions, man) = (dir.join("completions"), dir.join("man"));
+    std::fs::create_dir_all(&completions)?;
+    std::fs::create_dir_all(&man)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd, "pouch-store", &completions)?;
+    }
+    clap_mangen::generate_to(cmd, &man)?;
     Ok(ExitCode::SUCCESS)
 }

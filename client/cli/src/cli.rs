@@ -46,6 +46,12 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
     },
+    /// Write shell completions and man pages into a folder (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write them.
+        dir: std::path::PathBuf,
+    },
     /// Choose folders this device does not keep (selective sync).
     Exclude {
         /// What to do.

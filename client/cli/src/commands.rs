@@ -69,6 +69,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             restore(&config_path, &path, pick).await
         }
         Command::Exclude { action } => exclude(&config_path, action).await,
+        Command::GenerateAssets { dir } => {
+            crate::assets::generate(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sync {
             json,
             allow_mass_delete,

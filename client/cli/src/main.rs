@@ -1,6 +1,7 @@
 //! `pouch`: the headless command line. Thin glue: it reads the config,
 //! opens the backend the config names, and drives `pouch-core`.
 
+mod assets;
 mod cli;
 mod commands;
 mod progress;
