@@ -235,8 +235,14 @@ fn watch_root(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             // Opens and reads (our own scans list every folder) change
-            // nothing; counting them made each scan trigger the next.
-            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => false,
+            // nothing; counting them made each scan trigger the next. A
+            // close after writing still counts: the file is complete.
+            Ok(event)
+                if matches!(event.kind, notify::EventKind::Access(access)
+                    if access != notify::event::AccessKind::Close(notify::event::AccessMode::Write)) =>
+            {
+                false
+            }
             Ok(event) => event.paths.iter().any(|path| {
                 !path
                     .file_name()
