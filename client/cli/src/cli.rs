@@ -118,6 +118,11 @@ pub struct InitArgs {
     /// The namespace on the `pouch-store` server.
     #[arg(long, default_value = "default", requires = "url")]
     pub namespace: String,
+    /// The `pouch-store` namespace's token, written into the config (kept
+    /// 0600). Leave it out to have Pouch read POUCH_STORE_TOKEN at every
+    /// run instead.
+    #[arg(long, requires = "url")]
+    pub token: Option<String>,
     /// With `--backend s3`: the bucket (it must exist).
     #[arg(long, required_if_eq("backend", "s3"))]
     pub bucket: Option<String>,

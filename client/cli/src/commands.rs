@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 store,
                 url,
                 namespace,
+                token,
                 bucket,
                 endpoint,
                 region,
@@ -53,7 +54,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 (BackendKind::S3, _, None) => bail!("--backend s3 needs --bucket"),
                 (BackendKind::Own, _, Some(_)) => bail!("--bucket is for --backend s3"),
-                (BackendKind::Own, Some(url), None) => Target::Server { url, namespace },
+                (BackendKind::Own, Some(url), None) => Target::Server {
+                    url,
+                    namespace,
+                    token,
+                },
                 (BackendKind::Own, None, None) => Target::Embedded(store),
             };
             init(&config_path, root, device, target).await
@@ -102,7 +107,11 @@ fn host_name() -> String {
 /// Which store `init` was told to use.
 enum Target {
     Embedded(Option<PathBuf>),
-    Server { url: String, namespace: String },
+    Server {
+        url: String,
+        namespace: String,
+        token: Option<String>,
+    },
     S3(S3Config),
 }
 
@@ -150,11 +159,15 @@ async fn init(
                 .with_context(|| format!("cannot open the store at {}", store.display()))?;
             BackendConfig::Own(OwnStore::Embedded { store })
         }
-        Target::Server { url, namespace } => {
+        Target::Server {
+            url,
+            namespace,
+            token,
+        } => {
             let own = OwnStore::Server {
                 url,
                 namespace,
-                token: None,
+                token,
             };
             // Prove the server answers and takes the token before saving.
             let backend = server_backend(&own)?;

@@ -129,6 +129,43 @@ fn two_devices_sync_through_a_pouch_store_process() {
     assert_eq!(std::fs::read(b.root.join("notes.txt")).unwrap(), b"B edits");
     assert!(!a.root.join("link").exists());
 
+    // A device given the token with --token keeps it in its (0600) config
+    // and needs no environment.
+    let c_config = dir.path().join("C.toml");
+    let c_root = dir.path().join("C");
+    let out = pouch()
+        .env_remove("POUCH_STORE_TOKEN")
+        .arg("--config")
+        .arg(&c_config)
+        .args([
+            "init", "--device", "C", "--url", &server.1, "--token", TOKEN, "--root",
+        ])
+        .arg(&c_root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&c_config).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let out = pouch()
+        .env_remove("POUCH_STORE_TOKEN")
+        .arg("--config")
+        .arg(&c_config)
+        .arg("sync")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(c_root.join("notes.txt")).unwrap(), b"B edits");
+
     // A wrong token is refused with a clear message and changes nothing.
     let out = pouch()
         .env("POUCH_STORE_TOKEN", "not-the-token-at-all")
