@@ -222,8 +222,19 @@ impl LocalDb {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Replaces the whole Local tree with a scan's result.
-    pub fn replace_local(&mut self, entries: &BTreeMap<RelPath, LocalEntry>) -> Result<()> {
+    /// When the scan that recorded the Local tree started (ns since the
+    /// epoch), for telling racily clean entries; `None` before any scan.
+    pub fn scan_started(&self) -> Result<Option<i64>> {
+        Ok(self.meta("scan_started_ns")?.and_then(|v| v.parse().ok()))
+    }
+
+    /// Replaces the whole Local tree with a scan's result, and records when
+    /// that scan started.
+    pub fn replace_local(
+        &mut self,
+        entries: &BTreeMap<RelPath, LocalEntry>,
+        started_ns: i64,
+    ) -> Result<()> {
         let tx = self
             .conn
             .get_mut()
@@ -245,6 +256,10 @@ impl LocalDb {
                 ])?;
             }
         }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('scan_started_ns', ?1)",
+            [started_ns.to_string()],
+        )?;
         tx.commit()?;
         Ok(())
     }

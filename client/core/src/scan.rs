@@ -55,13 +55,32 @@ pub struct ScanOutcome {
     pub hashed: u64,
 }
 
-/// Scans `root`, reusing `previous` entries whose stat data is unchanged.
+/// How close to the previous scan a file's timestamps may be before its
+/// stat data is no longer trusted. File-system clocks are coarse (a few ms
+/// on ext4, 2 s on FAT): a same-size rewrite within one tick of the scan
+/// that recorded the file leaves size, mtime and ctime unchanged. Git calls
+/// such entries "racily clean" and re-reads them; so does Pouch.
+pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+/// When a scan starts, by the wall clock, in ns since the epoch: recorded
+/// with its result so that the next scan can tell racy entries.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Scans `root`, reusing `previous` entries whose stat data is unchanged
+/// and which were recorded safely after their last change:
+/// `previous_started_ns` is when the scan that recorded them started
+/// (`None`: unknown, so every file is read).
 ///
 /// Fails when the root itself cannot be listed: an unmounted disk must
 /// never read as "everything was deleted".
 pub fn scan(
     root: &Path,
     previous: &BTreeMap<RelPath, LocalEntry>,
+    previous_started_ns: Option<i64>,
     rules: &IgnoreRules,
 ) -> crate::Result<ScanOutcome> {
     if let Err(source) = std::fs::read_dir(root) {
@@ -143,7 +162,7 @@ pub fn scan(
                     }
                 }
             } else if kind.is_file() {
-                scan_file(&full, path, &meta, previous, &mut out);
+                scan_file(&full, path, &meta, previous, previous_started_ns, &mut out);
             } else {
                 out.problems.push(format!(
                     "{}: {} cannot be synced; skipped",
@@ -176,13 +195,19 @@ fn scan_file(
     path: RelPath,
     meta: &Metadata,
     previous: &BTreeMap<RelPath, LocalEntry>,
+    previous_started_ns: Option<i64>,
     out: &mut ScanOutcome,
 ) {
     let stat = Stat::of(meta);
     let exec = meta.permissions().mode() & 0o100 != 0;
+    let settled = |old: &Stat| {
+        previous_started_ns
+            .is_some_and(|started| old.mtime_ns.max(old.ctime_ns) < started - RACY_WINDOW_NS)
+    };
     if let Some((old_stat, node @ Node::File { exec: old_exec, .. })) = previous.get(&path)
         && *old_stat == stat
         && *old_exec == exec
+        && settled(old_stat)
     {
         out.entries.insert(path, (stat, node.clone()));
         return;
@@ -234,5 +259,45 @@ fn keep_previous_subtree(
     };
     for (path, entry) in previous.iter().filter(|(p, _)| p.is_inside(&dir)) {
         out.entries.insert(path.clone(), entry.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A previous entry whose stat matches the file but whose content does
+    /// not (what a same-size rewrite within one timestamp tick leaves):
+    /// trusted only when recorded safely after the file's last change.
+    #[test]
+    fn racily_clean_entries_are_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"real").unwrap();
+        let stat = Stat::of(&std::fs::symlink_metadata(&file).unwrap());
+        let path = RelPath::parse("f").unwrap();
+        let (stale_blocks, _) = chunk::blocklist(&b"fake"[..]).unwrap();
+        let stale = Node::File {
+            size: 4,
+            mtime_ns: stat.mtime_ns,
+            exec: false,
+            blocks: stale_blocks,
+        };
+        let previous = BTreeMap::from([(path.clone(), (stat, stale.clone()))]);
+        let rules = IgnoreRules::load(dir.path());
+        let node_after = |started: Option<i64>| {
+            scan(dir.path(), &previous, started, &rules).unwrap().entries[&path]
+                .1
+                .clone()
+        };
+        let much_later = stat.ctime_ns.max(stat.mtime_ns) + 10 * RACY_WINDOW_NS;
+        assert_eq!(node_after(Some(much_later)), stale, "settled: the fast path holds");
+        let (real_blocks, _) = chunk::blocklist(&b"real"[..]).unwrap();
+        for racy in [Some(stat.mtime_ns), Some(stat.mtime_ns + RACY_WINDOW_NS / 2), None] {
+            let Node::File { blocks, .. } = node_after(racy) else {
+                panic!("a file")
+            };
+            assert_eq!(blocks, real_blocks, "scan started at {racy:?}: must re-read");
+        }
     }
 }

@@ -267,7 +267,12 @@ impl Engine {
     pub async fn pending(&mut self) -> Result<(Vec<Op>, Vec<String>)> {
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
-        let outcome = scan(&self.root, &self.db.local()?, &self.rules()?)?;
+        let outcome = scan(
+            &self.root,
+            &self.db.local()?,
+            self.db.scan_started()?,
+            &self.rules()?,
+        )?;
         let ops = self.plan(&outcome.entries)?;
         report.problems.extend(outcome.problems);
         Ok((ops, report.problems))
@@ -311,13 +316,14 @@ impl Engine {
     fn rescan(&mut self, report: &mut SyncReport) -> Result<BTreeMap<RelPath, LocalEntry>> {
         let previous = self.db.local()?;
         let rules = self.rules()?;
-        let outcome = scan(&self.root, &previous, &rules)?;
+        let started = crate::scan::now_ns();
+        let outcome = scan(&self.root, &previous, self.db.scan_started()?, &rules)?;
         for problem in outcome.problems.into_iter().chain(rules.problems) {
             if !report.problems.contains(&problem) {
                 report.problems.push(problem);
             }
         }
-        self.db.replace_local(&outcome.entries)?;
+        self.db.replace_local(&outcome.entries, started)?;
         Ok(outcome.entries)
     }
 
