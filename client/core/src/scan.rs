@@ -286,18 +286,31 @@ mod tests {
         let previous = BTreeMap::from([(path.clone(), (stat, stale.clone()))]);
         let rules = IgnoreRules::load(dir.path());
         let node_after = |started: Option<i64>| {
-            scan(dir.path(), &previous, started, &rules).unwrap().entries[&path]
+            scan(dir.path(), &previous, started, &rules)
+                .unwrap()
+                .entries[&path]
                 .1
                 .clone()
         };
         let much_later = stat.ctime_ns.max(stat.mtime_ns) + 10 * RACY_WINDOW_NS;
-        assert_eq!(node_after(Some(much_later)), stale, "settled: the fast path holds");
+        assert_eq!(
+            node_after(Some(much_later)),
+            stale,
+            "settled: the fast path holds"
+        );
         let (real_blocks, _) = chunk::blocklist(&b"real"[..]).unwrap();
-        for racy in [Some(stat.mtime_ns), Some(stat.mtime_ns + RACY_WINDOW_NS / 2), None] {
+        for racy in [
+            Some(stat.mtime_ns),
+            Some(stat.mtime_ns + RACY_WINDOW_NS / 2),
+            None,
+        ] {
             let Node::File { blocks, .. } = node_after(racy) else {
                 panic!("a file")
             };
-            assert_eq!(blocks, real_blocks, "scan started at {racy:?}: must re-read");
+            assert_eq!(
+                blocks, real_blocks,
+                "scan started at {racy:?}: must re-read"
+            );
         }
     }
 }

@@ -79,6 +79,15 @@ pub enum LocalOp {
         path: String,
         seed: u64,
     },
+    /// A symbolic link (to a relative name) where nothing is.
+    Symlink {
+        path: String,
+        target: String,
+    },
+    /// Flip a file's exec bit.
+    Chmod {
+        path: String,
+    },
 }
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d.txt"];
@@ -105,7 +114,7 @@ pub fn generate(seed: u64) -> (usize, Vec<Step>) {
         let roll = rng.below(100);
         let step = if roll < 62 {
             let path = random_path(&mut rng);
-            let op = match rng.below(10) {
+            let op = match rng.below(12) {
                 0..=2 => LocalOp::Write {
                     path,
                     seed: rng.next_u64(),
@@ -126,6 +135,11 @@ pub fn generate(seed: u64) -> (usize, Vec<Step>) {
                 },
                 7 => LocalOp::Delete { path },
                 8 => LocalOp::Mkdir { path },
+                9 => LocalOp::Symlink {
+                    path,
+                    target: (*rng.pick(&NAMES)).to_owned(),
+                },
+                10 => LocalOp::Chmod { path },
                 _ => LocalOp::TypeChange {
                     path,
                     seed: rng.next_u64(),
@@ -231,9 +245,27 @@ fn contents(dir: &Path, out: &mut Vec<blake3::Hash>) {
     }
 }
 
-/// A folder's tree: relative path to `None` (folder) or content hash.
-fn tree(root: &Path) -> BTreeMap<String, Option<blake3::Hash>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Option<blake3::Hash>>) {
+/// What one path holds, for comparing devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    Dir,
+    File { hash: blake3::Hash, exec: bool },
+    Link(PathBuf),
+}
+
+impl Item {
+    fn content(&self) -> Option<blake3::Hash> {
+        match self {
+            Item::File { hash, .. } => Some(*hash),
+            _ => None,
+        }
+    }
+}
+
+/// A folder's tree: relative path to what it holds.
+fn tree(root: &Path) -> BTreeMap<String, Item> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Item>) {
+        use std::os::unix::fs::PermissionsExt;
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
             let rel = path
@@ -243,10 +275,14 @@ fn tree(root: &Path) -> BTreeMap<String, Option<blake3::Hash>> {
                 .into_owned();
             let meta = std::fs::symlink_metadata(&path).unwrap();
             if meta.is_dir() {
-                out.insert(rel, None);
+                out.insert(rel, Item::Dir);
                 walk(root, &path, out);
+            } else if meta.file_type().is_symlink() {
+                out.insert(rel, Item::Link(std::fs::read_link(&path).unwrap()));
             } else {
-                out.insert(rel, Some(blake3::hash(&std::fs::read(&path).unwrap())));
+                let hash = blake3::hash(&std::fs::read(&path).unwrap());
+                let exec = meta.permissions().mode() & 0o100 != 0;
+                out.insert(rel, Item::File { hash, exec });
             }
         }
     }
@@ -272,10 +308,13 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
         let parent = p.parent().expect("under root");
         std::fs::create_dir_all(parent).is_ok()
     };
+    // Writing through a link would change its target behind the ledger's
+    // back; users do it, but the no-loss check could not account for it.
+    let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
     match op {
         LocalOp::Write { path, seed, len } => {
             let p = at(path);
-            if p.is_dir() || !parent_ok(&p) {
+            if p.is_dir() || is_link(&p) || !parent_ok(&p) {
                 return;
             }
             retire(&p, ledger);
@@ -283,7 +322,7 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
         }
         LocalOp::Append { path, seed, len } => {
             let p = at(path);
-            if !p.is_file() {
+            if !p.is_file() || is_link(&p) {
                 return;
             }
             retire(&p, ledger);
@@ -293,7 +332,7 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
         }
         LocalOp::Truncate { path, len } => {
             let p = at(path);
-            if !p.is_file() {
+            if !p.is_file() || is_link(&p) {
                 return;
             }
             let data = std::fs::read(&p).unwrap();
@@ -327,6 +366,22 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
             let p = at(path);
             if std::fs::symlink_metadata(&p).is_err() && parent_ok(&p) {
                 let _ = std::fs::create_dir(&p);
+            }
+        }
+        LocalOp::Symlink { path, target } => {
+            let p = at(path);
+            if std::fs::symlink_metadata(&p).is_err() && parent_ok(&p) {
+                let _ = std::os::unix::fs::symlink(target, &p);
+            }
+        }
+        LocalOp::Chmod { path } => {
+            use std::os::unix::fs::PermissionsExt;
+            let p = at(path);
+            if let Ok(meta) = std::fs::symlink_metadata(&p)
+                && meta.is_file()
+            {
+                let mode = meta.permissions().mode() ^ 0o111;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
             }
         }
         LocalOp::TypeChange { path, seed } => {
@@ -372,7 +427,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
     let observe = |device: &Device, ledger: &mut Ledger| {
         ledger
             .seen
-            .extend(tree(&device.root).into_values().flatten());
+            .extend(tree(&device.root).values().filter_map(Item::content));
     };
 
     for step in steps {
@@ -457,7 +512,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
         }
     }
     // Nothing lost.
-    let present: HashSet<blake3::Hash> = first.values().flatten().copied().collect();
+    let present: HashSet<blake3::Hash> = first.values().filter_map(Item::content).collect();
     let lost: Vec<_> = ledger
         .seen
         .difference(&ledger.retired)
@@ -490,10 +545,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
     Ok(())
 }
 
-fn describe_difference(
-    a: &BTreeMap<String, Option<blake3::Hash>>,
-    b: &BTreeMap<String, Option<blake3::Hash>>,
-) -> String {
+fn describe_difference(a: &BTreeMap<String, Item>, b: &BTreeMap<String, Item>) -> String {
     let mut out = Vec::new();
     for (path, node) in a {
         match b.get(path) {
