@@ -17,6 +17,7 @@ pub mod db;
 mod error;
 pub mod fsops;
 pub mod ignore_rules;
+pub mod migrate;
 pub mod node;
 pub mod path;
 pub mod plan;
