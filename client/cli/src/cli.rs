@@ -22,6 +22,15 @@ pub struct Cli {
 pub enum Command {
     /// Write a config: which folder to sync, as which device, to which store.
     Init(Box<InitArgs>),
+    /// Copy this folder's store to another one, ahead of switching to it:
+    /// the journal, every version's blocks and the snapshot. Safe to
+    /// interrupt and repeat; sync keeps working meanwhile. (The switch
+    /// itself, announced to the other devices, is not built yet.)
+    Migrate {
+        /// What to do.
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
     /// Check that the configured store is reachable and safe to sync
     /// through (for S3: that it enforces conditional writes).
     Doctor,
@@ -103,8 +112,16 @@ pub struct InitArgs {
     /// This device's name, used in conflicted copies [default: the host name].
     #[arg(long)]
     pub device: Option<String>,
+    /// Which store holds the data.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Which store, and where: shared by `init` and `migrate`.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
     /// Which kind of store holds the data.
-    #[arg(long, value_enum, default_value_t = BackendKind::Own)]
+    #[arg(long, visible_alias = "to", value_enum, default_value_t = BackendKind::Own)]
     pub backend: BackendKind,
     /// The embedded store's folder; devices sharing it sync with each
     /// other [default: `store` in the system's data folder].
@@ -140,6 +157,31 @@ pub struct InitArgs {
     /// With `--backend s3`: path-style addressing (bucket in the path).
     #[arg(long, requires = "bucket")]
     pub path_style: bool,
+}
+
+/// `pouch migrate` actions.
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Bring the target up to this folder's store; repeat to catch up.
+    Copy {
+        /// The target store (`--to own --store DIR`, `--to own --url URL`,
+        /// `--to s3 --bucket B …`).
+        #[command(flatten)]
+        to: Box<StoreArgs>,
+        /// Print the outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that the target holds everything: identical journals, every
+    /// referenced block read back and hash-checked.
+    Verify {
+        /// The target store.
+        #[command(flatten)]
+        to: Box<StoreArgs>,
+        /// Print the outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `pouch exclude` actions.

@@ -32,37 +32,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let crate::cli::InitArgs {
                 root,
                 device,
-                backend,
                 store,
-                url,
-                namespace,
-                token,
-                bucket,
-                endpoint,
-                region,
-                prefix,
-                path_style,
             } = *args;
-            let target = match (backend, url, bucket) {
-                (BackendKind::S3, _, Some(bucket)) => {
-                    let mut s3 = S3Config::new(bucket);
-                    s3.path_style = path_style || endpoint.is_some();
-                    s3.endpoint = endpoint;
-                    s3.region = region;
-                    s3.prefix = prefix.unwrap_or_default();
-                    Target::S3(s3)
-                }
-                (BackendKind::S3, _, None) => bail!("--backend s3 needs --bucket"),
-                (BackendKind::Own, _, Some(_)) => bail!("--bucket is for --backend s3"),
-                (BackendKind::Own, Some(url), None) => Target::Server {
-                    url,
-                    namespace,
-                    token,
-                },
-                (BackendKind::Own, None, None) => Target::Embedded(store),
-            };
-            init(&config_path, root, device, target).await
+            init(&config_path, root, device, target_from(store)?).await
         }
+        Command::Migrate { action } => migrate(&config_path, action).await,
         Command::Doctor => doctor(&config_path).await,
         Command::History { path, json } => history(&config_path, &path, json),
         Command::Restore { path, rev, at } => {
@@ -102,6 +76,40 @@ fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "this device".to_owned())
+}
+
+/// Reads the store arguments of `init` and `migrate`.
+fn target_from(args: crate::cli::StoreArgs) -> anyhow::Result<Target> {
+    let crate::cli::StoreArgs {
+        backend,
+        store,
+        url,
+        namespace,
+        token,
+        bucket,
+        endpoint,
+        region,
+        prefix,
+        path_style,
+    } = args;
+    Ok(match (backend, url, bucket) {
+        (BackendKind::S3, _, Some(bucket)) => {
+            let mut s3 = S3Config::new(bucket);
+            s3.path_style = path_style || endpoint.is_some();
+            s3.endpoint = endpoint;
+            s3.region = region;
+            s3.prefix = prefix.unwrap_or_default();
+            Target::S3(s3)
+        }
+        (BackendKind::S3, _, None) => bail!("--backend s3 needs --bucket"),
+        (BackendKind::Own, _, Some(_)) => bail!("--bucket is for --backend s3"),
+        (BackendKind::Own, Some(url), None) => Target::Server {
+            url,
+            namespace,
+            token,
+        },
+        (BackendKind::Own, None, None) => Target::Embedded(store),
+    })
 }
 
 /// Which store `init` was told to use.
@@ -147,7 +155,27 @@ async fn init(
             .join("journal.sqlite"),
         false => config_path.with_extension("journal.sqlite"),
     };
-    let backend = match target {
+    let backend = prepare_target(target).await?;
+    let config = Config {
+        version: CONFIG_VERSION,
+        root,
+        device,
+        journal: absolute(&journal)?,
+        backend,
+    };
+    config.save(config_path)?;
+    println!("wrote {}", config_path.display());
+    println!("  folder: {}", config.root.display());
+    println!("  device: {}", config.device);
+    println!("run `pouch sync` to sync it");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks that a store is usable (creating an embedded one, reaching a
+/// server with its token, probing S3's conditional writes) and returns its
+/// config.
+async fn prepare_target(target: Target) -> anyhow::Result<BackendConfig> {
+    Ok(match target {
         Target::Embedded(store) => {
             let store = match store {
                 Some(store) => absolute(&store)?,
@@ -187,20 +215,7 @@ async fn init(
                 .with_context(|| format!("cannot use {}", backend.describe()))?;
             BackendConfig::S3(table)
         }
-    };
-    let config = Config {
-        version: CONFIG_VERSION,
-        root,
-        device,
-        journal: absolute(&journal)?,
-        backend,
-    };
-    config.save(config_path)?;
-    println!("wrote {}", config_path.display());
-    println!("  folder: {}", config.root.display());
-    println!("  device: {}", config.device);
-    println!("run `pouch sync` to sync it");
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn cli_default_config(path: &Path) -> bool {
@@ -237,11 +252,14 @@ fn s3_cache_dir(config: &Config) -> PathBuf {
 }
 
 fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
-    match &config.backend {
-        BackendConfig::S3(table) => Ok(Arc::new(S3Backend::connect(
-            s3_config(table)?,
-            Some(s3_cache_dir(config)),
-        )?)),
+    open_store(&config.backend, Some(s3_cache_dir(config)))
+}
+
+/// Opens the store `backend` names; an S3 store keeps its index cache in
+/// `cache` (none: memory only).
+fn open_store(backend: &BackendConfig, cache: Option<PathBuf>) -> anyhow::Result<Arc<dyn Backend>> {
+    match backend {
+        BackendConfig::S3(table) => Ok(Arc::new(S3Backend::connect(s3_config(table)?, cache)?)),
         BackendConfig::Own(OwnStore::Embedded { store }) => Ok(Arc::new(
             EmbeddedBackend::open(store)
                 .with_context(|| format!("cannot open the store at {}", store.display()))?,
@@ -624,6 +642,61 @@ async fn exclude(config_path: &Path, action: ExcludeAction) -> anyhow::Result<Ex
             for path in engine.excluded()? {
                 println!("{path}");
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(
+    config_path: &Path,
+    action: crate::cli::MigrateAction,
+) -> anyhow::Result<ExitCode> {
+    use crate::cli::MigrateAction;
+    let config = Config::load(config_path)?;
+    let from = open_backend(&config)?;
+    let (to, json, copying) = match action {
+        MigrateAction::Copy { to, json } => (to, json, true),
+        MigrateAction::Verify { to, json } => (to, json, false),
+    };
+    let target = prepare_target(target_from(*to)?).await?;
+    if target == config.backend {
+        bail!("the target is the store this folder already uses");
+    }
+    let to = open_store(&target, None)?;
+    let progress = crate::progress::for_stderr();
+    if copying {
+        let report = pouch_core::migrate::copy(from.as_ref(), to.as_ref(), progress.as_ref())
+            .await
+            .with_context(|| {
+                format!("copy to {} stopped; run it again to resume", to.describe())
+            })?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!(
+                "copied to {}: {} journal entries ({} already there), {} blocks of {} ({} already there, {} sent)",
+                to.describe(),
+                report.entries_copied,
+                report.entries_present,
+                report.blocks_copied,
+                report.blocks_referenced,
+                report.blocks_present,
+                indicatif::HumanBytes(report.bytes_copied),
+            );
+        }
+    } else {
+        let report = pouch_core::migrate::verify(from.as_ref(), to.as_ref(), progress.as_ref())
+            .await
+            .with_context(|| format!("{} does not hold everything yet", to.describe()))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!(
+                "{} holds all {} journal entries and all {} blocks, each read back and checked",
+                to.describe(),
+                report.entries,
+                report.blocks
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -160,3 +160,73 @@ fn init_refuses_a_store_that_ignores_conditional_writes_and_doctor_checks() {
         "a refused store must not be configured"
     );
 }
+
+/// `pouch migrate copy` and `verify` from the embedded store to S3 and
+/// from S3 back to a new embedded store; a device on each target syncs the
+/// same folder.
+#[test]
+fn migrate_copy_to_s3_and_back() {
+    let rt = runtime();
+    let server = s3::server();
+    let bucket = rt.block_on(server.fresh_bucket());
+    let (dir, a, _b) = common::pair();
+    for i in 0..30u64 {
+        std::fs::write(a.path(&format!("f{i}")), noise(i, 30_000 + i as usize)).unwrap();
+    }
+    a.sync();
+    std::fs::write(a.path("f0"), b"edited").unwrap();
+    a.sync();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_ACCESS_KEY),
+    ];
+    let run = |device: &Device, args: &[&str]| {
+        let out = common::pouch()
+            .envs(keys)
+            .arg("--config")
+            .arg(&device.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let to_s3 = [
+        "--to",
+        "s3",
+        "--bucket",
+        &bucket,
+        "--endpoint",
+        &server.endpoint,
+        "--prefix",
+        "folder",
+    ];
+    let report = run(&a, &[&["migrate", "copy", "--json"][..], &to_s3].concat());
+    assert_eq!(report["entries_copied"], 2, "{report}");
+    run(&a, &[&["migrate", "verify", "--json"][..], &to_s3].concat());
+
+    let on_s3 = Device::init_s3(dir.path(), "S", &server.endpoint, &bucket);
+    on_s3.sync();
+    assert_eq!(snapshot(&on_s3.root), snapshot(&a.root));
+
+    let back = dir.path().join("back-store");
+    let back = back.to_str().unwrap();
+    run(
+        &on_s3,
+        &["migrate", "copy", "--json", "--to", "own", "--store", back],
+    );
+    let checked = run(
+        &on_s3,
+        &[
+            "migrate", "verify", "--json", "--to", "own", "--store", back,
+        ],
+    );
+    assert_eq!(checked["entries"], 2, "{checked}");
+    let home = Device::init(dir.path(), "H", std::path::Path::new(back));
+    home.sync();
+    assert_eq!(snapshot(&home.root), snapshot(&a.root));
+}

@@ -1,0 +1,104 @@
+//! `pouch migrate copy` and `verify` between real stores, with a copy
+//! killed (SIGKILL) midway and resumed without sending again what it sent.
+
+mod common;
+
+use common::{Device, noise, pair, snapshot};
+
+fn json(out: std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Bytes in the store's volume files.
+fn volume_bytes(store: &std::path::Path) -> u64 {
+    std::fs::read_dir(store.join("volumes"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_copy_killed_midway_resumes_verifies_and_serves_a_new_device() {
+    let (dir, a, b) = pair();
+    for i in 0..12u64 {
+        std::fs::write(a.path(&format!("big{i}.bin")), noise(i, 16 << 20)).unwrap();
+    }
+    std::fs::create_dir(a.path("docs")).unwrap();
+    std::fs::write(a.path("docs/note.txt"), b"first").unwrap();
+    a.sync();
+    std::fs::write(a.path("docs/note.txt"), b"second").unwrap();
+    a.sync();
+    b.sync();
+
+    let new_store = dir.path().join("new-store");
+    let new = new_store.to_str().unwrap();
+    let mut copy = common::pouch()
+        .arg("--config")
+        .arg(&a.config)
+        .args(["migrate", "copy", "--to", "own", "--store", new, "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once its first batch of blocks is on disk.
+    let started = std::time::Instant::now();
+    while volume_bytes(&new_store) < (4 << 20) {
+        assert!(started.elapsed().as_secs() < 60, "the copy never started");
+        if copy.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    copy.kill().unwrap();
+    let killed = copy.wait().unwrap();
+    assert!(
+        !killed.success(),
+        "the copy finished before it could be killed"
+    );
+
+    let report = json(a.run(&["migrate", "copy", "--to", "own", "--store", new, "--json"]));
+    let referenced = report["blocks_referenced"].as_u64().unwrap();
+    let present = report["blocks_present"].as_u64().unwrap();
+    let copied = report["blocks_copied"].as_u64().unwrap();
+    assert!(
+        present > 0,
+        "the killed copy's blocks were sent again: {report}"
+    );
+    assert!(copied > 0, "{report}");
+    assert_eq!(present + copied, referenced, "{report}");
+    assert_eq!(report["entries_copied"], 2, "{report}");
+
+    let checked = json(a.run(&["migrate", "verify", "--to", "own", "--store", new, "--json"]));
+    assert_eq!(checked["blocks"].as_u64(), Some(referenced), "{checked}");
+    assert_eq!(checked["entries"], 2);
+
+    // A device on the new store syncs the same folder, history included.
+    let c = Device::init(dir.path(), "C", &new_store);
+    c.sync();
+    assert_eq!(snapshot(&c.root), snapshot(&a.root));
+    let history = json(c.run(&["history", "docs/note.txt", "--json"]));
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
+
+    // The store in use is not a target; a second copy sends nothing.
+    let same = a.run(&[
+        "migrate",
+        "copy",
+        "--to",
+        "own",
+        "--store",
+        dir.path().join("store").to_str().unwrap(),
+    ]);
+    assert!(!same.status.success());
+    let again = json(a.run(&["migrate", "copy", "--to", "own", "--store", new, "--json"]));
+    assert_eq!(again["blocks_copied"], 0, "{again}");
+    drop(b);
+}
