@@ -172,6 +172,17 @@ pub enum MigrateAction {
         #[arg(long)]
         json: bool,
     },
+    /// Switch this folder, and every device syncing it, to the target:
+    /// copy, freeze the old store with a last journal entry that names the
+    /// new one, copy the rest, verify, and flip this device's config. Other
+    /// devices follow at their next sync.
+    Switch {
+        /// The target store.
+        #[command(flatten)]
+        to: Box<StoreArgs>,
+    },
+    /// Forget the store this folder moved away from.
+    Finish,
     /// Check that the target holds everything: identical journals, every
     /// referenced block read back and hash-checked.
     Verify {

@@ -162,6 +162,7 @@ async fn init(
         device,
         journal: absolute(&journal)?,
         backend,
+        previous_backend: None,
     };
     config.save(config_path)?;
     println!("wrote {}", config_path.display());
@@ -300,13 +301,80 @@ fn open_engine(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn Backend>, 
     Ok((config, backend, engine))
 }
 
+/// Follows a move another device announced: checks the new store is
+/// reachable with this device's credentials and holds the journal up to
+/// the announcing entry, then flips the config. On any failure nothing
+/// changes: the files stay as they are, and the message says what is
+/// missing.
+async fn follow_move(
+    config_path: &Path,
+    seq: u64,
+    to: pouch_core::config::BackendConfig,
+) -> anyhow::Result<()> {
+    let mut config = Config::load(config_path)?;
+    if config.backend == to {
+        return Ok(());
+    }
+    let target = open_store(&to, Some(s3_cache_dir(&config))).context(
+        "this folder's data moved to a store this device cannot open; nothing was changed",
+    )?;
+    let head = target.journal_head().await.with_context(|| {
+        format!(
+            "this folder's data moved to {}, which this device cannot use (credentials? \
+             S3 keys come from AWS_* or ~/.aws, a pouch-store token from POUCH_STORE_TOKEN); \
+             nothing was changed and your files are safe",
+            target.describe()
+        )
+    })?;
+    if head.0 < seq {
+        bail!(
+            "this folder's data is moving to {}; the copy is not finished yet (it has {} of {} entries), try again shortly",
+            target.describe(),
+            head.0,
+            seq
+        );
+    }
+    config.previous_backend = Some(std::mem::replace(&mut config.backend, to));
+    config.save(config_path)?;
+    eprintln!("following the move to {}", target.describe());
+    Ok(())
+}
+
+/// Opens the engine, following moves of the namespace first.
+async fn open_following(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn Backend>, Engine)> {
+    loop {
+        let (config, backend, engine) = open_engine(config_path)?;
+        match engine.moved()? {
+            Some((seq, to)) if to != config.backend => follow_move(config_path, seq, to).await?,
+            // Pulled from the new store itself (the mover's own entry).
+            Some(_) => engine.forget_move()?,
+            None => return Ok((config, backend, engine)),
+        }
+    }
+}
+
+/// One sync, following a move it finds (at most a few, for safety).
+async fn sync_following(
+    config_path: &Path,
+    allow_mass_delete: bool,
+) -> anyhow::Result<(Config, pouch_core::sync::SyncReport)> {
+    for _ in 0..3 {
+        let (config, _, mut engine) = open_following(config_path).await?;
+        engine.guard_mut().allow_once = allow_mass_delete;
+        match engine.sync_once().await {
+            Ok(report) => return Ok((config, report)),
+            Err(pouch_core::Error::Moved { .. }) => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("sync of {} stopped", config.root.display())));
+            }
+        }
+    }
+    bail!("the folder's store keeps moving; try again")
+}
+
 async fn sync(config_path: &Path, json: bool, allow_mass_delete: bool) -> anyhow::Result<ExitCode> {
-    let (config, _, mut engine) = open_engine(config_path)?;
-    engine.guard_mut().allow_once = allow_mass_delete;
-    let report = engine
-        .sync_once()
-        .await
-        .with_context(|| format!("sync of {} stopped", config.root.display()))?;
+    let (config, report) = sync_following(config_path, allow_mass_delete).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -478,7 +546,7 @@ fn socket_path(config: &Config) -> PathBuf {
 
 async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
-    let (config, backend, engine) = open_engine(config_path)?;
+    let (config, backend, engine) = open_following(config_path).await?;
     let socket = socket_path(&config);
     eprintln!(
         "pouch daemon: syncing {} with {} (control socket {})",
@@ -494,7 +562,7 @@ async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
         shutdown,
     )
     .await
-    .context("the daemon stopped")?;
+    .context("the daemon stopped (if the folder's store moved, start it again to follow)")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -657,6 +725,20 @@ async fn migrate(
     let (to, json, copying) = match action {
         MigrateAction::Copy { to, json } => (to, json, true),
         MigrateAction::Verify { to, json } => (to, json, false),
+        MigrateAction::Switch { to } => return switch(config_path, *to).await,
+        MigrateAction::Finish => {
+            let mut config = config;
+            let Some(previous) = config.previous_backend.take() else {
+                bail!("this folder has no previous store to retire");
+            };
+            config.save(config_path)?;
+            println!(
+                "retired {}; it is no longer needed by this device",
+                open_store(&previous, None)
+                    .map_or_else(|_| "the previous store".into(), |b| b.describe())
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let target = prepare_target(target_from(*to)?).await?;
     if target == config.backend {
@@ -699,5 +781,76 @@ async fn migrate(
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pouch migrate switch`: see its help. The old store's journal ends with
+/// an entry naming the new store, so no device can commit to it afterwards
+/// (appends are create-only and in order: a device racing the freeze loses
+/// the slot, pulls, and sees the move).
+async fn switch(config_path: &Path, to: crate::cli::StoreArgs) -> anyhow::Result<ExitCode> {
+    let (config, report) = sync_following(config_path, false).await?;
+    for problem in &report.problems {
+        eprintln!("not synced: {problem}");
+    }
+    let from = open_backend(&config)?;
+    let target = prepare_target(target_from(to)?).await?;
+    if target == config.backend {
+        bail!("the target is the store this folder already uses");
+    }
+    let to = open_store(&target, None)?;
+    let progress = crate::progress::for_stderr();
+    // Most of the copy happens while everyone keeps syncing.
+    pouch_core::migrate::copy(from.as_ref(), to.as_ref(), progress.as_ref())
+        .await
+        .context("the copy stopped; run the switch again to resume")?;
+    // Freeze: the last entry of the old journal names the new store.
+    let moved_at = loop {
+        let head = from.journal_head().await?;
+        if let Some(last) = from
+            .read_journal(pouch_backend::Seq(head.0.saturating_sub(1)), 1)
+            .await?
+            .first()
+            && let Ok(commit) = pouch_core::commit::Commit::decode(last.seq.0, &last.data)
+            && let Some(already) = commit.moved_to
+        {
+            if already == target {
+                break last.seq;
+            }
+            bail!("this folder's store already moved elsewhere; run `pouch sync` to follow it");
+        }
+        let entry = pouch_core::commit::Commit {
+            v: pouch_core::commit::COMMIT_VERSION,
+            device: config.device.clone(),
+            time: Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+            ),
+            changes: Vec::new(),
+            moved_to: Some(target.clone()),
+        };
+        match from.append(head.next(), entry.encode()).await {
+            Ok(()) => break head.next(),
+            // Another device committed first: its entry must be copied too.
+            Err(pouch_backend::Error::SlotTaken(_)) => continue,
+            Err(e) => return Err(e).context("could not freeze the old store"),
+        }
+    };
+    let last = pouch_core::migrate::copy(from.as_ref(), to.as_ref(), progress.as_ref())
+        .await
+        .context("the final copy stopped; run the switch again to finish it")?;
+    let checked = pouch_core::migrate::verify(from.as_ref(), to.as_ref(), progress.as_ref())
+        .await
+        .context("the new store does not check out; nothing was switched on this device")?;
+    follow_move(config_path, moved_at.0, target).await?;
+    println!(
+        "switched to {}: {} journal entries and {} blocks verified ({} blocks in the final copy); \
+         other devices follow at their next sync; `pouch migrate finish` retires the old store",
+        to.describe(),
+        checked.entries,
+        checked.blocks,
+        last.blocks_copied
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -102,3 +102,81 @@ fn a_copy_killed_midway_resumes_verifies_and_serves_a_new_device() {
     assert_eq!(again["blocks_copied"], 0, "{again}");
     drop(b);
 }
+
+/// `pouch migrate switch` moves the folder: the old journal is frozen by a
+/// last entry naming the new store, the device that switched flips its
+/// config, another device follows at its next sync with its unsynced
+/// change, and nothing is written to the old store afterwards.
+#[test]
+fn a_switch_is_followed_by_the_other_device() {
+    use pouch_backend::BackendExt;
+    let (dir, a, b) = pair();
+    for i in 0..5u64 {
+        std::fs::write(a.path(&format!("f{i}")), noise(i, 200_000)).unwrap();
+    }
+    a.sync();
+    b.sync();
+    std::fs::write(b.path("from-b.txt"), b"written on B before it knew").unwrap();
+
+    let new_store = dir.path().join("new-store");
+    let out = a.run(&[
+        "migrate",
+        "switch",
+        "--to",
+        "own",
+        "--store",
+        new_store.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(&a.config).unwrap();
+    assert!(
+        config.contains("new-store") && config.contains("[previous_backend]"),
+        "{config}"
+    );
+
+    let head = |store: &std::path::Path| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let backend = pouch_backend_own::EmbeddedBackend::open(store).unwrap();
+        rt.block_on(backend.journal_head()).unwrap()
+    };
+    let frozen = head(&dir.path().join("store"));
+
+    let report = b.sync();
+    assert_eq!(
+        report["commits"], 1,
+        "B's change goes to the new store: {report}"
+    );
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    assert!(config.contains("new-store"), "B followed: {config}");
+    assert_eq!(
+        head(&dir.path().join("store")),
+        frozen,
+        "nothing more on the old store"
+    );
+
+    a.sync();
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+    assert_eq!(
+        std::fs::read(a.path("from-b.txt")).unwrap(),
+        b"written on B before it knew"
+    );
+
+    let out = a.run(&["migrate", "finish"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !std::fs::read_to_string(&a.config)
+            .unwrap()
+            .contains("previous_backend")
+    );
+}

@@ -230,3 +230,102 @@ fn migrate_copy_to_s3_and_back() {
     home.sync();
     assert_eq!(snapshot(&home.root), snapshot(&a.root));
 }
+
+/// A switch to S3: a device without S3 keys says what is missing and keeps
+/// its files and config; with keys it follows.
+#[test]
+fn a_device_without_credentials_for_the_new_store_waits_safely() {
+    let rt = runtime();
+    let server = s3::server();
+    let bucket = rt.block_on(server.fresh_bucket());
+    let (_dir, a, b) = common::pair();
+    std::fs::write(a.path("shared.txt"), b"before the move").unwrap();
+    a.sync();
+    b.sync();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_ACCESS_KEY),
+    ];
+    let out = common::pouch()
+        .envs(keys)
+        .arg("--config")
+        .arg(&a.config)
+        .args([
+            "migrate",
+            "switch",
+            "--to",
+            "s3",
+            "--bucket",
+            &bucket,
+            "--endpoint",
+            &server.endpoint,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // B has no keys: moto takes any, so point B at no credentials at all by
+    // an empty shared-credentials file and a metadata endpoint that is closed.
+    let before = std::fs::read_to_string(&b.config).unwrap();
+    let out = common::pouch()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
+        .arg("--config")
+        .arg(&b.config)
+        .args(["sync"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "B synced without credentials: {stderr}"
+    );
+    assert!(
+        stderr.contains("moved") && stderr.contains("safe"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&b.config).unwrap(), before);
+    assert_eq!(
+        std::fs::read(b.path("shared.txt")).unwrap(),
+        b"before the move"
+    );
+
+    // With keys, B follows and syncs through S3.
+    std::fs::write(b.path("after.txt"), b"after the move").unwrap();
+    let out = common::pouch()
+        .envs(keys)
+        .arg("--config")
+        .arg(&b.config)
+        .args(["sync"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = common::pouch()
+        .envs(keys)
+        .arg("--config")
+        .arg(&a.config)
+        .args(["sync"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(a.path("after.txt")).unwrap(),
+        b"after the move"
+    );
+}

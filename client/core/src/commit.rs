@@ -11,7 +11,7 @@ use crate::{Error, Result};
 pub const COMMIT_VERSION: u32 = 1;
 
 /// One commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Commit {
     /// Format version.
     pub v: u32,
@@ -24,6 +24,11 @@ pub struct Commit {
     pub time: Option<i64>,
     /// What changed. Paths are unvalidated text until the reader checks them.
     pub changes: Vec<Change>,
+    /// Set on the last entry of a store the namespace moved away from: the
+    /// store it lives in from now on (no secrets: keys and tokens come from
+    /// each device's own environment). Nothing may follow this entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<crate::config::BackendConfig>,
 }
 
 /// One path's new state: a node, or `None` for a delete.

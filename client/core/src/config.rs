@@ -25,6 +25,10 @@ pub struct Config {
     pub journal: PathBuf,
     /// Where the blocks and the namespace journal live.
     pub backend: BackendConfig,
+    /// The store this folder moved away from, kept until `pouch migrate
+    /// finish` retires it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_backend: Option<BackendConfig>,
 }
 
 /// Which store holds the data.
@@ -151,6 +155,7 @@ mod tests {
             backend: BackendConfig::Own(OwnStore::Embedded {
                 store: "/srv/store".into(),
             }),
+            previous_backend: None,
         };
         let server = Config {
             backend: BackendConfig::Own(OwnStore::Server {

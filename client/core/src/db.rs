@@ -183,6 +183,13 @@ impl LocalDb {
         Ok(())
     }
 
+    /// Removes a metadata value.
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// The last journal entry folded into the Remote tree.
     pub fn cursor(&self) -> Result<Seq> {
         Ok(Seq(self

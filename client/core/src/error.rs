@@ -103,6 +103,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// The namespace moved to another store (`pouch migrate switch` on some
+    /// device); this device must follow before syncing again.
+    #[error("this folder's data moved to another store at journal entry {seq}; syncing follows it")]
+    Moved {
+        /// The entry that announced the move.
+        seq: u64,
+        /// Where to.
+        to: Box<crate::config::BackendConfig>,
+    },
+
     /// Other devices kept committing first; the sync gave up for now.
     #[error("lost the race to commit {attempts} times in a row; try again")]
     Contended {

@@ -219,6 +219,20 @@ impl Engine {
         self.progress = progress;
     }
 
+    /// The move this device pulled and has not followed yet: the entry
+    /// that announced it and the new store.
+    pub fn moved(&self) -> Result<Option<(u64, crate::config::BackendConfig)>> {
+        Ok(self
+            .db
+            .meta("moved_to")?
+            .and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    /// Forgets a followed move: call once this engine's store is the new one.
+    pub fn forget_move(&self) -> Result<()> {
+        self.db.delete_meta("moved_to")
+    }
+
     /// The mass-delete guard, to tune it or let one sync through.
     pub fn guard_mut(&mut self) -> &mut MassDeleteGuard {
         &mut self.guard
@@ -234,6 +248,13 @@ impl Engine {
         let mut report = SyncReport::default();
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             self.pull(&mut report).await?;
+            // Nothing may be written to a store the namespace left.
+            if let Some((seq, to)) = self.moved()? {
+                return Err(Error::Moved {
+                    seq,
+                    to: Box::new(to),
+                });
+            }
             let local = self.rescan(&mut report)?;
             let ops = self.plan(&local)?;
             self.apply(
@@ -342,6 +363,14 @@ impl Engine {
                 };
                 let changes = match Commit::decode(entry.seq.0, &entry.data) {
                     Ok(commit) => {
+                        if let Some(to) = &commit.moved_to {
+                            tracing::warn!(seq = %entry.seq, "the namespace moved to another store");
+                            self.db.set_meta(
+                                "moved_to",
+                                &serde_json::to_string(&(entry.seq.0, to))
+                                    .expect("a backend config always serialises"),
+                            )?;
+                        }
                         origin = Origin {
                             device: commit.device,
                             time: commit.time,
@@ -709,6 +738,7 @@ impl Engine {
             v: COMMIT_VERSION,
             device: self.device.clone(),
             time: Some(time),
+            moved_to: None,
             changes: changes
                 .iter()
                 .map(|(path, node)| Change {

@@ -45,6 +45,7 @@ impl Backend for RivalFirst {
             self.inner.put_blocks(vec![block.clone()]).await?;
             let rival = Commit {
                 time: None,
+                moved_to: None,
                 v: COMMIT_VERSION,
                 device: "rival".into(),
                 changes: vec![Change {
