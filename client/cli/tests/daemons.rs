@@ -165,3 +165,60 @@ fn two_daemons_keep_two_folders_in_step() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no daemon runs"));
 }
+
+/// A daemon whose folder moves to another store stops at the move (never
+/// writing to the old store again); started again, it follows and syncs
+/// through the new store.
+#[test]
+fn a_daemon_stops_at_a_move_and_follows_it_when_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let a = Device::init(dir.path(), "A", &store);
+    let b = Device::init(dir.path(), "B", &store);
+    std::fs::write(a.path("before.txt"), b"before").unwrap();
+    a.sync();
+    let mut db = Daemon::start(&b);
+    wait_for("the first file to reach B", || {
+        reads(&b.path("before.txt"), b"before")
+    });
+
+    let new_store = dir.path().join("new-store");
+    let out = a.run(&[
+        "migrate",
+        "switch",
+        "--to",
+        "own",
+        "--store",
+        new_store.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = db.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not stop at the move"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "stopping at a move is not a clean exit");
+
+    db = Daemon::start(&b);
+    assert!(
+        std::fs::read_to_string(&b.config)
+            .unwrap()
+            .contains("new-store")
+    );
+    std::fs::write(a.path("after.txt"), b"after").unwrap();
+    a.sync();
+    wait_for("a file committed to the new store to reach B", || {
+        reads(&b.path("after.txt"), b"after")
+    });
+    db.stop();
+}

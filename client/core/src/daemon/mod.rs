@@ -129,6 +129,16 @@ pub async fn run(
                     shared.status.lock().expect("status lock").paused = true;
                     paused.mark_unchanged();
                 }
+                Err(e @ crate::Error::Moved { .. }) => {
+                    // The engine is bound to the store the folder left:
+                    // stop, and let the restart (systemd's, or the user's)
+                    // follow the move with the new store.
+                    drop(watcher);
+                    remote.abort();
+                    control.abort();
+                    let _ = std::fs::remove_file(&options.socket);
+                    return Err(e);
+                }
                 Err(_) => retry_at = Some(Instant::now() + options.retry_after),
             }
             cursor_tx.send_replace(engine.db().cursor()?);
