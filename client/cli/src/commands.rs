@@ -312,7 +312,7 @@ async fn follow_move(
     to: pouch_core::config::BackendConfig,
 ) -> anyhow::Result<()> {
     let mut config = Config::load(config_path)?;
-    if config.backend == to {
+    if config.backend.public() == to.public() {
         return Ok(());
     }
     let target = open_store(&to, Some(s3_cache_dir(&config))).context(
@@ -345,7 +345,9 @@ async fn open_following(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn B
     loop {
         let (config, backend, engine) = open_engine(config_path)?;
         match engine.moved()? {
-            Some((seq, to)) if to != config.backend => follow_move(config_path, seq, to).await?,
+            Some((seq, to)) if to != config.backend.public() => {
+                follow_move(config_path, seq, to).await?;
+            }
             // Pulled from the new store itself (the mover's own entry).
             Some(_) => engine.forget_move()?,
             None => return Ok((config, backend, engine)),
@@ -814,7 +816,7 @@ async fn switch(config_path: &Path, to: crate::cli::StoreArgs) -> anyhow::Result
             && let Ok(commit) = pouch_core::commit::Commit::decode(last.seq.0, &last.data)
             && let Some(already) = commit.moved_to
         {
-            if already == target {
+            if already == target.public() {
                 break last.seq;
             }
             bail!("this folder's store already moved elsewhere; run `pouch sync` to follow it");
@@ -828,7 +830,8 @@ async fn switch(config_path: &Path, to: crate::cli::StoreArgs) -> anyhow::Result
                     .map_or(0, |d| d.as_secs() as i64),
             ),
             changes: Vec::new(),
-            moved_to: Some(target.clone()),
+            // Never a secret in the journal: followers bring their own.
+            moved_to: Some(target.public()),
         };
         match from.append(head.next(), entry.encode()).await {
             Ok(()) => break head.next(),
@@ -843,10 +846,13 @@ async fn switch(config_path: &Path, to: crate::cli::StoreArgs) -> anyhow::Result
     let checked = pouch_core::migrate::verify(from.as_ref(), to.as_ref(), progress.as_ref())
         .await
         .context("the new store does not check out; nothing was switched on this device")?;
-    follow_move(config_path, moved_at.0, target).await?;
+    let mut config = Config::load(config_path)?;
+    config.previous_backend = Some(std::mem::replace(&mut config.backend, target));
+    config.save(config_path)?;
     println!(
-        "switched to {}: {} journal entries and {} blocks verified ({} blocks in the final copy); \
-         other devices follow at their next sync; `pouch migrate finish` retires the old store",
+        "switched to {}: the old store ends at journal entry {moved_at}; {} journal entries and {} blocks verified \
+         ({} blocks in the final copy); other devices follow at their next sync; \
+         `pouch migrate finish` retires the old store",
         to.describe(),
         checked.entries,
         checked.blocks,

@@ -181,3 +181,74 @@ fn two_devices_sync_through_a_pouch_store_process() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The move the project is named after: two devices on S3, a switch to a
+/// `pouch-store` process with files written on both devices around it;
+/// afterwards both sync through pouch-store, every file is identical, and
+/// deleting the S3 bucket changes nothing. The token never enters the
+/// journal: each device brings its own.
+#[test]
+fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
+    use common::Device as S3Device;
+    use pouch_testkit::s3;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server_s3 = s3::server();
+    let bucket = rt.block_on(server_s3.fresh_bucket());
+    let dir = tempfile::tempdir().unwrap();
+    let store = start_server(&dir.path().join("server-data"));
+    let a = S3Device::init_s3(dir.path(), "A", &server_s3.endpoint, &bucket);
+    let b = S3Device::init_s3(dir.path(), "B", &server_s3.endpoint, &bucket);
+    let with_token = |d: &S3Device, args: &[&str]| {
+        let out = pouch()
+            .envs(d.env.iter().map(|(k, v)| (k, v)))
+            .env("POUCH_STORE_TOKEN", TOKEN)
+            .arg("--config")
+            .arg(&d.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for i in 0..6u64 {
+        std::fs::write(a.path(&format!("a{i}.bin")), noise(i, 300_000)).unwrap();
+    }
+    with_token(&a, &["sync"]);
+    with_token(&b, &["sync"]);
+    std::fs::write(b.path("b-during.txt"), b"written on B during the move").unwrap();
+    std::fs::write(a.path("a-during.txt"), b"written on A during the move").unwrap();
+
+    with_token(&a, &["migrate", "switch", "--to", "own", "--url", &store.1]);
+    std::fs::write(a.path("a-after.txt"), b"written on A after the move").unwrap();
+    with_token(&b, &["sync"]);
+    with_token(&a, &["sync"]);
+    with_token(&b, &["sync"]);
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+    for name in ["a-during.txt", "b-during.txt", "a-after.txt"] {
+        assert!(a.path(name).exists() && b.path(name).exists(), "{name}");
+    }
+    for config in [&a.config, &b.config] {
+        let text = std::fs::read_to_string(config).unwrap();
+        assert!(text.contains(&store.1), "{text}");
+        assert!(!text.contains(TOKEN), "no token was written: {text}");
+    }
+
+    // The bucket goes; syncing through pouch-store does not notice.
+    rt.block_on(server_s3.delete_bucket(&bucket));
+    std::fs::write(b.path("b-final.txt"), b"after the bucket is gone").unwrap();
+    with_token(&b, &["sync"]);
+    with_token(&a, &["sync"]);
+    assert_eq!(
+        std::fs::read(a.path("b-final.txt")).unwrap(),
+        b"after the bucket is gone"
+    );
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+}

@@ -68,6 +68,29 @@ pub enum OwnStore {
     },
 }
 
+impl BackendConfig {
+    /// The same store without secrets (a `pouch-store` token, S3 keys), as
+    /// it may be announced to other devices in the journal: each device
+    /// brings its own credentials.
+    pub fn public(&self) -> BackendConfig {
+        match self {
+            BackendConfig::Own(OwnStore::Server { url, namespace, .. }) => {
+                BackendConfig::Own(OwnStore::Server {
+                    url: url.clone(),
+                    namespace: namespace.clone(),
+                    token: None,
+                })
+            }
+            BackendConfig::S3(table) => {
+                let mut table = table.clone();
+                table.remove("credentials");
+                BackendConfig::S3(table)
+            }
+            embedded => embedded.clone(),
+        }
+    }
+}
+
 fn default_namespace() -> String {
     "default".to_owned()
 }
