@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Builds the packages and checks them: contents, install on this machine,
 # the installed units (systemd-analyze verify), the installed binaries, and
-# a clean purge. Run by ./scripts/test; needs root (dpkg) and systemd's
-# systemd-analyze (installed with apt-get when missing).
+# a clean purge. Run by ./scripts/test, which installs what it needs
+# (systemd-analyze, dpkg-shlibdeps, adduser); needs root for dpkg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fail() { echo "packaging check: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "needs root to install packages with dpkg"
-if ! command -v systemd-analyze >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq systemd >/dev/null
-fi
+for tool in systemd-analyze dpkg-shlibdeps adduser; do
+  command -v "$tool" >/dev/null || fail "$tool is missing (./scripts/test installs it)"
+done
 
 packages=(pouch pouch-store)
 # A run that stopped half-way may have left them installed.
