@@ -50,6 +50,14 @@ impl EmbeddedBackend {
             .await
     }
 
+    /// `put_blocks` for blocks already verified one by one (by the server
+    /// as they streamed in): stored without hashing them again.
+    #[cfg(feature = "server")]
+    pub(crate) async fn put_verified_blocks(&self, blocks: Vec<Block>) -> Result<()> {
+        self.blocking(move |store| store.put_verified_blocks(blocks))
+            .await
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,

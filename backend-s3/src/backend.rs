@@ -270,27 +270,16 @@ impl S3Backend {
                 .collect()
         };
         // Tombstones first, so that a pack's dead entries never show live.
-        let fetched_tombs: Vec<(PackName, Vec<(BlockId, PackName)>)> =
-            stream::iter(new_tombs.into_iter().map(|name| async move {
-                let data = self
-                    .cached_or_fetched(TOMBS, name, self.keys.tomb(name))
-                    .await?;
-                let tombs = pack::decode_tombs(&data).map_err(|e| corrupt_meta(name, e))?;
-                Ok::<_, Error>((name, tombs))
-            }))
-            .buffer_unordered(self.config.parallel.max(1))
-            .try_collect()
+        let fetched_tombs = self
+            .fetch_all(new_tombs, TOMBS, |n| self.keys.tomb(n), pack::decode_tombs)
             .await?;
-        let fetched_packs: Vec<(PackName, Vec<pack::Entry>)> =
-            stream::iter(new_packs.into_iter().map(|name| async move {
-                let data = self
-                    .cached_or_fetched(PACKS, name, self.keys.pack_index(name))
-                    .await?;
-                let entries = pack::decode_index(&data).map_err(|e| corrupt_meta(name, e))?;
-                Ok::<_, Error>((name, entries))
-            }))
-            .buffer_unordered(self.config.parallel.max(1))
-            .try_collect()
+        let fetched_packs = self
+            .fetch_all(
+                new_packs,
+                PACKS,
+                |n| self.keys.pack_index(n),
+                pack::decode_index,
+            )
             .await?;
         let mut index = self.index.lock().unwrap();
         for (name, tombs) in &fetched_tombs {
@@ -313,24 +302,37 @@ impl S3Backend {
         Ok(())
     }
 
-    async fn cached_or_fetched(&self, kind: &str, name: PackName, key: Path) -> Result<Bytes> {
-        if let Some(data) = self.cache.read(kind, name) {
-            let ok = match kind {
-                PACKS => pack::decode_index(&data).is_ok(),
-                _ => pack::decode_tombs(&data).is_ok(),
-            };
-            if ok {
-                return Ok(Bytes::from(data));
+    /// Index or tombstone files `names`, decoded: from the disk cache when
+    /// a cached copy decodes, else fetched (`parallel` at a time), decoded
+    /// once, and cached.
+    async fn fetch_all<T>(
+        &self,
+        names: Vec<PackName>,
+        kind: &'static str,
+        key: impl Fn(PackName) -> Path,
+        decode: fn(&[u8]) -> Result<T, pack::FormatError>,
+    ) -> Result<Vec<(PackName, T)>> {
+        stream::iter(names.into_iter().map(|name| {
+            let key = key(name);
+            async move {
+                if let Some(decoded) = self.cache.read(kind, name).and_then(|d| decode(&d).ok()) {
+                    return Ok((name, decoded));
+                }
+                let data = self
+                    .get_bytes(&key, "reading a pack index")
+                    .await?
+                    .ok_or_else(|| Error::Unavailable {
+                        source: format!("{key} was listed but is gone; a collection is running")
+                            .into(),
+                    })?;
+                let decoded = decode(&data).map_err(|e| corrupt_meta(name, e))?;
+                self.cache.write(kind, name, &data);
+                Ok((name, decoded))
             }
-        }
-        let data = self
-            .get_bytes(&key, "reading a pack index")
-            .await?
-            .ok_or_else(|| Error::Unavailable {
-                source: format!("{key} was listed but is gone; a collection is running").into(),
-            })?;
-        self.cache.write(kind, name, &data);
-        Ok(data)
+        }))
+        .buffer_unordered(self.config.parallel.max(1))
+        .try_collect()
+        .await
     }
 
     /// Uploads one pack, then its index: once the index exists, so does

@@ -99,6 +99,13 @@ impl Store {
         for block in &blocks {
             block.verify()?;
         }
+        self.put_verified_blocks(blocks)
+    }
+
+    /// [`Store::put_blocks`] for blocks the caller has already verified
+    /// (the server checks each one as it streams in), so none is hashed
+    /// twice.
+    pub(crate) fn put_verified_blocks(&self, blocks: Vec<Block>) -> Result<()> {
         let request = Arc::new(PutRequest {
             blocks: Mutex::new(Some(blocks)),
             outcome: Mutex::new(None),

@@ -228,7 +228,8 @@ async fn put_blocks(
     }
     decoder.finish()?;
     server.metrics.blocks_put(blocks.len());
-    backend.put_blocks(blocks).await?;
+    // Each was verified above, as it arrived.
+    backend.put_verified_blocks(blocks).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

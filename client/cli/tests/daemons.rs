@@ -183,7 +183,7 @@ fn a_daemon_stops_at_a_move_and_follows_it_when_restarted() {
     });
 
     let new_store = dir.path().join("new-store");
-    let out = a.run(&[
+    a.ok(&[
         "migrate",
         "switch",
         "--to",
@@ -191,11 +191,6 @@ fn a_daemon_stops_at_a_move_and_follows_it_when_restarted() {
         "--store",
         new_store.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = db.0.try_wait().unwrap() {

@@ -5,15 +5,6 @@ mod common;
 
 use common::{pair, snapshot};
 
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn a_deleted_file_is_restored_from_history_on_another_device() {
     let (_dir, a, b) = pair();
@@ -26,8 +17,7 @@ fn a_deleted_file_is_restored_from_history_on_another_device() {
     b.sync();
     assert!(!b.path("plan.txt").exists());
 
-    let history: serde_json::Value =
-        serde_json::from_str(&ok(b.run(&["history", "plan.txt", "--json"]))).unwrap();
+    let history: serde_json::Value = b.json(&["history", "plan.txt", "--json"]);
     let revisions = history.as_array().unwrap();
     assert_eq!(revisions.len(), 3, "{history}");
     assert!(
@@ -37,14 +27,14 @@ fn a_deleted_file_is_restored_from_history_on_another_device() {
     assert_eq!(revisions[0]["device"], "A");
     assert!(revisions[0]["time"].as_i64().unwrap() > 1_700_000_000);
     let first = revisions[0]["seq"].as_u64().unwrap().to_string();
-    let human = ok(b.run(&["history", "plan.txt"]));
+    let human = b.ok(&["history", "plan.txt"]);
     assert!(
         human.contains("deleted") && human.contains("rev"),
         "{human}"
     );
 
     // Latest: the version before the delete; restore syncs it right away.
-    ok(b.run(&["restore", "plan.txt"]));
+    b.ok(&["restore", "plan.txt"]);
     assert_eq!(
         std::fs::read(b.path("plan.txt")).unwrap(),
         b"version two, longer"
@@ -56,7 +46,7 @@ fn a_deleted_file_is_restored_from_history_on_another_device() {
     );
 
     // An older version by its revision; the current one stays in history.
-    ok(b.run(&["restore", "plan.txt", "--rev", &first]));
+    b.ok(&["restore", "plan.txt", "--rev", &first]);
     assert_eq!(std::fs::read(b.path("plan.txt")).unwrap(), b"version one");
     a.sync();
     assert_eq!(std::fs::read(a.path("plan.txt")).unwrap(), b"version one");
@@ -94,9 +84,9 @@ fn an_excluded_folder_stays_off_this_device_and_on_the_others() {
     b.sync();
     assert!(b.path("photos/2026/2.jpg").exists());
 
-    ok(b.run(&["exclude", "add", "photos"]));
+    b.ok(&["exclude", "add", "photos"]);
     assert!(!b.path("photos").exists(), "the local copy goes");
-    assert_eq!(ok(b.run(&["exclude", "list"])).trim(), "photos");
+    assert_eq!(b.ok(&["exclude", "list"]).trim(), "photos");
 
     std::fs::write(a.path("photos/3.jpg"), b"three").unwrap();
     a.sync();
@@ -116,10 +106,10 @@ fn an_excluded_folder_stays_off_this_device_and_on_the_others() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not synced"));
     assert!(b.path("docs/new.txt").exists());
 
-    ok(b.run(&["exclude", "remove", "photos"]));
+    b.ok(&["exclude", "remove", "photos"]);
     b.sync();
     a.sync();
     assert_eq!(snapshot(&a.root), snapshot(&b.root));
     assert_eq!(std::fs::read(b.path("photos/3.jpg")).unwrap(), b"three");
-    assert!(ok(b.run(&["exclude", "list"])).trim().is_empty());
+    assert!(b.ok(&["exclude", "list"]).trim().is_empty());
 }

@@ -5,15 +5,6 @@ mod common;
 
 use common::{Device, noise, pair, snapshot};
 
-fn json(out: std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Bytes in the store's volume files.
 fn volume_bytes(store: &std::path::Path) -> u64 {
     std::fs::read_dir(store.join("volumes"))
@@ -65,7 +56,7 @@ fn a_copy_killed_midway_resumes_verifies_and_serves_a_new_device() {
         "the copy finished before it could be killed"
     );
 
-    let report = json(a.run(&["migrate", "copy", "--to", "own", "--store", new, "--json"]));
+    let report = a.json(&["migrate", "copy", "--to", "own", "--store", new, "--json"]);
     let referenced = report["blocks_referenced"].as_u64().unwrap();
     let present = report["blocks_present"].as_u64().unwrap();
     let copied = report["blocks_copied"].as_u64().unwrap();
@@ -77,7 +68,7 @@ fn a_copy_killed_midway_resumes_verifies_and_serves_a_new_device() {
     assert_eq!(present + copied, referenced, "{report}");
     assert_eq!(report["entries_copied"], 2, "{report}");
 
-    let checked = json(a.run(&["migrate", "verify", "--to", "own", "--store", new, "--json"]));
+    let checked = a.json(&["migrate", "verify", "--to", "own", "--store", new, "--json"]);
     assert_eq!(checked["blocks"].as_u64(), Some(referenced), "{checked}");
     assert_eq!(checked["entries"], 2);
 
@@ -85,7 +76,7 @@ fn a_copy_killed_midway_resumes_verifies_and_serves_a_new_device() {
     let c = Device::init(dir.path(), "C", &new_store);
     c.sync();
     assert_eq!(snapshot(&c.root), snapshot(&a.root));
-    let history = json(c.run(&["history", "docs/note.txt", "--json"]));
+    let history = c.json(&["history", "docs/note.txt", "--json"]);
     assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
 
     // The store in use is not a target; a second copy sends nothing.
@@ -98,7 +89,7 @@ fn a_copy_killed_midway_resumes_verifies_and_serves_a_new_device() {
         dir.path().join("store").to_str().unwrap(),
     ]);
     assert!(!same.status.success());
-    let again = json(a.run(&["migrate", "copy", "--to", "own", "--store", new, "--json"]));
+    let again = a.json(&["migrate", "copy", "--to", "own", "--store", new, "--json"]);
     assert_eq!(again["blocks_copied"], 0, "{again}");
     drop(b);
 }
@@ -119,7 +110,7 @@ fn a_switch_is_followed_by_the_other_device() {
     std::fs::write(b.path("from-b.txt"), b"written on B before it knew").unwrap();
 
     let new_store = dir.path().join("new-store");
-    let out = a.run(&[
+    a.ok(&[
         "migrate",
         "switch",
         "--to",
@@ -127,11 +118,6 @@ fn a_switch_is_followed_by_the_other_device() {
         "--store",
         new_store.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let config = std::fs::read_to_string(&a.config).unwrap();
     assert!(
         config.contains("new-store") && config.contains("[previous_backend]"),
@@ -168,12 +154,7 @@ fn a_switch_is_followed_by_the_other_device() {
         b"written on B before it knew"
     );
 
-    let out = a.run(&["migrate", "finish"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    a.ok(&["migrate", "finish"]);
     assert!(
         !std::fs::read_to_string(&a.config)
             .unwrap()

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{noise, pouch, snapshot, today};
+use common::{Device, noise, pouch, snapshot, today};
 
 const TOKEN: &str = "end-to-end-token-0123456789";
 
@@ -54,59 +54,26 @@ fn start_server(data: &Path) -> Server {
     Server(child, format!("http://{addr}"))
 }
 
-struct Device {
-    config: PathBuf,
-    root: PathBuf,
-}
-
-impl Device {
-    fn init(dir: &Path, name: &str, url: &str) -> Self {
-        let config = dir.join(format!("{name}.toml"));
-        let root = dir.join(name);
-        let out = pouch()
-            .env("POUCH_STORE_TOKEN", TOKEN)
-            .arg("--config")
-            .arg(&config)
-            .args(["init", "--device", name, "--url", url, "--root"])
-            .arg(&root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = std::fs::read_to_string(&config).unwrap();
-        assert!(
-            !text.contains(TOKEN),
-            "init wrote the token into the config"
-        );
-        Self { config, root }
-    }
-
-    fn sync(&self) -> serde_json::Value {
-        let out = pouch()
-            .env("POUCH_STORE_TOKEN", TOKEN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(["sync", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
+/// A device on the server at `url` whose commands carry the token in the
+/// environment; `init` must not write it into the config.
+fn init(dir: &Path, name: &str, url: &str) -> Device {
+    let device = Device::new(dir, name, vec![("POUCH_STORE_TOKEN".into(), TOKEN.into())]);
+    let root = device.root.to_str().unwrap().to_owned();
+    device.ok(&["init", "--device", name, "--url", url, "--root", &root]);
+    let text = std::fs::read_to_string(&device.config).unwrap();
+    assert!(
+        !text.contains(TOKEN),
+        "init wrote the token into the config"
+    );
+    device
 }
 
 #[test]
 fn two_devices_sync_through_a_pouch_store_process() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("server-data"));
-    let a = Device::init(dir.path(), "A", &server.1);
-    let b = Device::init(dir.path(), "B", &server.1);
+    let a = init(dir.path(), "A", &server.1);
+    let b = init(dir.path(), "B", &server.1);
 
     std::fs::create_dir_all(a.root.join("photos/2026")).unwrap();
     std::fs::write(a.root.join("photos/2026/big.raw"), noise(5, 9 << 20)).unwrap();
@@ -131,40 +98,22 @@ fn two_devices_sync_through_a_pouch_store_process() {
 
     // A device given the token with --token keeps it in its (0600) config
     // and needs no environment.
-    let c_config = dir.path().join("C.toml");
-    let c_root = dir.path().join("C");
-    let out = pouch()
-        .env_remove("POUCH_STORE_TOKEN")
-        .arg("--config")
-        .arg(&c_config)
-        .args([
-            "init", "--device", "C", "--url", &server.1, "--token", TOKEN, "--root",
-        ])
-        .arg(&c_root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // An empty variable: the token can only come from the config.
+    let c = Device::new(
+        dir.path(),
+        "C",
+        vec![("POUCH_STORE_TOKEN".into(), String::new())],
     );
+    let c_root = c.root.to_str().unwrap().to_owned();
+    c.ok(&[
+        "init", "--device", "C", "--url", &server.1, "--token", TOKEN, "--root", &c_root,
+    ]);
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&c_config).unwrap().permissions(),
+        &std::fs::metadata(&c.config).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    let out = pouch()
-        .env_remove("POUCH_STORE_TOKEN")
-        .arg("--config")
-        .arg(&c_config)
-        .arg("sync")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(c_root.join("notes.txt")).unwrap(), b"B edits");
+    c.ok(&["sync"]);
+    assert_eq!(std::fs::read(c.path("notes.txt")).unwrap(), b"B edits");
 
     // A wrong token is refused with a clear message and changes nothing.
     let out = pouch()
@@ -189,7 +138,6 @@ fn two_devices_sync_through_a_pouch_store_process() {
 /// journal: each device brings its own.
 #[test]
 fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
-    use common::Device as S3Device;
     use pouch_testkit::s3;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -200,37 +148,24 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     let bucket = rt.block_on(server_s3.fresh_bucket());
     let dir = tempfile::tempdir().unwrap();
     let store = start_server(&dir.path().join("server-data"));
-    let a = S3Device::init_s3(dir.path(), "A", &server_s3.endpoint, &bucket);
-    let b = S3Device::init_s3(dir.path(), "B", &server_s3.endpoint, &bucket);
-    let with_token = |d: &S3Device, args: &[&str]| {
-        let out = pouch()
-            .envs(d.env.iter().map(|(k, v)| (k, v)))
-            .env("POUCH_STORE_TOKEN", TOKEN)
-            .arg("--config")
-            .arg(&d.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let mut a = Device::init_s3(dir.path(), "A", &server_s3.endpoint, &bucket);
+    let mut b = Device::init_s3(dir.path(), "B", &server_s3.endpoint, &bucket);
+    for device in [&mut a, &mut b] {
+        device.env.push(("POUCH_STORE_TOKEN".into(), TOKEN.into()));
+    }
     for i in 0..6u64 {
         std::fs::write(a.path(&format!("a{i}.bin")), noise(i, 300_000)).unwrap();
     }
-    with_token(&a, &["sync"]);
-    with_token(&b, &["sync"]);
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
     std::fs::write(b.path("b-during.txt"), b"written on B during the move").unwrap();
     std::fs::write(a.path("a-during.txt"), b"written on A during the move").unwrap();
 
-    with_token(&a, &["migrate", "switch", "--to", "own", "--url", &store.1]);
+    a.ok(&["migrate", "switch", "--to", "own", "--url", &store.1]);
     std::fs::write(a.path("a-after.txt"), b"written on A after the move").unwrap();
-    with_token(&b, &["sync"]);
-    with_token(&a, &["sync"]);
-    with_token(&b, &["sync"]);
+    b.ok(&["sync"]);
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
     assert_eq!(snapshot(&a.root), snapshot(&b.root));
     for name in ["a-during.txt", "b-during.txt", "a-after.txt"] {
         assert!(a.path(name).exists() && b.path(name).exists(), "{name}");
@@ -244,8 +179,8 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     // The bucket goes; syncing through pouch-store does not notice.
     rt.block_on(server_s3.delete_bucket(&bucket));
     std::fs::write(b.path("b-final.txt"), b"after the bucket is gone").unwrap();
-    with_token(&b, &["sync"]);
-    with_token(&a, &["sync"]);
+    b.ok(&["sync"]);
+    a.ok(&["sync"]);
     assert_eq!(
         std::fs::read(a.path("b-final.txt")).unwrap(),
         b"after the bucket is gone"

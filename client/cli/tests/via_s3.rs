@@ -132,14 +132,7 @@ fn init_refuses_a_store_that_ignores_conditional_writes_and_doctor_checks() {
     ));
     let bucket = rt.block_on(s3::server().fresh_bucket());
     let dir = tempfile::tempdir().unwrap();
-    let device = Device {
-        config: dir.path().join("c.toml"),
-        root: dir.path().join("root"),
-        env: vec![
-            ("AWS_ACCESS_KEY_ID".into(), s3::ACCESS_KEY_ID.into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), s3::SECRET_ACCESS_KEY.into()),
-        ],
-    };
+    let device = Device::new(dir.path(), "c", common::s3_keys());
     let root = device.root.to_str().unwrap().to_owned();
     let out = device.run(&[
         "init",
@@ -169,32 +162,14 @@ fn migrate_copy_to_s3_and_back() {
     let rt = runtime();
     let server = s3::server();
     let bucket = rt.block_on(server.fresh_bucket());
-    let (dir, a, _b) = common::pair();
+    let (dir, mut a, _b) = common::pair();
+    a.env = common::s3_keys();
     for i in 0..30u64 {
         std::fs::write(a.path(&format!("f{i}")), noise(i, 30_000 + i as usize)).unwrap();
     }
     a.sync();
     std::fs::write(a.path("f0"), b"edited").unwrap();
     a.sync();
-    let keys = [
-        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_ACCESS_KEY),
-    ];
-    let run = |device: &Device, args: &[&str]| {
-        let out = common::pouch()
-            .envs(keys)
-            .arg("--config")
-            .arg(&device.config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
     let to_s3 = [
         "--to",
         "s3",
@@ -205,9 +180,9 @@ fn migrate_copy_to_s3_and_back() {
         "--prefix",
         "folder",
     ];
-    let report = run(&a, &[&["migrate", "copy", "--json"][..], &to_s3].concat());
+    let report = a.json(&[&["migrate", "copy", "--json"][..], &to_s3].concat());
     assert_eq!(report["entries_copied"], 2, "{report}");
-    run(&a, &[&["migrate", "verify", "--json"][..], &to_s3].concat());
+    a.json(&[&["migrate", "verify", "--json"][..], &to_s3].concat());
 
     let on_s3 = Device::init_s3(dir.path(), "S", &server.endpoint, &bucket);
     on_s3.sync();
@@ -215,16 +190,10 @@ fn migrate_copy_to_s3_and_back() {
 
     let back = dir.path().join("back-store");
     let back = back.to_str().unwrap();
-    run(
-        &on_s3,
-        &["migrate", "copy", "--json", "--to", "own", "--store", back],
-    );
-    let checked = run(
-        &on_s3,
-        &[
-            "migrate", "verify", "--json", "--to", "own", "--store", back,
-        ],
-    );
+    on_s3.json(&["migrate", "copy", "--json", "--to", "own", "--store", back]);
+    let checked = on_s3.json(&[
+        "migrate", "verify", "--json", "--to", "own", "--store", back,
+    ]);
     assert_eq!(checked["entries"], 2, "{checked}");
     let home = Device::init(dir.path(), "H", std::path::Path::new(back));
     home.sync();
@@ -238,35 +207,21 @@ fn a_device_without_credentials_for_the_new_store_waits_safely() {
     let rt = runtime();
     let server = s3::server();
     let bucket = rt.block_on(server.fresh_bucket());
-    let (_dir, a, b) = common::pair();
+    let (_dir, mut a, mut b) = common::pair();
     std::fs::write(a.path("shared.txt"), b"before the move").unwrap();
     a.sync();
     b.sync();
-    let keys = [
-        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_ACCESS_KEY),
-    ];
-    let out = common::pouch()
-        .envs(keys)
-        .arg("--config")
-        .arg(&a.config)
-        .args([
-            "migrate",
-            "switch",
-            "--to",
-            "s3",
-            "--bucket",
-            &bucket,
-            "--endpoint",
-            &server.endpoint,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    a.env = common::s3_keys();
+    a.ok(&[
+        "migrate",
+        "switch",
+        "--to",
+        "s3",
+        "--bucket",
+        &bucket,
+        "--endpoint",
+        &server.endpoint,
+    ]);
 
     // B has no keys: moto takes any, so point B at no credentials at all by
     // an empty shared-credentials file and a metadata endpoint that is closed.
@@ -300,30 +255,9 @@ fn a_device_without_credentials_for_the_new_store_waits_safely() {
 
     // With keys, B follows and syncs through S3.
     std::fs::write(b.path("after.txt"), b"after the move").unwrap();
-    let out = common::pouch()
-        .envs(keys)
-        .arg("--config")
-        .arg(&b.config)
-        .args(["sync"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = common::pouch()
-        .envs(keys)
-        .arg("--config")
-        .arg(&a.config)
-        .args(["sync"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    b.env = common::s3_keys();
+    b.ok(&["sync"]);
+    a.ok(&["sync"]);
     assert_eq!(
         std::fs::read(a.path("after.txt")).unwrap(),
         b"after the move"

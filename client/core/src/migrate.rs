@@ -81,14 +81,20 @@ async fn referenced_blocks(from: &dyn Backend) -> Result<(Vec<(BlockId, u32)>, S
 }
 
 /// Copies journal entries after `target`'s head from `from` to `to`; the
-/// entries the target has must match the source's.
+/// entries the target has must match the source's (compared a page at a
+/// time).
 async fn copy_journal(from: &dyn Backend, to: &dyn Backend, report: &mut CopyReport) -> Result<()> {
-    let mut cursor = Seq::ZERO;
     let target_head = to.journal_head().await?;
+    let mut cursor = Seq::ZERO;
     loop {
         let entries = from.read_journal(cursor, PAGE).await?;
         let Some(last) = entries.last() else {
             return Ok(());
+        };
+        let mut theirs = if cursor < target_head {
+            to.read_journal(cursor, PAGE).await?
+        } else {
+            Vec::new()
         };
         cursor = last.seq;
         for entry in entries {
@@ -98,14 +104,17 @@ async fn copy_journal(from: &dyn Backend, to: &dyn Backend, report: &mut CopyRep
                         report.entries_copied += 1;
                         continue;
                     }
-                    // Another writer (a double-writing device) got there:
-                    // fine if it wrote the same entry.
-                    Err(BackendError::SlotTaken(_)) => {}
+                    // Another writer got there: fine if it wrote the same.
+                    Err(BackendError::SlotTaken(_)) => {
+                        theirs = to.read_journal(Seq(entry.seq.0 - 1), 1).await?;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
-            let theirs = to.read_journal(Seq(entry.seq.0 - 1), 1).await?;
-            if theirs.first().map(|e| &e.data) != Some(&entry.data) {
+            if !theirs
+                .iter()
+                .any(|t| t.seq == entry.seq && t.data == entry.data)
+            {
                 return Err(Error::Refused {
                     path: to.describe(),
                     reason: format!(

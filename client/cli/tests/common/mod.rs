@@ -23,51 +23,45 @@ pub fn pouch() -> Command {
     cmd
 }
 
+/// The test S3 server's keys, as environment for a device.
+pub fn s3_keys() -> Vec<(String, String)> {
+    vec![
+        (
+            "AWS_ACCESS_KEY_ID".into(),
+            pouch_testkit::s3::ACCESS_KEY_ID.into(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            pouch_testkit::s3::SECRET_ACCESS_KEY.into(),
+        ),
+    ]
+}
+
 impl Device {
+    /// A device named `name` under `dir` (config `NAME.toml`, folder
+    /// `NAME`) whose commands run with `env`; not initialised.
+    pub fn new(dir: &Path, name: &str, env: Vec<(String, String)>) -> Self {
+        Self {
+            config: dir.join(format!("{name}.toml")),
+            root: dir.join(name),
+            env,
+        }
+    }
+
     /// Inits a device named `name` under `dir`, sharing `store`.
     pub fn init(dir: &Path, name: &str, store: &Path) -> Self {
-        let config = dir.join(format!("{name}.toml"));
-        let root = dir.join(name);
-        let out = pouch()
-            .arg("--config")
-            .arg(&config)
-            .args(["init", "--device", name, "--root"])
-            .arg(&root)
-            .arg("--store")
-            .arg(store)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self {
-            config,
-            root,
-            env: Vec::new(),
-        }
+        let device = Self::new(dir, name, Vec::new());
+        let (root, store) = (device.root_arg(), store.to_str().unwrap());
+        device.ok(&["init", "--device", name, "--root", &root, "--store", store]);
+        device
     }
 
     /// Inits a device named `name` under `dir` on S3 bucket `bucket` at
     /// `endpoint`, with the test server's keys in its environment.
     pub fn init_s3(dir: &Path, name: &str, endpoint: &str, bucket: &str) -> Self {
-        let device = Self {
-            config: dir.join(format!("{name}.toml")),
-            root: dir.join(name),
-            env: vec![
-                (
-                    "AWS_ACCESS_KEY_ID".into(),
-                    pouch_testkit::s3::ACCESS_KEY_ID.into(),
-                ),
-                (
-                    "AWS_SECRET_ACCESS_KEY".into(),
-                    pouch_testkit::s3::SECRET_ACCESS_KEY.into(),
-                ),
-            ],
-        };
-        let root = device.root.to_str().unwrap().to_owned();
-        let out = device.run(&[
+        let device = Self::new(dir, name, s3_keys());
+        let root = device.root_arg();
+        device.ok(&[
             "init",
             "--device",
             name,
@@ -82,12 +76,11 @@ impl Device {
             "--prefix",
             "folder",
         ]);
-        assert!(
-            out.status.success(),
-            "init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         device
+    }
+
+    fn root_arg(&self) -> String {
+        self.root.to_str().unwrap().to_owned()
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -100,16 +93,26 @@ impl Device {
             .unwrap()
     }
 
-    /// Syncs once and returns the JSON report; the sync must succeed.
-    pub fn sync(&self) -> serde_json::Value {
-        let out = self.run(&["sync", "--json"]);
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
         assert!(
             out.status.success(),
-            "sync of {} failed: {}",
+            "{} {args:?} failed: {}",
             self.root.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must succeed and prints JSON; returns it.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// Syncs once and returns the JSON report; the sync must succeed.
+    pub fn sync(&self) -> serde_json::Value {
+        self.json(&["sync", "--json"])
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

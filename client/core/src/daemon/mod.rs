@@ -111,7 +111,9 @@ pub async fn run(
     let mut paused = shared.paused.subscribe();
     tokio::pin!(shutdown);
 
-    loop {
+    // Ends with the reason the daemon stops; the clean-up below runs for
+    // every one of them.
+    let outcome: Result<()> = loop {
         if pending && !*paused.borrow() {
             pending = false;
             retry_at = None;
@@ -129,23 +131,22 @@ pub async fn run(
                     shared.status.lock().expect("status lock").paused = true;
                     paused.mark_unchanged();
                 }
-                Err(e @ crate::Error::Moved { .. }) => {
-                    // The engine is bound to the store the folder left:
-                    // stop, and let the restart (systemd's, or the user's)
-                    // follow the move with the new store.
-                    drop(watcher);
-                    remote.abort();
-                    control.abort();
-                    let _ = std::fs::remove_file(&options.socket);
-                    return Err(e);
-                }
+                // The engine is bound to the store the folder left: stop,
+                // and let the restart (systemd's, or the user's) follow the
+                // move with the new store.
+                Err(e @ crate::Error::Moved { .. }) => break Err(e),
                 Err(_) => retry_at = Some(Instant::now() + options.retry_after),
             }
-            cursor_tx.send_replace(engine.db().cursor()?);
+            match engine.db().cursor() {
+                Ok(cursor) => {
+                    cursor_tx.send_replace(cursor);
+                }
+                Err(e) => break Err(e),
+            }
         }
         let wake = [debouncer.deadline(), retry_at].into_iter().flatten().min();
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Ok(()),
             Some(()) = fs_rx.recv() => debouncer.event(Instant::now()),
             Some(()) = remote_rx.recv() => pending = true,
             _ = rescan.tick() => pending = true,
@@ -157,13 +158,13 @@ pub async fn run(
                 }
             }
         }
-    }
+    };
     drop(watcher);
     remote.abort();
     control.abort();
     let _ = std::fs::remove_file(&options.socket);
     tracing::info!("daemon stopped");
-    Ok(())
+    outcome
 }
 
 async fn sleep_until(at: Option<Instant>) {
