@@ -423,7 +423,7 @@ struct Status {
 
 async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let (config, backend, mut engine) = open_engine(config_path)?;
-    let daemon = match request(&socket_path(&config), &Request::Status).await {
+    let daemon = match request(&config.socket_path(), &Request::Status).await {
         Ok(Some(Response::Status(status))) => Some(*status),
         _ => None,
     };
@@ -472,8 +472,9 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 }
                 if let Some(transfer) = &daemon.transfer {
                     println!(
-                        "daemon:  {} {} of {}",
+                        "daemon:  {} {} files, {} of {}",
                         transfer.phase,
+                        transfer.files,
                         indicatif::HumanBytes(transfer.done_bytes),
                         indicatif::HumanBytes(transfer.total_bytes)
                     );
@@ -540,16 +541,10 @@ async fn ls(config_path: &Path, remote: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The daemon's control socket for a config: next to its local journal,
-/// so every device on a machine has its own.
-fn socket_path(config: &Config) -> PathBuf {
-    config.journal.with_extension("sock")
-}
-
 async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
     let (config, backend, engine) = open_following(config_path).await?;
-    let socket = socket_path(&config);
+    let socket = config.socket_path();
     eprintln!(
         "pouch daemon: syncing {} with {} (control socket {})",
         config.root.display(),
@@ -585,7 +580,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 async fn control(config_path: &Path, what: Request) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    match request(&socket_path(&config), &what).await? {
+    match request(&config.socket_path(), &what).await? {
         Some(Response::Ok(state)) => {
             println!("{state}");
             Ok(ExitCode::SUCCESS)
@@ -677,7 +672,7 @@ async fn restore(config_path: &Path, path: &str, pick: Pick) -> anyhow::Result<E
     let revision = engine.restore(&path, pick).await?;
     println!("restored {path} from rev {}", revision.seq);
     // A running daemon sees the file appear and syncs it; otherwise sync now.
-    match request(&socket_path(&config), &Request::Status).await {
+    match request(&config.socket_path(), &Request::Status).await {
         Ok(Some(_)) => {}
         _ => {
             let report = engine

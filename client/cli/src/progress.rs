@@ -18,7 +18,7 @@ pub fn for_stderr() -> Box<dyn Progress> {
 struct Bar(Mutex<Option<ProgressBar>>);
 
 impl Progress for Bar {
-    fn phase(&self, name: &'static str, total_bytes: u64) {
+    fn phase(&self, name: &'static str, _items: u64, total_bytes: u64) {
         let bar = ProgressBar::new(total_bytes).with_message(name);
         bar.set_style(
             ProgressStyle::with_template(
@@ -59,13 +59,13 @@ struct LineState {
 struct Lines(Mutex<LineState>);
 
 impl Progress for Lines {
-    fn phase(&self, name: &'static str, total_bytes: u64) {
+    fn phase(&self, name: &'static str, items: u64, total_bytes: u64) {
         *self.0.lock().expect("progress lock") = LineState {
             name,
             total: total_bytes,
             ..LineState::default()
         };
-        eprintln!("{name} {}", indicatif::HumanBytes(total_bytes));
+        eprintln!("{name} {items} ({})", indicatif::HumanBytes(total_bytes));
     }
 
     fn advance(&self, bytes: u64) {

@@ -137,6 +137,17 @@ impl Config {
         Ok(config)
     }
 
+    /// The daemon's control socket: next to the local journal, so every
+    /// device on a machine has its own.
+    pub fn socket_path(&self) -> PathBuf {
+        self.journal.with_extension("sock")
+    }
+
+    /// Where a daemon started by the tray writes its log.
+    pub fn daemon_log_path(&self) -> PathBuf {
+        self.journal.with_extension("log")
+    }
+
     /// Writes the config to `path` atomically, readable by its owner only
     /// (a config may come to hold credentials).
     pub fn save(&self, path: &Path) -> Result<()> {

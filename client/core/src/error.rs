@@ -128,6 +128,15 @@ impl Error {
         move |source| Error::Io { path, source }
     }
 
+    /// Whether this is the store being out of reach (no network, the
+    /// server down) rather than something wrong.
+    pub fn is_offline(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend(pouch_backend::Error::Unavailable { .. })
+        )
+    }
+
     /// Whether running the same sync again later may succeed unchanged.
     pub fn is_retryable(&self) -> bool {
         match self {

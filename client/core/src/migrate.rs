@@ -139,6 +139,7 @@ pub async fn copy(
     report.blocks_referenced = blocks.len() as u64;
     progress.phase(
         "copying",
+        blocks.len() as u64,
         blocks.iter().map(|(_, len)| u64::from(*len)).sum(),
     );
     // Blocks before the journal: an entry on the target must never name a
@@ -238,6 +239,7 @@ pub async fn verify(
     }
     progress.phase(
         "verifying",
+        blocks.len() as u64,
         blocks.iter().map(|(_, len)| u64::from(*len)).sum(),
     );
     for (id, len) in blocks {

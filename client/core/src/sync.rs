@@ -63,8 +63,9 @@ impl Clock for SystemClock {
 
 /// Where a sync reports its progress (a progress bar, log lines).
 pub trait Progress: Send + Sync {
-    /// A phase starts that will move about `total_bytes`.
-    fn phase(&self, name: &'static str, total_bytes: u64);
+    /// A phase starts that will move about `total_bytes` in `items` files
+    /// (or blocks, for a migration).
+    fn phase(&self, name: &'static str, items: u64, total_bytes: u64);
     /// `bytes` more were moved.
     fn advance(&self, bytes: u64);
 }
@@ -74,7 +75,7 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 
 impl Progress for NoProgress {
-    fn phase(&self, _: &'static str, _: u64) {}
+    fn phase(&self, _: &'static str, _: u64, _: u64) {}
     fn advance(&self, _: u64) {}
 }
 
@@ -396,15 +397,15 @@ impl Engine {
         report: &mut SyncReport,
     ) -> Result<()> {
         let ops: Vec<Op> = ops.collect();
-        let total = ops
+        let (files, total) = ops
             .iter()
-            .map(|op| match op {
-                Op::Download { node, .. } | Op::Conflict { node, .. } => node.size(),
-                _ => 0,
+            .filter_map(|op| match op {
+                Op::Download { node, .. } | Op::Conflict { node, .. } => Some(node.size()),
+                _ => None,
             })
-            .sum();
+            .fold((0, 0), |(files, bytes), size| (files + 1, bytes + size));
         if total > 0 {
-            self.progress.phase("downloading", total);
+            self.progress.phase("downloading", files, total);
         }
         // Folders a conflict moved aside, with everything the plan said
         // about their insides: those operations are stale, and the next
@@ -692,14 +693,14 @@ impl Engine {
                 total: synced,
             });
         }
-        let total = ops
+        let (files, total) = ops
             .iter()
-            .map(|op| match op {
-                Op::Upload { node, .. } => node.size(),
-                _ => 0,
+            .filter_map(|op| match op {
+                Op::Upload { node, .. } => Some(node.size()),
+                _ => None,
             })
-            .sum();
-        self.progress.phase("uploading", total);
+            .fold((0, 0), |(files, bytes), size| (files + 1, bytes + size));
+        self.progress.phase("uploading", files, total);
         // Blocks named in the journal are stored (blocks go before commits),
         // so the store is asked only about the others.
         let mut outbox = Outbox::default();

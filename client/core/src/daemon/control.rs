@@ -30,6 +30,8 @@ impl Shared {
                 syncs: 0,
                 last_sync: None,
                 last_error: None,
+                offline: false,
+                backend: String::new(),
                 last_report: None,
                 watch_problem: None,
                 transfer: None,

@@ -75,6 +75,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let shared = Arc::new(Shared::new());
+    shared.status.lock().expect("status lock").backend = backend.describe();
     let control = control::listen(&options.socket, shared.clone())?;
     engine.set_progress(Arc::new(StatusProgress(shared.clone())));
 
@@ -181,9 +182,10 @@ const RECENT: usize = 20;
 struct StatusProgress(Arc<Shared>);
 
 impl crate::sync::Progress for StatusProgress {
-    fn phase(&self, name: &'static str, total_bytes: u64) {
+    fn phase(&self, name: &'static str, items: u64, total_bytes: u64) {
         self.0.status.lock().expect("status lock").transfer = Some(protocol::Transfer {
             phase: name.to_owned(),
+            files: items,
             done_bytes: 0,
             total_bytes,
         });
@@ -213,6 +215,7 @@ async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
             status.syncs += 1;
             status.last_sync = Some(now);
             status.last_error = None;
+            status.offline = false;
             status.transfer = None;
             let mut recent: Vec<_> = report.changed.iter().rev().take(RECENT).cloned().collect();
             recent.append(&mut status.recent);
@@ -228,6 +231,7 @@ async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
             status.state = State::Error;
             status.transfer = None;
             status.last_error = Some(e.to_string());
+            status.offline = e.is_offline();
             drop(status);
             shared.emit(Event::Failed {
                 message: e.to_string(),
@@ -326,17 +330,18 @@ mod tests {
     fn engine_progress_becomes_the_status_transfer() {
         let shared = Arc::new(Shared::new());
         let progress = StatusProgress(shared.clone());
-        progress.phase("uploading", 1000);
+        progress.phase("uploading", 3, 1000);
         progress.advance(300);
         progress.advance(200);
         let transfer = shared.status.lock().unwrap().transfer.clone().unwrap();
         assert_eq!(
             (
                 transfer.phase.as_str(),
+                transfer.files,
                 transfer.done_bytes,
                 transfer.total_bytes
             ),
-            ("uploading", 500, 1000)
+            ("uploading", 3, 500, 1000)
         );
     }
 }

@@ -77,6 +77,13 @@ pub struct DaemonStatus {
     pub last_sync: Option<i64>,
     /// The last error, if the last sync failed.
     pub last_error: Option<String>,
+    /// The store it syncs with, as `pouch status` names it.
+    #[serde(default)]
+    pub backend: String,
+    /// Whether the last sync failed because the store could not be
+    /// reached (the tray shows "offline" rather than an error).
+    #[serde(default)]
+    pub offline: bool,
     /// What the last sync did.
     pub last_report: Option<SyncReport>,
     /// Why changes are not being watched live, when they are not (the
@@ -96,6 +103,9 @@ pub struct DaemonStatus {
 pub struct Transfer {
     /// `uploading` or `downloading`.
     pub phase: String,
+    /// Files this phase moves.
+    #[serde(default)]
+    pub files: u64,
     /// Bytes moved so far.
     pub done_bytes: u64,
     /// Bytes this phase will move.

@@ -1,0 +1,126 @@
+//! The tray's menu: built once, its labels updated in place from a
+//! [`View`], so the ids panels hold stay valid.
+
+use tray_icon::menu::{Menu, MenuId, MenuItem, PredefinedMenuItem, Submenu};
+
+use crate::view::{PAUSE, RecentItem, View};
+
+/// What a click asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clicked {
+    /// Open the synced folder.
+    OpenFolder,
+    /// Open a recent file (its path inside the folder).
+    Recent(String),
+    /// Pause or resume, whichever the item says.
+    Pause,
+    /// Open the daemon's log.
+    OpenLog,
+    /// Quit the tray.
+    Quit,
+}
+
+/// The menu and the items it updates.
+pub struct TrayMenu {
+    menu: Menu,
+    status: MenuItem,
+    open_folder: MenuItem,
+    recent: Submenu,
+    recent_items: Vec<(MenuItem, String)>,
+    pause: MenuItem,
+    backend: MenuItem,
+    open_log: MenuItem,
+    quit: MenuItem,
+}
+
+impl TrayMenu {
+    /// Builds the menu.
+    pub fn new() -> anyhow::Result<Self> {
+        let menu = Menu::new();
+        let this = Self {
+            status: MenuItem::new("", false, None),
+            open_folder: MenuItem::new("Open Pouch folder", true, None),
+            recent: Submenu::new("Recent files", false),
+            recent_items: Vec::new(),
+            pause: MenuItem::new(PAUSE, false, None),
+            backend: MenuItem::new("", false, None),
+            open_log: MenuItem::new("Open log", true, None),
+            quit: MenuItem::new("Quit Pouch tray", true, None),
+            menu,
+        };
+        this.menu.append_items(&[
+            &this.status,
+            &PredefinedMenuItem::separator(),
+            &this.open_folder,
+            &this.recent,
+            &PredefinedMenuItem::separator(),
+            &this.pause,
+            &this.backend,
+            &this.open_log,
+            &PredefinedMenuItem::separator(),
+            &this.quit,
+        ])?;
+        Ok(this)
+    }
+
+    /// The menu, for the tray icon.
+    pub fn menu(&self) -> &Menu {
+        &self.menu
+    }
+
+    /// Shows `view`.
+    pub fn show(&mut self, view: &View) -> anyhow::Result<()> {
+        self.status.set_text(&view.status_line);
+        match view.pause_label {
+            Some(label) => {
+                self.pause.set_text(label);
+                self.pause.set_enabled(true);
+            }
+            None => {
+                self.pause.set_text(PAUSE);
+                self.pause.set_enabled(false);
+            }
+        }
+        self.backend.set_text(&view.backend_line);
+        self.show_recent(&view.recent)
+    }
+
+    fn show_recent(&mut self, recent: &[RecentItem]) -> anyhow::Result<()> {
+        let unchanged = recent.len() == self.recent_items.len()
+            && recent
+                .iter()
+                .zip(&self.recent_items)
+                .all(|(want, (item, path))| *path == want.path && item.text() == want.label);
+        if unchanged {
+            return Ok(());
+        }
+        for (item, _) in self.recent_items.drain(..) {
+            self.recent.remove(&item)?;
+        }
+        for want in recent {
+            let item = MenuItem::new(&want.label, true, None);
+            self.recent.append(&item)?;
+            self.recent_items.push((item, want.path.clone()));
+        }
+        self.recent.set_enabled(!recent.is_empty());
+        Ok(())
+    }
+
+    /// What a click on item `id` asks for.
+    pub fn clicked(&self, id: &MenuId) -> Option<Clicked> {
+        if id == self.open_folder.id() {
+            Some(Clicked::OpenFolder)
+        } else if id == self.pause.id() {
+            Some(Clicked::Pause)
+        } else if id == self.open_log.id() {
+            Some(Clicked::OpenLog)
+        } else if id == self.quit.id() {
+            Some(Clicked::Quit)
+        } else {
+            self.recent_items
+                .iter()
+                .find(|(item, _)| item.id() == id)
+                .map(|(_, path)| Clicked::Recent(path.clone()))
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! What the tray shows for a daemon state: the icon, the tooltip and the
+//! menu's labels. Pure, so every state is unit-tested without a desktop.
+
+use pouch_core::daemon::protocol::{DaemonStatus, State};
+use pouch_core::sync::Action;
+
+/// How many recent files the menu lists.
+pub const RECENT_SHOWN: usize = 5;
+
+/// The icon's picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// Everything synced.
+    UpToDate,
+    /// Moving changes.
+    Syncing,
+    /// Paused by the user.
+    Paused,
+    /// No daemon, or the store is out of reach.
+    Offline,
+    /// The last sync failed.
+    Error,
+}
+
+/// What the daemon link knows.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// No answer yet.
+    Connecting,
+    /// No daemon answers on the socket; `starting` when the tray has
+    /// started one and waits for it.
+    NoDaemon {
+        /// The tray started a daemon that has not answered yet.
+        starting: bool,
+        /// Why the daemon the tray started stopped, if it did.
+        failed: Option<String>,
+    },
+    /// The daemon's latest status.
+    Daemon(Box<DaemonStatus>),
+}
+
+/// One recent file in the menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentItem {
+    /// The label: the name, what happened, the folder it is in.
+    pub label: String,
+    /// The path inside the synced folder.
+    pub path: String,
+}
+
+/// Everything the tray shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The icon's picture.
+    pub look: Look,
+    /// The first menu line, also the tooltip.
+    pub status_line: String,
+    /// The pause item's label, `None` when there is no daemon to pause.
+    pub pause_label: Option<&'static str>,
+    /// Newest first, at most [`RECENT_SHOWN`] files still worth opening.
+    pub recent: Vec<RecentItem>,
+    /// The store line.
+    pub backend_line: String,
+}
+
+/// The pause item while syncing runs.
+pub const PAUSE: &str = "Pause syncing";
+/// The pause item while paused.
+pub const RESUME: &str = "Resume syncing";
+
+impl View {
+    /// The view of what the link saw.
+    pub fn of(seen: &Seen) -> View {
+        match seen {
+            Seen::Connecting => View::without_daemon(Look::Offline, "Connecting to Pouch…".into()),
+            Seen::NoDaemon { starting: true, .. } => {
+                View::without_daemon(Look::Offline, "Starting Pouch…".into())
+            }
+            Seen::NoDaemon {
+                failed: Some(why), ..
+            } => View::without_daemon(Look::Error, format!("Pouch could not start: {why}")),
+            Seen::NoDaemon { .. } => {
+                View::without_daemon(Look::Offline, "Pouch is not running".into())
+            }
+            Seen::Daemon(status) => View::of_status(status),
+        }
+    }
+
+    fn without_daemon(look: Look, status_line: String) -> View {
+        View {
+            look,
+            status_line,
+            pause_label: None,
+            recent: Vec::new(),
+            backend_line: "Store: unknown (Pouch is not running)".into(),
+        }
+    }
+
+    fn of_status(status: &DaemonStatus) -> View {
+        let (look, status_line) = match status.state {
+            _ if status.paused => (Look::Paused, "Paused".to_owned()),
+            State::Syncing => (Look::Syncing, syncing_line(status)),
+            State::Error if status.offline => (
+                Look::Offline,
+                "Offline: the store cannot be reached; retrying".to_owned(),
+            ),
+            State::Error => (
+                Look::Error,
+                format!(
+                    "Error: {}",
+                    status
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("the last sync failed")
+                ),
+            ),
+            State::Idle | State::Paused => (Look::UpToDate, "Up to date".to_owned()),
+        };
+        let recent = status
+            .recent
+            .iter()
+            .filter(|changed| {
+                matches!(
+                    changed.action,
+                    Action::Uploaded | Action::Downloaded | Action::Renamed | Action::Conflict
+                )
+            })
+            .take(RECENT_SHOWN)
+            .map(|changed| RecentItem {
+                label: recent_label(&changed.path, changed.action),
+                path: changed.path.clone(),
+            })
+            .collect();
+        View {
+            look,
+            status_line,
+            pause_label: Some(if status.paused { RESUME } else { PAUSE }),
+            recent,
+            backend_line: format!("Store: {}", status.backend),
+        }
+    }
+}
+
+fn syncing_line(status: &DaemonStatus) -> String {
+    let Some(transfer) = status.transfer.as_ref().filter(|t| t.files > 0) else {
+        return "Syncing…".to_owned();
+    };
+    let verb = match transfer.phase.as_str() {
+        "uploading" => "Uploading",
+        "downloading" => "Downloading",
+        _ => "Syncing",
+    };
+    let files = match transfer.files {
+        1 => "1 file".to_owned(),
+        n => format!("{n} files"),
+    };
+    match (transfer.done_bytes * 100).checked_div(transfer.total_bytes) {
+        Some(percent) => format!("{verb} {files} ({}%)", percent.min(100)),
+        None => format!("{verb} {files}"),
+    }
+}
+
+fn recent_label(path: &str, action: Action) -> String {
+    let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let what = match action {
+        Action::Uploaded => "sent",
+        Action::Downloaded => "received",
+        Action::Renamed => "moved",
+        Action::Conflict => "conflicted copy kept",
+        Action::DeletedRemotely | Action::DeletedHere => "deleted",
+    };
+    if folder.is_empty() {
+        format!("{name} ({what})")
+    } else {
+        format!("{name} ({what}, in {folder})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pouch_core::daemon::protocol::Transfer;
+    use pouch_core::sync::Changed;
+
+    use super::*;
+
+    fn status(state: State) -> DaemonStatus {
+        DaemonStatus {
+            state,
+            paused: false,
+            syncs: 3,
+            last_sync: None,
+            last_error: None,
+            backend: "pouch-store at http://127.0.0.1:7000".into(),
+            offline: false,
+            last_report: None,
+            watch_problem: None,
+            transfer: None,
+            recent: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_state_has_its_look_and_line() {
+        let idle = View::of(&Seen::Daemon(Box::new(status(State::Idle))));
+        assert_eq!(
+            (idle.look, idle.status_line.as_str(), idle.pause_label),
+            (Look::UpToDate, "Up to date", Some(PAUSE))
+        );
+        assert_eq!(
+            idle.backend_line,
+            "Store: pouch-store at http://127.0.0.1:7000"
+        );
+
+        let mut paused = status(State::Paused);
+        paused.paused = true;
+        let paused = View::of(&Seen::Daemon(Box::new(paused)));
+        assert_eq!(
+            (paused.look, paused.status_line.as_str(), paused.pause_label),
+            (Look::Paused, "Paused", Some(RESUME))
+        );
+
+        let mut failed = status(State::Error);
+        failed.last_error = Some("disk full".into());
+        let view = View::of(&Seen::Daemon(Box::new(failed.clone())));
+        assert_eq!(
+            (view.look, view.status_line.as_str()),
+            (Look::Error, "Error: disk full")
+        );
+        failed.offline = true;
+        assert_eq!(
+            View::of(&Seen::Daemon(Box::new(failed))).look,
+            Look::Offline
+        );
+
+        let gone = View::of(&Seen::NoDaemon {
+            starting: false,
+            failed: None,
+        });
+        assert_eq!((gone.look, gone.pause_label), (Look::Offline, None));
+        let broken = View::of(&Seen::NoDaemon {
+            starting: false,
+            failed: Some("exit status: 1".into()),
+        });
+        assert_eq!(broken.look, Look::Error);
+    }
+
+    #[test]
+    fn syncing_shows_files_and_progress() {
+        let mut syncing = status(State::Syncing);
+        assert_eq!(
+            View::of(&Seen::Daemon(Box::new(syncing.clone()))).status_line,
+            "Syncing…"
+        );
+        syncing.transfer = Some(Transfer {
+            phase: "uploading".into(),
+            files: 3,
+            done_bytes: 450,
+            total_bytes: 1000,
+        });
+        let view = View::of(&Seen::Daemon(Box::new(syncing.clone())));
+        assert_eq!(
+            (view.look, view.status_line.as_str()),
+            (Look::Syncing, "Uploading 3 files (45%)")
+        );
+        syncing.transfer = Some(Transfer {
+            phase: "downloading".into(),
+            files: 1,
+            done_bytes: 0,
+            total_bytes: 0,
+        });
+        assert_eq!(
+            View::of(&Seen::Daemon(Box::new(syncing))).status_line,
+            "Downloading 1 file"
+        );
+    }
+
+    #[test]
+    fn recent_lists_five_openable_files() {
+        let mut with_recent = status(State::Idle);
+        with_recent.recent = (0..8)
+            .map(|i| Changed {
+                path: if i == 0 {
+                    "top.txt".into()
+                } else {
+                    format!("docs/f{i}.txt")
+                },
+                action: if i == 1 {
+                    Action::DeletedHere
+                } else {
+                    Action::Downloaded
+                },
+            })
+            .collect();
+        let view = View::of(&Seen::Daemon(Box::new(with_recent)));
+        let labels: Vec<_> = view.recent.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "top.txt (received)",
+                "f2.txt (received, in docs)",
+                "f3.txt (received, in docs)",
+                "f4.txt (received, in docs)",
+                "f5.txt (received, in docs)",
+            ]
+        );
+        assert_eq!(view.recent[1].path, "docs/f2.txt");
+    }
+}

@@ -1,0 +1,742 @@
+//! The tray in a real desktop: Xvfb, a private D-Bus session bus
+//! (`dbus-run-session`), and xfce4-panel hosting StatusNotifierItems. The
+//! test reads the tray's menu the way the panel does (dbusmenu over D-Bus),
+//! clicks it the same way, and checks the daemon behind it really changed.
+//! It also leaves a screenshot of the icon and its open menu in the panel.
+//!
+//! Needs Xvfb, dbus-run-session, xfce4-panel, xdotool and ImageMagick's
+//! `import` (the README's test command installs them).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zbus::blocking::Connection;
+use zbus::zvariant::{OwnedValue, Value};
+
+const WATCHER: &str = "org.kde.StatusNotifierWatcher";
+
+#[test]
+fn tray_shows_the_daemon_and_its_menu_drives_it() {
+    for tool in [
+        "Xvfb",
+        "dbus-run-session",
+        "xfce4-panel",
+        "xdotool",
+        "import",
+    ] {
+        assert!(
+            which(tool),
+            "{tool} is missing: run ./scripts/test (it installs xvfb, dbus, xfce4-panel, xdotool and imagemagick)"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let desktop = Desktop::start(dir.path());
+    let bus = zbus::blocking::connection::Builder::address(desktop.bus_address.as_str())
+        .unwrap()
+        .build()
+        .unwrap();
+    wait_for(
+        "the panel's StatusNotifierWatcher",
+        Duration::from_secs(60),
+        || name_has_owner(&bus, WATCHER).then_some(()),
+    );
+    let notifications = NotificationServer::start(&desktop.bus_address);
+
+    // A device on the embedded store, with no daemon running: the tray
+    // must start one.
+    let pouch = sibling_binary("pouch");
+    let device = Device::init(&pouch, dir.path(), "a");
+    std::fs::write(device.root.join("hello.txt"), b"hello").unwrap();
+    let mut tray = Command::new(env!("CARGO_BIN_EXE_pouch-tray"))
+        .arg("--config")
+        .arg(&device.config)
+        .arg("--pouch")
+        .arg(&pouch)
+        .envs(desktop.env())
+        .env("POUCH_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tray_log = drain(tray.stderr.take().unwrap());
+    let _stop_daemons = KillOnDrop(device.config.clone());
+
+    // It registers with the panel's watcher, and its menu says what the
+    // daemon it started says.
+    let item = wait_for("the tray to register", Duration::from_secs(30), || {
+        registered_items(&bus).into_iter().next()
+    });
+    let item = Item::new(&bus, &item);
+    let menu = wait_for(
+        "the menu to say up to date",
+        Duration::from_secs(60),
+        || {
+            let menu = item.menu();
+            (menu.status() == "Up to date").then_some(menu)
+        },
+    );
+    assert!(
+        menu.label_starting("Store: embedded store at").is_some(),
+        "{menu:?}"
+    );
+    assert!(menu.enabled("Pause syncing"), "{menu:?}");
+    assert!(menu.enabled("Open Pouch folder"), "{menu:?}");
+    assert_eq!(item.tooltip(), "Up to date");
+    assert_eq!(
+        device.status()["backend"].as_str().unwrap_or_default(),
+        menu.label_starting("Store: ")
+            .unwrap()
+            .trim_start_matches("Store: "),
+    );
+    wait_for("hello.txt in recent files", Duration::from_secs(30), || {
+        item.menu().label_starting("hello.txt (sent)")
+    });
+    let up_to_date_icon = item.icon();
+
+    // Syncing shows while a large file uploads, then up to date again.
+    write_random(&device.root.join("big.bin"), 400 << 20);
+    let mut seen: Vec<String> = Vec::new();
+    wait_for("syncing, then up to date", Duration::from_secs(300), || {
+        let status = item.menu().status();
+        if seen.last() != Some(&status) {
+            seen.push(status);
+        }
+        let synced = seen
+            .iter()
+            .position(|s| s.starts_with("Uploading") || s.starts_with("Syncing"));
+        synced.and_then(|at| seen[at..].iter().any(|s| s == "Up to date").then_some(()))
+    });
+    let syncing_icon_differs = seen.iter().any(|s| s.starts_with("Uploading"));
+    assert!(syncing_icon_differs, "no progress line among {seen:?}");
+
+    // Clicking "Pause syncing" over dbusmenu pauses the daemon itself.
+    take_screenshot(&desktop, dir.path());
+    item.click(&item.menu(), "Pause syncing");
+    wait_for("the daemon to pause", Duration::from_secs(20), || {
+        (device.status()["paused"] == true).then_some(())
+    });
+    let menu = wait_for("the menu to say paused", Duration::from_secs(20), || {
+        let menu = item.menu();
+        (menu.status() == "Paused" && menu.enabled("Resume syncing")).then_some(menu)
+    });
+    assert!(menu.label_starting("Pause syncing").is_none(), "{menu:?}");
+    assert_eq!(item.tooltip(), "Paused");
+    assert_ne!(
+        item.icon(),
+        up_to_date_icon,
+        "the paused icon is the up-to-date one"
+    );
+
+    // While paused, the same file changes here and on another device; on
+    // resume the daemon keeps both, and the tray tells the user.
+    let other = Device::init(&pouch, dir.path(), "b");
+    other.run(&["sync"]);
+    std::fs::write(other.root.join("hello.txt"), b"changed on b").unwrap();
+    other.run(&["sync"]);
+    std::fs::write(device.root.join("hello.txt"), b"changed on a").unwrap();
+    item.click(&item.menu(), "Resume syncing");
+    let (summary, body) = wait_for("a conflict notification", Duration::from_secs(60), || {
+        notifications.0.lock().unwrap().first().cloned()
+    });
+    assert_eq!(summary, "Pouch kept a conflicted copy");
+    assert!(body.contains("hello"), "{body}");
+    wait_for(
+        "up to date after the conflict",
+        Duration::from_secs(60),
+        || (item.menu().status() == "Up to date").then_some(()),
+    );
+
+    // The daemon dies: the tray says so and starts another.
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f"])
+        .arg(format!("{} daemon", device.config.display()))
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no daemon to kill");
+    wait_for("the tray to notice", Duration::from_secs(20), || {
+        let status = item.menu().status();
+        (status.contains("not running") || status.contains("Starting")).then_some(())
+    });
+    wait_for("a new daemon, up to date", Duration::from_secs(60), || {
+        (item.menu().status() == "Up to date" && device.status()["syncs"].as_u64() >= Some(1))
+            .then_some(())
+    });
+
+    // Quit from the menu: the tray ends cleanly.
+    // The tray may be gone before it answers the click.
+    let _ = item.try_click(&item.menu(), "Quit Pouch tray");
+    let ended = wait_for("the tray to quit", Duration::from_secs(20), || {
+        tray.try_wait().unwrap()
+    });
+    assert!(
+        ended.success(),
+        "tray: {ended}\n{}",
+        tray_log.lock().unwrap()
+    );
+}
+
+/// Xvfb, a session bus and a panel on it, stopped on drop.
+struct Desktop {
+    xvfb: Child,
+    session: Child,
+    display: String,
+    bus_address: String,
+    config_home: PathBuf,
+}
+
+impl Desktop {
+    fn start(dir: &Path) -> Self {
+        let mut xvfb = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "800x480x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(xvfb.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let display = format!(":{}", line.trim());
+        assert!(display.len() > 1, "Xvfb chose no display");
+
+        let config_home = dir.join("xdg-config");
+        let panel_config = config_home.join("xfce4/xfconf/xfce-perchannel-xml");
+        std::fs::create_dir_all(&panel_config).unwrap();
+        std::fs::write(panel_config.join("xfce4-panel.xml"), PANEL_CONFIG).unwrap();
+        // The panel runs inside dbus-run-session, whose bus (and the xfconf
+        // daemon it activates, with this environment) ends with it.
+        let mut session = Command::new("dbus-run-session")
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "echo \"$DBUS_SESSION_BUS_ADDRESS\"; exec xfce4-panel --disable-wm-check",
+            ])
+            .env("DISPLAY", &display)
+            .env("XDG_CONFIG_HOME", &config_home)
+            .env("XDG_CACHE_HOME", dir.join("xdg-cache"))
+            .env_remove("SESSION_MANAGER")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut address = String::new();
+        BufReader::new(session.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+        let bus_address = address.trim().to_owned();
+        assert!(
+            bus_address.starts_with("unix:"),
+            "no bus address: {address:?}"
+        );
+        Self {
+            xvfb,
+            session,
+            display,
+            bus_address,
+            config_home,
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DISPLAY", self.display.clone()),
+            ("DBUS_SESSION_BUS_ADDRESS", self.bus_address.clone()),
+            ("XDG_CONFIG_HOME", self.config_home.display().to_string()),
+        ]
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        // The whole group: dbus-run-session, the panel and its plugins.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.session.id())])
+            .status();
+        let _ = self.session.wait();
+        let _ = self.xvfb.kill();
+        let _ = self.xvfb.wait();
+    }
+}
+
+/// One panel at the top with the tray area first (so the test knows where
+/// the icon is), a separator that takes the free space, and a clock.
+const PANEL_CONFIG: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<channel name="xfce4-panel" version="1.0">
+  <property name="configver" type="int" value="2"/>
+  <property name="panels" type="array">
+    <value type="int" value="1"/>
+    <property name="panel-1" type="empty">
+      <property name="position" type="string" value="p=6;x=0;y=0"/>
+      <property name="length" type="uint" value="100"/>
+      <property name="position-locked" type="bool" value="true"/>
+      <property name="size" type="uint" value="32"/>
+      <property name="plugin-ids" type="array">
+        <value type="int" value="1"/>
+        <value type="int" value="2"/>
+        <value type="int" value="3"/>
+      </property>
+    </property>
+  </property>
+  <property name="plugins" type="empty">
+    <property name="plugin-1" type="string" value="systray">
+      <property name="square-icons" type="bool" value="true"/>
+    </property>
+    <property name="plugin-2" type="string" value="separator">
+      <property name="expand" type="bool" value="true"/>
+      <property name="style" type="uint" value="0"/>
+    </property>
+    <property name="plugin-3" type="string" value="clock"/>
+  </property>
+</channel>
+"#;
+
+/// A device: a folder, a config and the embedded store all devices of the
+/// test share.
+struct Device {
+    pouch: PathBuf,
+    config: PathBuf,
+    root: PathBuf,
+}
+
+impl Device {
+    fn init(pouch: &Path, dir: &Path, name: &str) -> Self {
+        let device = Self {
+            pouch: pouch.to_owned(),
+            config: dir.join(format!("{name}.toml")),
+            root: dir.join(name),
+        };
+        std::fs::create_dir_all(&device.root).unwrap();
+        device.run(&[
+            "init",
+            "--root",
+            device.root.to_str().unwrap(),
+            "--store",
+            dir.join("store").to_str().unwrap(),
+            "--device",
+            name,
+        ]);
+        device
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.pouch)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pouch {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The daemon's status as `pouch status --json` reads it.
+    fn status(&self) -> serde_json::Value {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.run(&["status", "--json"])).unwrap();
+        status["daemon"].clone()
+    }
+}
+
+/// Kills every daemon of a config when the test ends, however it ends.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-f"])
+            .arg(format!("{} daemon", self.0.display()))
+            .status();
+    }
+}
+
+/// The tray's item on the bus, as the panel sees it.
+struct Item<'a> {
+    bus: &'a Connection,
+    service: String,
+    path: String,
+    menu_path: String,
+}
+
+impl<'a> Item<'a> {
+    /// `registered` is the watcher's "service/path" form.
+    fn new(bus: &'a Connection, registered: &str) -> Self {
+        let (service, path) = match registered.find('/') {
+            Some(at) => (registered[..at].to_owned(), registered[at..].to_owned()),
+            None => (registered.to_owned(), "/StatusNotifierItem".to_owned()),
+        };
+        let mut item = Self {
+            bus,
+            service,
+            path,
+            menu_path: String::new(),
+        };
+        let menu = item.property("Menu");
+        item.menu_path = match &*menu {
+            Value::ObjectPath(path) => path.to_string(),
+            other => panic!("Menu is {other:?}"),
+        };
+        item
+    }
+
+    fn property(&self, name: &str) -> OwnedValue {
+        self.bus
+            .call_method(
+                Some(self.service.as_str()),
+                self.path.as_str(),
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("org.kde.StatusNotifierItem", name),
+            )
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap()
+    }
+
+    fn tooltip(&self) -> String {
+        // (icon name, pixmaps, title, description)
+        let tooltip = self.property("ToolTip");
+        let Value::Structure(fields) = &*tooltip else {
+            panic!("ToolTip is {tooltip:?}")
+        };
+        match fields.fields() {
+            [_, _, _, Value::Str(description)] => description.to_string(),
+            other => panic!("ToolTip fields {other:?}"),
+        }
+    }
+
+    /// The icon's pixels, to tell pictures apart.
+    fn icon(&self) -> String {
+        format!("{:?}", *self.property("IconPixmap"))
+    }
+
+    fn menu(&self) -> Menu {
+        let reply = self
+            .bus
+            .call_method(
+                Some(self.service.as_str()),
+                self.menu_path.as_str(),
+                Some("com.canonical.dbusmenu"),
+                "GetLayout",
+                &(0i32, -1i32, Vec::<String>::new()),
+            )
+            .unwrap();
+        let (_revision, layout): (u32, Layout) = reply.body().deserialize().unwrap();
+        let mut items = Vec::new();
+        layout.flatten(&mut items);
+        Menu(items)
+    }
+
+    fn click(&self, menu: &Menu, label: &str) {
+        self.try_click(menu, label).unwrap();
+    }
+
+    fn try_click(&self, menu: &Menu, label: &str) -> zbus::Result<()> {
+        let id = menu
+            .0
+            .iter()
+            .find(|entry| entry.label == label)
+            .unwrap_or_else(|| panic!("no {label:?} in {menu:?}"))
+            .id;
+        self.bus
+            .call_method(
+                Some(self.service.as_str()),
+                self.menu_path.as_str(),
+                Some("com.canonical.dbusmenu"),
+                "Event",
+                &(id, "clicked", Value::I32(0), 0u32),
+            )
+            .map(drop)
+    }
+}
+
+/// A menu entry as dbusmenu lays it out.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: i32,
+    label: String,
+    enabled: bool,
+}
+
+/// Every entry of a menu, submenus flattened, in order.
+#[derive(Debug)]
+struct Menu(Vec<Entry>);
+
+impl Menu {
+    /// The first entry: the state line.
+    fn status(&self) -> String {
+        self.0.first().map(|e| e.label.clone()).unwrap_or_default()
+    }
+
+    fn label_starting(&self, prefix: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|e| e.label.starts_with(prefix))
+            .map(|e| e.label.clone())
+    }
+
+    fn enabled(&self, label: &str) -> bool {
+        self.0.iter().any(|e| e.label == label && e.enabled)
+    }
+}
+
+/// A dbusmenu layout node, `(ia{sv}av)`; the children are nodes too.
+#[derive(Debug, serde::Deserialize, zbus::zvariant::Type)]
+struct Layout {
+    id: i32,
+    props: HashMap<String, OwnedValue>,
+    children: Vec<OwnedValue>,
+}
+
+impl Layout {
+    /// Every labelled entry, depth first (the root, id 0, has no label).
+    fn flatten(&self, out: &mut Vec<Entry>) {
+        let text = |key: &str| {
+            self.props
+                .get(key)
+                .and_then(|v| String::try_from(v.try_clone().unwrap()).ok())
+        };
+        if let Some(label) = text("label") {
+            let enabled = self
+                .props
+                .get("enabled")
+                .and_then(|v| bool::try_from(v.try_clone().unwrap()).ok())
+                .unwrap_or(true);
+            out.push(Entry {
+                id: self.id,
+                // dbusmenu doubles underscores that are not mnemonics.
+                label: label.replace("__", "_"),
+                enabled,
+            });
+        }
+        for child in &self.children {
+            Layout::of(child).flatten(out);
+        }
+    }
+
+    fn of(value: &Value<'_>) -> Layout {
+        let value = match value {
+            Value::Value(inner) => inner,
+            other => other,
+        };
+        let Value::Structure(node) = value else {
+            panic!("a layout node is {value:?}")
+        };
+        let [Value::I32(id), Value::Dict(props), Value::Array(children)] = node.fields() else {
+            panic!("a layout node has fields {:?}", node.fields())
+        };
+        Layout {
+            id: *id,
+            props: props.try_clone().unwrap().try_into().unwrap(),
+            children: children
+                .iter()
+                .map(|c| OwnedValue::try_from(c.try_clone().unwrap()).unwrap())
+                .collect(),
+        }
+    }
+}
+
+fn registered_items(bus: &Connection) -> Vec<String> {
+    let items: OwnedValue = bus
+        .call_method(
+            Some(WATCHER),
+            "/StatusNotifierWatcher",
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &(WATCHER, "RegisteredStatusNotifierItems"),
+        )
+        .unwrap()
+        .body()
+        .deserialize()
+        .unwrap();
+    Vec::<String>::try_from(items).unwrap()
+}
+
+fn name_has_owner(bus: &Connection, name: &str) -> bool {
+    bus.call_method(
+        Some("org.freedesktop.DBus"),
+        "/org/freedesktop/DBus",
+        Some("org.freedesktop.DBus"),
+        "NameHasOwner",
+        &(name,),
+    )
+    .unwrap()
+    .body()
+    .deserialize()
+    .unwrap()
+}
+
+/// A notification server on the test's bus that records what it is asked
+/// to show.
+struct NotificationServer(
+    Arc<Mutex<Vec<(String, String)>>>,
+    #[allow(dead_code)] Connection,
+);
+
+struct Recorder(Arc<Mutex<Vec<(String, String)>>>);
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Recorder {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        _app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        _actions: Vec<String>,
+        _hints: HashMap<String, OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut shown = self.0.lock().unwrap();
+        shown.push((summary, body));
+        shown.len() as u32
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into()]
+    }
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        (
+            "recorder".into(),
+            "pouch tests".into(),
+            "1".into(),
+            "1.2".into(),
+        )
+    }
+
+    fn close_notification(&self, _id: u32) {}
+}
+
+impl NotificationServer {
+    fn start(address: &str) -> Self {
+        let shown = Arc::new(Mutex::new(Vec::new()));
+        let connection = zbus::blocking::connection::Builder::address(address)
+            .unwrap()
+            .name("org.freedesktop.Notifications")
+            .unwrap()
+            .serve_at("/org/freedesktop/Notifications", Recorder(shown.clone()))
+            .unwrap()
+            .build()
+            .unwrap();
+        Self(shown, connection)
+    }
+}
+
+/// Right-clicks the icon (first in the panel) so the panel opens the
+/// tray's menu, and saves the screen. Kept in the target folder;
+/// `docs/tray.png` is one of these.
+fn take_screenshot(desktop: &Desktop, dir: &Path) {
+    let xdotool = |args: &[&str]| {
+        let ok = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &desktop.display)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "xdotool {args:?}");
+    };
+    xdotool(&["mousemove", "16", "16", "click", "3"]);
+    // The panel asks for the layout when it opens the menu; give it a
+    // moment to draw, then point at "Recent files" to open the submenu.
+    std::thread::sleep(Duration::from_millis(1000));
+    xdotool(&["mousemove", "80", "99"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let shot = dir.join("tray.png");
+    let ok = Command::new("import")
+        .args(["-window", "root", "-crop", "800x240+0+0", "+repage"])
+        .arg(&shot)
+        .env("DISPLAY", &desktop.display)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "import failed");
+    let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tray.png");
+    std::fs::copy(&shot, &kept).unwrap();
+    eprintln!("screenshot: {}", kept.display());
+    // Close the menus again.
+    xdotool(&["key", "Escape"]);
+    xdotool(&["key", "Escape"]);
+}
+
+/// Writes `len` bytes that do not compress or deduplicate.
+fn write_random(path: &Path, len: usize) {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+/// A binary built beside this test's `pouch-tray`.
+fn sibling_binary(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_pouch-tray"))
+        .parent()
+        .unwrap()
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (`cargo build -p pouch`; the test command builds every binary)",
+        path.display()
+    );
+    path
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Collects a child's output in the background, for failure messages.
+fn drain(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+/// Polls `check` every 50 ms until it gives a value, or fails naming
+/// `what`.
+fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
