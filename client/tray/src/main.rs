@@ -40,6 +40,9 @@ struct Args {
     /// Never start a daemon (when systemd runs it).
     #[arg(long)]
     no_start_daemon: bool,
+    /// Write the man page into DIR/man/ and exit (for packaging).
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_assets: Option<PathBuf>,
 }
 
 /// What the main loop hears about.
@@ -69,6 +72,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(dir) = args.generate_assets {
+        return write_man_page(&dir);
+    }
     let config_path = match args.config {
         Some(path) => path,
         None => pouch_core::config::default_config_path()
@@ -148,6 +154,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(tray);
     Ok(())
+}
+
+/// `DIR/man/pouch-tray.1`, from the clap definition.
+fn write_man_page(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let man = dir.join("man");
+    std::fs::create_dir_all(&man).with_context(|| format!("cannot create {}", man.display()))?;
+    clap_mangen::generate_to(Args::command(), &man).context("writing the man page")
 }
 
 /// `pouch` beside this program (as installed, and in a build tree), else
