@@ -162,12 +162,35 @@ pub struct StoreArgs {
 /// `pouch migrate` actions.
 #[derive(Debug, Subcommand)]
 pub enum MigrateAction {
+    /// Start moving this folder to another store while it keeps syncing:
+    /// from now on this device writes every change to both stores and
+    /// checks a share of its reads against the new one; then copy
+    /// everything there (resumable: run it again). `switch` ends it.
+    Start {
+        /// The target store (`--to own --store DIR`, `--to own --url URL`,
+        /// `--to s3 --bucket B …`).
+        #[command(flatten)]
+        to: Box<StoreArgs>,
+        /// Share of block reads repeated against the target and compared.
+        #[arg(long, default_value_t = 0.05, value_name = "SHARE")]
+        shadow_reads: f64,
+        #[command(flatten)]
+        limits: CopyLimits,
+        /// Print the copy's outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a migration `start` began: back to one store (what was copied
+    /// stays there).
+    Cancel,
     /// Bring the target up to this folder's store; repeat to catch up.
     Copy {
         /// The target store (`--to own --store DIR`, `--to own --url URL`,
         /// `--to s3 --bucket B …`).
         #[command(flatten)]
         to: Box<StoreArgs>,
+        #[command(flatten)]
+        limits: CopyLimits,
         /// Print the outcome as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -193,6 +216,27 @@ pub enum MigrateAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How hard a copy may push.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CopyLimits {
+    /// Blocks fetched from the old store at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub parallel: usize,
+    /// Most megabytes (MiB) sent to the new store per second.
+    #[arg(long, value_name = "MIB")]
+    pub max_rate: Option<f64>,
+}
+
+impl CopyLimits {
+    /// As the engine takes them.
+    pub fn options(&self) -> pouch_core::migrate::CopyOptions {
+        pouch_core::migrate::CopyOptions {
+            parallel: self.parallel.max(1),
+            max_bytes_per_sec: self.max_rate.map(|mib| (mib * 1024.0 * 1024.0) as u64),
+        }
+    }
 }
 
 /// `pouch exclude` actions.

@@ -12,7 +12,9 @@ use pouch_backend_s3::{S3Backend, S3Config};
 use pouch_core::config::{self, BackendConfig, CONFIG_VERSION, Config, OwnStore};
 use pouch_core::daemon::protocol::{Request, Response};
 use pouch_core::daemon::{DaemonOptions, control::request};
-use pouch_core::db::Tree;
+use pouch_core::db::{LocalDb, Tree};
+use pouch_core::dual::{Dual, DualStats};
+use pouch_core::migrate::RecordedProgress;
 use pouch_core::path::RelPath;
 use pouch_core::plan::Op;
 use pouch_core::sync::{Engine, Pick, SystemClock};
@@ -163,6 +165,7 @@ async fn init(
         journal: absolute(&journal)?,
         backend,
         previous_backend: None,
+        migration: None,
     };
     config.save(config_path)?;
     println!("wrote {}", config_path.display());
@@ -252,8 +255,42 @@ fn s3_cache_dir(config: &Config) -> PathBuf {
     config.journal.with_extension("s3-cache")
 }
 
+/// The store this device syncs with: during a migration, the old and the
+/// new store together (double writes, shadow reads); after a switch, the
+/// new store with the old one as a read fallback until `migrate finish`.
 fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
-    open_store(&config.backend, Some(s3_cache_dir(config)))
+    Ok(open_backend_reporting(config)?.0)
+}
+
+/// A store, and a migration's counters when two stores are in play.
+type Reporting = (Arc<dyn Backend>, Option<Arc<DualStats>>);
+
+/// [`open_backend`], with the migration's counters.
+fn open_backend_reporting(config: &Config) -> anyhow::Result<Reporting> {
+    let store = open_store(&config.backend, Some(s3_cache_dir(config)))?;
+    if let Some(migration) = &config.migration {
+        let target = open_store(&migration.target, None).with_context(|| {
+            "cannot open the store this folder is migrating to (`pouch migrate cancel` stops the migration)"
+        })?;
+        let dual = Dual::migrating(store, target, migration.shadow_reads);
+        let stats = dual.stats();
+        return Ok((Arc::new(dual), Some(stats)));
+    }
+    // Only a fallback: a store that is gone (a deleted bucket or folder)
+    // must not stop syncing, nor be created again.
+    if let Some(previous) = &config.previous_backend
+        && !matches!(previous, BackendConfig::Own(OwnStore::Embedded { store }) if !store.exists())
+    {
+        match open_store(previous, None) {
+            Ok(old) => {
+                let dual = Dual::falling_back(store, old);
+                let stats = dual.stats();
+                return Ok((Arc::new(dual), Some(stats)));
+            }
+            Err(e) => tracing::info!("the previous store is not available as a fallback: {e:#}"),
+        }
+    }
+    Ok((store, None))
 }
 
 /// Opens the store `backend` names; an S3 store keeps its index cache in
@@ -287,8 +324,16 @@ fn server_backend(own: &OwnStore) -> anyhow::Result<Arc<dyn Backend>> {
 }
 
 fn open_engine(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn Backend>, Engine)> {
+    let (config, backend, engine, _) = open_engine_reporting(config_path)?;
+    Ok((config, backend, engine))
+}
+
+/// The engine, and a migration's counters when two stores are in play.
+type Opened = (Config, Arc<dyn Backend>, Engine, Option<Arc<DualStats>>);
+
+fn open_engine_reporting(config_path: &Path) -> anyhow::Result<Opened> {
     let config = Config::load(config_path)?;
-    let backend = open_backend(&config)?;
+    let (backend, migration) = open_backend_reporting(&config)?;
     let engine = Engine::open(
         &config.root,
         &config.device,
@@ -298,7 +343,7 @@ fn open_engine(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn Backend>, 
         Arc::from(crate::progress::for_stderr()),
     )
     .with_context(|| format!("cannot start syncing {}", config.root.display()))?;
-    Ok((config, backend, engine))
+    Ok((config, backend, engine, migration))
 }
 
 /// Follows a move another device announced: checks the new store is
@@ -335,22 +380,24 @@ async fn follow_move(
         );
     }
     config.previous_backend = Some(std::mem::replace(&mut config.backend, to));
+    // A migration this device had begun elsewhere is moot now.
+    config.migration = None;
     config.save(config_path)?;
     eprintln!("following the move to {}", target.describe());
     Ok(())
 }
 
 /// Opens the engine, following moves of the namespace first.
-async fn open_following(config_path: &Path) -> anyhow::Result<(Config, Arc<dyn Backend>, Engine)> {
+async fn open_following(config_path: &Path) -> anyhow::Result<Opened> {
     loop {
-        let (config, backend, engine) = open_engine(config_path)?;
+        let (config, backend, engine, migration) = open_engine_reporting(config_path)?;
         match engine.moved()? {
             Some((seq, to)) if to != config.backend.public() => {
                 follow_move(config_path, seq, to).await?;
             }
             // Pulled from the new store itself (the mover's own entry).
             Some(_) => engine.forget_move()?,
-            None => return Ok((config, backend, engine)),
+            None => return Ok((config, backend, engine, migration)),
         }
     }
 }
@@ -361,7 +408,7 @@ async fn sync_following(
     allow_mass_delete: bool,
 ) -> anyhow::Result<(Config, pouch_core::sync::SyncReport)> {
     for _ in 0..3 {
-        let (config, _, mut engine) = open_following(config_path).await?;
+        let (config, _, mut engine, _) = open_following(config_path).await?;
         engine.guard_mut().allow_once = allow_mass_delete;
         match engine.sync_once().await {
             Ok(report) => return Ok((config, report)),
@@ -419,6 +466,19 @@ struct Status {
     problems: Vec<String>,
     /// The running daemon's own state, if one runs.
     daemon: Option<pouch_core::daemon::protocol::DaemonStatus>,
+    /// A migration under way (`pouch migrate start`), if any.
+    migration: Option<MigrationSummary>,
+}
+
+/// A migration, for `pouch status`.
+#[derive(Serialize)]
+struct MigrationSummary {
+    /// The store the folder moves to.
+    to: String,
+    /// The share of reads checked against it.
+    shadow_reads: f64,
+    /// How far the copy came, as it last recorded.
+    copy: Option<pouch_core::migrate::CopyProgress>,
 }
 
 async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -429,7 +489,13 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     };
     let (ops, problems) = engine.pending().await?;
     let count = |f: fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
+    let migration = config.migration.as_ref().map(|m| MigrationSummary {
+        to: describe_store(&m.target),
+        shadow_reads: m.shadow_reads,
+        copy: pouch_core::migrate::recorded_progress(engine.db()),
+    });
     let status = Status {
+        migration,
         root: config.root.clone(),
         device: config.device.clone(),
         device_id: engine.db().device_id()?,
@@ -456,6 +522,26 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("device:  {} ({})", status.device, status.device_id);
         println!("store:   {}", status.backend);
         println!("journal: entry {} of {}", status.cursor, status.remote_head);
+        if let Some(migration) = &status.migration {
+            println!(
+                "migrating to {}: every change goes to both stores, {:.0}% of reads checked against it",
+                migration.to,
+                migration.shadow_reads * 100.0
+            );
+            match &migration.copy {
+                Some(copy) => println!(
+                    "migration: {} {}% ({} of {}, {} blocks)",
+                    copy.phase,
+                    (copy.done_bytes * 100)
+                        .checked_div(copy.total_bytes)
+                        .unwrap_or(100),
+                    indicatif::HumanBytes(copy.done_bytes),
+                    indicatif::HumanBytes(copy.total_bytes),
+                    copy.blocks
+                ),
+                None => println!("migration: the copy has not run yet (`pouch migrate start`)"),
+            }
+        }
         match &status.daemon {
             Some(daemon) => {
                 let state = serde_json::to_value(daemon.state)?;
@@ -477,6 +563,21 @@ async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                         transfer.files,
                         indicatif::HumanBytes(transfer.done_bytes),
                         indicatif::HumanBytes(transfer.total_bytes)
+                    );
+                }
+                if let Some(migration) = &daemon.migration {
+                    let c = &migration.counts;
+                    println!(
+                        "daemon:  {} ({}): {} journal entries written to both, {} writes to it failed, \
+                         {} shadow reads ({} not copied yet, {} mismatches), {} fallback reads",
+                        c.mode,
+                        c.other,
+                        c.journal_entries_mirrored,
+                        c.secondary_write_failures,
+                        c.shadow_reads,
+                        c.shadow_missing,
+                        c.shadow_mismatches,
+                        c.fallback_reads
                     );
                 }
                 for change in daemon.recent.iter().take(5) {
@@ -542,25 +643,81 @@ async fn ls(config_path: &Path, remote: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let shutdown = shutdown_signal().context("cannot install signal handlers")?;
-    let (config, backend, engine) = open_following(config_path).await?;
-    let socket = config.socket_path();
-    eprintln!(
-        "pouch daemon: syncing {} with {} (control socket {})",
-        config.root.display(),
-        backend.describe(),
-        socket.display()
-    );
-    pouch_core::daemon::run(
-        engine,
-        backend,
-        &config.root,
-        DaemonOptions::new(socket),
-        shutdown,
-    )
-    .await
-    .context("the daemon stopped (if the folder's store moved, start it again to follow)")?;
-    Ok(ExitCode::SUCCESS)
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let signal = shutdown_signal().context("cannot install signal handlers")?;
+    tokio::pin!(signal);
+    // Runs until a signal; a changed config (`pouch migrate start`,
+    // `cancel`, `switch`) or a move of the folder's store makes it stop and
+    // open the stores again.
+    let mut moved = false;
+    loop {
+        let opened = if moved {
+            reopen_after_move(config_path).await?
+        } else {
+            open_following(config_path).await?
+        };
+        let (config, backend, engine, migration) = opened;
+        let stamp = config_stamp(config_path);
+        let socket = config.socket_path();
+        eprintln!(
+            "pouch daemon: syncing {} with {} (control socket {})",
+            config.root.display(),
+            backend.describe(),
+            socket.display()
+        );
+        let mut options = DaemonOptions::new(socket);
+        options.migration = migration;
+        let reopen = AtomicBool::new(false);
+        let stop = async {
+            tokio::select! {
+                () = &mut signal => {}
+                () = config_changed(config_path, stamp) => reopen.store(true, Ordering::Relaxed),
+            }
+        };
+        match pouch_core::daemon::run(engine, backend, &config.root, options, stop).await {
+            Ok(()) if reopen.load(Ordering::Relaxed) => {
+                moved = false;
+                eprintln!("pouch daemon: the config changed; opening the stores again");
+            }
+            Ok(()) => return Ok(ExitCode::SUCCESS),
+            Err(pouch_core::Error::Moved { .. }) => {
+                moved = true;
+                eprintln!("pouch daemon: the folder's store moved; following it");
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("the daemon stopped")),
+        }
+    }
+}
+
+/// Follows a move the daemon met, waiting while the copy to the new store
+/// finishes (a minute at most; then it stops, and a restart tries again).
+async fn reopen_after_move(config_path: &Path) -> anyhow::Result<Opened> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match open_following(config_path).await {
+            Ok(opened) => return Ok(opened),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::info!("waiting to follow the move: {e:#}");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e.context("the folder's store moved and cannot be followed yet")),
+        }
+    }
+}
+
+/// The config file's modification time, to notice it change.
+fn config_stamp(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Ends once the config file differs from `stamp` (checked every second).
+async fn config_changed(path: &Path, stamp: Option<std::time::SystemTime>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if config_stamp(path) != stamp {
+            return;
+        }
+    }
 }
 
 /// Installs the SIGTERM and SIGINT handlers now, before the daemon opens
@@ -717,22 +874,38 @@ async fn migrate(
     action: crate::cli::MigrateAction,
 ) -> anyhow::Result<ExitCode> {
     use crate::cli::MigrateAction;
-    let config = Config::load(config_path)?;
-    let from = open_backend(&config)?;
-    let (to, json, copying) = match action {
-        MigrateAction::Copy { to, json } => (to, json, true),
-        MigrateAction::Verify { to, json } => (to, json, false),
+    let mut config = Config::load(config_path)?;
+    let (to, json, limits) = match action {
+        MigrateAction::Start {
+            to,
+            shadow_reads,
+            limits,
+            json,
+        } => return start(config_path, *to, shadow_reads, &limits, json).await,
+        MigrateAction::Cancel => {
+            let Some(migration) = config.migration.take() else {
+                bail!("no migration is under way");
+            };
+            config.save(config_path)?;
+            pouch_core::migrate::clear_progress(&LocalDb::open(&config.journal)?)?;
+            println!(
+                "stopped migrating to {}; this device writes to {} alone again (what was copied stays there)",
+                describe_store(&migration.target),
+                describe_store(&config.backend),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        MigrateAction::Copy { to, limits, json } => (to, json, Some(limits)),
+        MigrateAction::Verify { to, json } => (to, json, None),
         MigrateAction::Switch { to } => return switch(config_path, *to).await,
         MigrateAction::Finish => {
-            let mut config = config;
             let Some(previous) = config.previous_backend.take() else {
                 bail!("this folder has no previous store to retire");
             };
             config.save(config_path)?;
             println!(
                 "retired {}; it is no longer needed by this device",
-                open_store(&previous, None)
-                    .map_or_else(|_| "the previous store".into(), |b| b.describe())
+                describe_store(&previous)
             );
             return Ok(ExitCode::SUCCESS);
         }
@@ -741,44 +914,128 @@ async fn migrate(
     if target == config.backend {
         bail!("the target is the store this folder already uses");
     }
+    // The old store alone: the copy's reads need no shadowing.
+    let from = open_store(&config.backend, Some(s3_cache_dir(&config)))?;
     let to = open_store(&target, None)?;
-    let progress = crate::progress::for_stderr();
-    if copying {
-        let report = pouch_core::migrate::copy(from.as_ref(), to.as_ref(), progress.as_ref())
-            .await
-            .with_context(|| {
-                format!("copy to {} stopped; run it again to resume", to.describe())
-            })?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            println!(
-                "copied to {}: {} journal entries ({} already there), {} blocks of {} ({} already there, {} sent)",
-                to.describe(),
-                report.entries_copied,
-                report.entries_present,
-                report.blocks_copied,
-                report.blocks_referenced,
-                report.blocks_present,
-                indicatif::HumanBytes(report.bytes_copied),
-            );
+    match limits {
+        Some(limits) => {
+            let report =
+                copy_recorded(&config, from.as_ref(), to.as_ref(), &limits.options()).await?;
+            print_copy(to.as_ref(), &report, json)?;
         }
-    } else {
-        let report = pouch_core::migrate::verify(from.as_ref(), to.as_ref(), progress.as_ref())
-            .await
-            .with_context(|| format!("{} does not hold everything yet", to.describe()))?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            println!(
-                "{} holds all {} journal entries and all {} blocks, each read back and checked",
-                to.describe(),
-                report.entries,
-                report.blocks
-            );
+        None => {
+            let progress = crate::progress::for_stderr();
+            let report = pouch_core::migrate::verify(from.as_ref(), to.as_ref(), progress.as_ref())
+                .await
+                .with_context(|| format!("{} does not hold everything yet", to.describe()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{} holds all {} journal entries and all {} blocks, each read back and checked",
+                    to.describe(),
+                    report.entries,
+                    report.blocks
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A store's description without opening it for real use.
+fn describe_store(backend: &BackendConfig) -> String {
+    open_store(backend, None).map_or_else(|_| "the store".into(), |b| b.describe())
+}
+
+/// `pouch migrate start`: see its help.
+async fn start(
+    config_path: &Path,
+    to: crate::cli::StoreArgs,
+    shadow_reads: f64,
+    limits: &crate::cli::CopyLimits,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&shadow_reads) {
+        bail!("--shadow-reads is a share of reads, from 0 to 1");
+    }
+    let mut config = Config::load(config_path)?;
+    let target = prepare_target(target_from(to)?).await?;
+    if target == config.backend {
+        bail!("the target is the store this folder already uses");
+    }
+    if let Some(under_way) = &config.migration
+        && under_way.target != target
+    {
+        bail!(
+            "a migration to {} is under way; `pouch migrate cancel` it first",
+            describe_store(&under_way.target)
+        );
+    }
+    let to = open_store(&target, None)?;
+    // Recorded before the copy: every write from now on (this command's
+    // and a running daemon's, which reopens its stores when the config
+    // changes) goes to both stores, so the copy chases a fixed target.
+    let migration = pouch_core::config::Migration {
+        target,
+        shadow_reads,
+    };
+    if config.migration.as_ref() != Some(&migration) {
+        config.migration = Some(migration);
+        config.save(config_path)?;
+        eprintln!(
+            "migrating to {}: this device now writes to both stores and checks {:.0}% of its reads against the new one",
+            to.describe(),
+            shadow_reads * 100.0
+        );
+    }
+    let from = open_store(&config.backend, Some(s3_cache_dir(&config)))?;
+    let report = copy_recorded(&config, from.as_ref(), to.as_ref(), &limits.options()).await?;
+    print_copy(to.as_ref(), &report, json)?;
+    if !json {
+        println!("when you are ready: `pouch migrate switch` with the same store arguments");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A copy whose progress is recorded in the local journal for `pouch
+/// status` and the daemon to show.
+async fn copy_recorded(
+    config: &Config,
+    from: &dyn Backend,
+    to: &dyn Backend,
+    options: &pouch_core::migrate::CopyOptions,
+) -> anyhow::Result<pouch_core::migrate::CopyReport> {
+    let db = LocalDb::open(&config.journal)?;
+    let bar = crate::progress::for_stderr();
+    let progress = RecordedProgress::new(bar.as_ref(), &db);
+    let report = pouch_core::migrate::copy_with(from, to, &progress, options)
+        .await
+        .with_context(|| format!("copy to {} stopped; run it again to resume", to.describe()))?;
+    progress.done();
+    Ok(report)
+}
+
+fn print_copy(
+    to: &dyn Backend,
+    report: &pouch_core::migrate::CopyReport,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!(
+            "copied to {}: {} journal entries ({} already there), {} blocks of {} ({} already there, {} sent)",
+            to.describe(),
+            report.entries_copied,
+            report.entries_present,
+            report.blocks_copied,
+            report.blocks_referenced,
+            report.blocks_present,
+            indicatif::HumanBytes(report.bytes_copied),
+        );
+    }
+    Ok(())
 }
 
 /// `pouch migrate switch`: see its help. The old store's journal ends with
@@ -790,17 +1047,18 @@ async fn switch(config_path: &Path, to: crate::cli::StoreArgs) -> anyhow::Result
     for problem in &report.problems {
         eprintln!("not synced: {problem}");
     }
-    let from = open_backend(&config)?;
+    // The old store alone, for the copy and the freeze.
+    let from = open_store(&config.backend, Some(s3_cache_dir(&config)))?;
     let target = prepare_target(target_from(to)?).await?;
     if target == config.backend {
         bail!("the target is the store this folder already uses");
     }
     let to = open_store(&target, None)?;
-    let progress = crate::progress::for_stderr();
+    let options = pouch_core::migrate::CopyOptions::default();
     // Most of the copy happens while everyone keeps syncing.
-    pouch_core::migrate::copy(from.as_ref(), to.as_ref(), progress.as_ref())
+    copy_recorded(&config, from.as_ref(), to.as_ref(), &options)
         .await
-        .context("the copy stopped; run the switch again to resume")?;
+        .context("the switch stopped; run it again to resume")?;
     // Freeze: the last entry of the old journal names the new store.
     let moved_at = loop {
         let head = from.journal_head().await?;
@@ -835,15 +1093,26 @@ async fn switch(config_path: &Path, to: crate::cli::StoreArgs) -> anyhow::Result
             Err(e) => return Err(e).context("could not freeze the old store"),
         }
     };
-    let last = pouch_core::migrate::copy(from.as_ref(), to.as_ref(), progress.as_ref())
+    let last = copy_recorded(&config, from.as_ref(), to.as_ref(), &options)
         .await
         .context("the final copy stopped; run the switch again to finish it")?;
+    let progress = crate::progress::for_stderr();
     let checked = pouch_core::migrate::verify(from.as_ref(), to.as_ref(), progress.as_ref())
         .await
         .context("the new store does not check out; nothing was switched on this device")?;
     let mut config = Config::load(config_path)?;
-    config.previous_backend = Some(std::mem::replace(&mut config.backend, target));
+    if config.backend.public() == target.public() {
+        // This device's daemon followed the move already (it saw the
+        // entry and the copy); keep the full settings, token included.
+        config.backend = target;
+    } else {
+        config.previous_backend = Some(std::mem::replace(&mut config.backend, target));
+    }
+    // Double writes end here: the new store is the store, the old one a
+    // read fallback until `finish`.
+    config.migration = None;
     config.save(config_path)?;
+    pouch_core::migrate::clear_progress(&LocalDb::open(&config.journal)?)?;
     println!(
         "switched to {}: the old store ends at journal entry {moved_at}; {} journal entries and {} blocks verified \
          ({} blocks in the final copy); other devices follow at their next sync; \

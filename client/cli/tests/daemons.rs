@@ -166,18 +166,17 @@ fn two_daemons_keep_two_folders_in_step() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no daemon runs"));
 }
 
-/// A daemon whose folder moves to another store stops at the move (never
-/// writing to the old store again); started again, it follows and syncs
-/// through the new store.
+/// A daemon whose folder moves to another store follows the move by itself
+/// (never writing to the old store again) and syncs through the new one.
 #[test]
-fn a_daemon_stops_at_a_move_and_follows_it_when_restarted() {
+fn a_daemon_follows_a_move_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let a = Device::init(dir.path(), "A", &store);
     let b = Device::init(dir.path(), "B", &store);
     std::fs::write(a.path("before.txt"), b"before").unwrap();
     a.sync();
-    let mut db = Daemon::start(&b);
+    let db = Daemon::start(&b);
     wait_for("the first file to reach B", || {
         reads(&b.path("before.txt"), b"before")
     });
@@ -191,29 +190,125 @@ fn a_daemon_stops_at_a_move_and_follows_it_when_restarted() {
         "--store",
         new_store.to_str().unwrap(),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = db.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not stop at the move"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success(), "stopping at a move is not a clean exit");
-
-    db = Daemon::start(&b);
-    assert!(
+    wait_for("B's daemon to follow", || {
         std::fs::read_to_string(&b.config)
             .unwrap()
             .contains("new-store")
-    );
+    });
     std::fs::write(a.path("after.txt"), b"after").unwrap();
     a.sync();
     wait_for("a file committed to the new store to reach B", || {
         reads(&b.path("after.txt"), b"after")
     });
+    std::fs::write(b.path("from-b.txt"), b"from B").unwrap();
+    wait_for("B's daemon to send its file", || {
+        a.sync();
+        reads(&a.path("from-b.txt"), b"from B")
+    });
     db.stop();
+}
+
+/// `pouch migrate start` while A's daemon runs: the daemon reopens its
+/// stores and writes every change to both (the new store stays complete
+/// with no further copy), shadow reads are counted and shown, B keeps
+/// syncing through the old store; after `switch` A's daemon carries on
+/// through the new store, B follows, and the old store can be deleted.
+#[test]
+fn a_running_daemon_double_writes_during_a_migration_and_carries_on_after_the_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_store, new_store) = (dir.path().join("old-store"), dir.path().join("new-store"));
+    let new = new_store.to_str().unwrap();
+    let a = Device::init(dir.path(), "A", &old_store);
+    let b = Device::init(dir.path(), "B", &old_store);
+    for i in 0..20u64 {
+        std::fs::write(a.path(&format!("before{i}.bin")), common::noise(i, 200_000)).unwrap();
+    }
+    a.sync();
+    b.sync();
+    let daemon = Daemon::start(&a);
+
+    let started = a.ok(&[
+        "migrate",
+        "start",
+        "--to",
+        "own",
+        "--store",
+        new,
+        "--shadow-reads",
+        "1",
+    ]);
+    assert!(started.contains("copied to"), "{started}");
+    wait_for("A's daemon to reopen with both stores", || {
+        let status = a.json(&["status", "--json"]);
+        status["daemon"]["migration"]["mode"] == "migrating"
+    });
+
+    // Changes on both sides while migrating: A's go to both stores by
+    // itself, B's reach A through the old store (shadow-read against the
+    // new one, which lacks them until the next copy).
+    std::fs::write(a.path("during-a.txt"), b"written on A while migrating").unwrap();
+    std::fs::write(b.path("during-b.bin"), common::noise(99, 300_000)).unwrap();
+    b.sync();
+    wait_for("B's file on A", || {
+        b.path("during-b.bin").exists() && a.path("during-b.bin").exists()
+    });
+    wait_for("A's file committed", || {
+        a.json(&["status", "--json"])["daemon"]["migration"]["journal_entries_mirrored"].as_u64()
+            > Some(0)
+    });
+    let status = a.json(&["status", "--json"]);
+    let migration = &status["daemon"]["migration"];
+    assert!(migration["shadow_reads"].as_u64() > Some(0), "{status}");
+    assert_eq!(migration["shadow_mismatches"], 0, "{status}");
+    assert_eq!(status["migration"]["copy"]["phase"], "done", "{status}");
+    let text = a.ok(&["status"]);
+    assert!(text.contains("migrating to embedded store at"), "{text}");
+
+    // Switch with the daemon running; it reopens on the new store.
+    let switched = a.ok(&["migrate", "switch", "--to", "own", "--store", new]);
+    assert!(switched.contains("switched to"), "{switched}");
+    wait_for("A's daemon on the new store", || {
+        let status = a.json(&["status", "--json"]);
+        status["daemon"]["backend"]
+            .as_str()
+            .is_some_and(|b| b.contains("new-store"))
+            && status["migration"].is_null()
+    });
+    b.sync(); // follows the move
+    std::fs::write(a.path("after-a.txt"), b"after, from A").unwrap();
+    wait_for("A's daemon to send after-a.txt", || {
+        let status = a.json(&["status", "--json"]);
+        status["to_upload"] == 0 && status["daemon"]["state"] == "idle"
+    });
+    std::fs::remove_dir_all(&old_store).unwrap();
+    std::fs::write(b.path("after-b.txt"), b"after, from B").unwrap();
+    b.sync();
+    wait_for("B's last file on A", || {
+        reads(&a.path("after-b.txt"), b"after, from B")
+    });
+    wait_for("both folders identical", || {
+        b.sync();
+        common::snapshot(&a.root) == common::snapshot(&b.root)
+    });
+    assert!(reads(
+        &b.path("during-a.txt"),
+        b"written on A while migrating"
+    ));
+    assert!(
+        !old_store.exists(),
+        "the old store was created again: {:?}",
+        walk(&old_store)
+    );
+    daemon.stop();
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(entry.path().display().to_string());
+        if entry.path().is_dir() {
+            out.extend(walk(&entry.path()));
+        }
+    }
+    out
 }

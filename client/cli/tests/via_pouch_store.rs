@@ -187,3 +187,82 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     );
     assert_eq!(snapshot(&a.root), snapshot(&b.root));
 }
+
+/// And back: two devices on a `pouch-store` process; A starts a migration
+/// to S3 (double writes from then on, every read shadowed) and both keep
+/// writing and syncing while it runs; then the switch. Both end on S3 with
+/// identical folders, and the pouch-store server can go.
+#[test]
+fn two_devices_move_from_pouch_store_to_s3_while_syncing() {
+    use pouch_testkit::s3;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server_s3 = s3::server();
+    let bucket = rt.block_on(server_s3.fresh_bucket());
+    let dir = tempfile::tempdir().unwrap();
+    let store = start_server(&dir.path().join("server-data"));
+    let mut a = init(dir.path(), "A", &store.1);
+    let mut b = init(dir.path(), "B", &store.1);
+    for device in [&mut a, &mut b] {
+        device.env.extend(common::s3_keys());
+    }
+    for i in 0..6u64 {
+        std::fs::write(a.path(&format!("a{i}.bin")), noise(i, 300_000)).unwrap();
+    }
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    let to_s3 = [
+        "--to",
+        "s3",
+        "--bucket",
+        &bucket,
+        "--endpoint",
+        &server_s3.endpoint,
+    ];
+
+    let started = a.ok(&[&["migrate", "start", "--shadow-reads", "1"][..], &to_s3].concat());
+    assert!(started.contains("copied to s3://"), "{started}");
+    // Both keep working during the migration: A through both stores, B
+    // through pouch-store alone.
+    std::fs::write(b.path("b-during.bin"), noise(50, 200_000)).unwrap();
+    b.ok(&["sync"]);
+    std::fs::write(a.path("a-during.txt"), b"written on A during the migration").unwrap();
+    let report = a.sync();
+    assert_eq!(report["downloaded"], 1, "{report}");
+    b.ok(&["sync"]);
+    let status = a.json(&["status", "--json"]);
+    assert!(
+        status["backend"]
+            .as_str()
+            .unwrap()
+            .contains("migrating to s3://"),
+        "{status}"
+    );
+
+    a.ok(&[&["migrate", "switch"][..], &to_s3].concat());
+    std::fs::write(b.path("b-after.txt"), b"written on B after the switch").unwrap();
+    b.ok(&["sync"]);
+    a.ok(&["sync"]);
+    for device in [&a, &b] {
+        let status = device.json(&["status", "--json"]);
+        assert!(
+            status["backend"].as_str().unwrap().starts_with("s3://"),
+            "{status}"
+        );
+    }
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+
+    // pouch-store goes; syncing through S3 does not notice.
+    drop(store);
+    std::fs::write(a.path("a-final.txt"), b"after pouch-store is gone").unwrap();
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    assert_eq!(
+        std::fs::read(b.path("a-final.txt")).unwrap(),
+        b"after pouch-store is gone"
+    );
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+}

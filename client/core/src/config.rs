@@ -29,6 +29,25 @@ pub struct Config {
     /// finish` retires it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_backend: Option<BackendConfig>,
+    /// A migration under way (`pouch migrate start`): every write goes to
+    /// this store too, and a share of reads is checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// A migration under way to another store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The store the folder is moving to.
+    pub target: BackendConfig,
+    /// Share of block reads repeated against the target and compared
+    /// (shadow reads), from 0 to 1.
+    #[serde(default = "default_shadow_reads")]
+    pub shadow_reads: f64,
+}
+
+fn default_shadow_reads() -> f64 {
+    0.05
 }
 
 /// Which store holds the data.
@@ -190,6 +209,7 @@ mod tests {
                 store: "/srv/store".into(),
             }),
             previous_backend: None,
+            migration: None,
         };
         let server = Config {
             backend: BackendConfig::Own(OwnStore::Server {

@@ -14,6 +14,7 @@ pub mod commit;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod dual;
 mod error;
 pub mod fsops;
 pub mod ignore_rules;

@@ -10,15 +10,18 @@
 //! [`verify`] then reads every referenced block back from the target, which
 //! checks its hash, and compares the journals entry by entry.
 //!
-//! Not here yet: writing to both stores while sync runs, shadow reads, the
-//! cutover announced through the journal and followed by other devices.
+//! Writing to both stores while sync runs and shadow reads are
+//! [`crate::dual`]; the cutover is `pouch migrate switch`.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pouch_backend::{Backend, BackendExt, Block, BlockId, Error as BackendError, Seq};
 
 use crate::commit::Commit;
+use crate::db::LocalDb;
 use crate::node::Node;
 use crate::sync::Progress;
 use crate::{Error, Result};
@@ -62,32 +65,49 @@ async fn referenced_blocks(from: &dyn Backend) -> Result<(Vec<(BlockId, u32)>, S
         };
         cursor = last.seq;
         for entry in &entries {
-            // A malformed entry references nothing we can read; it is
-            // still copied byte for byte.
-            let Ok(commit) = Commit::decode(entry.seq.0, &entry.data) else {
-                continue;
-            };
-            for change in commit.changes {
-                if let Some(Node::File { blocks: list, .. }) = change.node {
-                    for block in list {
-                        if seen.insert(block.id) {
-                            blocks.push((block.id, block.len));
-                        }
-                    }
+            for block in blocks_of(entry) {
+                if seen.insert(block.0) {
+                    blocks.push(block);
                 }
             }
         }
     }
 }
 
-/// Copies journal entries after `target`'s head from `from` to `to`; the
-/// entries the target has must match the source's (compared a page at a
-/// time).
-async fn copy_journal(from: &dyn Backend, to: &dyn Backend, report: &mut CopyReport) -> Result<()> {
+/// The blocks (and their lengths) one journal entry names. A malformed
+/// entry names nothing we can read; it is still copied byte for byte.
+pub(crate) fn blocks_of(entry: &pouch_backend::JournalEntry) -> Vec<(BlockId, u32)> {
+    let Ok(commit) = Commit::decode(entry.seq.0, &entry.data) else {
+        return Vec::new();
+    };
+    commit
+        .changes
+        .into_iter()
+        .filter_map(|change| match change.node {
+            Some(Node::File { blocks, .. }) => Some(blocks),
+            _ => None,
+        })
+        .flatten()
+        .map(|block| (block.id, block.len))
+        .collect()
+}
+
+/// Copies journal entries up to `upto` from `from` to `to`; the entries
+/// the target has must match the source's (compared a page at a time).
+/// Entries after `upto` may name blocks this copy did not bring, so they
+/// wait for the next copy (an entry on the target never names a block the
+/// target lacks).
+async fn copy_journal(
+    from: &dyn Backend,
+    to: &dyn Backend,
+    upto: Seq,
+    report: &mut CopyReport,
+) -> Result<()> {
     let target_head = to.journal_head().await?;
     let mut cursor = Seq::ZERO;
-    loop {
-        let entries = from.read_journal(cursor, PAGE).await?;
+    while cursor < upto {
+        let mut entries = from.read_journal(cursor, PAGE).await?;
+        entries.retain(|entry| entry.seq <= upto);
         let Some(last) = entries.last() else {
             return Ok(());
         };
@@ -126,6 +146,46 @@ async fn copy_journal(from: &dyn Backend, to: &dyn Backend, report: &mut CopyRep
             report.entries_present += 1;
         }
     }
+    Ok(())
+}
+
+/// How hard a copy may push.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Blocks fetched from the source at once.
+    pub parallel: usize,
+    /// Most bytes sent to the target per second, `None` for no limit.
+    pub max_bytes_per_sec: Option<u64>,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            parallel: 8,
+            max_bytes_per_sec: None,
+        }
+    }
+}
+
+/// Keeps the average rate at or under a limit by sleeping after a send
+/// that got ahead of it.
+struct RateLimit {
+    max_bytes_per_sec: Option<u64>,
+    start: Instant,
+    sent: u64,
+}
+
+impl RateLimit {
+    async fn sent(&mut self, bytes: u64) {
+        self.sent += bytes;
+        let Some(rate) = self.max_bytes_per_sec.filter(|r| *r > 0) else {
+            return;
+        };
+        let due = Duration::from_secs_f64(self.sent as f64 / rate as f64);
+        if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
+            tokio::time::sleep(ahead).await;
+        }
+    }
 }
 
 /// Brings `to` up to `from`: journal, referenced blocks, snapshot.
@@ -134,8 +194,24 @@ pub async fn copy(
     to: &dyn Backend,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
+    copy_with(from, to, progress, &CopyOptions::default()).await
+}
+
+/// [`copy`], as fast as `options` allow.
+pub async fn copy_with(
+    from: &dyn Backend,
+    to: &dyn Backend,
+    progress: &dyn Progress,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    use futures_util::{StreamExt, TryStreamExt};
     let mut report = CopyReport::default();
-    let (blocks, _) = referenced_blocks(from).await?;
+    let mut limit = RateLimit {
+        max_bytes_per_sec: options.max_bytes_per_sec,
+        start: Instant::now(),
+        sent: 0,
+    };
+    let (blocks, upto) = referenced_blocks(from).await?;
     report.blocks_referenced = blocks.len() as u64;
     progress.phase(
         "copying",
@@ -147,25 +223,35 @@ pub async fn copy(
     for chunk in blocks.chunks(HAS_BATCH) {
         let ids: Vec<BlockId> = chunk.iter().map(|(id, _)| *id).collect();
         let present = to.has_blocks(&ids).await?;
-        let mut batch: Vec<Bytes> = Vec::new();
-        let mut batch_bytes = 0;
+        let mut missing = Vec::new();
         for ((id, len), present) in chunk.iter().zip(present) {
             if present {
                 report.blocks_present += 1;
                 progress.advance(u64::from(*len));
-                continue;
+            } else {
+                missing.push(*id);
             }
-            let raw = from.get_block(*id).await?;
+        }
+        // Fetches overlap (a store far away answers one block per round
+        // trip); sends go out in batches as they fill.
+        let mut fetched = futures_util::stream::iter(missing)
+            .map(|id| from.get_block(id))
+            .buffered(options.parallel.max(1));
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_bytes = 0;
+        while let Some(raw) = fetched.try_next().await? {
             batch_bytes += raw.len();
             batch.push(raw);
             if batch_bytes >= PUT_BATCH_BYTES {
                 send(to, std::mem::take(&mut batch), &mut report, progress).await?;
+                limit.sent(batch_bytes as u64).await;
                 batch_bytes = 0;
             }
         }
         send(to, batch, &mut report, progress).await?;
+        limit.sent(batch_bytes as u64).await;
     }
-    copy_journal(from, to, &mut report).await?;
+    copy_journal(from, to, upto, &mut report).await?;
     if let Some(snapshot) = from.get_snapshot().await? {
         to.put_snapshot(snapshot).await?;
         report.snapshot_copied = true;
@@ -256,4 +342,109 @@ pub async fn verify(
         progress.advance(u64::from(len));
     }
     Ok(report)
+}
+
+/// The meta key under which `pouch migrate` records its progress.
+const PROGRESS_META: &str = "migration_progress";
+
+/// How far a copy has come, as recorded in the local journal for `pouch
+/// status` and the daemon (and so the tray) to show.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CopyProgress {
+    /// `copying`, `verifying`, or `done`.
+    pub phase: String,
+    /// Blocks in this phase.
+    pub blocks: u64,
+    /// Bytes handled so far.
+    pub done_bytes: u64,
+    /// Bytes this phase handles.
+    pub total_bytes: u64,
+    /// Unix time of the phase's start.
+    pub started: i64,
+    /// Unix time of this record.
+    pub updated: i64,
+}
+
+/// The progress `pouch migrate` last recorded, if any.
+pub fn recorded_progress(db: &LocalDb) -> Option<CopyProgress> {
+    db.meta(PROGRESS_META)
+        .ok()
+        .flatten()
+        .and_then(|text| serde_json::from_str(&text).ok())
+}
+
+/// Forgets the recorded progress (the migration ended).
+pub fn clear_progress(db: &LocalDb) -> Result<()> {
+    db.delete_meta(PROGRESS_META)
+}
+
+/// Passes progress on to `inner` and records it in the local journal, at
+/// most twice a second.
+pub struct RecordedProgress<'a> {
+    inner: &'a dyn Progress,
+    db: &'a LocalDb,
+    state: Mutex<(Option<CopyProgress>, Instant)>,
+}
+
+impl<'a> RecordedProgress<'a> {
+    /// Records into `db`, passing everything on to `inner`.
+    pub fn new(inner: &'a dyn Progress, db: &'a LocalDb) -> Self {
+        Self {
+            inner,
+            db,
+            state: Mutex::new((None, Instant::now())),
+        }
+    }
+
+    /// Records that the phase under way finished.
+    pub fn done(&self) {
+        let mut state = self.state.lock().expect("progress lock");
+        if let Some(progress) = &mut state.0 {
+            progress.phase = "done".into();
+            progress.done_bytes = progress.total_bytes;
+            self.write(progress);
+        }
+    }
+
+    fn write(&self, progress: &mut CopyProgress) {
+        progress.updated = now();
+        let text = serde_json::to_string(progress).expect("progress serialises");
+        if let Err(e) = self.db.set_meta(PROGRESS_META, &text) {
+            tracing::warn!("cannot record the migration's progress: {e}");
+        }
+    }
+}
+
+fn now() -> i64 {
+    crate::sync::Clock::unix_secs(&crate::sync::SystemClock)
+}
+
+impl Progress for RecordedProgress<'_> {
+    fn phase(&self, name: &'static str, items: u64, total_bytes: u64) {
+        self.inner.phase(name, items, total_bytes);
+        let mut state = self.state.lock().expect("progress lock");
+        let mut progress = CopyProgress {
+            phase: name.to_owned(),
+            blocks: items,
+            done_bytes: 0,
+            total_bytes,
+            started: now(),
+            updated: 0,
+        };
+        self.write(&mut progress);
+        *state = (Some(progress), Instant::now());
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.inner.advance(bytes);
+        let mut state = self.state.lock().expect("progress lock");
+        let (progress, written) = &mut *state;
+        if let Some(progress) = progress {
+            progress.done_bytes += bytes;
+            if written.elapsed() >= Duration::from_millis(500) {
+                self.write(progress);
+                *written = Instant::now();
+            }
+        }
+    }
 }

@@ -136,8 +136,32 @@ impl View {
             status_line,
             pause_label: Some(if status.paused { RESUME } else { PAUSE }),
             recent,
-            backend_line: format!("Store: {}", status.backend),
+            backend_line: format!("Store: {}{}", status.backend, migration_note(status)),
         }
+    }
+}
+
+/// The migration's state after the store's name, which already says
+/// "(migrating to …)" while one runs.
+fn migration_note(status: &DaemonStatus) -> String {
+    let Some(migration) = &status.migration else {
+        return String::new();
+    };
+    let mismatches = match migration.counts.shadow_mismatches {
+        0 => String::new(),
+        n => format!(", {n} shadow reads differ"),
+    };
+    match &migration.copy {
+        Some(copy) if copy.phase == "done" => format!(": copy done{mismatches}"),
+        Some(copy) => format!(
+            ": {} {}%{mismatches}",
+            copy.phase,
+            (copy.done_bytes * 100)
+                .checked_div(copy.total_bytes)
+                .unwrap_or(0)
+                .min(100)
+        ),
+        None => mismatches.trim_start_matches(", ").to_owned(),
     }
 }
 
@@ -196,6 +220,7 @@ mod tests {
             watch_problem: None,
             transfer: None,
             recent: Vec::new(),
+            migration: None,
         }
     }
 
@@ -242,6 +267,34 @@ mod tests {
             failed: Some("exit status: 1".into()),
         });
         assert_eq!(broken.look, Look::Error);
+    }
+
+    #[test]
+    fn a_migration_shows_beside_the_store() {
+        use pouch_core::daemon::protocol::MigrationStatus;
+        use pouch_core::dual::DualCounts;
+        use pouch_core::migrate::CopyProgress;
+        let mut migrating = status(State::Idle);
+        migrating.backend = "s3://b (migrating to pouch-store at http://s)".into();
+        migrating.migration = Some(MigrationStatus {
+            counts: DualCounts {
+                mode: "migrating".into(),
+                shadow_mismatches: 2,
+                ..DualCounts::default()
+            },
+            copy: Some(CopyProgress {
+                phase: "copying".into(),
+                blocks: 10,
+                done_bytes: 250,
+                total_bytes: 1000,
+                started: 0,
+                updated: 0,
+            }),
+        });
+        assert_eq!(
+            View::of(&Seen::Daemon(Box::new(migrating))).backend_line,
+            "Store: s3://b (migrating to pouch-store at http://s): copying 25%, 2 shadow reads differ"
+        );
     }
 
     #[test]

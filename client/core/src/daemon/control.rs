@@ -36,6 +36,7 @@ impl Shared {
                 watch_problem: None,
                 transfer: None,
                 recent: Vec::new(),
+                migration: None,
             }),
             paused: watch::Sender::new(false),
             events: broadcast::Sender::new(256),

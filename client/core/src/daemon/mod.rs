@@ -48,6 +48,9 @@ pub struct DaemonOptions {
     /// Behave as if the OS refused to watch the folder for running out of
     /// watches: the seam that tests the fallback.
     pub simulate_watch_limit: bool,
+    /// The counters of a migration in progress (or of the fallback after
+    /// one), shown in the status with the copy's progress.
+    pub migration: Option<Arc<crate::dual::DualStats>>,
 }
 
 impl DaemonOptions {
@@ -62,6 +65,7 @@ impl DaemonOptions {
             remote_wait: Duration::from_secs(25),
             retry_after: Duration::from_secs(5),
             simulate_watch_limit: false,
+            migration: None,
         }
     }
 }
@@ -110,6 +114,9 @@ pub async fn run(
     let mut retry_at: Option<Instant> = None;
     let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
     let mut paused = shared.paused.subscribe();
+    // The copy runs in another process (`pouch migrate`) and records its
+    // progress in the local journal; the status picks it up from there.
+    let mut migration_tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
 
     // Ends with the reason the daemon stops; the clean-up below runs for
@@ -152,6 +159,13 @@ pub async fn run(
             Some(()) = remote_rx.recv() => pending = true,
             _ = rescan.tick() => pending = true,
             Ok(()) = paused.changed() => pending = true,
+            _ = migration_tick.tick(), if options.migration.is_some() => {
+                if let Some(stats) = &options.migration {
+                    let copy = crate::migrate::recorded_progress(engine.db());
+                    shared.status.lock().expect("status lock").migration =
+                        Some(protocol::MigrationStatus { counts: stats.counts(), copy });
+                }
+            }
             () = sleep_until(wake) => {
                 let now = Instant::now();
                 if debouncer.take_if_due(now) || retry_at.is_some_and(|at| at <= now) {

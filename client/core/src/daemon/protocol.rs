@@ -92,6 +92,10 @@ pub struct DaemonStatus {
     /// The transfer in flight, while a sync moves bytes.
     #[serde(default)]
     pub transfer: Option<Transfer>,
+    /// A migration to another store in progress, or the old store still
+    /// read as a fallback after one.
+    #[serde(default)]
+    pub migration: Option<MigrationStatus>,
     /// The latest paths synced, newest first (at most 20), for `status`
     /// and the tray's "recent files".
     #[serde(default)]
@@ -129,4 +133,14 @@ pub enum Event {
     Paused,
     /// The user resumed syncing.
     Resumed,
+}
+
+/// A migration, as the daemon sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationStatus {
+    /// What the two stores saw through this daemon.
+    #[serde(flatten)]
+    pub counts: crate::dual::DualCounts,
+    /// The copy's progress, as `pouch migrate` last recorded it.
+    pub copy: Option<crate::migrate::CopyProgress>,
 }
