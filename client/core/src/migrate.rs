@@ -204,7 +204,7 @@ pub async fn copy_with(
     progress: &dyn Progress,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
-    use futures_util::{StreamExt, TryStreamExt};
+    use futures_util::StreamExt;
     let mut report = CopyReport::default();
     let mut limit = RateLimit {
         max_bytes_per_sec: options.max_bytes_per_sec,
@@ -232,24 +232,22 @@ pub async fn copy_with(
                 missing.push(*id);
             }
         }
-        // Fetches overlap (a store far away answers one block per round
-        // trip); sends go out in batches as they fill.
+        // Fetches overlap each other (a store far away answers one block
+        // per round trip), and the next batch is fetched while the last
+        // one is encoded and sent.
         let mut fetched = futures_util::stream::iter(missing)
             .map(|id| from.get_block(id))
             .buffered(options.parallel.max(1));
-        let mut batch: Vec<Bytes> = Vec::new();
-        let mut batch_bytes = 0;
-        while let Some(raw) = fetched.try_next().await? {
-            batch_bytes += raw.len();
-            batch.push(raw);
-            if batch_bytes >= PUT_BATCH_BYTES {
-                send(to, std::mem::take(&mut batch), &mut report, progress).await?;
-                limit.sent(batch_bytes as u64).await;
-                batch_bytes = 0;
-            }
+        let mut batch = next_batch(&mut fetched).await?;
+        while !batch.is_empty() {
+            let bytes: u64 = batch.iter().map(|b| b.len() as u64).sum();
+            let (next, ()) = tokio::try_join!(
+                next_batch(&mut fetched),
+                send(to, batch, &mut report, progress)
+            )?;
+            limit.sent(bytes).await;
+            batch = next;
         }
-        send(to, batch, &mut report, progress).await?;
-        limit.sent(batch_bytes as u64).await;
     }
     copy_journal(from, to, upto, &mut report).await?;
     if let Some(snapshot) = from.get_snapshot().await? {
@@ -257,6 +255,23 @@ pub async fn copy_with(
         report.snapshot_copied = true;
     }
     Ok(report)
+}
+
+/// Up to [`PUT_BATCH_BYTES`] of fetched blocks; empty at the end.
+async fn next_batch(
+    fetched: &mut (impl futures_util::TryStream<Ok = Bytes, Error = BackendError> + Unpin),
+) -> Result<Vec<Bytes>> {
+    use futures_util::TryStreamExt;
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while bytes < PUT_BATCH_BYTES {
+        let Some(raw) = fetched.try_next().await? else {
+            break;
+        };
+        bytes += raw.len();
+        batch.push(raw);
+    }
+    Ok(batch)
 }
 
 async fn send(
