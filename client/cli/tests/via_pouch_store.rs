@@ -131,11 +131,12 @@ fn two_devices_sync_through_a_pouch_store_process() {
     );
 }
 
-/// The move the project is named after: two devices on S3, a switch to a
-/// `pouch-store` process with files written on both devices around it;
-/// afterwards both sync through pouch-store, every file is identical, and
-/// deleting the S3 bucket changes nothing. The token never enters the
-/// journal: each device brings its own.
+/// The move the project is named after: two devices on S3, B's daemon
+/// syncing all along; A starts a migration to a `pouch-store` process and
+/// both devices write files while the copy runs; then the switch. B's
+/// daemon follows by itself; both end on pouch-store byte-identical with
+/// every file, and deleting the S3 bucket changes nothing. The token never
+/// enters the journal: each device brings its own.
 #[test]
 fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     use pouch_testkit::s3;
@@ -153,20 +154,56 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     for device in [&mut a, &mut b] {
         device.env.push(("POUCH_STORE_TOKEN".into(), TOKEN.into()));
     }
-    for i in 0..6u64 {
-        std::fs::write(a.path(&format!("a{i}.bin")), noise(i, 300_000)).unwrap();
+    for i in 0..24u64 {
+        std::fs::write(a.path(&format!("a{i}.bin")), noise(i, 1 << 20)).unwrap();
     }
     a.ok(&["sync"]);
     b.ok(&["sync"]);
+    let _daemon = Daemon::start(&b);
+
+    // Held to 4 MiB/s, the copy of 24 MiB takes six seconds at least:
+    // time for both devices to write and sync while it runs.
+    let started = std::time::Instant::now();
+    let mut migration = pouch()
+        .arg("--config")
+        .arg(&a.config)
+        .args(["migrate", "start", "--to", "own", "--url", &store.1])
+        .args(["--max-rate", "4"])
+        .envs(a.env.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Written and synced on both devices while the copy runs.
     std::fs::write(b.path("b-during.txt"), b"written on B during the move").unwrap();
     std::fs::write(a.path("a-during.txt"), b"written on A during the move").unwrap();
+    a.ok(&["sync"]);
+    assert!(
+        migration.try_wait().unwrap().is_none(),
+        "the copy ended before A's sync did"
+    );
+    let out = migration.wait_with_output().unwrap();
+    assert!(out.status.success(), "migrate start failed");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(5),
+        "the copy ignored --max-rate"
+    );
+    wait_for("B's file on A", || {
+        a.ok(&["sync"]);
+        a.path("b-during.txt").exists()
+    });
 
     a.ok(&["migrate", "switch", "--to", "own", "--url", &store.1]);
+    wait_for("B's daemon to follow the move", || {
+        std::fs::read_to_string(&b.config)
+            .unwrap()
+            .contains(&store.1)
+    });
     std::fs::write(a.path("a-after.txt"), b"written on A after the move").unwrap();
-    b.ok(&["sync"]);
     a.ok(&["sync"]);
-    b.ok(&["sync"]);
-    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+    wait_for("A's file after the move on B", || {
+        b.path("a-after.txt").exists()
+    });
     for name in ["a-during.txt", "b-during.txt", "a-after.txt"] {
         assert!(a.path(name).exists() && b.path(name).exists(), "{name}");
     }
@@ -179,13 +216,53 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     // The bucket goes; syncing through pouch-store does not notice.
     rt.block_on(server_s3.delete_bucket(&bucket));
     std::fs::write(b.path("b-final.txt"), b"after the bucket is gone").unwrap();
-    b.ok(&["sync"]);
-    a.ok(&["sync"]);
-    assert_eq!(
-        std::fs::read(a.path("b-final.txt")).unwrap(),
-        b"after the bucket is gone"
-    );
-    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+    wait_for("B's last file on A", || {
+        a.ok(&["sync"]);
+        std::fs::read(a.path("b-final.txt")).is_ok_and(|c| c == b"after the bucket is gone")
+    });
+    wait_for("both folders identical", || {
+        a.ok(&["sync"]);
+        snapshot(&a.root) == snapshot(&b.root)
+    });
+}
+
+/// A `pouch daemon` for a device, killed when dropped.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(device: &Device) -> Self {
+        let child = pouch()
+            .arg("--config")
+            .arg(&device.config)
+            .arg("daemon")
+            .envs(device.env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = device.config.with_extension("journal.sock");
+        wait_for("the daemon's control socket", || socket.exists());
+        Self(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `cond` until it holds; fails after a generous deadline.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// And back: two devices on a `pouch-store` process; A starts a migration
