@@ -4,54 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Device;
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(device: &Device) -> Self {
-        let child = common::pouch()
-            .arg("--config")
-            .arg(&device.config)
-            .arg("daemon")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let socket = device.config.with_extension("journal.sock");
-        wait_for("the control socket", || socket.exists());
-        Self(child)
-    }
-
-    fn stop(mut self) {
-        let pid = self.0.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = self.0.wait().unwrap();
-        assert!(
-            status.success(),
-            "the daemon did not stop cleanly: {status}"
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `cond` until it holds; fails after a generous deadline.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{Daemon, Device, wait_for};
 
 fn reads(path: &Path, content: &[u8]) -> bool {
     std::fs::read(path).is_ok_and(|c| c == content)

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{Device, noise, pouch, snapshot, today};
+use common::{Daemon, Device, noise, pouch, snapshot, today, wait_for};
 
 const TOKEN: &str = "end-to-end-token-0123456789";
 
@@ -52,6 +52,23 @@ fn start_server(data: &Path) -> Server {
         .unwrap()
         .to_owned();
     Server(child, format!("http://{addr}"))
+}
+
+/// A runtime for the test's own S3 calls, the S3 test server and a fresh
+/// bucket on it.
+fn s3_fixture() -> (
+    tokio::runtime::Runtime,
+    &'static pouch_testkit::s3::TestS3,
+    String,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = pouch_testkit::s3::server();
+    let bucket = rt.block_on(server.fresh_bucket());
+    (rt, server, bucket)
 }
 
 /// A device on the server at `url` whose commands carry the token in the
@@ -139,14 +156,7 @@ fn two_devices_sync_through_a_pouch_store_process() {
 /// enters the journal: each device brings its own.
 #[test]
 fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
-    use pouch_testkit::s3;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server_s3 = s3::server();
-    let bucket = rt.block_on(server_s3.fresh_bucket());
+    let (rt, server_s3, bucket) = s3_fixture();
     let dir = tempfile::tempdir().unwrap();
     let store = start_server(&dir.path().join("server-data"));
     let mut a = Device::init_s3(dir.path(), "A", &server_s3.endpoint, &bucket);
@@ -226,59 +236,13 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     });
 }
 
-/// A `pouch daemon` for a device, killed when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(device: &Device) -> Self {
-        let child = pouch()
-            .arg("--config")
-            .arg(&device.config)
-            .arg("daemon")
-            .envs(device.env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let socket = device.config.with_extension("journal.sock");
-        wait_for("the daemon's control socket", || socket.exists());
-        Self(child)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `cond` until it holds; fails after a generous deadline.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 /// And back: two devices on a `pouch-store` process; A starts a migration
 /// to S3 (double writes from then on, every read shadowed) and both keep
 /// writing and syncing while it runs; then the switch. Both end on S3 with
 /// identical folders, and the pouch-store server can go.
 #[test]
 fn two_devices_move_from_pouch_store_to_s3_while_syncing() {
-    use pouch_testkit::s3;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server_s3 = s3::server();
-    let bucket = rt.block_on(server_s3.fresh_bucket());
+    let (_rt, server_s3, bucket) = s3_fixture();
     let dir = tempfile::tempdir().unwrap();
     let store = start_server(&dir.path().join("server-data"));
     let mut a = init(dir.path(), "A", &store.1);

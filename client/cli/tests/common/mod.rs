@@ -190,3 +190,55 @@ pub fn today() -> String {
     let (y, m, d) = pouch_core::fsops::civil_date(secs);
     format!("{y:04}-{m:02}-{d:02}")
 }
+
+/// A `pouch daemon` for a device (with its environment), killed when
+/// dropped unless stopped.
+pub struct Daemon(pub std::process::Child);
+
+impl Daemon {
+    /// Starts it and waits for its control socket.
+    pub fn start(device: &Device) -> Self {
+        let child = pouch()
+            .arg("--config")
+            .arg(&device.config)
+            .arg("daemon")
+            .envs(device.env.iter().cloned())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = device.config.with_extension("journal.sock");
+        wait_for("the daemon's control socket", || socket.exists());
+        Self(child)
+    }
+
+    /// Stops it with SIGTERM; it must exit cleanly.
+    pub fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.0.wait().unwrap();
+        assert!(
+            status.success(),
+            "the daemon did not stop cleanly: {status}"
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `cond` until it holds; fails after a generous deadline.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
