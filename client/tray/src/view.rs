@@ -32,7 +32,8 @@ pub enum Seen {
     NoDaemon {
         /// The tray started a daemon that has not answered yet.
         starting: bool,
-        /// Why the daemon the tray started stopped, if it did.
+        /// Why the daemon the tray started last stopped (it failed to
+        /// start, or died), until the tray starts another.
         failed: Option<String>,
     },
     /// The daemon's latest status.
@@ -78,7 +79,7 @@ impl View {
             }
             Seen::NoDaemon {
                 failed: Some(why), ..
-            } => View::without_daemon(Look::Error, format!("Pouch could not start: {why}")),
+            } => View::without_daemon(Look::Error, format!("Pouch stopped: {why}")),
             Seen::NoDaemon { .. } => {
                 View::without_daemon(Look::Offline, "Pouch is not running".into())
             }

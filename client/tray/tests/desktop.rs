@@ -158,7 +158,8 @@ fn tray_shows_the_daemon_and_its_menu_drives_it() {
     assert!(killed.success(), "no daemon to kill");
     wait_for("the tray to notice", Duration::from_secs(20), || {
         let status = item.menu().status();
-        (status.contains("not running") || status.contains("Starting")).then_some(())
+        (status.contains("Pouch stopped: the daemon exited") || status.contains("Starting"))
+            .then_some(())
     });
     wait_for("a new daemon, up to date", Duration::from_secs(60), || {
         (item.menu().status() == "Up to date" && device.status()["syncs"].as_u64() >= Some(1))
