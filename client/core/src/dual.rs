@@ -6,7 +6,10 @@
 //! journal entries and snapshots written through the device are written to
 //! the new store too (double writes), after the old store took them; a
 //! failure on the new store does not fail the sync (the copy fills the gap
-//! later, and the verification before cutover proves it did). A share of
+//! later, and the verification before cutover proves it did). An entry is
+//! mirrored only after the blocks it names are in the new store, so the
+//! new store's journal is always a prefix of the old one's that names only
+//! blocks it holds. A share of
 //! block reads is repeated against the new store and compared (shadow
 //! reads); a mismatch is logged and counted, and the old store's bytes are
 //! served. A block the new store lacks is counted apart: other devices
@@ -185,19 +188,15 @@ impl Dual {
 const CATCH_UP_MAX: u64 = 64;
 
 impl Dual {
-    /// Copies the old store's entries after `head` up to `upto` to the new
-    /// store, each after the blocks it names that the new store lacks (an
-    /// entry there never names a block it does not have).
-    async fn catch_up(&self, head: Seq, upto: Seq) -> Result<()> {
-        let entries = self
-            .primary
-            .read_journal(head, (upto.0 - head.0) as usize)
-            .await?;
-        for entry in entries.into_iter().filter(|e| e.seq <= upto) {
-            let ids: Vec<BlockId> = crate::migrate::blocks_of(&entry)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
+    /// Appends `entry` to the new store after the blocks it names that the
+    /// new store lacks (a double write of blocks may have failed): an entry
+    /// there never names a block it does not have.
+    async fn mirror(&self, entry: &JournalEntry) -> Result<()> {
+        let ids: Vec<BlockId> = crate::migrate::blocks_of(entry)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if !ids.is_empty() {
             let present = self.secondary.has_blocks(&ids).await?;
             let mut missing = Vec::new();
             for (id, here) in ids.iter().zip(present) {
@@ -208,7 +207,18 @@ impl Dual {
             if !missing.is_empty() {
                 self.secondary.put_blocks(missing).await?;
             }
-            match self.secondary.append(entry.seq, entry.data).await {
+        }
+        self.secondary.append(entry.seq, entry.data.clone()).await
+    }
+
+    /// Mirrors the old store's entries after `head` up to `upto`.
+    async fn catch_up(&self, head: Seq, upto: Seq) -> Result<()> {
+        let entries = self
+            .primary
+            .read_journal(head, (upto.0 - head.0) as usize)
+            .await?;
+        for entry in entries.into_iter().filter(|e| e.seq <= upto) {
+            match self.mirror(&entry).await {
                 Ok(()) => bump(&self.stats.journal_entries_mirrored),
                 // A copy running at the same time got there first.
                 Err(BackendError::SlotTaken(_)) => {}
@@ -301,12 +311,14 @@ impl Backend for Dual {
         if !self.mirrors_writes() {
             return Ok(());
         }
-        let outcome = match self.secondary.append(seq, data.clone()).await {
-            // Other devices committed to the old store alone since: bring
-            // their entries (and blocks) over first, when they are few.
+        let entry = JournalEntry { seq, data };
+        let outcome = match self.mirror(&entry).await {
+            // Other devices committed to the old store alone since (or an
+            // earlier mirror failed): bring those entries over first, when
+            // they are few.
             Err(BackendError::Gap { head, .. }) if seq.0 - head.0 <= CATCH_UP_MAX => {
                 match self.catch_up(head, Seq(seq.0 - 1)).await {
-                    Ok(()) => self.secondary.append(seq, data).await,
+                    Ok(()) => self.secondary.append(seq, entry.data).await,
                     Err(e) => Err(e),
                 }
             }

@@ -14,6 +14,10 @@
 //!   still somewhere (at its path, renamed, or as a conflicted copy) unless
 //!   a user's own operation overwrote or deleted it;
 //! - every block the journal names is stored;
+//! - device 0 runs on a migration's store pair (`Dual`), double-writing to
+//!   a second namespace that fails on its own schedule: that target's
+//!   journal stays a prefix of the journal naming only blocks it holds, and
+//!   a copy then makes it verify;
 //! - no temp file is left behind;
 //! - syncing terminates (a bounded number of rounds reaches quiet).
 
@@ -27,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pouch_core::commit::Commit;
+use pouch_core::dual::Dual;
 use pouch_core::node::Node;
 use pouch_core::sync::{Clock, Engine, NoProgress};
 
@@ -184,17 +189,26 @@ struct Device {
     root: PathBuf,
     journal: PathBuf,
     backend: Arc<SimBackend>,
+    /// The store this device is migrating to (device 0 only): its engine
+    /// runs on the pair, double-writing and shadow-reading.
+    target: Option<Arc<SimBackend>>,
     engine: Option<Engine>,
 }
 
 impl Device {
     fn engine(&mut self) -> Result<&mut Engine, String> {
         if self.engine.is_none() {
+            let backend: Arc<dyn pouch_backend::Backend> = match &self.target {
+                Some(target) => {
+                    Arc::new(Dual::migrating(self.backend.clone(), target.clone(), 0.5))
+                }
+                None => self.backend.clone(),
+            };
             let engine = Engine::open(
                 &self.root,
                 &self.name,
                 &self.journal,
-                self.backend.clone(),
+                backend,
                 Arc::new(FixedClock),
                 Arc::new(NoProgress),
             )
@@ -406,6 +420,7 @@ const QUIET_ROUNDS_LIMIT: usize = 8;
 pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
     let scratch = scratch();
     let shared = Arc::new(Mutex::new(Namespace::default()));
+    let target = Arc::new(Mutex::new(Namespace::default()));
     let mut fleet: Vec<Device> = (0..devices)
         .map(|i| {
             let root = scratch.path().join(format!("dev{i}"));
@@ -415,6 +430,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
                 journal: scratch.path().join(format!("dev{i}.sqlite")),
                 root,
                 backend: Arc::new(SimBackend::new(shared.clone())),
+                target: (i == 0).then(|| Arc::new(SimBackend::new(target.clone()))),
                 engine: None,
             }
         })
@@ -438,9 +454,19 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
                 let dev = &mut fleet[*device];
                 observe(dev, &mut ledger);
                 dev.backend.arm(*faults);
+                if let Some(target) = &dev.target {
+                    // The target fails on its own schedule.
+                    target.arm(Faults {
+                        seed: faults.seed ^ 0x007a_26e7,
+                        ..*faults
+                    });
+                }
                 let outcome = runtime.block_on(dev.engine()?.sync_once());
                 let crashed = dev.backend.crashed();
                 dev.backend.arm(Faults::NONE);
+                if let Some(target) = &dev.target {
+                    target.arm(Faults::NONE);
+                }
                 match outcome {
                     Ok(_) => {}
                     // Injected failures may fail a sync; nothing else may.
@@ -525,7 +551,33 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
         ));
     }
     // The journal names only stored blocks.
-    let ns = shared.lock().unwrap();
+    names_only_stored_blocks(&shared.lock().unwrap(), "the journal")?;
+
+    // The migration target (written by device 0's double writes, under
+    // its own faults) holds a prefix of the journal naming only blocks it
+    // has; a copy then completes it, and it verifies.
+    {
+        let (ns, to) = (shared.lock().unwrap(), target.lock().unwrap());
+        if to.journal.len() > ns.journal.len() || to.journal[..] != ns.journal[..to.journal.len()] {
+            return Err("the migration target's journal is not a prefix of the journal".into());
+        }
+        names_only_stored_blocks(&to, "the migration target's journal")?;
+    }
+    let (from, to) = (
+        SimBackend::new(shared.clone()),
+        SimBackend::new(target.clone()),
+    );
+    runtime
+        .block_on(pouch_core::migrate::copy(&from, &to, &NoProgress))
+        .map_err(|e| format!("copying to the migration target failed: {e}"))?;
+    runtime
+        .block_on(pouch_core::migrate::verify(&from, &to, &NoProgress))
+        .map_err(|e| format!("the migration target does not verify: {e}"))?;
+    Ok(())
+}
+
+/// Every block a journal entry of `ns` names is stored in `ns`.
+fn names_only_stored_blocks(ns: &Namespace, what: &str) -> Result<(), String> {
     for (i, entry) in ns.journal.iter().enumerate() {
         let commit = Commit::decode(i as u64 + 1, entry).map_err(|e| e.to_string())?;
         for change in commit.changes {
@@ -533,7 +585,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
                 for block in blocks {
                     if !ns.blocks.contains_key(&block.id) {
                         return Err(format!(
-                            "journal entry {} names block {} which is not stored",
+                            "{what}: entry {} names block {} which is not stored",
                             i + 1,
                             block.id
                         ));
