@@ -24,8 +24,8 @@ use crate::view::Seen;
 const GRACE: Duration = Duration::from_secs(2);
 /// The least time between two daemons the tray starts.
 const RESTART_EVERY: Duration = Duration::from_secs(10);
-/// How often the status is asked for while bytes move (progress is not an
-/// event).
+/// How often the status is asked for while bytes move or a migration
+/// copies (progress is not an event).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// What the link tells the tray's main loop.
@@ -148,7 +148,8 @@ async fn stream(
 ) -> bool {
     let mut lines = BufReader::new(events).lines();
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
-    let mut syncing = false;
+    // Polled while bytes move or a migration copies: neither sends events.
+    let mut moving = false;
     loop {
         tokio::select! {
             line = lines.next_line() => {
@@ -175,12 +176,17 @@ async fn stream(
                     Ok(None) | Err(_) => return true,
                 }
             }
-            _ = progress.tick(), if syncing => {}
+            _ = progress.tick(), if moving => {}
         }
         // Every event (and every tick while syncing) refreshes the status.
         match request(socket, &Request::Status).await {
             Ok(Some(Response::Status(status))) => {
-                syncing = status.state == State::Syncing;
+                let copying = status
+                    .migration
+                    .as_ref()
+                    .and_then(|m| m.copy.as_ref())
+                    .is_some_and(|copy| copy.phase != "done");
+                moving = status.state == State::Syncing || copying;
                 if !send(Update::Seen(Seen::Daemon(status))) {
                     return false;
                 }
