@@ -68,12 +68,18 @@ impl EmbeddedBackend {
             .await
             .map_err(Error::internal("running a store operation"))?
     }
+
+    /// How [`Backend::describe`] names the store in folder `dir`, for
+    /// callers that must not open it (opening creates a missing store).
+    pub fn description(dir: &Path) -> String {
+        format!("embedded store at {}", dir.display())
+    }
 }
 
 #[async_trait]
 impl Backend for EmbeddedBackend {
     fn describe(&self) -> String {
-        format!("embedded store at {}", self.store.dir().display())
+        Self::description(self.store.dir())
     }
 
     async fn put_blocks(&self, blocks: Vec<Block>) -> Result<()> {

@@ -881,7 +881,7 @@ async fn migrate(
             shadow_reads,
             limits,
             json,
-        } => return start(config_path, *to, shadow_reads, &limits, json).await,
+        } => return start(config_path, config, *to, shadow_reads, &limits, json).await,
         MigrateAction::Cancel => {
             let Some(migration) = config.migration.take() else {
                 bail!("no migration is under way");
@@ -943,14 +943,21 @@ async fn migrate(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A store's description without opening it for real use.
+/// A store's description. An embedded store is named, not opened: opening
+/// one that was deleted (a retired store) would create it again, and
+/// `pouch status` should not open a second store to name it.
 fn describe_store(backend: &BackendConfig) -> String {
-    open_store(backend, None).map_or_else(|_| "the store".into(), |b| b.describe())
+    match backend {
+        BackendConfig::Own(OwnStore::Embedded { store }) => EmbeddedBackend::description(store),
+        // Building these clients touches no network.
+        other => open_store(other, None).map_or_else(|_| "the store".into(), |b| b.describe()),
+    }
 }
 
 /// `pouch migrate start`: see its help.
 async fn start(
     config_path: &Path,
+    mut config: Config,
     to: crate::cli::StoreArgs,
     shadow_reads: f64,
     limits: &crate::cli::CopyLimits,
@@ -959,7 +966,6 @@ async fn start(
     if !(0.0..=1.0).contains(&shadow_reads) {
         bail!("--shadow-reads is a share of reads, from 0 to 1");
     }
-    let mut config = Config::load(config_path)?;
     let target = prepare_target(target_from(to)?).await?;
     if target == config.backend {
         bail!("the target is the store this folder already uses");

@@ -104,6 +104,10 @@ enum Mode {
     FallingBack,
 }
 
+/// The most entries a mirrored append brings over itself before its own;
+/// a longer gap is the copy's work.
+const CATCH_UP_MAX: u64 = 64;
+
 /// Two stores as one; see the module docs.
 pub struct Dual {
     primary: Arc<dyn Backend>,
@@ -181,13 +185,7 @@ impl Dual {
             );
         }
     }
-}
 
-/// The most entries a mirrored append brings over itself before its own;
-/// a longer gap is the copy's work.
-const CATCH_UP_MAX: u64 = 64;
-
-impl Dual {
     /// Appends `entry` to the new store after the blocks it names that the
     /// new store lacks (a double write of blocks may have failed): an entry
     /// there never names a block it does not have.
