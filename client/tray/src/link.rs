@@ -129,7 +129,9 @@ async fn follow(
 /// daemon answers.
 async fn connect(socket: &Path) -> Option<(Box<DaemonStatus>, UnixStream)> {
     let mut events = UnixStream::connect(socket).await.ok()?;
-    events.write_all(b"{\"cmd\":\"subscribe\"}\n").await.ok()?;
+    let mut subscribe = serde_json::to_string(&Request::Subscribe).expect("requests serialise");
+    subscribe.push('\n');
+    events.write_all(subscribe.as_bytes()).await.ok()?;
     // Status after subscribing: no event between the two is missed.
     match request(socket, &Request::Status).await {
         Ok(Some(Response::Status(status))) => Some((status, events)),
