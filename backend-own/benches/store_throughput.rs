@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pouch_backend::{Block, conformance::noise};
-use pouch_backend_own::engine::{Store, StoreOptions};
+use pouch_backend_own::storage::{Store, StoreOptions};
 
 /// (label, block size, blocks per call)
 const SHAPES: &[(&str, usize, usize)] = &[

@@ -48,19 +48,11 @@ fn unavailable(message: String) -> Error {
     }
 }
 
-/// Makes ring rustls's process-wide crypto provider, which every HTTPS
-/// client in the process needs (reqwest is built without a bundled one to
-/// keep aws-lc's C build out of the tree). Idempotent.
-pub fn install_tls_provider() {
-    // Err only means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl RemoteBackend {
     /// A client for namespace `namespace` at `url` (e.g.
     /// `http://127.0.0.1:7878`), presenting `token`.
     pub fn new(url: &str, namespace: &str, token: String) -> Result<Self> {
-        install_tls_provider();
+        pouch_backend::tls::install_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()

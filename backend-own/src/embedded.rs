@@ -1,4 +1,4 @@
-//! The embedded backend: the store engine used in-process on a local folder.
+//! The embedded backend: the storage layer used in-process on a local folder.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use bytes::Bytes;
 use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot};
 use tokio::time::Instant;
 
-use crate::engine::{Store, StoreOptions};
+use crate::storage::{Store, StoreOptions};
 
 /// How often a waiter looks for appends made by other processes, which
 /// cannot notify it directly.
@@ -17,7 +17,7 @@ const CROSS_PROCESS_POLL: Duration = Duration::from_millis(50);
 
 /// [`Backend`] over a [`Store`] opened in this process.
 ///
-/// The engine does blocking file and SQLite I/O, so every call runs on
+/// The store does blocking file and SQLite I/O, so every call runs on
 /// tokio's blocking pool.
 #[derive(Debug, Clone)]
 pub struct EmbeddedBackend {
@@ -38,7 +38,7 @@ impl EmbeddedBackend {
         Self { store }
     }
 
-    /// The engine underneath, for figures and maintenance.
+    /// The store underneath, for figures and maintenance.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -67,6 +67,12 @@ impl EmbeddedBackend {
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(Error::internal("running a store operation"))?
+    }
+
+    /// Whether folder `dir` holds a store (its index), without opening or
+    /// creating anything.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("index.sqlite").is_file()
     }
 
     /// How [`Backend::describe`] names the store in folder `dir`, for

@@ -2,7 +2,7 @@
 
 use pouch_backend::conformance::noise;
 use pouch_backend::{Block, BlockId, Error};
-use pouch_backend_own::engine::{Store, StoreOptions};
+use pouch_backend_own::storage::{Store, StoreOptions};
 
 fn folder_size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)

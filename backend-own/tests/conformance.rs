@@ -21,7 +21,7 @@ async fn embedded_store_passes_the_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_holds_across_volume_rolls() {
     // Tiny volumes force every batch to span several volumes.
-    use pouch_backend_own::engine::{Store, StoreOptions};
+    use pouch_backend_own::storage::{Store, StoreOptions};
     let root = tempfile::tempdir().unwrap();
     let mut n = 0;
     run_all(Capabilities { push: true }, || {

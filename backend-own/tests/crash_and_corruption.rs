@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use bytes::Bytes;
 use pouch_backend::conformance::noise;
 use pouch_backend::{Block, Codec, Error};
-use pouch_backend_own::engine::{Store, StoreOptions};
+use pouch_backend_own::storage::{Store, StoreOptions};
 
 mod child;
 

@@ -122,7 +122,7 @@ async fn wrong_or_missing_tokens_get_401_and_no_data() {
             Err(Error::Unauthorized)
         ));
     }
-    pouch_backend_own::install_tls_provider();
+    pouch_backend::tls::install_provider();
     let no_token = reqwest::Client::new()
         .get(format!("{}/v1/ns0/blocks/{}", server.url, block.id()))
         .send()
@@ -160,7 +160,7 @@ async fn streamed_puts_are_bounded_and_all_or_nothing() {
     let ids: Vec<_> = big.iter().map(Block::id).collect();
     assert!(backend.has_blocks(&ids).await.unwrap().iter().all(|&h| h));
 
-    pouch_backend_own::install_tls_provider();
+    pouch_backend::tls::install_provider();
     let http = reqwest::Client::new();
     let post = |body: Vec<u8>| {
         http.post(format!("{}/v1/ns0/blocks", server.url))
@@ -204,7 +204,8 @@ async fn a_flipped_byte_is_refused_over_http_and_found_by_verify_and_the_scrubbe
     // Flip one payload byte through the engine's own idea of where it is.
     let store_dir = server.data.join("ns0");
     let loc = {
-        let store = pouch_backend_own::engine::Store::open(&store_dir, Default::default()).unwrap();
+        let store =
+            pouch_backend_own::storage::Store::open(&store_dir, Default::default()).unwrap();
         let loc = store.locate(block.id()).unwrap().unwrap();
         (store.volume_path(loc.volume), loc.payload_offset + 777)
     };

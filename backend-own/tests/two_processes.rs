@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pouch_backend::conformance::noise;
 use pouch_backend::{Block, BlockId, Error, Seq};
-use pouch_backend_own::engine::{Store, StoreOptions};
+use pouch_backend_own::storage::{Store, StoreOptions};
 
 mod child;
 

@@ -20,12 +20,15 @@
 //!   [`S3Config::poll_interval_ms`]: S3 cannot push.
 
 mod backend;
+mod blocks;
 mod config;
 mod credentials;
 mod errors;
 mod index;
+mod journal;
 mod keys;
 mod pack;
+mod request;
 
 pub use backend::S3Backend;
 pub use config::S3Config;

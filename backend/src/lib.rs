@@ -15,15 +15,19 @@
 //!   two devices can never both win the same slot; plus the latest snapshot of
 //!   the folded journal ([`Snapshot`]).
 //!
-//! [`conformance`] is the one test suite every implementation must pass
-//! against a real instance of its store.
+//! `conformance` (feature `conformance`) is the one test suite every
+//! implementation must pass against a real instance of its store; `tls`
+//! (feature `tls`) installs the one TLS crypto provider HTTPS clients use.
 
 mod backend;
 mod block;
 mod block_id;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 mod journal;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use backend::{Backend, BackendExt};
 pub use block::{Block, Codec, MAX_BLOCK_SIZE};

@@ -8,9 +8,3 @@
 
 pub mod proxy;
 pub mod s3;
-
-/// Makes ring rustls's crypto provider, which any reqwest client of the
-/// workspace needs before it is built. Idempotent.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}

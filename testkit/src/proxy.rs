@@ -59,7 +59,7 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `upstream` (`http://HOST:PORT`) on a free port.
     pub async fn start(upstream: &str, faults: Faults) -> Self {
-        crate::install_tls_provider();
+        pouch_backend::tls::install_provider();
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),

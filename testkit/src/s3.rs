@@ -115,7 +115,7 @@ impl TestS3 {
 
     /// Creates bucket `name` (moto needs no signature to do it).
     pub async fn create_bucket(&self, name: &str) {
-        crate::install_tls_provider();
+        pouch_backend::tls::install_provider();
         let response = reqwest::Client::new()
             .put(format!("{}/{name}", self.endpoint))
             .send()
@@ -133,7 +133,7 @@ impl TestS3 {
     pub async fn delete_bucket(&self, name: &str) {
         use futures_util::StreamExt;
         use object_store::ObjectStore;
-        crate::install_tls_provider();
+        pouch_backend::tls::install_provider();
         let store = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use pouch_backend_own::engine::{Store, StoreOptions};
 use pouch_backend_own::server::{Server, ServerConfig};
+use pouch_backend_own::storage::{Store, StoreOptions};
 
 /// Pouch's block store server.
 #[derive(Debug, Parser)]

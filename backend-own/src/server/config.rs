@@ -82,7 +82,7 @@ impl std::fmt::Debug for NamespaceConfig {
 }
 
 fn default_volume_size() -> u64 {
-    crate::engine::StoreOptions::default().volume_size
+    crate::storage::StoreOptions::default().volume_size
 }
 
 fn default_listen() -> String {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::Store;
+use crate::storage::Store;
 
 use super::Server;
 use super::config::Maintenance;

@@ -1,4 +1,4 @@
-//! The `pouch-store` HTTP server: the engine's API over HTTP, one store
+//! The `pouch-store` HTTP server: the storage API over HTTP, one store
 //! per namespace, bearer-token auth.
 //!
 //! Routes (all but `/metrics` and `/healthz` need `Authorization: Bearer`):
@@ -68,10 +68,10 @@ impl Server {
     pub fn open(config: &ServerConfig) -> pouch_backend::Result<Arc<Self>> {
         let mut namespaces = HashMap::new();
         for (name, ns) in &config.namespaces {
-            let options = crate::engine::StoreOptions {
+            let options = crate::storage::StoreOptions {
                 volume_size: config.volume_size,
             };
-            let store = crate::engine::Store::open(&config.data.join(name), options)?;
+            let store = crate::storage::Store::open(&config.data.join(name), options)?;
             let backend = EmbeddedBackend::new(Arc::new(store));
             namespaces.insert(
                 name.clone(),

@@ -1,10 +1,14 @@
 //! `pouch`: the headless command line. Thin glue: it reads the config,
-//! opens the backend the config names, and drives `pouch-core`.
+//! opens the backend the config names ([`store`], the only module that
+//! names concrete backends), and drives `pouch-core` ([`session`],
+//! [`commands`]).
 
 mod assets;
 mod cli;
 mod commands;
 mod progress;
+mod session;
+mod store;
 mod time;
 
 use std::process::ExitCode;

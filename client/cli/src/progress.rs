@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use pouch_core::sync::Progress;
+use pouch_core::{Phase, Progress};
 
 /// Builds the progress reporter that suits stderr.
 pub fn for_stderr() -> Box<dyn Progress> {
@@ -18,8 +18,8 @@ pub fn for_stderr() -> Box<dyn Progress> {
 struct Bar(Mutex<Option<ProgressBar>>);
 
 impl Progress for Bar {
-    fn phase(&self, name: &'static str, _items: u64, total_bytes: u64) {
-        let bar = ProgressBar::new(total_bytes).with_message(name);
+    fn phase(&self, phase: Phase, _items: u64, total_bytes: u64) {
+        let bar = ProgressBar::new(total_bytes).with_message(phase.name());
         bar.set_style(
             ProgressStyle::with_template(
                 "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
@@ -59,7 +59,8 @@ struct LineState {
 struct Lines(Mutex<LineState>);
 
 impl Progress for Lines {
-    fn phase(&self, name: &'static str, items: u64, total_bytes: u64) {
+    fn phase(&self, phase: Phase, items: u64, total_bytes: u64) {
+        let name = phase.name();
         *self.0.lock().expect("progress lock") = LineState {
             name,
             total: total_bytes,

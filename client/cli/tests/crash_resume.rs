@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use common::{Device, noise};
-use pouch_backend_own::engine::Store;
+use pouch_backend_own::storage::Store;
 
 #[test]
 fn sigkill_mid_upload_resumes_without_resending() {

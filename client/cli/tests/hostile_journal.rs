@@ -7,7 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::Device;
 use pouch_backend::{Block, Seq};
-use pouch_backend_own::engine::Store;
+use pouch_backend_own::storage::Store;
 
 #[test]
 fn paths_leaving_the_root_are_refused() {

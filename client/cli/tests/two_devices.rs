@@ -31,7 +31,7 @@ fn inserting_100_bytes_into_a_64_mib_file_sends_at_most_3_blocks() {
     a.sync();
     b.sync();
     let stats = || {
-        pouch_backend_own::engine::Store::open(&dir.path().join("store"), Default::default())
+        pouch_backend_own::storage::Store::open(&dir.path().join("store"), Default::default())
             .unwrap()
             .stats()
             .unwrap()

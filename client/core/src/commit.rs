@@ -28,7 +28,7 @@ pub struct Commit {
     /// store it lives in from now on (no secrets: keys and tokens come from
     /// each device's own environment). Nothing may follow this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub moved_to: Option<crate::config::BackendConfig>,
+    pub moved_to: Option<crate::location::StoreLocation>,
 }
 
 /// One path's new state: a node, or `None` for a delete.

@@ -29,13 +29,22 @@ use bytes::Bytes;
 use pouch_backend::{
     Backend, Block, BlockId, Error as BackendError, JournalEntry, Result, Seq, Snapshot,
 };
-use serde::{Deserialize, Serialize};
+
+/// The role a pair of stores plays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Double writes and shadow reads, before the switch.
+    #[default]
+    Migrating,
+    /// The new store alone, the old one read for what it lacks.
+    FallingBack,
+}
 
 /// What the pair of stores has seen, for `pouch status` and the tray.
 #[derive(Debug, Default)]
 pub struct DualStats {
-    /// `migrating` (double writes, shadow reads) or `falling back`.
-    mode: &'static str,
+    /// Which role the pair plays.
+    mode: Role,
     /// The other store: the target, or the old store read as a fallback.
     other: String,
     secondary_write_failures: AtomicU64,
@@ -47,10 +56,10 @@ pub struct DualStats {
 }
 
 /// A copy of [`DualStats`] at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DualCounts {
-    /// `migrating` (double writes, shadow reads) or `falling back`.
-    pub mode: String,
+    /// Which role the pair plays.
+    pub mode: Role,
     /// The other store: the target, or the old store read as a fallback.
     pub other: String,
     /// Writes the new store failed (the copy makes them up).
@@ -75,7 +84,7 @@ impl DualStats {
     pub fn counts(&self) -> DualCounts {
         let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
         DualCounts {
-            mode: self.mode.to_owned(),
+            mode: self.mode,
             other: self.other.clone(),
             secondary_write_failures: get(&self.secondary_write_failures),
             journal_entries_mirrored: get(&self.journal_entries_mirrored),
@@ -139,8 +148,8 @@ impl Dual {
     fn new(primary: Arc<dyn Backend>, secondary: Arc<dyn Backend>, mode: Mode) -> Self {
         let stats = Arc::new(DualStats {
             mode: match mode {
-                Mode::Migrating { .. } => "migrating",
-                Mode::FallingBack => "falling back",
+                Mode::Migrating { .. } => Role::Migrating,
+                Mode::FallingBack => Role::FallingBack,
             },
             other: secondary.describe(),
             ..DualStats::default()

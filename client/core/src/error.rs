@@ -23,12 +23,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The local journal database failed.
-    #[error("the local journal database: {0}")]
+    /// The local state database failed.
+    #[error("the local state database: {0}")]
     Db(#[from] rusqlite::Error),
 
-    /// The local journal was written by a newer Pouch.
-    #[error("the local journal has schema {found}; this Pouch knows up to {known}: upgrade Pouch")]
+    /// The local state was written by a newer Pouch.
+    #[error(
+        "the local state database has schema {found}; this Pouch knows up to {known}: upgrade Pouch"
+    )]
     NewerSchema {
         /// The version on disk.
         found: u32,
@@ -110,7 +112,7 @@ pub enum Error {
         /// The entry that announced the move.
         seq: u64,
         /// Where to.
-        to: Box<crate::config::BackendConfig>,
+        to: Box<crate::location::StoreLocation>,
     },
 
     /// Other devices kept committing first; the sync gave up for now.

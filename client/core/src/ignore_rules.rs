@@ -14,9 +14,9 @@ use crate::path::RelPath;
 /// The per-folder ignore file.
 pub const IGNORE_FILE: &str = ".pouchignore";
 
-/// Editors' swap and lock files, OS litter, and Pouch's own temp files.
+/// Editors' swap and lock files and OS litter (Pouch's own temp files are
+/// added from the one temp-name rule).
 const BUILT_IN: &[&str] = &[
-    ".pouch-tmp-*",
     "*.swp",
     "*.swx",
     "*~",
@@ -44,7 +44,8 @@ impl IgnoreRules {
     pub fn load(root: &Path) -> Self {
         let mut builder = GitignoreBuilder::new(root);
         let mut problems = Vec::new();
-        for rule in BUILT_IN {
+        let temp_files = format!("{}*", crate::names::TEMP_PREFIX);
+        for rule in BUILT_IN.iter().copied().chain([temp_files.as_str()]) {
             builder
                 .add_line(None, rule)
                 .expect("built-in rules are valid");

@@ -1,28 +1,41 @@
 //! Pouch's sync engine.
 //!
-//! Three trees live in the local journal ([`db::LocalDb`], SQLite): *Local*
-//! (what is on disk, from [`scan`]), *Remote* (the namespace journal folded,
-//! from [`commit`] entries) and *Synced* (the last state both sides agreed
-//! on). [`plan::plan`] is a pure function of the three that returns
-//! operations; [`sync::Engine`] pulls, plans, runs the operations and pushes
-//! one commit, recording each finished step so a crash resumes cleanly.
+//! Three trees live in the local state database ([`state::LocalState`],
+//! SQLite): *Local* (what is on disk, from [`scan`]), *Remote* (the
+//! namespace journal folded, from [`commit`] entries) and *Synced* (the
+//! last state both sides agreed on). [`plan::plan`] is a pure function of
+//! the three that returns operations; [`Engine`] pulls, plans, runs the
+//! operations and pushes one commit, recording each finished step so a
+//! crash resumes cleanly.
 //!
 //! The engine sees its store only as an `Arc<dyn pouch_backend::Backend>`.
+//! Moving a namespace between stores ([`migrate`], [`dual`]) and the daemon
+//! ([`daemon`], serving the protocol of `pouch-protocol`) live here too, so
+//! the binaries only parse, wire a store, and print.
 
 pub mod chunk;
+mod clock;
 pub mod commit;
-pub mod config;
 pub mod daemon;
-pub mod db;
 pub mod dual;
+pub mod engine;
 mod error;
 pub mod fsops;
 pub mod ignore_rules;
+pub mod local;
+pub mod location;
 pub mod migrate;
+pub mod names;
 pub mod node;
 pub mod path;
 pub mod plan;
+mod progress;
+mod report;
 pub mod scan;
-pub mod sync;
+pub mod state;
 
+pub use clock::{Clock, SystemClock, now_ns, unix_secs};
+pub use engine::{Engine, MassDeleteGuard, Pick, SyncOptions};
 pub use error::{Error, Result};
+pub use progress::{NoProgress, Phase, Progress};
+pub use report::{Action, Changed, MAX_CHANGED_LISTED, SyncReport};

@@ -8,40 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::Metadata;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::chunk;
-use crate::db::LocalEntry;
-use crate::fsops::is_temp_name;
 use crate::ignore_rules::IgnoreRules;
+use crate::local::{LocalEntry, Stat};
+use crate::names::is_temp_name;
 use crate::node::Node;
 use crate::path::RelPath;
-
-/// The stat data that decides whether a file must be re-read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stat {
-    /// Length in bytes.
-    pub size: u64,
-    /// Modification time, ns since the epoch.
-    pub mtime_ns: i64,
-    /// Inode number.
-    pub ino: u64,
-    /// Status change time, ns since the epoch.
-    pub ctime_ns: i64,
-}
-
-impl Stat {
-    /// The stat data of `meta`.
-    pub fn of(meta: &Metadata) -> Self {
-        Self {
-            size: meta.len(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ino: meta.ino(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        }
-    }
-}
 
 /// What a scan found.
 #[derive(Debug, Default)]
@@ -61,14 +36,6 @@ pub struct ScanOutcome {
 /// that recorded the file leaves size, mtime and ctime unchanged. Git calls
 /// such entries "racily clean" and re-reads them; so does Pouch.
 pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
-
-/// When a scan starts, by the wall clock, in ns since the epoch: recorded
-/// with its result so that the next scan can tell racy entries.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
 
 /// Scans `root`, reusing `previous` entries whose stat data is unchanged
 /// and which were recorded safely after their last change:

@@ -13,7 +13,7 @@ use pouch_backend::{Backend, Block, BlockId, JournalEntry, Result, Seq, Snapshot
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::commit::{COMMIT_VERSION, Change, Commit};
 use pouch_core::node::{BlockRef, Node};
-use pouch_core::sync::{Engine, NoProgress, SystemClock};
+use pouch_core::{Engine, NoProgress, SystemClock};
 
 /// Delegates everything; on the first append, another device appends first.
 struct RivalFirst {

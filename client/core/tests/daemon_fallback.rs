@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use pouch_backend::Backend;
 use pouch_backend_own::EmbeddedBackend;
-use pouch_core::daemon::control::request;
-use pouch_core::daemon::protocol::{Request, Response};
 use pouch_core::daemon::{DaemonOptions, run};
-use pouch_core::sync::{Engine, NoProgress, SystemClock};
+use pouch_core::{Engine, NoProgress, SystemClock};
+use pouch_protocol::{Request, Response, request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_limit_falls_back_to_rescans_and_says_so() {

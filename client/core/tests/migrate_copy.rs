@@ -10,7 +10,7 @@ use bytes::Bytes;
 use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::migrate;
-use pouch_core::sync::{Engine, NoProgress, SystemClock};
+use pouch_core::{Engine, NoProgress, SystemClock};
 
 /// A target that dies (every call fails) after `budget` block puts.
 struct Dying {
@@ -156,7 +156,7 @@ async fn a_namespace_copies_resumes_and_verifies() {
     let restored = b
         .restore(
             &pouch_core::path::RelPath::parse("f1").unwrap(),
-            pouch_core::sync::Pick::Latest,
+            pouch_core::Pick::Latest,
         )
         .await
         .unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pouch_backend::{Backend, BackendExt};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::Error;
-use pouch_core::sync::{Engine, NoProgress, SystemClock};
+use pouch_core::{Engine, NoProgress, SystemClock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_root_fails_the_sync_and_deletes_nothing() {

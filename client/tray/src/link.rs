@@ -10,10 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use pouch_core::daemon::control::request;
-use pouch_core::daemon::protocol::{DaemonStatus, Event, Request, Response, State};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
+use pouch_protocol::{
+    Action, CopyPhase, DaemonStatus, Event, Request, Response, State, Subscription, request,
+    subscribe,
+};
 use tokio::sync::mpsc;
 
 use crate::view::Seen;
@@ -127,11 +127,8 @@ async fn follow(
 
 /// The daemon's status and a subscribed connection, or `None` when no
 /// daemon answers.
-async fn connect(socket: &Path) -> Option<(Box<DaemonStatus>, UnixStream)> {
-    let mut events = UnixStream::connect(socket).await.ok()?;
-    let mut subscribe = serde_json::to_string(&Request::Subscribe).expect("requests serialise");
-    subscribe.push('\n');
-    events.write_all(subscribe.as_bytes()).await.ok()?;
+async fn connect(socket: &Path) -> Option<(Box<DaemonStatus>, Subscription)> {
+    let events = subscribe(socket).await.ok()??;
     // Status after subscribing: no event between the two is missed.
     match request(socket, &Request::Status).await {
         Ok(Some(Response::Status(status))) => Some((status, events)),
@@ -143,22 +140,24 @@ async fn connect(socket: &Path) -> Option<(Box<DaemonStatus>, UnixStream)> {
 /// tray quits (`false`).
 async fn stream(
     socket: &Path,
-    events: UnixStream,
+    mut events: Subscription,
     send: &impl Fn(Update) -> bool,
     commands: &mut mpsc::UnboundedReceiver<Ask>,
     last_error: &mut Option<String>,
 ) -> bool {
-    let mut lines = BufReader::new(events).lines();
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
     // Polled while bytes move or a migration copies: neither sends events.
     let mut moving = false;
     loop {
         tokio::select! {
-            line = lines.next_line() => {
-                let Ok(Some(line)) = line else { return true };
-                let Ok(event) = serde_json::from_str::<Event>(&line) else {
-                    tracing::warn!("not an event from the daemon: {line}");
-                    continue;
+            event = events.next() => {
+                let event = match event {
+                    Ok(Some(event)) => event,
+                    Ok(None) | Err(pouch_protocol::Error::Io { .. }) => return true,
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        continue;
+                    }
                 };
                 if let Some(note) = notification(&event, last_error)
                     && !send(note)
@@ -187,7 +186,7 @@ async fn stream(
                     .migration
                     .as_ref()
                     .and_then(|m| m.copy.as_ref())
-                    .is_some_and(|copy| copy.phase != "done");
+                    .is_some_and(|copy| copy.phase != CopyPhase::Done);
                 moving = status.state == State::Syncing || copying;
                 if !send(Update::Seen(Seen::Daemon(status))) {
                     return false;
@@ -207,7 +206,7 @@ fn notification(event: &Event, last_error: &mut Option<String>) -> Option<Update
             let conflicted: Vec<_> = report
                 .changed
                 .iter()
-                .filter(|c| c.action == pouch_core::sync::Action::Conflict)
+                .filter(|c| c.action == Action::Conflict)
                 .map(|c| c.path.as_str())
                 .collect();
             (report.conflicts > 0).then(|| Update::Notify {
@@ -315,7 +314,7 @@ fn start(starter: &Starter) -> std::io::Result<Child> {
 
 #[cfg(test)]
 mod tests {
-    use pouch_core::sync::{Action, Changed, SyncReport};
+    use pouch_protocol::{Changed, SyncReport};
 
     use super::*;
 

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use pouch_core::config::Config;
+use pouch_config::Config;
 use tray_icon::TrayIconBuilder;
 use tray_icon::menu::{MenuEvent, MenuId};
 
@@ -77,7 +77,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let config_path = match args.config {
         Some(path) => path,
-        None => pouch_core::config::default_config_path()
+        None => pouch_config::default_config_path()
             .context("no home folder to look for the config in; pass --config")?,
     };
     let config = Config::load(&config_path)?;

@@ -1,8 +1,7 @@
 //! What the tray shows for a daemon state: the icon, the tooltip and the
 //! menu's labels. Pure, so every state is unit-tested without a desktop.
 
-use pouch_core::daemon::protocol::{DaemonStatus, State};
-use pouch_core::sync::Action;
+use pouch_protocol::{Action, CopyPhase, DaemonStatus, State, TransferPhase};
 
 /// How many recent files the menu lists.
 pub const RECENT_SHOWN: usize = 5;
@@ -153,7 +152,7 @@ fn migration_note(status: &DaemonStatus) -> String {
         n => format!(", {n} shadow reads differ"),
     };
     match &migration.copy {
-        Some(copy) if copy.phase == "done" => format!(": copy done{mismatches}"),
+        Some(copy) if copy.phase == CopyPhase::Done => format!(": copy done{mismatches}"),
         Some(copy) => format!(
             ": {} {}%{mismatches}",
             copy.phase,
@@ -170,10 +169,9 @@ fn syncing_line(status: &DaemonStatus) -> String {
     let Some(transfer) = status.transfer.as_ref().filter(|t| t.files > 0) else {
         return "Syncing…".to_owned();
     };
-    let verb = match transfer.phase.as_str() {
-        "uploading" => "Uploading",
-        "downloading" => "Downloading",
-        _ => "Syncing",
+    let verb = match transfer.phase {
+        TransferPhase::Uploading => "Uploading",
+        TransferPhase::Downloading => "Downloading",
     };
     let files = match transfer.files {
         1 => "1 file".to_owned(),
@@ -203,8 +201,7 @@ fn recent_label(path: &str, action: Action) -> String {
 
 #[cfg(test)]
 mod tests {
-    use pouch_core::daemon::protocol::Transfer;
-    use pouch_core::sync::Changed;
+    use pouch_protocol::{Changed, Transfer};
 
     use super::*;
 
@@ -272,19 +269,22 @@ mod tests {
 
     #[test]
     fn a_migration_shows_beside_the_store() {
-        use pouch_core::daemon::protocol::MigrationStatus;
-        use pouch_core::dual::DualCounts;
-        use pouch_core::migrate::CopyProgress;
+        use pouch_protocol::{CopyProgress, MigrationCounts, MigrationStatus, StoreMode};
         let mut migrating = status(State::Idle);
         migrating.backend = "s3://b (migrating to pouch-store at http://s)".into();
         migrating.migration = Some(MigrationStatus {
-            counts: DualCounts {
-                mode: "migrating".into(),
+            counts: MigrationCounts {
+                mode: StoreMode::Migrating,
+                other: String::new(),
+                secondary_write_failures: 0,
+                journal_entries_mirrored: 0,
+                shadow_reads: 0,
+                shadow_missing: 0,
                 shadow_mismatches: 2,
-                ..DualCounts::default()
+                fallback_reads: 0,
             },
             copy: Some(CopyProgress {
-                phase: "copying".into(),
+                phase: CopyPhase::Copying,
                 blocks: 10,
                 done_bytes: 250,
                 total_bytes: 1000,
@@ -306,7 +306,7 @@ mod tests {
             "Syncing…"
         );
         syncing.transfer = Some(Transfer {
-            phase: "uploading".into(),
+            phase: TransferPhase::Uploading,
             files: 3,
             done_bytes: 450,
             total_bytes: 1000,
@@ -317,7 +317,7 @@ mod tests {
             (Look::Syncing, "Uploading 3 files (45%)")
         );
         syncing.transfer = Some(Transfer {
-            phase: "downloading".into(),
+            phase: TransferPhase::Downloading,
             files: 1,
             done_bytes: 0,
             total_bytes: 0,

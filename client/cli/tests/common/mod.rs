@@ -187,7 +187,7 @@ pub fn today() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let (y, m, d) = pouch_core::fsops::civil_date(secs);
+    let (y, m, d) = pouch_core::names::civil_date(secs);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

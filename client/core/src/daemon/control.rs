@@ -1,15 +1,16 @@
-//! The control socket server and client.
+//! The control socket's server side: the daemon's state shared with
+//! clients, and one task per connection speaking `pouch-protocol`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use pouch_protocol::{DaemonStatus, Event, Request, Response, read_message, write_message};
+use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::protocol::{DaemonStatus, Event, Request, Response, State};
 use crate::{Error, Result};
 
 /// State shared between the sync loop and socket clients.
@@ -24,20 +25,7 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn new() -> Self {
         Self {
-            status: Mutex::new(DaemonStatus {
-                state: State::Idle,
-                paused: false,
-                syncs: 0,
-                last_sync: None,
-                last_error: None,
-                offline: false,
-                backend: String::new(),
-                last_report: None,
-                watch_problem: None,
-                transfer: None,
-                recent: Vec::new(),
-                migration: None,
-            }),
+            status: Mutex::new(DaemonStatus::starting(String::new())),
             paused: watch::Sender::new(false),
             events: broadcast::Sender::new(256),
             allow_mass_delete: std::sync::atomic::AtomicBool::new(false),
@@ -81,9 +69,9 @@ pub(super) fn listen(path: &Path, shared: Arc<Shared>) -> Result<JoinHandle<()>>
 
 async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let response = match serde_json::from_str::<Request>(&line) {
+    let mut read = BufReader::new(read);
+    while let Ok(Some(request)) = read_message::<_, Request>(&mut read).await {
+        let response = match request {
             Ok(Request::Status) => {
                 Response::Status(Box::new(shared.status.lock().expect("status lock").clone()))
             }
@@ -112,55 +100,15 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                         Err(broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(broadcast::error::RecvError::Closed) => return,
                     };
-                    let mut text = serde_json::to_string(&event).expect("events serialise");
-                    text.push('\n');
-                    if write.write_all(text.as_bytes()).await.is_err() {
+                    if write_message(&mut write, &event).await.is_err() {
                         return;
                     }
                 }
             }
             Err(e) => Response::Error(format!("not a request: {e}")),
         };
-        let mut text = serde_json::to_string(&response).expect("responses serialise");
-        text.push('\n');
-        if write.write_all(text.as_bytes()).await.is_err() {
+        if write_message(&mut write, &response).await.is_err() {
             return;
         }
     }
-}
-
-/// Sends one request to the daemon behind `socket` and reads its answer.
-/// `Ok(None)` when no daemon listens there.
-pub async fn request(socket: &Path, request: &Request) -> Result<Option<Response>> {
-    let stream = match UnixStream::connect(socket).await {
-        Ok(stream) => stream,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(Error::io(socket)(e)),
-    };
-    let (read, mut write) = stream.into_split();
-    let mut text = serde_json::to_string(request).expect("requests serialise");
-    text.push('\n');
-    write
-        .write_all(text.as_bytes())
-        .await
-        .map_err(Error::io(socket))?;
-    let line = BufReader::new(read)
-        .lines()
-        .next_line()
-        .await
-        .map_err(Error::io(socket))?
-        .unwrap_or_default();
-    serde_json::from_str(&line).map(Some).map_err(|e| {
-        Error::io(socket)(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            e.to_string(),
-        ))
-    })
 }

@@ -4,12 +4,13 @@
 //! events under the root (debounced, see [`debounce`]), news in the remote
 //! journal (a task blocked in `wait_journal`, a long-poll where the backend
 //! has one), and a periodic rescan as a safety net. A control socket
-//! ([`protocol`]) serves status, pause/resume and an event stream.
+//! ([`control`], speaking `pouch-protocol`) serves status, pause/resume and
+//! an event stream; [`wire`] turns the engine's reports into its messages.
 //! Shutdown is checked between syncs, so a sync in flight always finishes.
 
 pub mod control;
 pub mod debounce;
-pub mod protocol;
+mod wire;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -23,10 +24,12 @@ use tokio::time::Instant;
 
 use self::control::Shared;
 use self::debounce::Debouncer;
-use self::protocol::{Event, State};
-use crate::Result;
-use crate::fsops::is_temp_name;
-use crate::sync::Engine;
+use pouch_protocol::{Event, MigrationStatus, State, Transfer};
+
+use crate::engine::{Engine, SyncOptions};
+use crate::names::is_temp_name;
+use crate::progress::{Phase, Progress};
+use crate::{Result, unix_secs};
 
 /// How the daemon paces itself.
 #[derive(Debug, Clone)]
@@ -125,14 +128,21 @@ pub async fn run(
         if pending && !*paused.borrow() {
             pending = false;
             retry_at = None;
-            if shared
-                .allow_mass_delete
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-            {
-                engine.guard_mut().allow_once = true;
-            }
-            match sync(&mut engine, &shared).await {
-                Ok(()) => {}
+            // The user's go-ahead (`resume --allow-mass-delete`) holds until
+            // a sync succeeds with it.
+            let allowed = SyncOptions {
+                allow_mass_delete: shared
+                    .allow_mass_delete
+                    .load(std::sync::atomic::Ordering::SeqCst),
+            };
+            match sync(&mut engine, &shared, allowed).await {
+                Ok(()) => {
+                    if allowed.allow_mass_delete {
+                        shared
+                            .allow_mass_delete
+                            .store(false, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
                 Err(crate::Error::MassDelete { .. }) => {
                     // Ask, don't propagate: pause until the user decides.
                     shared.paused.send_replace(true);
@@ -162,8 +172,10 @@ pub async fn run(
             _ = migration_tick.tick(), if options.migration.is_some() => {
                 if let Some(stats) = &options.migration {
                     let copy = crate::migrate::recorded_progress(engine.db());
-                    shared.status.lock().expect("status lock").migration =
-                        Some(protocol::MigrationStatus { counts: stats.counts(), copy });
+                    shared.status.lock().expect("status lock").migration = Some(MigrationStatus {
+                        counts: wire::counts(&stats.counts()),
+                        copy: copy.as_ref().map(wire::copy),
+                    });
                 }
             }
             () = sleep_until(wake) => {
@@ -195,10 +207,10 @@ const RECENT: usize = 20;
 /// Publishes the engine's progress as the status's current transfer.
 struct StatusProgress(Arc<Shared>);
 
-impl crate::sync::Progress for StatusProgress {
-    fn phase(&self, name: &'static str, items: u64, total_bytes: u64) {
-        self.0.status.lock().expect("status lock").transfer = Some(protocol::Transfer {
-            phase: name.to_owned(),
+impl Progress for StatusProgress {
+    fn phase(&self, phase: Phase, items: u64, total_bytes: u64) {
+        self.0.status.lock().expect("status lock").transfer = Some(Transfer {
+            phase: wire::transfer_phase(phase),
             files: items,
             done_bytes: 0,
             total_bytes,
@@ -213,12 +225,12 @@ impl crate::sync::Progress for StatusProgress {
 }
 
 /// Runs one sync, recording the outcome.
-async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
+async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Result<()> {
     shared.status.lock().expect("status lock").state = State::Syncing;
     shared.emit(Event::Syncing);
-    let outcome = engine.sync_once().await;
+    let outcome = engine.sync_with(options).await;
     let mut status = shared.status.lock().expect("status lock");
-    let now = crate::sync::Clock::unix_secs(&crate::sync::SystemClock);
+    let now = unix_secs();
     match outcome {
         Ok(report) => {
             status.state = if status.paused {
@@ -231,6 +243,7 @@ async fn sync(engine: &mut Engine, shared: &Shared) -> Result<()> {
             status.last_error = None;
             status.offline = false;
             status.transfer = None;
+            let report = wire::report(&report);
             let mut recent: Vec<_> = report.changed.iter().rev().take(RECENT).cloned().collect();
             recent.append(&mut status.recent);
             recent.truncate(RECENT);
@@ -338,24 +351,24 @@ async fn watch_remote(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::Progress;
+    use pouch_protocol::TransferPhase;
 
     #[test]
     fn engine_progress_becomes_the_status_transfer() {
         let shared = Arc::new(Shared::new());
         let progress = StatusProgress(shared.clone());
-        progress.phase("uploading", 3, 1000);
+        progress.phase(Phase::Uploading, 3, 1000);
         progress.advance(300);
         progress.advance(200);
         let transfer = shared.status.lock().unwrap().transfer.clone().unwrap();
         assert_eq!(
             (
-                transfer.phase.as_str(),
+                transfer.phase,
                 transfer.files,
                 transfer.done_bytes,
                 transfer.total_bytes
             ),
-            ("uploading", 3, 500, 1000)
+            (TransferPhase::Uploading, 3, 500, 1000)
         );
     }
 }

@@ -25,6 +25,9 @@
 
 pub mod backend;
 pub mod rng;
+mod steps;
+
+pub use steps::{LocalOp, Step, generate};
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,146 +36,9 @@ use std::sync::{Arc, Mutex};
 use pouch_core::commit::Commit;
 use pouch_core::dual::Dual;
 use pouch_core::node::Node;
-use pouch_core::sync::{Clock, Engine, NoProgress};
+use pouch_core::{Clock, Engine, NoProgress};
 
 use backend::{Faults, Namespace, SimBackend};
-use rng::Rng;
-
-/// One thing that happens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// A user's change on a device's folder.
-    Op { device: usize, op: LocalOp },
-    /// One `sync_once` of a device under `faults`.
-    Sync { device: usize, faults: Faults },
-    /// The device's process restarts (engine reopened from its journal).
-    Restart { device: usize },
-}
-
-/// Changes a user makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalOp {
-    /// Create or overwrite a file.
-    Write {
-        path: String,
-        seed: u64,
-        len: usize,
-    },
-    Append {
-        path: String,
-        seed: u64,
-        len: usize,
-    },
-    Truncate {
-        path: String,
-        len: usize,
-    },
-    /// Rename a file or a folder (onto a free name).
-    Rename {
-        from: String,
-        to: String,
-    },
-    /// Delete a file or a whole folder.
-    Delete {
-        path: String,
-    },
-    Mkdir {
-        path: String,
-    },
-    /// A file becomes a folder, or a folder (and its contents) a file.
-    TypeChange {
-        path: String,
-        seed: u64,
-    },
-    /// A symbolic link (to a relative name) where nothing is.
-    Symlink {
-        path: String,
-        target: String,
-    },
-    /// Flip a file's exec bit.
-    Chmod {
-        path: String,
-    },
-}
-
-const NAMES: [&str; 4] = ["a", "b", "c", "d.txt"];
-/// Lengths repeat on purpose: same-size rewrites are where stat-based
-/// change detection is weakest.
-const LENGTHS: [usize; 6] = [0, 7, 100, 4096, 70_000, 300_000];
-
-fn random_path(rng: &mut Rng) -> String {
-    let depth = 1 + rng.below(3) as usize;
-    (0..depth)
-        .map(|_| *rng.pick(&NAMES))
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// A run's shape from its seed.
-pub fn generate(seed: u64) -> (usize, Vec<Step>) {
-    let mut rng = Rng::new(seed);
-    let devices = 2 + rng.below(3) as usize;
-    let count = 8 + rng.below(40) as usize;
-    let mut steps = Vec::with_capacity(count);
-    for _ in 0..count {
-        let device = rng.below(devices as u64) as usize;
-        let roll = rng.below(100);
-        let step = if roll < 62 {
-            let path = random_path(&mut rng);
-            let op = match rng.below(12) {
-                0..=2 => LocalOp::Write {
-                    path,
-                    seed: rng.next_u64(),
-                    len: *rng.pick(&LENGTHS),
-                },
-                3 => LocalOp::Append {
-                    path,
-                    seed: rng.next_u64(),
-                    len: *rng.pick(&LENGTHS),
-                },
-                4 => LocalOp::Truncate {
-                    path,
-                    len: *rng.pick(&LENGTHS),
-                },
-                5 | 6 => LocalOp::Rename {
-                    from: path,
-                    to: random_path(&mut rng),
-                },
-                7 => LocalOp::Delete { path },
-                8 => LocalOp::Mkdir { path },
-                9 => LocalOp::Symlink {
-                    path,
-                    target: (*rng.pick(&NAMES)).to_owned(),
-                },
-                10 => LocalOp::Chmod { path },
-                _ => LocalOp::TypeChange {
-                    path,
-                    seed: rng.next_u64(),
-                },
-            };
-            Step::Op { device, op }
-        } else if roll < 95 {
-            let faulty = rng.chance(400);
-            Step::Sync {
-                device,
-                faults: if faulty {
-                    Faults {
-                        seed: rng.next_u64(),
-                        fail_per_mille: *rng.pick(&[0, 50, 200]),
-                        lagging_reads: rng.chance(500),
-                        crash_at_call: rng.chance(500).then(|| 1 + rng.below(12) as u32),
-                    }
-                } else {
-                    Faults::NONE
-                },
-            }
-        } else {
-            Step::Restart { device }
-        };
-        steps.push(step);
-    }
-    (devices, steps)
-}
 
 /// Conflicted copies are named with the date; a fixed clock keeps runs
 /// identical.
@@ -533,7 +399,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
     // No temp files.
     for path in first.keys() {
         let name = path.rsplit('/').next().unwrap_or(path);
-        if pouch_core::fsops::is_temp_name(name) {
+        if pouch_core::names::is_temp_name(name) {
             return Err(format!("a temp file was left behind: {path}"));
         }
     }

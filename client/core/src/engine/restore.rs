@@ -2,10 +2,11 @@
 //! included. Every version the journal ever named stays restorable while
 //! its blocks are stored (no collection deletes blocks yet).
 
-use super::{Engine, SyncReport};
-use crate::db::{Revision, Tree};
+use super::{Engine, Record};
 use crate::node::{Node, same};
 use crate::path::RelPath;
+use crate::report::SyncReport;
+use crate::state::{Revision, Tree};
 use crate::{Error, Result};
 
 /// Which version to bring back.
@@ -61,7 +62,7 @@ impl Engine {
         };
 
         let mut report = SyncReport::default();
-        let local = self.rescan(&mut report)?;
+        let (local, _) = self.scan_local(&mut report, Record::Yes)?;
         let synced = self.db.tree(Tree::Synced)?;
         let current = local.get(path);
         if let Some((_, node)) = current {

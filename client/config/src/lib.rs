@@ -1,12 +1,41 @@
-//! The configuration file (TOML): which folder, which device, which store.
+//! Pouch's config file (TOML): which folder, which device, which store.
+//!
+//! A crate of its own, below the sync engine, so that every program that
+//! needs only to find a folder's daemon and files (the tray) reads the one
+//! format without linking the engine. The file may come to hold
+//! credentials, so it is always written 0600.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+pub mod files;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+/// A result with [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong reading or writing the config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is missing or wrong.
+    #[error("configuration {path}: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Writing it failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The config format this build writes.
 pub const CONFIG_VERSION: u32 = 1;
@@ -21,8 +50,11 @@ pub struct Config {
     pub root: PathBuf,
     /// This device's name, shown in conflicted copies' names.
     pub device: String,
-    /// This device's local journal (SQLite).
-    pub journal: PathBuf,
+    /// This device's local state database (SQLite): the three trees, the
+    /// cursor into the namespace journal, history. Written `journal` by
+    /// earlier versions, which is still read.
+    #[serde(alias = "journal")]
+    pub state: PathBuf,
     /// Where the blocks and the namespace journal live.
     pub backend: BackendConfig,
     /// The store this folder moved away from, kept until `pouch migrate
@@ -156,37 +188,29 @@ impl Config {
         Ok(config)
     }
 
-    /// The daemon's control socket: next to the local journal, so every
+    /// The daemon's control socket: next to the local state, so every
     /// device on a machine has its own.
     pub fn socket_path(&self) -> PathBuf {
-        self.journal.with_extension("sock")
+        self.state.with_extension("sock")
     }
 
     /// Where a daemon started by the tray writes its log.
     pub fn daemon_log_path(&self) -> PathBuf {
-        self.journal.with_extension("log")
+        self.state.with_extension("log")
+    }
+
+    /// Where an S3 store keeps its cache of pack indexes: beside the local
+    /// state.
+    pub fn s3_cache_dir(&self) -> PathBuf {
+        self.state.with_extension("s3-cache")
     }
 
     /// Writes the config to `path` atomically, readable by its owner only
     /// (a config may come to hold credentials).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         let text = toml::to_string_pretty(self).expect("a config always serialises");
-        let temp = crate::fsops::temp_path(dir);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(Error::io(&temp))?;
-        file.write_all(text.as_bytes()).map_err(Error::io(&temp))?;
-        file.sync_all().map_err(Error::io(&temp))?;
-        std::fs::rename(&temp, path).map_err(Error::io(path))?;
-        crate::fsops::fsync_dir(dir)
+        files::write_atomically(path, text.as_bytes(), 0o600)
+            .map_err(|(path, source)| Error::Io { path, source })
     }
 }
 
@@ -204,7 +228,7 @@ mod tests {
             version: CONFIG_VERSION,
             root: "/home/me/Pouch".into(),
             device: "laptop".into(),
-            journal: "/home/me/.local/share/pouch/laptop.sqlite".into(),
+            state: "/home/me/.local/share/pouch/laptop.sqlite".into(),
             backend: BackendConfig::Own(OwnStore::Embedded {
                 store: "/srv/store".into(),
             }),
@@ -240,6 +264,22 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("kind = \"own\""), "{text}");
+    }
+
+    #[test]
+    fn reads_the_state_path_earlier_versions_called_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "version = 1\nroot = \"/r\"\ndevice = \"d\"\njournal = \"/s.sqlite\"\n\n[backend]\nkind = \"own\"\nstore = \"/st\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.state, Path::new("/s.sqlite"));
+        config.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("state = \"/s.sqlite\""), "{text}");
     }
 
     #[test]

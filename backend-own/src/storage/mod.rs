@@ -1,4 +1,4 @@
-//! The block store engine on a local folder.
+//! The block store on a local folder: volumes, their index, the journal.
 //!
 //! ```text
 //! STORE/index.sqlite     block index, volume table, journal, snapshot, counters
@@ -12,9 +12,13 @@
 //! file, the index is SQLite in WAL mode, and readers only read bytes the
 //! index names, which are immutable once written.
 
+mod block_index;
 mod compact;
+mod delete;
 mod index;
 mod journal;
+mod lifecycle;
+mod recovery;
 mod scrub;
 mod volume;
 mod writer;
@@ -148,7 +152,7 @@ impl Store {
             readers: Mutex::new(HashMap::new()),
             head: watch::Sender::new(Seq::ZERO),
         };
-        writer::check_tail_at_open(&store)?;
+        recovery::check_tail_at_open(&store)?;
         let head = store.journal_head()?;
         store.head.send_replace(head);
         Ok(store)

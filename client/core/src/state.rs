@@ -1,4 +1,4 @@
-//! The local journal: the three trees, the remote cursor and the device
+//! The local state database: the three trees, the remote cursor and the device
 //! identity, in one SQLite file (WAL) per device.
 
 use std::collections::BTreeMap;
@@ -8,9 +8,9 @@ use std::sync::{Mutex, MutexGuard};
 use pouch_backend::Seq;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::local::{LocalEntry, Stat};
 use crate::node::Node;
 use crate::path::RelPath;
-use crate::scan::Stat;
 use crate::{Error, Result};
 
 const MIGRATIONS: &[&str] = &[
@@ -78,12 +78,9 @@ impl Tree {
     }
 }
 
-/// A path on disk as last scanned: its stat data and node.
-pub type LocalEntry = (Stat, Node);
-
-/// The local journal of one device.
-pub struct LocalDb {
-    // A mutex makes the journal `Sync`, so the engine's futures are `Send`
+/// The local state database of one device.
+pub struct LocalState {
+    // A mutex makes the database `Sync`, so the engine's futures are `Send`
     // and can run on any runtime thread; one sync uses it at a time anyway.
     conn: Mutex<Connection>,
 }
@@ -112,8 +109,8 @@ fn rel(path: String) -> rusqlite::Result<RelPath> {
     })
 }
 
-impl LocalDb {
-    /// Opens (creating and migrating) the journal at `path`.
+impl LocalState {
+    /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
@@ -134,7 +131,7 @@ impl LocalDb {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", from as u32 + 1)?;
         }
-        // The device's identity: stable for the life of this journal,
+        // The device's identity: stable for the life of this database,
         // distinct across devices even when they share a name.
         let fresh_id = blake3::hash(
             format!(
@@ -156,10 +153,10 @@ impl LocalDb {
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().expect("journal lock")
+        self.conn.lock().expect("state lock")
     }
 
-    /// This device's identity, made when the journal was created.
+    /// This device's identity, made when the database was created.
     pub fn device_id(&self) -> Result<String> {
         Ok(self.meta("device_id")?.unwrap_or_default())
     }
@@ -245,7 +242,7 @@ impl LocalDb {
         let tx = self
             .conn
             .get_mut()
-            .expect("journal lock")
+            .expect("state lock")
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM local", [])?;
         {
@@ -301,7 +298,7 @@ impl LocalDb {
         let tx = self
             .conn
             .get_mut()
-            .expect("journal lock")
+            .expect("state lock")
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (path, node) in changes {
             set_node(&tx, Tree::Remote, path, node.as_ref())?;
@@ -328,7 +325,7 @@ impl LocalDb {
     }
 }
 
-impl LocalDb {
+impl LocalState {
     /// Every recorded version of `path`, oldest first.
     pub fn history(&self, path: &RelPath) -> Result<Vec<Revision>> {
         let conn = self.conn();
@@ -370,7 +367,7 @@ impl LocalDb {
         let tx = self
             .conn
             .get_mut()
-            .expect("journal lock")
+            .expect("state lock")
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT OR IGNORE INTO excluded (path) VALUES (?1)",

@@ -15,8 +15,9 @@ use pouch_backend::{Block, BlockId, Error, Result};
 use rusqlite::{TransactionBehavior, params};
 
 use super::index::db_error;
+use super::lifecycle::active_file;
 use super::volume::{RECORD_HEADER_LEN, VOLUME_HEADER_LEN, push_block_record};
-use super::writer::{Flock, active_file};
+use super::writer::Flock;
 use super::{Location, Store, fsync_dir, located_block};
 
 /// What one compaction did.

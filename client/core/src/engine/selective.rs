@@ -6,10 +6,11 @@
 //! when everything in it is synced, so nothing is lost); including it again
 //! downloads it on the next sync.
 
-use super::{Engine, SyncReport};
-use crate::db::Tree;
+use super::{Engine, Record};
 use crate::node::same;
 use crate::path::RelPath;
+use crate::report::SyncReport;
+use crate::state::Tree;
 use crate::{Error, Result};
 
 impl Engine {
@@ -26,7 +27,7 @@ impl Engine {
             reason: reason.to_owned(),
         };
         let mut report = SyncReport::default();
-        let local = self.rescan(&mut report)?;
+        let (local, _) = self.scan_local(&mut report, Record::Yes)?;
         let synced = self.db.tree(Tree::Synced)?;
         let under = |p: &RelPath| p == path || p.ancestors().any(|a| &a == path);
         let unsynced = local

@@ -11,19 +11,27 @@
 //! checks its hash, and compares the journals entry by entry.
 //!
 //! Writing to both stores while sync runs and shadow reads are
-//! [`crate::dual`]; the cutover is `pouch migrate switch`.
+//! [`crate::dual`]; the cutover (the freeze entry, and a follower's check
+//! before it moves) is [`switch`]; the copy's recorded progress, which
+//! `pouch status` and the daemon show, is [`RecordedProgress`].
+
+mod recorded;
+mod switch;
+mod verify;
+
+pub use recorded::{CopyPhase, CopyProgress, RecordedProgress, clear_progress, recorded_progress};
+pub use switch::{Follow, can_follow, follow_in_config, freeze, switch_in_config};
+pub use verify::{VerifyReport, verify};
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pouch_backend::{Backend, BackendExt, Block, BlockId, Error as BackendError, Seq};
 
 use crate::commit::Commit;
-use crate::db::LocalDb;
 use crate::node::Node;
-use crate::sync::Progress;
+use crate::progress::{Phase, Progress};
 use crate::{Error, Result};
 
 /// Journal entries read per request.
@@ -54,7 +62,7 @@ pub struct CopyReport {
 
 /// Every block any entry of `from`'s journal names, in first-seen order,
 /// and the journal's head.
-async fn referenced_blocks(from: &dyn Backend) -> Result<(Vec<(BlockId, u32)>, Seq)> {
+pub(super) async fn referenced_blocks(from: &dyn Backend) -> Result<(Vec<(BlockId, u32)>, Seq)> {
     let mut seen = HashSet::new();
     let mut blocks = Vec::new();
     let mut cursor = Seq::ZERO;
@@ -214,7 +222,7 @@ pub async fn copy_with(
     let (blocks, upto) = referenced_blocks(from).await?;
     report.blocks_referenced = blocks.len() as u64;
     progress.phase(
-        "copying",
+        Phase::Copying,
         blocks.len() as u64,
         blocks.iter().map(|(_, len)| u64::from(*len)).sum(),
     );
@@ -293,173 +301,4 @@ async fn send(
     report.bytes_copied += bytes;
     progress.advance(bytes);
     Ok(())
-}
-
-/// What a verification found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct VerifyReport {
-    /// Journal entries compared (all identical, or `verify` fails).
-    pub entries: u64,
-    /// Blocks read back from the target and found hash-correct.
-    pub blocks: u64,
-}
-
-/// Checks that `to` holds everything `from` does: identical journals and
-/// every referenced block present and hash-correct (read back whole; the
-/// backend refuses bytes that do not hash to their id).
-pub async fn verify(
-    from: &dyn Backend,
-    to: &dyn Backend,
-    progress: &dyn Progress,
-) -> Result<VerifyReport> {
-    let mut report = VerifyReport::default();
-    let (blocks, head) = referenced_blocks(from).await?;
-    let mismatch = |reason: String| Error::Refused {
-        path: to.describe(),
-        reason,
-    };
-    if to.journal_head().await? != head {
-        return Err(mismatch(format!(
-            "the journal's head differs from the source's ({head}); copy again"
-        )));
-    }
-    let mut cursor = Seq::ZERO;
-    loop {
-        let (ours, theirs) = (
-            from.read_journal(cursor, PAGE).await?,
-            to.read_journal(cursor, PAGE).await?,
-        );
-        if ours != theirs {
-            return Err(mismatch(format!(
-                "journal entries after {cursor} differ from the source's"
-            )));
-        }
-        let Some(last) = ours.last() else { break };
-        report.entries += ours.len() as u64;
-        cursor = last.seq;
-    }
-    progress.phase(
-        "verifying",
-        blocks.len() as u64,
-        blocks.iter().map(|(_, len)| u64::from(*len)).sum(),
-    );
-    for (id, len) in blocks {
-        let bytes = to.get_block(id).await.map_err(|e| match e {
-            BackendError::BlockNotFound(_) => {
-                mismatch(format!("block {id} is missing; copy again"))
-            }
-            other => other.into(),
-        })?;
-        if bytes.len() != len as usize {
-            return Err(mismatch(format!("block {id} has the wrong length")));
-        }
-        report.blocks += 1;
-        progress.advance(u64::from(len));
-    }
-    Ok(report)
-}
-
-/// The meta key under which `pouch migrate` records its progress.
-const PROGRESS_META: &str = "migration_progress";
-
-/// How far a copy has come, as recorded in the local journal for `pouch
-/// status` and the daemon (and so the tray) to show.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CopyProgress {
-    /// `copying`, `verifying`, or `done`.
-    pub phase: String,
-    /// Blocks in this phase.
-    pub blocks: u64,
-    /// Bytes handled so far.
-    pub done_bytes: u64,
-    /// Bytes this phase handles.
-    pub total_bytes: u64,
-    /// Unix time of the phase's start.
-    pub started: i64,
-    /// Unix time of this record.
-    pub updated: i64,
-}
-
-/// The progress `pouch migrate` last recorded, if any.
-pub fn recorded_progress(db: &LocalDb) -> Option<CopyProgress> {
-    db.meta(PROGRESS_META)
-        .ok()
-        .flatten()
-        .and_then(|text| serde_json::from_str(&text).ok())
-}
-
-/// Forgets the recorded progress (the migration ended).
-pub fn clear_progress(db: &LocalDb) -> Result<()> {
-    db.delete_meta(PROGRESS_META)
-}
-
-/// Passes progress on to `inner` and records it in the local journal, at
-/// most twice a second.
-pub struct RecordedProgress<'a> {
-    inner: &'a dyn Progress,
-    db: &'a LocalDb,
-    state: Mutex<(Option<CopyProgress>, Instant)>,
-}
-
-impl<'a> RecordedProgress<'a> {
-    /// Records into `db`, passing everything on to `inner`.
-    pub fn new(inner: &'a dyn Progress, db: &'a LocalDb) -> Self {
-        Self {
-            inner,
-            db,
-            state: Mutex::new((None, Instant::now())),
-        }
-    }
-
-    /// Records that the phase under way finished.
-    pub fn done(&self) {
-        let mut state = self.state.lock().expect("progress lock");
-        if let Some(progress) = &mut state.0 {
-            progress.phase = "done".into();
-            progress.done_bytes = progress.total_bytes;
-            self.write(progress);
-        }
-    }
-
-    fn write(&self, progress: &mut CopyProgress) {
-        progress.updated = now();
-        let text = serde_json::to_string(progress).expect("progress serialises");
-        if let Err(e) = self.db.set_meta(PROGRESS_META, &text) {
-            tracing::warn!("cannot record the migration's progress: {e}");
-        }
-    }
-}
-
-fn now() -> i64 {
-    crate::sync::Clock::unix_secs(&crate::sync::SystemClock)
-}
-
-impl Progress for RecordedProgress<'_> {
-    fn phase(&self, name: &'static str, items: u64, total_bytes: u64) {
-        self.inner.phase(name, items, total_bytes);
-        let mut state = self.state.lock().expect("progress lock");
-        let mut progress = CopyProgress {
-            phase: name.to_owned(),
-            blocks: items,
-            done_bytes: 0,
-            total_bytes,
-            started: now(),
-            updated: 0,
-        };
-        self.write(&mut progress);
-        *state = (Some(progress), Instant::now());
-    }
-
-    fn advance(&self, bytes: u64) {
-        self.inner.advance(bytes);
-        let mut state = self.state.lock().expect("progress lock");
-        let (progress, written) = &mut *state;
-        if let Some(progress) = progress {
-            progress.done_bytes += bytes;
-            if written.elapsed() >= Duration::from_millis(500) {
-                self.write(progress);
-                *written = Instant::now();
-            }
-        }
-    }
 }

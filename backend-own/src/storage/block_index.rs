@@ -1,0 +1,210 @@
+//! The block index and the volume table, as named queries: every SQL
+//! statement the write path runs (group commit, delete, volume lifecycle,
+//! crash recovery) is one function here, so the write path reads as steps
+//! and the schema's users are in one place.
+
+use pouch_backend::{BlockId, Result};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::index::{bump, db_error};
+use super::volume::{RECORD_HEADER_LEN, RecordHeader, RecordKind};
+
+/// Whether block `id` is indexed.
+pub(super) fn is_stored(conn: &Connection, id: &BlockId) -> Result<bool> {
+    let context = "checking for stored blocks";
+    conn.prepare_cached("SELECT 1 FROM blocks WHERE id = ?1")
+        .map_err(db_error(context))?
+        .exists([id.as_bytes()])
+        .map_err(db_error(context))
+}
+
+/// The volume and payload length of block `id`, if indexed.
+pub(super) fn volume_and_length(conn: &Connection, id: &BlockId) -> Result<Option<(u64, u64)>> {
+    let context = "looking up blocks to delete";
+    conn.prepare_cached("SELECT volume, length FROM blocks WHERE id = ?1")
+        .map_err(db_error(context))?
+        .query_row([id.as_bytes()], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+        })
+        .optional()
+        .map_err(db_error(context))
+}
+
+fn immediate<'c>(conn: &'c mut Connection, context: &'static str) -> Result<Transaction<'c>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_error(context))
+}
+
+/// Indexes blocks appended to `volume` (`(id, record offset, payload
+/// length)` each), whose length is now `new_len`, up from `old_len`.
+pub(super) fn index_appended(
+    conn: &mut Connection,
+    volume: u64,
+    old_len: u64,
+    new_len: u64,
+    locations: &[(BlockId, u64, u64)],
+) -> Result<()> {
+    let context = "indexing blocks";
+    let tx = immediate(conn, context)?;
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO blocks (id, volume, offset, length) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(db_error(context))?;
+        for (id, at, length) in locations {
+            insert
+                .execute(params![
+                    id.as_bytes(),
+                    volume as i64,
+                    *at as i64,
+                    *length as i64
+                ])
+                .map_err(db_error(context))?;
+        }
+    }
+    tx.execute(
+        "UPDATE volumes SET length = ?2 WHERE id = ?1",
+        params![volume as i64, new_len as i64],
+    )
+    .map_err(db_error(context))?;
+    bump(&tx, "blocks_written", locations.len() as u64).map_err(db_error(context))?;
+    bump(&tx, "append_groups", 1).map_err(db_error(context))?;
+    bump(&tx, "bytes_written", new_len - old_len).map_err(db_error(context))?;
+    tx.commit().map_err(db_error(context))
+}
+
+/// Unindexes deleted blocks (`(id, volume, payload length)` each), whose
+/// tombstones (`tombstone_bytes` of them) went to the end of `active`, now
+/// `new_len` long; their records become garbage for compaction.
+pub(super) fn index_deletes(
+    conn: &mut Connection,
+    active: u64,
+    new_len: u64,
+    tombstone_bytes: u64,
+    doomed: &[(BlockId, u64, u64)],
+) -> Result<()> {
+    let context = "indexing deletes";
+    let tx = immediate(conn, context)?;
+    for (id, volume, length) in doomed {
+        tx.execute("DELETE FROM blocks WHERE id = ?1", [id.as_bytes()])
+            .map_err(db_error(context))?;
+        tx.execute(
+            "UPDATE volumes SET garbage = garbage + ?2 WHERE id = ?1",
+            params![*volume as i64, (RECORD_HEADER_LEN + length) as i64],
+        )
+        .map_err(db_error(context))?;
+    }
+    tx.execute(
+        "UPDATE volumes SET length = ?2, garbage = garbage + ?3 WHERE id = ?1",
+        params![active as i64, new_len as i64, tombstone_bytes as i64],
+    )
+    .map_err(db_error(context))?;
+    bump(&tx, "blocks_deleted", doomed.len() as u64).map_err(db_error(context))?;
+    tx.commit().map_err(db_error(context))
+}
+
+/// The unsealed volume (id, indexed length), if there is one.
+pub(super) fn active_volume(conn: &Connection) -> Result<Option<(u64, u64)>> {
+    conn.query_row(
+        "SELECT id, length FROM volumes WHERE sealed = 0 ORDER BY id DESC LIMIT 1",
+        [],
+        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+    )
+    .optional()
+    .map_err(db_error("finding the active volume"))
+}
+
+/// The highest volume id ever used (0 when none).
+pub(super) fn last_volume_id(conn: &Connection) -> Result<u64> {
+    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM volumes", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|id| id as u64)
+    .map_err(db_error("finding the active volume"))
+}
+
+/// Whether the store has any volume yet.
+pub(super) fn any_volume(conn: &Connection) -> Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM volumes)", [], |row| {
+        row.get::<_, bool>(0)
+    })
+    .map_err(db_error("opening the store"))
+}
+
+/// Adds volume `id` (just its header, `len` bytes), sealing `seal` first.
+pub(super) fn add_volume(
+    conn: &mut Connection,
+    id: u64,
+    len: u64,
+    seal: Option<u64>,
+) -> Result<()> {
+    let context = "adding a volume";
+    let tx = immediate(conn, context)?;
+    if let Some(old) = seal {
+        tx.execute("UPDATE volumes SET sealed = 1 WHERE id = ?1", [old as i64])
+            .map_err(db_error("sealing a volume"))?;
+    }
+    tx.execute(
+        "INSERT INTO volumes (id, length) VALUES (?1, ?2)",
+        params![id as i64, len as i64],
+    )
+    .map_err(db_error(context))?;
+    tx.commit().map_err(db_error(context))
+}
+
+/// Indexes the complete records found past `volume`'s indexed end (each
+/// with its offset) and sets its length to `new_len`; `cut` says whether a
+/// torn tail was cut off.
+pub(super) fn index_recovered(
+    conn: &mut Connection,
+    volume: u64,
+    new_len: u64,
+    records: &[(RecordHeader, u64)],
+    cut: bool,
+) -> Result<()> {
+    let context = "recovering a volume's tail";
+    let tx = immediate(conn, context)?;
+    let mut garbage = 0u64;
+    for (header, at) in records {
+        match header.kind {
+            RecordKind::Block => {
+                let added = tx
+                    .execute(
+                        "INSERT OR IGNORE INTO blocks (id, volume, offset, length) VALUES (?1, ?2, ?3, ?4)",
+                        params![header.id.as_bytes(), volume as i64, *at as i64, header.payload_len as i64],
+                    )
+                    .map_err(db_error(context))?;
+                if added == 0 {
+                    garbage += header.record_len();
+                }
+            }
+            RecordKind::Tombstone => {
+                garbage += header.record_len();
+                let old: Option<(i64, i64)> = tx
+                    .query_row(
+                        "DELETE FROM blocks WHERE id = ?1 RETURNING volume, length",
+                        [header.id.as_bytes()],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(db_error(context))?;
+                if let Some((old_volume, length)) = old {
+                    tx.execute(
+                        "UPDATE volumes SET garbage = garbage + ?2 WHERE id = ?1",
+                        params![old_volume, RECORD_HEADER_LEN as i64 + length],
+                    )
+                    .map_err(db_error(context))?;
+                }
+            }
+        }
+    }
+    tx.execute(
+        "UPDATE volumes SET length = ?2, garbage = garbage + ?3 WHERE id = ?1",
+        params![volume as i64, new_len as i64, garbage as i64],
+    )
+    .map_err(db_error(context))?;
+    bump(&tx, "torn_tails_cut", u64::from(cut)).map_err(db_error(context))?;
+    bump(&tx, "records_recovered", records.len() as u64).map_err(db_error(context))?;
+    tx.commit().map_err(db_error(context))
+}

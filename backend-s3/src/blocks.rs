@@ -1,0 +1,283 @@
+//! Blocks in packs: uploading packs and their indexes, ranged reads of
+//! one block, existence from the cached index, tombstones for deletes, and
+//! the listing that brings the index up to the bucket.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use object_store::PutPayload;
+use object_store::path::Path;
+use pouch_backend::{Block, BlockId, Error, Result};
+
+use crate::backend::{HAS_REFRESH, PACKS, S3Backend, TOMBS};
+use crate::pack::{self, PackName};
+
+impl S3Backend {
+    /// Lists the bucket's pack indexes and tombstones and applies the ones
+    /// not seen yet (from the disk cache when there, else fetched).
+    pub(crate) async fn refresh(&self) -> Result<()> {
+        let started = Instant::now();
+        let _one_at_a_time = self.refreshing.lock().await;
+        if self
+            .index
+            .lock()
+            .unwrap()
+            .refreshed
+            .is_some_and(|at| at >= started)
+        {
+            // Someone listed while we waited for the lock.
+            return Ok(());
+        }
+        let listed_at = Instant::now();
+        let (packs_dir, tombs_dir) = (self.keys.packs_dir(), self.keys.tombs_dir());
+        let (pack_keys, tomb_keys) = tokio::try_join!(
+            self.requests.list(&packs_dir, None),
+            self.requests.list(&tombs_dir, None)
+        )?;
+        let packs: Vec<PackName> = pack_keys
+            .iter()
+            .filter_map(|k| self.keys.parse_pack_index(k))
+            .collect();
+        let tombs: Vec<PackName> = tomb_keys
+            .iter()
+            .filter_map(|k| self.keys.parse_tomb(k))
+            .collect();
+        let (new_packs, gone): (Vec<PackName>, Vec<PackName>) = {
+            let index = self.index.lock().unwrap();
+            let listed: std::collections::HashSet<_> = packs.iter().copied().collect();
+            (
+                packs
+                    .iter()
+                    .copied()
+                    .filter(|p| !index.knows_pack(*p))
+                    .collect(),
+                index.packs().filter(|p| !listed.contains(p)).collect(),
+            )
+        };
+        let new_tombs: Vec<PackName> = {
+            let index = self.index.lock().unwrap();
+            tombs
+                .into_iter()
+                .filter(|t| !index.knows_tombs(*t))
+                .collect()
+        };
+        // Tombstones first, so that a pack's dead entries never show live.
+        let fetched_tombs = self
+            .fetch_all(new_tombs, TOMBS, |n| self.keys.tomb(n), pack::decode_tombs)
+            .await?;
+        let fetched_packs = self
+            .fetch_all(
+                new_packs,
+                PACKS,
+                |n| self.keys.pack_index(n),
+                pack::decode_index,
+            )
+            .await?;
+        let mut index = self.index.lock().unwrap();
+        for (name, tombs) in &fetched_tombs {
+            index.add_tombs(*name, tombs);
+        }
+        for (name, entries) in &fetched_packs {
+            index.add_pack(*name, entries);
+        }
+        for name in gone {
+            index.remove_pack(name);
+            self.cache.remove(PACKS, name);
+        }
+        index.refreshed = Some(listed_at);
+        tracing::debug!(
+            blocks = index.number_of_blocks(),
+            new_packs = fetched_packs.len(),
+            new_tombstones = fetched_tombs.len(),
+            "pack index refreshed"
+        );
+        Ok(())
+    }
+
+    /// Index or tombstone files `names`, decoded: from the disk cache when
+    /// a cached copy decodes, else fetched (`parallel` at a time), decoded
+    /// once, and cached.
+    async fn fetch_all<T>(
+        &self,
+        names: Vec<PackName>,
+        kind: &'static str,
+        key: impl Fn(PackName) -> Path,
+        decode: fn(&[u8]) -> Result<T, pack::FormatError>,
+    ) -> Result<Vec<(PackName, T)>> {
+        stream::iter(names.into_iter().map(|name| {
+            let key = key(name);
+            async move {
+                if let Some(decoded) = self.cache.read(kind, name).and_then(|d| decode(&d).ok()) {
+                    return Ok((name, decoded));
+                }
+                let data = self
+                    .requests
+                    .get(&key, "reading a pack index")
+                    .await?
+                    .ok_or_else(|| Error::Unavailable {
+                        source: format!("{key} was listed but is gone; a collection is running")
+                            .into(),
+                    })?;
+                let decoded = decode(&data).map_err(|e| corrupt_meta(name, e))?;
+                self.cache.write(kind, name, &data);
+                Ok((name, decoded))
+            }
+        }))
+        .buffer_unordered(self.config.parallel.max(1))
+        .try_collect()
+        .await
+    }
+
+    /// Uploads one pack, then its index: once the index exists, so does
+    /// every byte it points at.
+    async fn upload_pack(&self, pack: pack::Pack) -> Result<()> {
+        let payload = PutPayload::from_iter(pack.parts);
+        let pack_key = self.keys.pack(pack.name);
+        self.requests
+            .put(&pack_key, payload, "uploading a pack")
+            .await?;
+        let index = pack::encode_index(&pack.entries);
+        let index_key = self.keys.pack_index(pack.name);
+        self.requests
+            .put(
+                &index_key,
+                PutPayload::from_bytes(index.clone()),
+                "uploading a pack index",
+            )
+            .await?;
+        self.cache.write(PACKS, pack.name, &index);
+        self.index
+            .lock()
+            .unwrap()
+            .add_pack(pack.name, &pack.entries);
+        Ok(())
+    }
+
+    pub(crate) async fn put_blocks_in(&self, blocks: Vec<Block>) -> Result<()> {
+        let blocks = tokio::task::spawn_blocking(move || {
+            for block in &blocks {
+                block.verify()?;
+            }
+            Ok::<_, Error>(blocks)
+        })
+        .await
+        .map_err(Error::internal("verifying blocks"))??;
+        let fresh: Vec<Block> = {
+            let index = self.index.lock().unwrap();
+            let mut seen = std::collections::HashSet::new();
+            blocks
+                .into_iter()
+                .filter(|b| !index.has(&b.id()) && seen.insert(b.id()))
+                .collect()
+        };
+        stream::iter(
+            pack::build_packs(fresh, self.config.pack_size)
+                .into_iter()
+                .map(|p| self.upload_pack(p)),
+        )
+        .buffer_unordered(self.config.parallel.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_block_in(&self, id: BlockId) -> Result<Bytes> {
+        let mut refreshed = false;
+        loop {
+            let places = self.index.lock().unwrap().find(&id).to_vec();
+            if places.is_empty() {
+                if refreshed {
+                    return Err(Error::BlockNotFound(id));
+                }
+                self.refresh().await?;
+                refreshed = true;
+                continue;
+            }
+            let mut damage = None;
+            let mut moved = false;
+            for place in places {
+                let key = self.keys.pack(place.pack);
+                let range = place.offset..place.offset + u64::from(place.len);
+                let got = if place.len == 0 {
+                    // S3 has no empty range; an empty payload needs no read.
+                    Some(Bytes::new())
+                } else {
+                    self.requests
+                        .get_range(&key, range, "reading a block")
+                        .await?
+                };
+                let Some(payload) = got else {
+                    moved = true;
+                    continue;
+                };
+                let block = Block::from_parts(id, place.codec, payload);
+                match tokio::task::spawn_blocking(move || block.decode())
+                    .await
+                    .map_err(Error::internal("decoding a block"))?
+                {
+                    Ok(raw) => return Ok(raw),
+                    Err(e) => {
+                        tracing::warn!(%id, pack = %place.pack, error = %e, "damaged block copy in the bucket");
+                        damage = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = damage {
+                return Err(e);
+            }
+            if moved && !refreshed {
+                // A collection moved it: learn where to.
+                self.refresh().await?;
+                refreshed = true;
+                continue;
+            }
+            return Err(Error::BlockNotFound(id));
+        }
+    }
+
+    pub(crate) async fn has_blocks_in(&self, ids: &[BlockId]) -> Result<Vec<bool>> {
+        let stale = {
+            let index = self.index.lock().unwrap();
+            let missing = ids.iter().any(|id| !index.has(id));
+            missing && index.refreshed.is_none_or(|at| at.elapsed() > HAS_REFRESH)
+        };
+        if stale {
+            self.refresh().await?;
+        }
+        let index = self.index.lock().unwrap();
+        Ok(ids.iter().map(|id| index.has(id)).collect())
+    }
+
+    pub(crate) async fn delete_blocks_in(&self, ids: &[BlockId]) -> Result<()> {
+        self.refresh().await?;
+        let tombs: Vec<(BlockId, PackName)> = {
+            let index = self.index.lock().unwrap();
+            ids.iter()
+                .flat_map(|id| index.find(id).iter().map(move |p| (*id, p.pack)))
+                .collect()
+        };
+        if tombs.is_empty() {
+            return Ok(());
+        }
+        let name = PackName::random();
+        let data = pack::encode_tombs(&tombs);
+        let key = self.keys.tomb(name);
+        self.requests
+            .put(
+                &key,
+                PutPayload::from_bytes(data.clone()),
+                "writing tombstones",
+            )
+            .await?;
+        self.cache.write(TOMBS, name, &data);
+        self.index.lock().unwrap().add_tombs(name, &tombs);
+        Ok(())
+    }
+}
+
+fn corrupt_meta(name: PackName, e: pack::FormatError) -> Error {
+    Error::Format {
+        what: format!("index file {name} in the bucket is unusable: {e}"),
+    }
+}

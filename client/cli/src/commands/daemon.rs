@@ -1,0 +1,108 @@
+//! `pouch daemon`, `pouch pause` and `pouch resume`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use pouch_config::Config;
+use pouch_core::daemon::DaemonOptions;
+use pouch_protocol::{Request, Response, request};
+
+use crate::session::Session;
+
+pub(super) async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let signal = shutdown_signal().context("cannot install signal handlers")?;
+    tokio::pin!(signal);
+    // Runs until a signal; a changed config (`pouch migrate start`,
+    // `cancel`, `switch`) or a move of the folder's store makes it stop and
+    // open the stores again.
+    let mut moved = false;
+    loop {
+        let Session {
+            config,
+            backend,
+            engine,
+            migration,
+        } = if moved {
+            Session::reopen_after_move(config_path).await?
+        } else {
+            Session::open_following(config_path).await?
+        };
+        let stamp = config_stamp(config_path);
+        let socket = config.socket_path();
+        eprintln!(
+            "pouch daemon: syncing {} with {} (control socket {})",
+            config.root.display(),
+            backend.describe(),
+            socket.display()
+        );
+        let mut options = DaemonOptions::new(socket);
+        options.migration = migration;
+        let reopen = AtomicBool::new(false);
+        let stop = async {
+            tokio::select! {
+                () = &mut signal => {}
+                () = config_changed(config_path, stamp) => reopen.store(true, Ordering::Relaxed),
+            }
+        };
+        match pouch_core::daemon::run(engine, backend, &config.root, options, stop).await {
+            Ok(()) if reopen.load(Ordering::Relaxed) => {
+                moved = false;
+                eprintln!("pouch daemon: the config changed; opening the stores again");
+            }
+            Ok(()) => return Ok(ExitCode::SUCCESS),
+            Err(pouch_core::Error::Moved { .. }) => {
+                moved = true;
+                eprintln!("pouch daemon: the folder's store moved; following it");
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("the daemon stopped")),
+        }
+    }
+}
+
+/// The config file's modification time, to notice it change.
+fn config_stamp(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Ends once the config file differs from `stamp` (checked every second).
+async fn config_changed(path: &Path, stamp: Option<std::time::SystemTime>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if config_stamp(path) != stamp {
+            return;
+        }
+    }
+}
+
+/// Installs the SIGTERM and SIGINT handlers now, before the daemon opens
+/// its socket, so an early signal is never lost to the default action; the
+/// returned future ends at the first.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+pub(super) async fn control(config_path: &Path, what: Request) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    match request(&config.socket_path(), &what).await? {
+        Some(Response::Ok(state)) => {
+            println!("{state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Response::Error(e)) => bail!("the daemon refused: {e}"),
+        Some(Response::Status(_)) => bail!("the daemon answered something else"),
+        None => bail!(
+            "no daemon runs for {}; start one with `pouch daemon`",
+            config_path.display()
+        ),
+    }
+}

@@ -1,0 +1,96 @@
+//! `pouch history`, `pouch restore` and `pouch exclude`: one path's
+//! versions, bringing one back, and folders this device does not keep.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use pouch_core::Pick;
+
+use super::{daemon_runs, rel_path};
+use crate::cli::ExcludeAction;
+use crate::session::Session;
+
+pub(super) fn history(config_path: &Path, path: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let engine = Session::open(config_path)?.engine;
+    let path = rel_path(path)?;
+    let (revisions, from) = engine.history(&path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&revisions)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if revisions.is_empty() {
+        println!("{path}: no versions recorded");
+    }
+    for revision in &revisions {
+        let when = revision
+            .time
+            .map_or_else(|| "(time unknown)".to_owned(), crate::time::format);
+        let what = match &revision.node {
+            None => "deleted".to_owned(),
+            Some(node) if node.is_dir() => "folder".to_owned(),
+            Some(node) => format!(
+                "{} {}",
+                node.kind_name(),
+                indicatif::HumanBytes(node.size())
+            ),
+        };
+        println!(
+            "rev {:<6} {when}  {:<16} {what}",
+            revision.seq, revision.device
+        );
+    }
+    if from > 1 {
+        println!("(this device keeps history from journal entry {from} on)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn restore(
+    config_path: &Path,
+    path: &str,
+    pick: Pick,
+) -> anyhow::Result<ExitCode> {
+    let Session {
+        config, mut engine, ..
+    } = Session::open(config_path)?;
+    let path = rel_path(path)?;
+    let revision = engine.restore(&path, pick).await?;
+    println!("restored {path} from rev {}", revision.seq);
+    // A running daemon sees the file appear and syncs it; otherwise sync now.
+    if !daemon_runs(&config).await {
+        let report = engine
+            .sync_once()
+            .await
+            .with_context(|| format!("sync of {} stopped", config.root.display()))?;
+        for problem in &report.problems {
+            eprintln!("not synced: {problem}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn exclude(config_path: &Path, action: ExcludeAction) -> anyhow::Result<ExitCode> {
+    let mut engine = Session::open(config_path)?.engine;
+    match action {
+        ExcludeAction::Add { path } => {
+            let path = rel_path(&path)?;
+            engine.exclude(&path)?;
+            println!("{path} is no longer synced on this device; its local copy is removed");
+        }
+        ExcludeAction::Remove { path } => {
+            let path = rel_path(&path)?;
+            if engine.include(&path)? {
+                println!("{path} syncs again on this device; the next sync downloads it");
+            } else {
+                bail!("{path} was not excluded");
+            }
+        }
+        ExcludeAction::List => {
+            for path in engine.excluded()? {
+                println!("{path}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

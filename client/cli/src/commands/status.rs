@@ -1,0 +1,168 @@
+//! `pouch status`: what waits to sync, the daemon's state, a migration.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use pouch_backend::BackendExt;
+use pouch_core::migrate::CopyProgress;
+use pouch_core::plan::Op;
+use pouch_protocol::{DaemonStatus, Request, Response, request};
+use serde::Serialize;
+
+use crate::session::Session;
+use crate::store;
+
+#[derive(Serialize)]
+struct Status {
+    root: PathBuf,
+    device: String,
+    device_id: String,
+    backend: String,
+    cursor: u64,
+    remote_head: u64,
+    to_upload: usize,
+    to_delete_remotely: usize,
+    to_download: usize,
+    to_delete_locally: usize,
+    conflicts: usize,
+    problems: Vec<String>,
+    /// The running daemon's own state, if one runs.
+    daemon: Option<DaemonStatus>,
+    /// A migration under way (`pouch migrate start`), if any.
+    migration: Option<MigrationSummary>,
+}
+
+/// A migration, for `pouch status`.
+#[derive(Serialize)]
+struct MigrationSummary {
+    /// The store the folder moves to.
+    to: String,
+    /// The share of reads checked against it.
+    shadow_reads: f64,
+    /// How far the copy came, as it last recorded.
+    copy: Option<CopyProgress>,
+}
+
+pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let Session {
+        config,
+        backend,
+        mut engine,
+        ..
+    } = Session::open(config_path)?;
+    let daemon = match request(&config.socket_path(), &Request::Status).await {
+        Ok(Some(Response::Status(status))) => Some(*status),
+        _ => None,
+    };
+    let (ops, problems) = engine.pending().await?;
+    let count = |f: fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
+    let migration = config.migration.as_ref().map(|m| MigrationSummary {
+        to: store::describe(&m.target),
+        shadow_reads: m.shadow_reads,
+        copy: pouch_core::migrate::recorded_progress(engine.db()),
+    });
+    let status = Status {
+        migration,
+        root: config.root.clone(),
+        device: config.device.clone(),
+        device_id: engine.db().device_id()?,
+        backend: backend.describe(),
+        cursor: engine.db().cursor()?.0,
+        remote_head: backend.journal_head().await?.0,
+        to_upload: count(|op| matches!(op, Op::Upload { .. })),
+        to_delete_remotely: count(|op| matches!(op, Op::DeleteRemote { .. })),
+        to_download: count(|op| matches!(op, Op::Download { .. } | Op::RenameLocal { .. })),
+        to_delete_locally: count(|op| matches!(op, Op::DeleteLocal { .. })),
+        conflicts: count(|op| matches!(op, Op::Conflict { .. })),
+        problems,
+        daemon,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        let pending = status.to_upload
+            + status.to_delete_remotely
+            + status.to_download
+            + status.to_delete_locally
+            + status.conflicts;
+        println!("folder:  {}", status.root.display());
+        println!("device:  {} ({})", status.device, status.device_id);
+        println!("store:   {}", status.backend);
+        println!("journal: entry {} of {}", status.cursor, status.remote_head);
+        if let Some(migration) = &status.migration {
+            println!(
+                "migrating to {}: every change goes to both stores, {:.0}% of reads checked against it",
+                migration.to,
+                migration.shadow_reads * 100.0
+            );
+            match &migration.copy {
+                Some(copy) => println!(
+                    "migration: {} {}% ({} of {}, {} blocks)",
+                    copy.phase,
+                    (copy.done_bytes * 100)
+                        .checked_div(copy.total_bytes)
+                        .unwrap_or(100),
+                    indicatif::HumanBytes(copy.done_bytes),
+                    indicatif::HumanBytes(copy.total_bytes),
+                    copy.blocks
+                ),
+                None => println!("migration: the copy has not run yet (`pouch migrate start`)"),
+            }
+        }
+        match &status.daemon {
+            Some(daemon) => {
+                println!("daemon:  {} ({} syncs)", daemon.state.name(), daemon.syncs);
+                if let Some(error) = &daemon.last_error {
+                    println!("daemon error: {error}");
+                }
+                if let Some(problem) = &daemon.watch_problem {
+                    println!("daemon warning: {problem}");
+                }
+                if let Some(transfer) = &daemon.transfer {
+                    println!(
+                        "daemon:  {} {} files, {} of {}",
+                        transfer.phase,
+                        transfer.files,
+                        indicatif::HumanBytes(transfer.done_bytes),
+                        indicatif::HumanBytes(transfer.total_bytes)
+                    );
+                }
+                if let Some(migration) = &daemon.migration {
+                    let c = &migration.counts;
+                    println!(
+                        "daemon:  {} ({}): {} journal entries written to both, {} writes to it failed, \
+                         {} shadow reads ({} not copied yet, {} mismatches), {} fallback reads",
+                        c.mode,
+                        c.other,
+                        c.journal_entries_mirrored,
+                        c.secondary_write_failures,
+                        c.shadow_reads,
+                        c.shadow_missing,
+                        c.shadow_mismatches,
+                        c.fallback_reads
+                    );
+                }
+                for change in daemon.recent.iter().take(5) {
+                    println!("recent:  {} ({})", change.path, change.action.words());
+                }
+            }
+            None => println!("daemon:  not running"),
+        }
+        if pending == 0 {
+            println!("up to date");
+        } else {
+            println!(
+                "waiting: {} to upload, {} to delete remotely, {} to download, {} to delete here, {} conflicts",
+                status.to_upload,
+                status.to_delete_remotely,
+                status.to_download,
+                status.to_delete_locally,
+                status.conflicts
+            );
+        }
+        for problem in &status.problems {
+            println!("problem: {problem}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

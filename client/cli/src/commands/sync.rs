@@ -1,0 +1,73 @@
+//! `pouch sync` and `pouch ls`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use pouch_core::SyncOptions;
+use pouch_core::state::Tree;
+
+use crate::session::{Session, sync_following};
+
+pub(super) async fn sync(
+    config_path: &Path,
+    json: bool,
+    allow_mass_delete: bool,
+) -> anyhow::Result<ExitCode> {
+    let (config, report) = sync_following(config_path, SyncOptions { allow_mass_delete }).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "synced {}: {} up, {} down, {} deleted here, {} deleted remotely, {} renamed, {} conflicts; {} blocks sent ({})",
+            config.root.display(),
+            report.uploaded,
+            report.downloaded,
+            report.deleted_local,
+            report.deleted_remote,
+            report.renamed_local,
+            report.conflicts,
+            report.blocks_uploaded,
+            indicatif::HumanBytes(report.bytes_uploaded),
+        );
+    }
+    for problem in &report.problems {
+        eprintln!("not synced: {problem}");
+    }
+    Ok(if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(super) async fn ls(config_path: &Path, remote: bool) -> anyhow::Result<ExitCode> {
+    let mut engine = Session::open(config_path)?.engine;
+    let nodes: Vec<(String, pouch_core::node::Node)> = if remote {
+        engine.pull_only().await?;
+        engine
+            .db()
+            .tree(Tree::Remote)?
+            .into_iter()
+            .map(|(p, n)| (p.to_string(), n))
+            .collect()
+    } else {
+        engine
+            .db()
+            .local()?
+            .into_iter()
+            .map(|(p, (_, n))| (p.to_string(), n))
+            .collect()
+    };
+    for (path, node) in nodes {
+        match &node {
+            pouch_core::node::Node::Symlink { target } => {
+                println!("{:<7} {:>12} {path} -> {target}", node.kind_name(), "")
+            }
+            pouch_core::node::Node::Dir => println!("{:<7} {:>12} {path}/", node.kind_name(), ""),
+            pouch_core::node::Node::File { size, .. } => {
+                println!("{:<7} {size:>12} {path}", node.kind_name())
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

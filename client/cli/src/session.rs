@@ -1,0 +1,138 @@
+//! An opened folder: its config, its store and the engine over both, and
+//! the way there when the folder's store moved (following the move is
+//! decided by `pouch_core::migrate`; this only asks and saves the config).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use pouch_backend::Backend;
+use pouch_config::Config;
+use pouch_core::dual::DualStats;
+use pouch_core::location::StoreLocation;
+use pouch_core::migrate::{Follow, can_follow, follow_in_config};
+use pouch_core::{Engine, SyncOptions, SyncReport, SystemClock};
+
+use crate::store;
+
+/// One folder, opened.
+pub struct Session {
+    /// Its config, as loaded.
+    pub config: Config,
+    /// The store it syncs with (two, during a migration or its fallback).
+    pub backend: Arc<dyn Backend>,
+    /// The engine.
+    pub engine: Engine,
+    /// A migration's counters when two stores are in play.
+    pub migration: Option<Arc<DualStats>>,
+}
+
+impl Session {
+    /// Opens the folder `config_path` configures, as it is.
+    pub fn open(config_path: &Path) -> anyhow::Result<Session> {
+        let config = Config::load(config_path)?;
+        let store::SyncStore { backend, migration } = store::open_for_sync(&config)?;
+        let engine = Engine::open(
+            &config.root,
+            &config.device,
+            &config.state,
+            backend.clone(),
+            Arc::new(SystemClock),
+            Arc::from(crate::progress::for_stderr()),
+        )
+        .with_context(|| format!("cannot start syncing {}", config.root.display()))?;
+        Ok(Session {
+            config,
+            backend,
+            engine,
+            migration,
+        })
+    }
+
+    /// Opens the folder, following moves of its store first.
+    pub async fn open_following(config_path: &Path) -> anyhow::Result<Session> {
+        loop {
+            let session = Session::open(config_path)?;
+            match session.engine.moved()? {
+                Some((seq, to)) if !to.is(&session.config.backend) => {
+                    follow_move(config_path, seq, &to).await?;
+                }
+                // Pulled from the new store itself (the mover's own entry).
+                Some(_) => session.engine.forget_move()?,
+                None => return Ok(session),
+            }
+        }
+    }
+
+    /// Follows a move the daemon met, waiting while the copy to the new
+    /// store finishes (a minute at most; then it stops, and a restart tries
+    /// again).
+    pub async fn reopen_after_move(config_path: &Path) -> anyhow::Result<Session> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match Session::open_following(config_path).await {
+                Ok(session) => return Ok(session),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::info!("waiting to follow the move: {e:#}");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+                Err(e) => {
+                    return Err(e.context("the folder's store moved and cannot be followed yet"));
+                }
+            }
+        }
+    }
+}
+
+/// Follows a move another device announced at entry `seq`: checks the new
+/// store is reachable with this device's credentials and holds the journal
+/// up to the announcing entry, then flips the config. On any failure
+/// nothing changes: the files stay as they are, and the message says what
+/// is missing.
+async fn follow_move(config_path: &Path, seq: u64, to: &StoreLocation) -> anyhow::Result<()> {
+    let mut config = Config::load(config_path)?;
+    if to.is(&config.backend) {
+        return Ok(());
+    }
+    let to = to.to_config();
+    let target = store::open(&to, Some(config.s3_cache_dir())).context(
+        "this folder's data moved to a store this device cannot open; nothing was changed",
+    )?;
+    let follow = can_follow(target.as_ref(), seq).await.with_context(|| {
+        format!(
+            "this folder's data moved to {}, which this device cannot use (credentials? \
+             S3 keys come from AWS_* or ~/.aws, a pouch-store token from POUCH_STORE_TOKEN); \
+             nothing was changed and your files are safe",
+            target.describe()
+        )
+    })?;
+    if let Follow::NotCopiedYet { has, needs } = follow {
+        bail!(
+            "this folder's data is moving to {}; the copy is not finished yet (it has {has} of {needs} entries), try again shortly",
+            target.describe(),
+        );
+    }
+    follow_in_config(&mut config, to);
+    config.save(config_path)?;
+    eprintln!("following the move to {}", target.describe());
+    Ok(())
+}
+
+/// One sync, following a move it finds (at most a few, for safety).
+pub async fn sync_following(
+    config_path: &Path,
+    options: SyncOptions,
+) -> anyhow::Result<(Config, SyncReport)> {
+    for _ in 0..3 {
+        let mut session = Session::open_following(config_path).await?;
+        match session.engine.sync_with(options).await {
+            Ok(report) => return Ok((session.config, report)),
+            Err(pouch_core::Error::Moved { .. }) => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("sync of {} stopped", session.config.root.display())));
+            }
+        }
+    }
+    bail!("the folder's store keeps moving; try again")
+}

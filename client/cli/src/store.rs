@@ -1,0 +1,256 @@
+//! Store wiring: the only place that names concrete backends. It turns the
+//! store arguments of `init` and `migrate` into a config, and a config into
+//! an `Arc<dyn Backend>` (two stores in a `Dual` during a migration or its
+//! fallback).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use pouch_backend::{Backend, BackendExt};
+use pouch_backend_own::{EmbeddedBackend, RemoteBackend};
+use pouch_backend_s3::{S3Backend, S3Config};
+use pouch_config::{BackendConfig, Config, OwnStore};
+use pouch_core::dual::{Dual, DualStats};
+
+use crate::cli::{BackendKind, StoreArgs};
+
+/// Which store the arguments name.
+pub enum Target {
+    /// An embedded store folder (the default one when `None`).
+    Embedded(Option<PathBuf>),
+    /// A `pouch-store` server.
+    Server {
+        url: String,
+        namespace: String,
+        token: Option<String>,
+    },
+    /// An S3 bucket.
+    S3(S3Config),
+}
+
+impl Target {
+    /// Reads the store arguments of `init` and `migrate`.
+    pub fn from_args(args: StoreArgs) -> anyhow::Result<Target> {
+        let StoreArgs {
+            backend,
+            store,
+            url,
+            namespace,
+            token,
+            bucket,
+            endpoint,
+            region,
+            prefix,
+            path_style,
+        } = args;
+        Ok(match (backend, url, bucket) {
+            (BackendKind::S3, _, Some(bucket)) => {
+                let mut s3 = S3Config::new(bucket);
+                s3.path_style = path_style || endpoint.is_some();
+                s3.endpoint = endpoint;
+                s3.region = region;
+                s3.prefix = prefix.unwrap_or_default();
+                Target::S3(s3)
+            }
+            (BackendKind::S3, _, None) => bail!("--backend s3 needs --bucket"),
+            (BackendKind::Own, _, Some(_)) => bail!("--bucket is for --backend s3"),
+            (BackendKind::Own, Some(url), None) => Target::Server {
+                url,
+                namespace,
+                token,
+            },
+            (BackendKind::Own, None, None) => Target::Embedded(store),
+        })
+    }
+
+    /// The config naming this store, without touching it.
+    pub fn config(self) -> anyhow::Result<BackendConfig> {
+        Ok(match self {
+            Target::Embedded(store) => {
+                let store = match store {
+                    Some(store) => absolute(&store)?,
+                    None => pouch_config::default_store_path()
+                        .context("no data folder for the store; pass --store DIR")?,
+                };
+                BackendConfig::Own(OwnStore::Embedded { store })
+            }
+            Target::Server {
+                url,
+                namespace,
+                token,
+            } => BackendConfig::Own(OwnStore::Server {
+                url,
+                namespace,
+                token,
+            }),
+            Target::S3(s3) => BackendConfig::S3(s3_table(&s3)),
+        })
+    }
+
+    /// Checks that the store is usable (creating an embedded one, reaching
+    /// a server with its token, probing S3's conditional writes) and
+    /// returns its config.
+    pub async fn prepare(self) -> anyhow::Result<BackendConfig> {
+        let config = self.config()?;
+        match &config {
+            BackendConfig::Own(OwnStore::Embedded { store }) => {
+                // Opening creates the store and proves the folder is usable.
+                EmbeddedBackend::open(store)
+                    .with_context(|| format!("cannot open the store at {}", store.display()))?;
+            }
+            BackendConfig::Own(own @ OwnStore::Server { .. }) => {
+                // Prove the server answers and takes the token before saving.
+                let backend = server_backend(own)?;
+                backend
+                    .journal_head()
+                    .await
+                    .with_context(|| format!("cannot reach {}", backend.describe()))?;
+            }
+            BackendConfig::S3(table) => {
+                let backend = S3Backend::connect(s3_config(table)?, None)?;
+                // Never run a journal on a store that could lose commits.
+                backend
+                    .probe_conditional_writes()
+                    .await
+                    .with_context(|| format!("cannot use {}", backend.describe()))?;
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// `path`, absolute.
+pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
+/// The config table of an S3 backend: the settings the user chose, not
+/// the defaults (so later defaults apply) and never credentials.
+fn s3_table(s3: &S3Config) -> toml::Table {
+    let mut table = toml::Table::new();
+    table.insert("bucket".into(), s3.bucket.clone().into());
+    if !s3.prefix.is_empty() {
+        table.insert("prefix".into(), s3.prefix.clone().into());
+    }
+    if let Some(region) = &s3.region {
+        table.insert("region".into(), region.clone().into());
+    }
+    if let Some(endpoint) = &s3.endpoint {
+        table.insert("endpoint".into(), endpoint.clone().into());
+    }
+    table.insert("path_style".into(), s3.path_style.into());
+    table
+}
+
+fn s3_config(table: &toml::Table) -> anyhow::Result<S3Config> {
+    toml::Value::Table(table.clone())
+        .try_into()
+        .context("the [backend] table of kind \"s3\" is not valid")
+}
+
+/// The configured S3 store, for its own checks (`pouch doctor`); `None`
+/// for other stores.
+pub fn s3_backend(backend: &BackendConfig) -> anyhow::Result<Option<S3Backend>> {
+    match backend {
+        BackendConfig::S3(table) => Ok(Some(S3Backend::connect(s3_config(table)?, None)?)),
+        BackendConfig::Own(_) => Ok(None),
+    }
+}
+
+/// The store a device syncs with.
+pub struct SyncStore {
+    /// One store, or two in a `Dual`.
+    pub backend: Arc<dyn Backend>,
+    /// A migration's counters when two stores are in play.
+    pub migration: Option<Arc<DualStats>>,
+}
+
+/// The store this device syncs with: during a migration, the old and the
+/// new store together (double writes, shadow reads); after a switch, the
+/// new store with the old one as a read fallback until `migrate finish`.
+pub fn open_for_sync(config: &Config) -> anyhow::Result<SyncStore> {
+    let store = open(&config.backend, Some(config.s3_cache_dir()))?;
+    if let Some(migration) = &config.migration {
+        let target = open(&migration.target, None).with_context(|| {
+            "cannot open the store this folder is migrating to (`pouch migrate cancel` stops the migration)"
+        })?;
+        let dual = Dual::migrating(store, target, migration.shadow_reads);
+        return Ok(SyncStore {
+            migration: Some(dual.stats()),
+            backend: Arc::new(dual),
+        });
+    }
+    // Only a fallback: a store that is gone (a deleted bucket or folder)
+    // must not stop syncing, nor be created again.
+    if let Some(previous) = &config.previous_backend
+        && !matches!(previous, BackendConfig::Own(OwnStore::Embedded { store }) if !store.exists())
+    {
+        match open(previous, None) {
+            Ok(old) => {
+                let dual = Dual::falling_back(store, old);
+                return Ok(SyncStore {
+                    migration: Some(dual.stats()),
+                    backend: Arc::new(dual),
+                });
+            }
+            Err(e) => tracing::info!("the previous store is not available as a fallback: {e:#}"),
+        }
+    }
+    Ok(SyncStore {
+        backend: store,
+        migration: None,
+    })
+}
+
+/// Opens the store `backend` names; an S3 store keeps its index cache in
+/// `cache` (none: memory only). An embedded store is created if missing.
+pub fn open(backend: &BackendConfig, cache: Option<PathBuf>) -> anyhow::Result<Arc<dyn Backend>> {
+    match backend {
+        BackendConfig::S3(table) => Ok(Arc::new(S3Backend::connect(s3_config(table)?, cache)?)),
+        BackendConfig::Own(OwnStore::Embedded { store }) => Ok(Arc::new(
+            EmbeddedBackend::open(store)
+                .with_context(|| format!("cannot open the store at {}", store.display()))?,
+        )),
+        BackendConfig::Own(own @ OwnStore::Server { .. }) => Ok(server_backend(own)?),
+    }
+}
+
+/// Opens a store that must already exist, creating nothing: for checks
+/// that only read (`pouch migrate verify`).
+pub fn open_existing(backend: &BackendConfig) -> anyhow::Result<Arc<dyn Backend>> {
+    if let BackendConfig::Own(OwnStore::Embedded { store }) = backend
+        && !EmbeddedBackend::exists(store)
+    {
+        bail!("there is no store at {}", store.display());
+    }
+    open(backend, None)
+}
+
+fn server_backend(own: &OwnStore) -> anyhow::Result<Arc<dyn Backend>> {
+    let OwnStore::Server {
+        url,
+        namespace,
+        token,
+    } = own
+    else {
+        unreachable!("called for servers only")
+    };
+    let token = match token {
+        Some(token) => token.clone(),
+        None => std::env::var("POUCH_STORE_TOKEN")
+            .context("set POUCH_STORE_TOKEN to the pouch-store namespace's token")?,
+    };
+    Ok(Arc::new(RemoteBackend::new(url, namespace, token)?))
+}
+
+/// A store's description. An embedded store is named, not opened: opening
+/// one that was deleted (a retired store) would create it again, and
+/// `pouch status` should not open a second store to name it.
+pub fn describe(backend: &BackendConfig) -> String {
+    match backend {
+        BackendConfig::Own(OwnStore::Embedded { store }) => EmbeddedBackend::description(store),
+        // Building these clients touches no network.
+        other => open(other, None).map_or_else(|_| "the store".into(), |b| b.describe()),
+    }
+}

@@ -1,0 +1,188 @@
+//! Apply: run the operations that change the disk (downloads, local
+//! deletes, renames, conflicted copies), recording each in the local state
+//! as it completes. An operation whose path changed since the plan is left
+//! for the next sync.
+
+use std::collections::BTreeMap;
+
+use pouch_backend::Error as BackendError;
+
+use super::{Engine, changed_since_plan};
+use crate::fsops::{self, prepare_parent, unchanged};
+use crate::local::{LocalEntry, Stat};
+use crate::names::conflict_name;
+use crate::node::Node;
+use crate::path::RelPath;
+use crate::plan::Op;
+use crate::progress::Phase;
+use crate::report::{Action, SyncReport};
+use crate::state::Tree;
+use crate::{Error, Result};
+
+impl Engine {
+    pub(super) async fn apply(
+        &mut self,
+        ops: impl Iterator<Item = Op>,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let ops: Vec<Op> = ops.collect();
+        let (files, total) = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Download { node, .. } | Op::Conflict { node, .. } => Some(node.size()),
+                _ => None,
+            })
+            .fold((0, 0), |(files, bytes), size| (files + 1, bytes + size));
+        if total > 0 {
+            self.progress.phase(Phase::Downloading, files, total);
+        }
+        // Folders a conflict moved aside, with everything the plan said
+        // about their insides: those operations are stale, and the next
+        // plan (after a rescan) sees the copy as new local paths.
+        let mut moved: Vec<RelPath> = Vec::new();
+        for op in ops {
+            let path = op.path().clone();
+            let inside_moved = |p: &RelPath| p.ancestors().any(|a| moved.contains(&a));
+            if inside_moved(&path)
+                || matches!(&op, Op::RenameLocal { from, .. } if inside_moved(from))
+            {
+                continue;
+            }
+            if matches!(op, Op::Conflict { .. })
+                && local.get(&path).is_some_and(|(_, node)| node.is_dir())
+            {
+                moved.push(path.clone());
+            }
+            match self.apply_one(op, local, report).await {
+                Ok(()) => {}
+                Err(Error::Backend(e))
+                    if !matches!(
+                        e,
+                        BackendError::Corrupt { .. } | BackendError::BlockNotFound(_)
+                    ) =>
+                {
+                    return Err(Error::Backend(e));
+                }
+                Err(e) => {
+                    tracing::warn!(%path, "not synced: {e}");
+                    report.problems.push(format!("{path}: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_one(
+        &mut self,
+        op: Op,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let stat_of = |path: &RelPath| local.get(path).map(|(stat, _)| *stat);
+        match op {
+            Op::Agree { path, node } => self.db.set_synced(&path, node.as_ref()),
+            Op::Download { path, node } => {
+                let current = local.get(&path).map(|(_, node)| node);
+                if let (
+                    Node::File {
+                        blocks,
+                        exec,
+                        mtime_ns,
+                        ..
+                    },
+                    Some(Node::File { blocks: have, .. }),
+                ) = (&node, current)
+                    && blocks == have
+                {
+                    // Only the mode changed: the bytes are already here.
+                    let full = path.to_fs(&self.root);
+                    if !unchanged(&full, stat_of(&path).as_ref())? {
+                        return Err(changed_since_plan());
+                    }
+                    fsops::set_mode_and_mtime(&full, *exec, *mtime_ns)?;
+                    let stat =
+                        Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
+                    self.db.set_local(&path, Some(&(stat, node.clone())))?;
+                    self.db.set_synced(&path, Some(&node))?;
+                    report.downloaded += 1;
+                    report.note(&path, Action::Downloaded);
+                    return Ok(());
+                }
+                self.download(&path, &node, stat_of(&path), report).await?;
+                report.downloaded += 1;
+                report.note(&path, Action::Downloaded);
+                Ok(())
+            }
+            Op::DeleteLocal { path } => {
+                let full = path.to_fs(&self.root);
+                if !unchanged(&full, stat_of(&path).as_ref())? {
+                    return Err(changed_since_plan());
+                }
+                let meta = std::fs::symlink_metadata(&full).map_err(Error::io(&full))?;
+                let removed = if meta.is_dir() {
+                    std::fs::remove_dir(&full)
+                } else {
+                    std::fs::remove_file(&full)
+                };
+                match removed {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                        // Something not synced (yet) lives inside: keep it.
+                        return Ok(());
+                    }
+                    Err(e) => return Err(Error::io(&full)(e)),
+                }
+                fsops::fsync_dir(full.parent().expect("inside the root"))?;
+                self.db.set_local(&path, None)?;
+                self.db.set_synced(&path, None)?;
+                report.deleted_local += 1;
+                report.note(&path, Action::DeletedHere);
+                Ok(())
+            }
+            Op::RenameLocal { from, to, node } => {
+                let (src, dst) = (from.to_fs(&self.root), to.to_fs(&self.root));
+                if !unchanged(&src, stat_of(&from).as_ref())? || !unchanged(&dst, None)? {
+                    return Err(changed_since_plan());
+                }
+                prepare_parent(&self.root, &to)?;
+                std::fs::rename(&src, &dst).map_err(Error::io(&dst))?;
+                fsops::fsync_dir(dst.parent().expect("inside the root"))?;
+                let stat = Stat::of(&std::fs::symlink_metadata(&dst).map_err(Error::io(&dst))?);
+                self.db.set_local(&from, None)?;
+                self.db.set_synced(&from, None)?;
+                self.db.set_local(&to, Some(&(stat, node.clone())))?;
+                self.db.set_synced(&to, Some(&node))?;
+                report.renamed_local += 1;
+                report.note(&to, Action::Renamed);
+                Ok(())
+            }
+            Op::Conflict { path, node } => {
+                let full = path.to_fs(&self.root);
+                if !unchanged(&full, stat_of(&path).as_ref())? {
+                    return Err(changed_since_plan());
+                }
+                let remote = self.db.tree(Tree::Remote)?;
+                let root = self.root.clone();
+                let copy =
+                    conflict_name(&path, &self.device, self.clock.unix_secs(), |candidate| {
+                        remote.contains_key(candidate)
+                            || local.contains_key(candidate)
+                            || std::fs::symlink_metadata(candidate.to_fs(&root)).is_ok()
+                    })?;
+                let copy_full = copy.to_fs(&self.root);
+                std::fs::rename(&full, &copy_full).map_err(Error::io(&copy_full))?;
+                fsops::fsync_dir(copy_full.parent().expect("inside the root"))?;
+                tracing::info!(%path, copy = %copy, "conflict: kept the local version as a copy");
+                self.db.set_local(&path, None)?;
+                report.conflicts += 1;
+                report.note(&copy, Action::Conflict);
+                self.download(&path, &node, None, report).await?;
+                report.downloaded += 1;
+                report.note(&path, Action::Downloaded);
+                Ok(())
+            }
+            Op::Upload { .. } | Op::DeleteRemote { .. } => unreachable!("pushed, not applied"),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Download: bring one node to disk through a temp file in the same
+//! folder, verified, fsynced and renamed into place, never over a local
+//! change the plan did not see.
+
+use std::path::Path;
+
+use pouch_backend::Error as BackendError;
+
+use super::{Engine, changed_since_plan};
+use crate::fsops::{self, commit_temp, prepare_parent, unchanged};
+use crate::local::Stat;
+use crate::names::temp_path;
+use crate::node::{BlockRef, Node};
+use crate::path::RelPath;
+use crate::report::SyncReport;
+use crate::{Error, Result};
+
+impl Engine {
+    /// Brings `node` to `path`, replacing what is there only if it still
+    /// has the stat data `expected` (`None`: nothing may be there).
+    pub(super) async fn download(
+        &mut self,
+        path: &RelPath,
+        node: &Node,
+        expected: Option<Stat>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let full = path.to_fs(&self.root);
+        let parent = prepare_parent(&self.root, path)?;
+        if !unchanged(&full, expected.as_ref())? {
+            return Err(changed_since_plan());
+        }
+        let existing = std::fs::symlink_metadata(&full).ok();
+        match node {
+            Node::Dir => {
+                match existing {
+                    Some(meta) if meta.is_dir() => {}
+                    Some(_) => {
+                        std::fs::remove_file(&full).map_err(Error::io(&full))?;
+                        std::fs::create_dir(&full).map_err(Error::io(&full))?;
+                    }
+                    None => std::fs::create_dir(&full).map_err(Error::io(&full))?,
+                }
+                fsops::fsync_dir(&parent)?;
+            }
+            Node::File {
+                blocks,
+                exec,
+                mtime_ns,
+                size,
+            } => {
+                let temp = temp_path(&parent);
+                let result = self.fetch_into(&temp, blocks, *size, report).await;
+                let file = match result {
+                    Ok(file) => file,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&temp);
+                        return Err(e);
+                    }
+                };
+                // Re-check right before the rename: the fetch took time.
+                if !unchanged(&full, expected.as_ref())? {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(changed_since_plan());
+                }
+                if existing.as_ref().is_some_and(|m| m.is_dir())
+                    && let Err(e) = std::fs::remove_dir(&full)
+                {
+                    // Files not synced yet live in the folder: keep them.
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(Error::io(&full)(e));
+                }
+                commit_temp(file, &temp, &full, *exec, *mtime_ns).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&temp);
+                })?;
+            }
+            Node::Symlink { target } => {
+                let temp = temp_path(&parent);
+                std::os::unix::fs::symlink(target, &temp).map_err(Error::io(&temp))?;
+                if existing.as_ref().is_some_and(|m| m.is_dir())
+                    && let Err(e) = std::fs::remove_dir(&full)
+                {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(Error::io(&full)(e));
+                }
+                std::fs::rename(&temp, &full).map_err(Error::io(&full))?;
+                fsops::fsync_dir(&parent)?;
+            }
+        }
+        let stat = Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
+        self.db.set_local(path, Some(&(stat, node.clone())))?;
+        self.db.set_synced(path, Some(node))
+    }
+
+    /// Writes a file's blocks, each verified by the backend, into `temp`.
+    async fn fetch_into(
+        &self,
+        temp: &Path,
+        blocks: &[BlockRef],
+        size: u64,
+        report: &mut SyncReport,
+    ) -> Result<std::fs::File> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+            .map_err(Error::io(temp))?;
+        let mut written = 0u64;
+        for block in blocks {
+            let bytes = self.backend.get_block(block.id).await?;
+            if bytes.len() != block.len as usize {
+                return Err(Error::Backend(BackendError::Corrupt {
+                    id: block.id,
+                    reason: "the block's length differs from the blocklist's",
+                }));
+            }
+            file.write_all(&bytes).map_err(Error::io(temp))?;
+            written += bytes.len() as u64;
+            report.blocks_downloaded += 1;
+            self.progress.advance(bytes.len() as u64);
+        }
+        if written != size {
+            return Err(Error::BadEntry {
+                seq: 0,
+                reason: format!("a file's blocks add up to {written} bytes, not its size {size}"),
+            });
+        }
+        Ok(file)
+    }
+}

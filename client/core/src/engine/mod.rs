@@ -1,0 +1,280 @@
+//! The engine: one full sync in both directions.
+//!
+//! 1. **Pull** ([`pull`](self)): fold new journal entries into the Remote
+//!    tree; every path is validated first, and a refused one never reaches
+//!    the disk.
+//! 2. **Apply** (`apply`, `download`): scan, plan, and run the operations
+//!    that change the disk (downloads, local deletes, renames, conflicted
+//!    copies), recording each in the local state as it completes.
+//! 3. **Push** (`push`): scan and plan again, upload the blocks the store
+//!    lacks, then append one commit. A lost race (`SlotTaken`) means
+//!    another device committed first: pull, re-plan, retry.
+//!
+//! Blocks are always durable before the commit naming them is appended,
+//! so a crash anywhere leaves at worst unreferenced blocks, which the next
+//! run finds already stored instead of uploading again.
+
+mod apply;
+mod download;
+mod pull;
+mod push;
+mod restore;
+mod selective;
+
+pub use restore::Pick;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pouch_backend::{Backend, Error as BackendError};
+
+use crate::clock::{Clock, now_ns};
+use crate::ignore_rules::IgnoreRules;
+use crate::local::LocalEntry;
+use crate::location::StoreLocation;
+use crate::node::Node;
+use crate::path::RelPath;
+use crate::plan::{Op, plan};
+use crate::progress::Progress;
+use crate::report::SyncReport;
+use crate::scan::scan;
+use crate::state::{LocalState, Tree};
+use crate::{Error, Result};
+
+/// How many commits in a row may be lost to other devices before giving up.
+const MAX_COMMIT_ATTEMPTS: u32 = 8;
+/// Raw bytes of blocks gathered before one `has_blocks` + `put_blocks`.
+const UPLOAD_BATCH_BYTES: usize = 16 << 20;
+/// Journal entries read per request while pulling.
+const PULL_PAGE: usize = 256;
+/// The local state's key for a move pulled and not followed yet.
+const MOVED_META: &str = "moved_to";
+
+/// The sync engine for one device.
+pub struct Engine {
+    root: PathBuf,
+    device: String,
+    db: LocalState,
+    backend: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
+    progress: Arc<dyn Progress>,
+}
+
+/// What one sync may do beyond the usual.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Send deletes even when the mass-delete guard would stop them (the
+    /// user confirmed them).
+    pub allow_mass_delete: bool,
+}
+
+/// When a scan's deletes are too many to propagate without asking.
+#[derive(Debug, Clone, Copy)]
+pub struct MassDeleteGuard;
+
+impl MassDeleteGuard {
+    /// Deletes above this share of the synced tree trip the guard...
+    pub const SHARE: f64 = 0.5;
+    /// ...when they are at least this many.
+    pub const MIN_PATHS: usize = 100;
+
+    /// Whether `deletes` out of `synced` paths trip it.
+    pub fn trips(deletes: usize, synced: usize) -> bool {
+        deletes >= Self::MIN_PATHS && deletes as f64 > Self::SHARE * synced as f64
+    }
+}
+
+/// Whether a scan's result is recorded as the new Local tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    /// A sync, restore or exclude: the scan is the new Local tree.
+    Yes,
+    /// A look only (`pouch status`): the local state is not written.
+    No,
+}
+
+impl Engine {
+    /// Opens the engine: `root` must exist; the local state at `state` is
+    /// created if new.
+    pub fn open(
+        root: &Path,
+        device: &str,
+        state: &Path,
+        backend: Arc<dyn Backend>,
+        clock: Arc<dyn Clock>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Self> {
+        let meta = std::fs::metadata(root).map_err(Error::io(root))?;
+        if !meta.is_dir() {
+            return Err(Error::io(root)(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "the sync root is not a folder",
+            )));
+        }
+        let root = root.canonicalize().map_err(Error::io(root))?;
+        Ok(Self {
+            root,
+            device: device.to_owned(),
+            db: LocalState::open(state)?,
+            backend,
+            clock,
+            progress,
+        })
+    }
+
+    /// Sends progress to `progress` from now on (the daemon reports it in
+    /// its status).
+    pub fn set_progress(&mut self, progress: Arc<dyn Progress>) {
+        self.progress = progress;
+    }
+
+    /// The move this device pulled and has not followed yet: the entry
+    /// that announced it and the new store.
+    pub fn moved(&self) -> Result<Option<(u64, StoreLocation)>> {
+        Ok(self
+            .db
+            .meta(MOVED_META)?
+            .and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    /// Forgets a followed move: call once this engine's store is the new one.
+    pub fn forget_move(&self) -> Result<()> {
+        self.db.delete_meta(MOVED_META)
+    }
+
+    /// The local state, for status and listings.
+    pub fn db(&self) -> &LocalState {
+        &self.db
+    }
+
+    /// One full sync in both directions.
+    pub async fn sync_once(&mut self) -> Result<SyncReport> {
+        self.sync_with(SyncOptions::default()).await
+    }
+
+    /// One full sync in both directions, with `options`.
+    pub async fn sync_with(&mut self, options: SyncOptions) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            self.pull(&mut report).await?;
+            // Nothing may be written to a store the namespace left.
+            if let Some((seq, to)) = self.moved()? {
+                return Err(Error::Moved {
+                    seq,
+                    to: Box::new(to),
+                });
+            }
+            let (local, ops) = self.scan_and_plan(&mut report, Record::Yes)?;
+            self.apply(
+                ops.into_iter().filter(|op| !op.is_push()),
+                &local,
+                &mut report,
+            )
+            .await?;
+
+            let (local, ops) = self.scan_and_plan(&mut report, Record::Yes)?;
+            let (push, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(Op::is_push);
+            // Only agreements are safe to act on without a fresh pull.
+            let agreements = rest.into_iter().filter(|op| matches!(op, Op::Agree { .. }));
+            self.apply(agreements, &local, &mut report).await?;
+            match self.push(push, options, &local, &mut report).await {
+                Ok(()) => return Ok(report),
+                Err(Error::Backend(BackendError::SlotTaken(seq))) => {
+                    tracing::info!(%seq, "another device committed first; pulling and re-planning");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(Error::Contended {
+            attempts: MAX_COMMIT_ATTEMPTS,
+        })
+    }
+
+    /// What a sync would do now, without changing the disk or the local
+    /// state's Local tree: pulls the journal, scans, and plans. Returns the
+    /// operations and any problems, the same a sync would report.
+    pub async fn pending(&mut self) -> Result<(Vec<Op>, Vec<String>)> {
+        let mut report = SyncReport::default();
+        self.pull(&mut report).await?;
+        let (_, ops) = self.scan_and_plan(&mut report, Record::No)?;
+        Ok((ops, report.problems))
+    }
+
+    /// Folds new journal entries into the Remote tree, nothing else.
+    pub async fn pull_only(&mut self) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        self.pull(&mut report).await?;
+        Ok(report)
+    }
+
+    /// `.pouchignore`, the built-in ignores, and this device's excluded
+    /// folders.
+    fn rules(&self) -> Result<IgnoreRules> {
+        Ok(IgnoreRules::load(&self.root).with_excluded(self.db.excluded()?))
+    }
+
+    /// The one scan-and-plan path: scans the root (reporting what cannot
+    /// be read and what is wrong with `.pouchignore`), records the scan as
+    /// the Local tree when asked, and plans over the three trees.
+    fn scan_and_plan(
+        &mut self,
+        report: &mut SyncReport,
+        record: Record,
+    ) -> Result<(BTreeMap<RelPath, LocalEntry>, Vec<Op>)> {
+        let (local, rules) = self.scan_local(report, record)?;
+        let ops = self.plan(&local, &rules)?;
+        Ok((local, ops))
+    }
+
+    /// Scans the root, adding each problem to `report` once; records the
+    /// result as the Local tree when `record` says so.
+    fn scan_local(
+        &mut self,
+        report: &mut SyncReport,
+        record: Record,
+    ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules)> {
+        let previous = self.db.local()?;
+        let mut rules = self.rules()?;
+        let started = now_ns();
+        let outcome = scan(&self.root, &previous, self.db.scan_started()?, &rules)?;
+        for problem in outcome
+            .problems
+            .into_iter()
+            .chain(std::mem::take(&mut rules.problems))
+        {
+            if !report.problems.contains(&problem) {
+                report.problems.push(problem);
+            }
+        }
+        if record == Record::Yes {
+            self.db.replace_local(&outcome.entries, started)?;
+        }
+        Ok((outcome.entries, rules))
+    }
+
+    /// Plans over the three trees, leaving ignored paths out of all of
+    /// them: an ignored path is neither sent, nor fetched, nor deleted.
+    fn plan(&self, local: &BTreeMap<RelPath, LocalEntry>, rules: &IgnoreRules) -> Result<Vec<Op>> {
+        let keep = |tree: BTreeMap<RelPath, Node>| -> BTreeMap<RelPath, Node> {
+            tree.into_iter()
+                .filter(|(path, node)| !rules.is_ignored(path, node.is_dir()))
+                .collect()
+        };
+        let local_nodes = keep(
+            local
+                .iter()
+                .map(|(p, (_, n))| (p.clone(), n.clone()))
+                .collect(),
+        );
+        Ok(plan(
+            &local_nodes,
+            &keep(self.db.tree(Tree::Remote)?),
+            &keep(self.db.tree(Tree::Synced)?),
+        ))
+    }
+}
+
+fn changed_since_plan() -> Error {
+    Error::ChangedDuringSync
+}

@@ -1,0 +1,109 @@
+//! The cutover of a migration, the most safety-critical step: the freeze
+//! entry that ends the old store's journal, the check a device makes before
+//! it follows a move, and what both do to a device's config.
+//!
+//! Appends are create-only and in order, so once the freeze entry is in,
+//! no device can commit to the old store: one racing it loses the slot,
+//! pulls, and sees the move.
+
+use pouch_backend::{Backend, BackendExt, Seq};
+use pouch_config::{BackendConfig, Config};
+
+use crate::commit::{COMMIT_VERSION, Commit};
+use crate::location::StoreLocation;
+use crate::{Error, Result};
+
+/// Ends `from`'s journal with an entry naming `to` (no secrets: followers
+/// bring their own), made by `device` at `time`. Idempotent: when the last
+/// entry already names `to`, returns it. Fails with [`Error::Moved`] when
+/// the journal already moved somewhere else.
+pub async fn freeze(
+    from: &dyn Backend,
+    device: &str,
+    to: &StoreLocation,
+    time: i64,
+) -> Result<Seq> {
+    loop {
+        let head = from.journal_head().await?;
+        if let Some(last) = from
+            .read_journal(Seq(head.0.saturating_sub(1)), 1)
+            .await?
+            .first()
+            && let Ok(commit) = Commit::decode(last.seq.0, &last.data)
+            && let Some(already) = commit.moved_to
+        {
+            if &already == to {
+                return Ok(last.seq);
+            }
+            return Err(Error::Moved {
+                seq: last.seq.0,
+                to: Box::new(already),
+            });
+        }
+        let entry = Commit {
+            v: COMMIT_VERSION,
+            device: device.to_owned(),
+            time: Some(time),
+            changes: Vec::new(),
+            moved_to: Some(to.clone()),
+        };
+        match from.append(head.next(), entry.encode()).await {
+            Ok(()) => return Ok(head.next()),
+            // Another device committed first: its entry must be copied too,
+            // and the freeze goes after it.
+            Err(pouch_backend::Error::SlotTaken(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether a device may follow a move announced at entry `seq` to
+/// `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Follow {
+    /// The target holds the journal up to the move: follow it.
+    Ready,
+    /// The copy to the target has not reached the move yet: wait.
+    NotCopiedYet {
+        /// Entries the target has.
+        has: u64,
+        /// Entries it must have.
+        needs: u64,
+    },
+}
+
+/// Checks that `target` (opened with this device's own credentials)
+/// answers and holds the journal up to entry `seq`. An error means the
+/// target cannot be used from here; nothing may change then.
+pub async fn can_follow(target: &dyn Backend, seq: u64) -> Result<Follow> {
+    let head = target.journal_head().await?;
+    Ok(if head.0 < seq {
+        Follow::NotCopiedYet {
+            has: head.0,
+            needs: seq,
+        }
+    } else {
+        Follow::Ready
+    })
+}
+
+/// Points `config` at `to`, the store the namespace moved to, keeping the
+/// old store as the read fallback until `pouch migrate finish`. A migration
+/// this device had begun elsewhere is moot now.
+pub fn follow_in_config(config: &mut Config, to: BackendConfig) {
+    config.previous_backend = Some(std::mem::replace(&mut config.backend, to));
+    config.migration = None;
+}
+
+/// The config after this device's own switch to `target`: double writes
+/// end, the new store is the store and the old one a read fallback. If
+/// this device's daemon followed the move already (it saw the freeze and
+/// the copy), only the full settings (token included) are put back.
+pub fn switch_in_config(config: &mut Config, target: BackendConfig) {
+    if StoreLocation::of(&config.backend) == StoreLocation::of(&target) {
+        config.backend = target;
+    } else {
+        config.previous_backend = Some(std::mem::replace(&mut config.backend, target));
+    }
+    config.migration = None;
+}

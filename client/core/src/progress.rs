@@ -1,0 +1,45 @@
+//! Where long work reports how far it came (a progress bar, log lines,
+//! the daemon's status).
+
+/// What is moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A sync sends this device's changes.
+    Uploading,
+    /// A sync brings other devices' changes here.
+    Downloading,
+    /// A migration copies blocks to the new store.
+    Copying,
+    /// A migration reads every block back from the new store.
+    Verifying,
+}
+
+impl Phase {
+    /// Its name, as progress lines show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Uploading => "uploading",
+            Phase::Downloading => "downloading",
+            Phase::Copying => "copying",
+            Phase::Verifying => "verifying",
+        }
+    }
+}
+
+/// Where a sync or a copy reports its progress.
+pub trait Progress: Send + Sync {
+    /// A phase starts that will move about `total_bytes` in `items` files
+    /// (or blocks, for a migration).
+    fn phase(&self, phase: Phase, items: u64, total_bytes: u64);
+    /// `bytes` more were moved.
+    fn advance(&self, bytes: u64);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn phase(&self, _: Phase, _: u64, _: u64) {}
+    fn advance(&self, _: u64) {}
+}

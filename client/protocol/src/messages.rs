@@ -1,0 +1,83 @@
+//! What a client asks and what the daemon answers or announces.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DaemonStatus, SyncReport};
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// The daemon's state.
+    Status,
+    /// Stop syncing until resumed (changes keep being noticed).
+    Pause,
+    /// Sync again, starting with everything noticed meanwhile.
+    Resume {
+        /// Let the next sync propagate a mass delete the guard stopped.
+        #[serde(default)]
+        allow_mass_delete: bool,
+    },
+    /// Stream events until the connection closes.
+    Subscribe,
+}
+
+/// An answer to one request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Response {
+    /// The state, for `status`.
+    Status(Box<DaemonStatus>),
+    /// Done, with the new state's name, for `pause` and `resume`.
+    Ok(String),
+    /// The request could not be served.
+    Error(String),
+}
+
+/// Something that happened, for subscribers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// A sync started.
+    Syncing,
+    /// A sync finished.
+    Synced(SyncReport),
+    /// A sync failed.
+    Failed {
+        /// Why.
+        message: String,
+    },
+    /// The user paused syncing.
+    Paused,
+    /// The user resumed syncing.
+    Resumed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_keep_their_wire_form() {
+        let text = |r: &Request| serde_json::to_string(r).unwrap();
+        assert_eq!(text(&Request::Status), r#"{"cmd":"status"}"#);
+        assert_eq!(
+            text(&Request::Resume {
+                allow_mass_delete: false
+            }),
+            r#"{"cmd":"resume","allow_mass_delete":false}"#
+        );
+        let resume: Request = serde_json::from_str(r#"{"cmd":"resume"}"#).unwrap();
+        assert_eq!(
+            resume,
+            Request::Resume {
+                allow_mass_delete: false
+            }
+        );
+        let ok = serde_json::to_string(&Response::Ok("paused".into())).unwrap();
+        assert_eq!(ok, r#"{"ok":"paused"}"#);
+        let synced: Event =
+            serde_json::from_str(r#"{"event":"synced","uploaded":1,"problems":[]}"#).unwrap();
+        assert!(matches!(synced, Event::Synced(r) if r.uploaded == 1));
+    }
+}
