@@ -172,6 +172,9 @@ impl Backend for RemoteBackend {
             }
             // Streamed: headers and the blocks' own payloads, no copy.
             let pieces = wire::block_pieces(&blocks[start..end]);
+            // Declared, so the server reserves just this much of its
+            // budget for bodies in flight.
+            let length: usize = pieces.iter().map(|p| p.len()).sum();
             let url = self.url("/blocks");
             self.call(|http| {
                 let stream = futures_util::stream::iter(
@@ -179,6 +182,7 @@ impl Backend for RemoteBackend {
                 );
                 http.post(&url)
                     .timeout(REQUEST_TIMEOUT)
+                    .header(reqwest::header::CONTENT_LENGTH, length)
                     .body(reqwest::Body::wrap_stream(stream))
             })
             .await?;

@@ -12,6 +12,7 @@ use pouch_backend::{Backend, BackendExt, Block, Error, Seq};
 use pouch_backend_own::RemoteBackend;
 
 const TOKEN: &str = "test-token-0123456789";
+const METRICS_TOKEN: &str = "metrics-token-0123456789";
 
 /// A running server, killed when dropped.
 struct ServerProcess {
@@ -36,7 +37,10 @@ fn start(dir: &Path, namespaces: usize) -> ServerProcess {
 fn start_with(dir: &Path, namespaces: usize, top: &str, tables: &str) -> ServerProcess {
     let data = dir.join("data");
     let config = dir.join("server.toml");
-    let mut text = format!("data = {:?}\n", data.to_str().unwrap());
+    let mut text = format!(
+        "data = {:?}\nmetrics_token = \"{METRICS_TOKEN}\"\n",
+        data.to_str().unwrap()
+    );
     // Top-level keys must come before the namespace tables.
     text.push_str(top);
     for i in 0..namespaces {
@@ -66,9 +70,14 @@ fn start_with(dir: &Path, namespaces: usize, top: &str, tables: &str) -> ServerP
     }
 }
 
-/// The server's `/metrics` page.
+/// The server's `/metrics` page, as the holder of the metrics token sees
+/// it.
 async fn metrics(server: &ServerProcess) -> String {
-    reqwest::get(format!("{}/metrics", server.url))
+    pouch_backend::tls::install_provider();
+    reqwest::Client::new()
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
         .await
         .unwrap()
         .text()
@@ -76,8 +85,148 @@ async fn metrics(server: &ServerProcess) -> String {
         .unwrap()
 }
 
+/// Sends `head` (a request line and headers, no blank line) and whatever
+/// body bytes follow, then reads the status line of the answer. Waits at
+/// most 10 s: an answer that needs the body never comes.
+async fn raw_status(server: &ServerProcess, head: &str, body: &[u8]) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.url.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("{head}\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
 fn client(server: &ServerProcess, ns: usize) -> RemoteBackend {
     RemoteBackend::new(&server.url, &format!("ns{ns}"), format!("{TOKEN}-{ns}")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_the_token_gets_401_before_any_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), 1);
+    // A body of 50 MB is announced and never sent: the answer must come
+    // from the headers alone.
+    for head in [
+        "POST /v1/ns0/blocks HTTP/1.1\r\nContent-Length: 50000000",
+        "POST /v1/ns0/blocks/has HTTP/1.1\r\nContent-Length: 50000000",
+        "PUT /v1/ns0/journal/1 HTTP/1.1\r\nContent-Length: 50000000",
+        "PUT /v1/ns0/snapshot HTTP/1.1\r\nContent-Length: 50000000\r\nAuthorization: Bearer wrong-token-0123456789",
+    ] {
+        let status = raw_status(&server, head, b"").await;
+        assert_eq!(
+            status.as_deref(),
+            Some("HTTP/1.1 401 Unauthorized"),
+            "{head}"
+        );
+    }
+    // Malformed requests from a stranger learn nothing of what is wrong.
+    for head in [
+        "PUT /v1/ns0/journal/not-a-number HTTP/1.1\r\nContent-Length: 1",
+        "GET /v1/ns0/journal?after=minus-one HTTP/1.1",
+        "GET /v1/ns0/blocks/not-an-id HTTP/1.1",
+        "GET /v1/nobody/journal/wait?after=0 HTTP/1.1",
+    ] {
+        let status = raw_status(&server, head, b"x").await;
+        assert_eq!(
+            status.as_deref(),
+            Some("HTTP/1.1 401 Unauthorized"),
+            "{head}"
+        );
+    }
+    // The owner of the token still hears what is wrong.
+    let status = raw_status(
+        &server,
+        &format!("GET /v1/ns0/blocks/not-an-id HTTP/1.1\r\nAuthorization: Bearer {TOKEN}-0"),
+        b"",
+    )
+    .await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 400 Bad Request"));
+    // A body larger than any accepted is refused unread, even with the token.
+    let status = raw_status(
+        &server,
+        &format!(
+            "POST /v1/ns0/blocks HTTP/1.1\r\nContent-Length: 1000000000\r\nAuthorization: Bearer {TOKEN}-0"
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 400 Bad Request"));
+
+    // /metrics names no namespace to a caller without its token.
+    pouch_backend::tls::install_provider();
+    let public = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        public.contains("pouch_store_unauthorized_total"),
+        "{public}"
+    );
+    assert!(
+        !public.contains("ns0") && !public.contains("namespace"),
+        "{public}"
+    );
+    assert!(metrics(&server).await.contains("namespace=\"ns0\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_in_flight_stay_within_the_budget() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest budget allowed: one largest body.
+    let server = start_with(dir.path(), 1, "bodies_in_flight = 67108864\n", "");
+    let addr = server.url.strip_prefix("http://").unwrap().to_owned();
+    // An authorized upload announces the largest body and sends nothing:
+    // it holds the whole budget.
+    let mut hog = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    hog.write_all(
+        format!(
+            "POST /v1/ns0/blocks HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}-0\r\nContent-Length: 67108864\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let good = client(&server, 0);
+    let id = Block::encode(Bytes::from_static(b"x")).id();
+    // A request with a body waits for room; one without does not.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), good.has_blocks(&[id]))
+            .await
+            .is_err(),
+        "a body was admitted beyond the budget"
+    );
+    assert_eq!(good.journal_head().await.unwrap(), Seq::ZERO);
+    // The hog goes away: its reservation is returned.
+    drop(hog);
+    let has = tokio::time::timeout(std::time::Duration::from_secs(20), good.has_blocks(&[id]))
+        .await
+        .expect("the budget came back");
+    assert_eq!(has.unwrap(), [false]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

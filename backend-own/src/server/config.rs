@@ -37,6 +37,18 @@ pub struct ServerConfig {
     /// Background verification and compaction.
     #[serde(default)]
     pub maintenance: Maintenance,
+    /// The token `/metrics` wants before it shows per-namespace figures
+    /// (which name the namespaces); without it, only server-wide counters.
+    #[serde(default)]
+    pub metrics_token: Option<Secret>,
+    /// Bytes of request bodies all requests together may hold in flight;
+    /// requests beyond it wait (their bodies unread) until others finish.
+    #[serde(default = "default_bodies_in_flight")]
+    pub bodies_in_flight: u64,
+}
+
+fn default_bodies_in_flight() -> u64 {
+    256 << 20
 }
 
 /// Background work on every namespace's store.
@@ -81,6 +93,17 @@ impl std::fmt::Debug for NamespaceConfig {
     }
 }
 
+/// A secret from the config: never shown by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 fn default_volume_size() -> u64 {
     crate::storage::StoreOptions::default().volume_size
 }
@@ -118,6 +141,8 @@ impl ServerConfig {
             namespaces: BTreeMap::from([("default".to_owned(), NamespaceConfig { token })]),
             volume_size: default_volume_size(),
             maintenance: Maintenance::default(),
+            metrics_token: None,
+            bodies_in_flight: default_bodies_in_flight(),
         };
         config.check()?;
         Ok(config)
@@ -126,6 +151,15 @@ impl ServerConfig {
     fn check(&self) -> Result<(), String> {
         if self.namespaces.is_empty() {
             return Err("no namespaces configured".to_owned());
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            return Err("metrics_token must be at least 16 characters".to_owned());
+        }
+        if self.bodies_in_flight < super::MAX_BODY as u64 {
+            return Err(format!(
+                "bodies_in_flight must be at least one largest body ({} bytes)",
+                super::MAX_BODY
+            ));
         }
         for (name, ns) in &self.namespaces {
             let valid = !name.is_empty()

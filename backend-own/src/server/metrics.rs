@@ -1,12 +1,13 @@
-//! `/metrics` in Prometheus text format: request counters plus each
-//! namespace's store figures, read at scrape time.
+//! `/metrics` in Prometheus text format: request counters, plus each
+//! namespace's store figures (read at scrape time) for a caller with the
+//! metrics token.
 
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 
 use super::Server;
 
@@ -44,7 +45,12 @@ impl Metrics {
     }
 }
 
-pub(super) async fn serve(State(server): State<Arc<Server>>) -> Result<String, StatusCode> {
+/// Per-namespace figures name the namespaces, so they are shown only to a
+/// caller with the metrics token.
+pub(super) async fn serve(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+) -> Result<String, StatusCode> {
     let m = &server.metrics;
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, value: u64| {
@@ -90,6 +96,9 @@ pub(super) async fn serve(State(server): State<Arc<Server>>) -> Result<String, S
         m.appends.load(Ordering::Relaxed),
     );
 
+    if !server.may_see_namespaces(&headers) {
+        return Ok(out);
+    }
     let gauges = [
         ("blocks", "Blocks stored."),
         ("payload_bytes", "Payload bytes of the stored blocks."),

@@ -1,7 +1,10 @@
 //! The `pouch-store` HTTP server: the storage API over HTTP, one store
 //! per namespace, bearer-token auth.
 //!
-//! Routes (all but `/metrics` and `/healthz` need `Authorization: Bearer`):
+//! Routes (all but `/metrics` and `/healthz` need `Authorization: Bearer`,
+//! checked before anything else of the request is read: a caller without
+//! the namespace's token gets 401 after the headers, whatever its path,
+//! query or body):
 //!
 //! ```text
 //! POST /v1/{ns}/blocks            put a batch (wire::encode_blocks)      204
@@ -17,6 +20,12 @@
 //!
 //! Errors carry `x-pouch-error` (a kind the client maps back to
 //! [`pouch_backend::Error`]) and a human message as the body.
+//!
+//! Request bodies together hold at most `bodies_in_flight` bytes: an
+//! authorized request with a body first reserves its declared length (the
+//! largest body when it declares none) and waits, body unread, while the
+//! budget is taken. `/metrics` names namespaces only to a caller with the
+//! `metrics_token`.
 
 mod config;
 mod maintenance;
@@ -28,14 +37,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use pouch_backend::{Backend, BlockId, Error, Seq, Snapshot};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
-pub use config::{Maintenance, NamespaceConfig, ServerConfig};
+pub use config::{Maintenance, NamespaceConfig, Secret, ServerConfig};
 pub use metrics::Metrics;
 
 use crate::EmbeddedBackend;
@@ -61,6 +72,9 @@ struct Namespace {
 pub struct Server {
     namespaces: HashMap<String, Namespace>,
     metrics: Metrics,
+    metrics_token: Option<String>,
+    /// One permit per byte of request body in flight.
+    bodies: Semaphore,
 }
 
 impl Server {
@@ -84,6 +98,12 @@ impl Server {
         Ok(Arc::new(Self {
             namespaces,
             metrics: Metrics::default(),
+            metrics_token: config.metrics_token.as_ref().map(|t| t.0.clone()),
+            bodies: Semaphore::new(
+                usize::try_from(config.bodies_in_flight)
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
+            ),
         }))
     }
 
@@ -95,7 +115,7 @@ impl Server {
 
     /// The router serving this state.
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
+        let api = Router::new()
             .route("/v1/{ns}/blocks", post(put_blocks))
             .route("/v1/{ns}/blocks/has", post(has_blocks))
             .route("/v1/{ns}/blocks/delete", post(delete_blocks))
@@ -104,6 +124,11 @@ impl Server {
             .route("/v1/{ns}/journal/wait", get(wait_journal))
             .route("/v1/{ns}/journal/{seq}", put(append))
             .route("/v1/{ns}/snapshot", put(put_snapshot).get(get_snapshot))
+            // Runs before any extractor of the routes: nothing of an
+            // unauthorized request is parsed or read past its headers.
+            .route_layer(middleware::from_fn_with_state(self.clone(), admit));
+        Router::new()
+            .merge(api)
             .route("/metrics", get(metrics::serve))
             .route("/healthz", get(|| async { "ok\n" }))
             .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -113,11 +138,7 @@ impl Server {
     /// The namespace `name` if `headers` carry its token. Unknown
     /// namespaces and wrong tokens look the same from outside.
     fn authorize(&self, name: &str, headers: &HeaderMap) -> Result<&EmbeddedBackend, ApiError> {
-        let presented = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match (self.namespaces.get(name), presented) {
+        match (self.namespaces.get(name), bearer(headers)) {
             (Some(ns), Some(token)) if constant_time_eq(ns.token.as_bytes(), token.as_bytes()) => {
                 Ok(&ns.backend)
             }
@@ -128,10 +149,74 @@ impl Server {
         }
     }
 
+    /// Whether `headers` carry the metrics token.
+    fn may_see_namespaces(&self, headers: &HeaderMap) -> bool {
+        match (&self.metrics_token, bearer(headers)) {
+            (Some(wanted), Some(token)) => constant_time_eq(wanted.as_bytes(), token.as_bytes()),
+            _ => false,
+        }
+    }
+
     /// The served stores, for metrics.
     fn stores(&self) -> impl Iterator<Item = (&String, &EmbeddedBackend)> {
         self.namespaces.iter().map(|(name, ns)| (name, &ns.backend))
     }
+}
+
+/// The bearer token of a request, if it carries one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// The namespace a `/v1/{ns}/...` path names.
+fn namespace_of(path: &str) -> &str {
+    path.strip_prefix("/v1/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("")
+}
+
+/// The store an authorized request works on, put there by [`admit`].
+type Authorized = Extension<EmbeddedBackend>;
+
+/// Admits a request to the API: checks the namespace's token first, from
+/// the headers alone; then, for a request with a body, reserves its length
+/// in the budget of bodies in flight (waiting while it is taken) before
+/// the body is read; a body declared larger than any accepted is refused
+/// unread.
+async fn admit(State(server): Shared, mut request: Request, next: Next) -> Response {
+    let backend = match server.authorize(namespace_of(request.uri().path()), request.headers()) {
+        Ok(backend) => backend.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let has_body = matches!(*request.method(), Method::POST | Method::PUT);
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY as u64) {
+        return ApiError(Error::InvalidInput(
+            "the request body is larger than the server accepts",
+        ))
+        .into_response();
+    }
+    let reserve = match (has_body, declared) {
+        (false, _) => 0,
+        (true, Some(len)) => len as u32,
+        (true, None) => MAX_BODY as u32,
+    };
+    let _reserved = match reserve {
+        0 => None,
+        n => match server.bodies.acquire_many(n).await {
+            Ok(permit) => Some(permit),
+            Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        },
+    };
+    request.extensions_mut().insert(backend);
+    next.run(request).await
 }
 
 /// Compares secrets in time independent of where they differ.
@@ -197,12 +282,10 @@ type ApiResult<T> = Result<T, ApiError>;
 /// is good (the batch is one group commit).
 async fn put_blocks(
     State(server): Shared,
-    Path(ns): Path<String>,
-    headers: HeaderMap,
+    Extension(backend): Authorized,
     body: axum::body::Body,
 ) -> ApiResult<StatusCode> {
     use futures_util::StreamExt;
-    let backend = server.authorize(&ns, &headers)?;
     let mut decoder = wire::BlockStream::default();
     let mut blocks = Vec::new();
     let mut received = 0usize;
@@ -235,10 +318,9 @@ async fn put_blocks(
 
 async fn get_block(
     State(server): Shared,
-    Path((ns, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Extension(backend): Authorized,
+    Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let backend = server.authorize(&ns, &headers)?;
     let id: BlockId = id
         .parse()
         .map_err(|_| ApiError(Error::InvalidInput("a block id is 64 hex digits")))?;
@@ -256,25 +338,13 @@ async fn get_block(
     Ok(([("x-pouch-codec", codec)], block.payload().clone()).into_response())
 }
 
-async fn has_blocks(
-    State(server): Shared,
-    Path(ns): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Vec<u8>> {
-    let backend = server.authorize(&ns, &headers)?;
+async fn has_blocks(Extension(backend): Authorized, body: Bytes) -> ApiResult<Vec<u8>> {
     let ids = wire::decode_ids(&body)?;
     let has = backend.has_blocks(&ids).await?;
     Ok(has.into_iter().map(u8::from).collect())
 }
 
-async fn delete_blocks(
-    State(server): Shared,
-    Path(ns): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<StatusCode> {
-    let backend = server.authorize(&ns, &headers)?;
+async fn delete_blocks(Extension(backend): Authorized, body: Bytes) -> ApiResult<StatusCode> {
     let ids = wire::decode_ids(&body)?;
     backend.delete_blocks(&ids).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -282,11 +352,10 @@ async fn delete_blocks(
 
 async fn append(
     State(server): Shared,
-    Path((ns, seq)): Path<(String, u64)>,
-    headers: HeaderMap,
+    Extension(backend): Authorized,
+    Path((_, seq)): Path<(String, u64)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let backend = server.authorize(&ns, &headers)?;
     backend.append(Seq(seq), body).await?;
     server.metrics.appended();
     Ok(StatusCode::CREATED)
@@ -299,12 +368,9 @@ struct ReadQuery {
 }
 
 async fn read_journal(
-    State(server): Shared,
-    Path(ns): Path<String>,
+    Extension(backend): Authorized,
     Query(query): Query<ReadQuery>,
-    headers: HeaderMap,
 ) -> ApiResult<Bytes> {
-    let backend = server.authorize(&ns, &headers)?;
     let limit = query.limit.unwrap_or(MAX_ENTRIES).min(MAX_ENTRIES);
     let entries = backend.read_journal(Seq(query.after), limit).await?;
     Ok(wire::encode_entries(&entries))
@@ -317,24 +383,19 @@ struct WaitQuery {
 }
 
 async fn wait_journal(
-    State(server): Shared,
-    Path(ns): Path<String>,
+    Extension(backend): Authorized,
     Query(query): Query<WaitQuery>,
-    headers: HeaderMap,
 ) -> ApiResult<String> {
-    let backend = server.authorize(&ns, &headers)?;
     let timeout = Duration::from_millis(query.timeout_ms).min(MAX_WAIT);
     let head = backend.wait_journal(Seq(query.after), timeout).await?;
     Ok(head.to_string())
 }
 
 async fn put_snapshot(
-    State(server): Shared,
-    Path(ns): Path<String>,
+    Extension(backend): Authorized,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let backend = server.authorize(&ns, &headers)?;
     let seq = headers
         .get("x-pouch-seq")
         .and_then(|v| v.to_str().ok())
@@ -349,12 +410,7 @@ async fn put_snapshot(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn get_snapshot(
-    State(server): Shared,
-    Path(ns): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let backend = server.authorize(&ns, &headers)?;
+async fn get_snapshot(Extension(backend): Authorized) -> ApiResult<Response> {
     Ok(match backend.get_snapshot().await? {
         Some(snapshot) => {
             ([("x-pouch-seq", snapshot.seq.to_string())], snapshot.data).into_response()
