@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pouch_backend::{Backend, Block, BlockId, Codec, Error, JournalEntry, Result, Seq, Snapshot};
+use pouch_backend::{
+    Backend, Block, BlockId, Codec, Error, JournalEntry, Result, Seq, Snapshot, StoreId,
+};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use crate::wire;
@@ -301,6 +303,35 @@ impl Backend for RemoteBackend {
         .map(drop)
     }
 
+    async fn identity(&self) -> Result<Option<StoreId>> {
+        let url = self.url("/identity");
+        let response = self
+            .call(|http| http.get(&url).timeout(REQUEST_TIMEOUT))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        parse_identity(&body(response).await?).map(Some)
+    }
+
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId> {
+        let url = self.url("/identity");
+        let response = self
+            .call(|http| {
+                http.put(&url)
+                    .timeout(REQUEST_TIMEOUT)
+                    .body(proposed.to_string())
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(Error::Unsupported(format!(
+                "{} is a pouch-store too old to keep a store identity; upgrade it",
+                self.base
+            )));
+        }
+        parse_identity(&body(response).await?)
+    }
+
     async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
         let url = self.url("/snapshot");
         let response = self
@@ -323,4 +354,13 @@ impl Backend for RemoteBackend {
             data: body(response).await?,
         }))
     }
+}
+
+fn parse_identity(body: &[u8]) -> Result<StoreId> {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| Error::Format {
+            what: "the store answered with something that is not a store identity".into(),
+        })
 }

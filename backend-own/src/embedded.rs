@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot};
+use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot, StoreId};
 use tokio::time::Instant;
 
 use crate::storage::{Store, StoreOptions};
@@ -69,10 +69,11 @@ impl EmbeddedBackend {
             .map_err(Error::internal("running a store operation"))?
     }
 
-    /// Whether folder `dir` holds a store (its index), without opening or
-    /// creating anything.
+    /// Whether folder `dir` holds a store (its identity, or the index of a
+    /// store from before identities), without opening or creating
+    /// anything.
     pub fn exists(dir: &Path) -> bool {
-        dir.join("index.sqlite").is_file()
+        crate::storage::identity_path(dir).is_file() || dir.join("index.sqlite").is_file()
     }
 
     /// How [`Backend::describe`] names the store in folder `dir`, for
@@ -135,6 +136,15 @@ impl Backend for EmbeddedBackend {
 
     async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         self.blocking(move |store| store.put_snapshot(&snapshot))
+            .await
+    }
+
+    async fn identity(&self) -> Result<Option<StoreId>> {
+        self.blocking(|store| store.identity()).await
+    }
+
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId> {
+        self.blocking(move |store| store.init_identity(proposed))
             .await
     }
 

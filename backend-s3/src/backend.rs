@@ -11,7 +11,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
-use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot};
+use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot, StoreId};
 
 use crate::errors::{is_taken, map};
 use crate::index::{DiskCache, Index};
@@ -40,6 +40,8 @@ pub struct S3Backend {
     pub(crate) cache: DiskCache,
     /// The highest journal entry known to exist.
     pub(crate) known_head: AtomicU64,
+    /// The store's identity once read (it never changes).
+    pub(crate) identity: Mutex<Option<StoreId>>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -125,6 +127,7 @@ impl S3Backend {
             refreshing: tokio::sync::Mutex::new(()),
             cache: DiskCache::new(cache_dir),
             known_head: AtomicU64::new(0),
+            identity: Mutex::new(None),
         })
     }
 
@@ -140,9 +143,14 @@ impl S3Backend {
                 PutOptions::from(PutMode::Create),
             )
         };
-        create(b"first")
-            .await
-            .map_err(|e| map("creating the conditional-write probe", e))?;
+        match create(b"first").await {
+            Ok(_) => {}
+            // The key is fresh and random: "already there" means an earlier
+            // try of this very create landed and its answer was lost (and
+            // object_store tried again).
+            Err(e) if is_taken(&e) => {}
+            Err(e) => return Err(map("creating the conditional-write probe", e)),
+        }
         let second = create(b"second").await;
         // Best effort: a leftover probe key harms nothing.
         let _ = self.requests.store.delete(&key).await;
@@ -200,6 +208,14 @@ impl Backend for S3Backend {
 
     async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
         self.get_snapshot_in().await
+    }
+
+    async fn identity(&self) -> Result<Option<StoreId>> {
+        self.identity_in().await
+    }
+
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId> {
+        self.init_identity_in(proposed).await
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use object_store::{ObjectStore, PutPayload};
-use pouch_backend::{Error, JournalEntry, Result, Seq, Snapshot};
+use pouch_backend::{Error, JournalEntry, Result, Seq, Snapshot, StoreId};
 
 use crate::backend::S3Backend;
 use crate::errors::map;
@@ -190,4 +190,62 @@ impl S3Backend {
             data: body.slice(8..),
         }))
     }
+
+    /// The identity object, read once and then remembered.
+    pub(crate) async fn identity_in(&self) -> Result<Option<StoreId>> {
+        if let Some(id) = *self.identity.lock().unwrap() {
+            return Ok(Some(id));
+        }
+        let Some(body) = self
+            .requests
+            .get(&self.keys.identity(), "reading the store's identity")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id = parse_identity(&body, &self.description)?;
+        *self.identity.lock().unwrap() = Some(id);
+        Ok(Some(id))
+    }
+
+    /// Creates the identity object with `If-None-Match: *`; a loser of the
+    /// race reads the winner's.
+    pub(crate) async fn init_identity_in(&self, proposed: StoreId) -> Result<StoreId> {
+        if let Some(id) = self.identity_in().await? {
+            return Ok(id);
+        }
+        let key = self.keys.identity();
+        let created = self
+            .requests
+            .create(
+                &key,
+                Bytes::from(proposed.to_string()),
+                "writing the store's identity",
+            )
+            .await?;
+        let id = match created {
+            Created::Yes => proposed,
+            Created::AlreadyThere => {
+                let body = self
+                    .requests
+                    .get(&key, "reading the store's identity")
+                    .await?
+                    .ok_or_else(|| Error::Unavailable {
+                        source: "the store's identity was created and is gone".into(),
+                    })?;
+                parse_identity(&body, &self.description)?
+            }
+        };
+        *self.identity.lock().unwrap() = Some(id);
+        Ok(id)
+    }
+}
+
+fn parse_identity(body: &[u8], store: &str) -> Result<StoreId> {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| Error::Format {
+            what: format!("the identity object of {store} is not a store identity"),
+        })
 }

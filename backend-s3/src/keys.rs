@@ -61,6 +61,10 @@ impl Keys {
         self.path("snapshot")
     }
 
+    pub(crate) fn identity(&self) -> Path {
+        self.path("identity")
+    }
+
     pub(crate) fn packs_dir(&self) -> Path {
         self.path("packs")
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Block, BlockId, JournalEntry, Result, Seq, Snapshot};
+use crate::{Block, BlockId, JournalEntry, Result, Seq, Snapshot, StoreId};
 
 /// One namespace on one store: its blocks and its journal.
 ///
@@ -78,6 +78,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The latest snapshot, `None` if none was ever put.
     async fn get_snapshot(&self) -> Result<Option<Snapshot>>;
+
+    /// The store's identity, `None` when it has none: nothing made a Pouch
+    /// store here (a fresh namespace, an empty folder, a bucket emptied by
+    /// hand), or a store from before identities. Never changes once set.
+    async fn identity(&self) -> Result<Option<StoreId>>;
+
+    /// Gives the store identity `proposed` unless it has one, and returns
+    /// the identity in force (`proposed`, or the one already there).
+    /// Create-only: of racing callers exactly one id wins, and all of them
+    /// get it back. Durable on `Ok`.
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId>;
 }
 
 /// Conveniences built on the required methods.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{Backend, BackendExt, Block, BlockId, Codec, Error, Seq, Snapshot};
+use crate::{Backend, BackendExt, Block, BlockId, Codec, Error, Seq, Snapshot, StoreId};
 
 /// What a backend can do beyond the required contract.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,6 +46,7 @@ where
         wait_wakes_on_append(fresh().await).await;
     }
     snapshot_overwrite_and_read_back(fresh().await).await;
+    identity_is_made_once(fresh().await).await;
 }
 
 /// Deterministic incompressible bytes (xorshift), so checks need no RNG crate.
@@ -406,4 +407,48 @@ pub async fn snapshot_overwrite_and_read_back(backend: Arc<dyn Backend>) {
     };
     backend.put_snapshot(second.clone()).await.unwrap();
     assert_eq!(backend.get_snapshot().await.unwrap(), Some(second));
+}
+
+/// A fresh store has no identity; the first `init_identity` sets it, every
+/// later one (racing or not) gets that one back, and it never changes.
+pub async fn identity_is_made_once(backend: Arc<dyn Backend>) {
+    assert_eq!(
+        backend.identity().await.unwrap(),
+        None,
+        "a fresh store has no identity"
+    );
+    let proposals: Vec<StoreId> = (0..8).map(|_| StoreId::random()).collect();
+    let answers: Vec<StoreId> = join_tasks(
+        proposals
+            .iter()
+            .map(|p| {
+                let (backend, p) = (backend.clone(), *p);
+                tokio::spawn(async move { backend.init_identity(p).await.unwrap() })
+            })
+            .collect(),
+    )
+    .await;
+    let winner = answers[0];
+    assert!(
+        proposals.contains(&winner),
+        "the identity is one of the proposed"
+    );
+    assert!(
+        answers.iter().all(|a| *a == winner),
+        "every caller gets the winner: {answers:?}"
+    );
+    assert_eq!(backend.identity().await.unwrap(), Some(winner));
+    assert_eq!(
+        backend.init_identity(StoreId::random()).await.unwrap(),
+        winner
+    );
+    assert_eq!(backend.identity().await.unwrap(), Some(winner));
+}
+
+async fn join_tasks<T: Send + 'static>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("the task does not panic"));
+    }
+    out
 }

@@ -25,6 +25,7 @@ mod block_id;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod identity;
 mod journal;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -33,4 +34,5 @@ pub use backend::{Backend, BackendExt};
 pub use block::{Block, Codec, MAX_BLOCK_SIZE};
 pub use block_id::{BlockId, ParseBlockIdError};
 pub use error::{Error, Result};
+pub use identity::{ParseStoreIdError, StoreId};
 pub use journal::{JournalEntry, Seq, Snapshot};

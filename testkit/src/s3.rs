@@ -128,13 +128,20 @@ impl TestS3 {
         );
     }
 
-    /// Deletes every object of bucket `name` (signed requests, as moto
-    /// wants for deletes) and then the bucket.
-    pub async fn delete_bucket(&self, name: &str) {
+    /// Every key in bucket `name`.
+    pub async fn keys(&self, name: &str) -> Vec<String> {
         use futures_util::StreamExt;
         use object_store::ObjectStore;
+        self.client(name)
+            .list(None)
+            .map(|meta| meta.expect("list the bucket").location.to_string())
+            .collect()
+            .await
+    }
+
+    fn client(&self, name: &str) -> object_store::aws::AmazonS3 {
         pouch_backend::tls::install_provider();
-        let store = object_store::aws::AmazonS3Builder::new()
+        object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)
             .with_virtual_hosted_style_request(false)
@@ -143,7 +150,15 @@ impl TestS3 {
             .with_access_key_id(ACCESS_KEY_ID)
             .with_secret_access_key(SECRET_ACCESS_KEY)
             .build()
-            .expect("an S3 client for the test server");
+            .expect("an S3 client for the test server")
+    }
+
+    /// Deletes every object of bucket `name` (signed requests, as moto
+    /// wants for deletes) and then the bucket.
+    pub async fn delete_bucket(&self, name: &str) {
+        use futures_util::StreamExt;
+        use object_store::ObjectStore;
+        let store = self.client(name);
         let keys: Vec<_> = store
             .list(None)
             .map(|meta| meta.expect("list the bucket").location)

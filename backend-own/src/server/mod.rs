@@ -16,6 +16,8 @@
 //! GET  /v1/{ns}/journal/wait?after=&timeout_ms=   long-poll -> head      200
 //! PUT  /v1/{ns}/snapshot          body, x-pouch-seq                      204
 //! GET  /v1/{ns}/snapshot                                                 200 / 404
+//! GET  /v1/{ns}/identity          the store's identity (32 hex digits)   200 / 404
+//! PUT  /v1/{ns}/identity          proposed id -> the id in force         200
 //! ```
 //!
 //! Errors carry `x-pouch-error` (a kind the client maps back to
@@ -42,7 +44,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use pouch_backend::{Backend, BlockId, Error, Seq, Snapshot};
+use pouch_backend::{Backend, BlockId, Error, Seq, Snapshot, StoreId};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
@@ -124,6 +126,7 @@ impl Server {
             .route("/v1/{ns}/journal/wait", get(wait_journal))
             .route("/v1/{ns}/journal/{seq}", put(append))
             .route("/v1/{ns}/snapshot", put(put_snapshot).get(get_snapshot))
+            .route("/v1/{ns}/identity", put(put_identity).get(get_identity))
             // Runs before any extractor of the routes: nothing of an
             // unauthorized request is parsed or read past its headers.
             .route_layer(middleware::from_fn_with_state(self.clone(), admit));
@@ -417,4 +420,21 @@ async fn get_snapshot(Extension(backend): Authorized) -> ApiResult<Response> {
         }
         None => StatusCode::NOT_FOUND.into_response(),
     })
+}
+
+async fn get_identity(Extension(backend): Authorized) -> ApiResult<Response> {
+    Ok(match backend.identity().await? {
+        Some(id) => id.to_string().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    })
+}
+
+async fn put_identity(Extension(backend): Authorized, body: Bytes) -> ApiResult<String> {
+    let proposed: StoreId = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or(ApiError(Error::InvalidInput(
+            "a store identity is 32 hex digits",
+        )))?;
+    Ok(backend.init_identity(proposed).await?.to_string())
 }

@@ -15,6 +15,7 @@
 mod block_index;
 mod compact;
 mod delete;
+mod identity;
 mod index;
 mod journal;
 mod lifecycle;
@@ -34,6 +35,7 @@ use rusqlite::OptionalExtension;
 use tokio::sync::watch;
 
 pub use compact::CompactReport;
+pub(crate) use identity::identity_path;
 pub use scrub::ScrubStep;
 pub use volume::FORMAT_VERSION;
 use volume::{RECORD_HEADER_LEN, RecordKind, check_volume_header, read_record};

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use pouch_backend::Backend;
+use pouch_backend::{Backend, StoreId};
 use pouch_config::Config;
 use pouch_core::dual::DualStats;
 use pouch_core::location::StoreLocation;
 use pouch_core::migrate::{Follow, can_follow, follow_in_config};
+use pouch_core::state::LocalState;
 use pouch_core::{Engine, SyncOptions, SyncReport, SystemClock};
 
 use crate::store;
@@ -55,7 +56,7 @@ impl Session {
             let session = Session::open(config_path)?;
             match session.engine.moved()? {
                 Some((seq, to)) if !to.is(&session.config.backend) => {
-                    follow_move(config_path, seq, &to).await?;
+                    follow_move(config_path, session.engine.db(), seq, &to).await?;
                 }
                 // Pulled from the new store itself (the mover's own entry).
                 Some(_) => session.engine.forget_move()?,
@@ -89,7 +90,12 @@ impl Session {
 /// up to the announcing entry, then flips the config. On any failure
 /// nothing changes: the files stay as they are, and the message says what
 /// is missing.
-async fn follow_move(config_path: &Path, seq: u64, to: &StoreLocation) -> anyhow::Result<()> {
+async fn follow_move(
+    config_path: &Path,
+    state: &LocalState,
+    seq: u64,
+    to: &StoreLocation,
+) -> anyhow::Result<()> {
     let mut config = Config::load(config_path)?;
     if to.is(&config.backend) {
         return Ok(());
@@ -112,6 +118,11 @@ async fn follow_move(config_path: &Path, seq: u64, to: &StoreLocation) -> anyhow
             target.describe(),
         );
     }
+    // The new store is accepted in place of the old before the config names
+    // it (a store from before identities gets one now: it holds the same
+    // journal, as checked above).
+    let id = target.init_identity(StoreId::random()).await?;
+    state.expect_store(&id.to_string())?;
     follow_in_config(&mut config, to);
     config.save(config_path)?;
     eprintln!("following the move to {}", target.describe());

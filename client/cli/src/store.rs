@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use pouch_backend::{Backend, BackendExt};
+use pouch_backend::{Backend, StoreId};
 use pouch_backend_own::{EmbeddedBackend, RemoteBackend};
 use pouch_backend_s3::{S3Backend, S3Config};
 use pouch_config::{BackendConfig, Config, OwnStore};
@@ -88,25 +88,22 @@ impl Target {
         })
     }
 
-    /// Checks that the store is usable (creating an embedded one, reaching
-    /// a server with its token, probing S3's conditional writes) and
-    /// returns its config.
+    /// Makes the store (or joins the one there): checks that it is usable
+    /// (creating an embedded one, reaching a server with its token,
+    /// probing S3's conditional writes), gives it an identity unless it
+    /// has one, and returns its config. The only way a store is made:
+    /// `sync` and `daemon` never create one.
     pub async fn prepare(self) -> anyhow::Result<BackendConfig> {
         let config = self.config()?;
-        match &config {
+        let backend: Arc<dyn Backend> = match &config {
             BackendConfig::Own(OwnStore::Embedded { store }) => {
                 // Opening creates the store and proves the folder is usable.
-                EmbeddedBackend::open(store)
-                    .with_context(|| format!("cannot open the store at {}", store.display()))?;
+                Arc::new(
+                    EmbeddedBackend::open(store)
+                        .with_context(|| format!("cannot open the store at {}", store.display()))?,
+                )
             }
-            BackendConfig::Own(own @ OwnStore::Server { .. }) => {
-                // Prove the server answers and takes the token before saving.
-                let backend = server_backend(own)?;
-                backend
-                    .journal_head()
-                    .await
-                    .with_context(|| format!("cannot reach {}", backend.describe()))?;
-            }
+            BackendConfig::Own(own @ OwnStore::Server { .. }) => server_backend(own)?,
             BackendConfig::S3(table) => {
                 let backend = S3Backend::connect(s3_config(table)?, None)?;
                 // Never run a journal on a store that could lose commits.
@@ -114,8 +111,14 @@ impl Target {
                     .probe_conditional_writes()
                     .await
                     .with_context(|| format!("cannot use {}", backend.describe()))?;
+                Arc::new(backend)
             }
-        }
+        };
+        // Also proves a server answers and takes the token before saving.
+        backend
+            .init_identity(StoreId::random())
+            .await
+            .with_context(|| format!("cannot make a store at {}", backend.describe()))?;
         Ok(config)
     }
 }
@@ -170,9 +173,9 @@ pub struct SyncStore {
 /// new store together (double writes, shadow reads); after a switch, the
 /// new store with the old one as a read fallback until `migrate finish`.
 pub fn open_for_sync(config: &Config) -> anyhow::Result<SyncStore> {
-    let store = open(&config.backend, Some(config.s3_cache_dir()))?;
+    let store = open_existing(&config.backend, Some(config.s3_cache_dir()))?;
     if let Some(migration) = &config.migration {
-        let target = open(&migration.target, None).with_context(|| {
+        let target = open_existing(&migration.target, None).with_context(|| {
             "cannot open the store this folder is migrating to (`pouch migrate cancel` stops the migration)"
         })?;
         let dual = Dual::migrating(store, target, migration.shadow_reads);
@@ -216,15 +219,22 @@ pub fn open(backend: &BackendConfig, cache: Option<PathBuf>) -> anyhow::Result<A
     }
 }
 
-/// Opens a store that must already exist, creating nothing: for checks
+/// Opens a store that must already exist, creating nothing: for syncing
+/// (an unmounted disk must not get a fresh, empty store) and for checks
 /// that only read (`pouch migrate verify`).
-pub fn open_existing(backend: &BackendConfig) -> anyhow::Result<Arc<dyn Backend>> {
+pub fn open_existing(
+    backend: &BackendConfig,
+    cache: Option<PathBuf>,
+) -> anyhow::Result<Arc<dyn Backend>> {
     if let BackendConfig::Own(OwnStore::Embedded { store }) = backend
         && !EmbeddedBackend::exists(store)
     {
-        bail!("there is no store at {}", store.display());
+        return Err(pouch_core::Error::NoStore {
+            store: EmbeddedBackend::description(store),
+        }
+        .into());
     }
-    open(backend, None)
+    open(backend, cache)
 }
 
 fn server_backend(own: &OwnStore) -> anyhow::Result<Arc<dyn Backend>> {

@@ -263,3 +263,30 @@ fn a_device_without_credentials_for_the_new_store_waits_safely() {
         b"after the move"
     );
 }
+
+#[test]
+fn a_bucket_emptied_by_hand_is_refused() {
+    let rt = runtime();
+    let bucket = rt.block_on(s3::server().fresh_bucket());
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = &s3::server().endpoint;
+    let a = Device::init_s3(dir.path(), "A", endpoint, &bucket);
+    std::fs::write(a.path("precious.txt"), b"keep me").unwrap();
+    a.sync();
+    // Someone empties the bucket by hand.
+    rt.block_on(s3::server().delete_bucket(&bucket));
+    rt.block_on(s3::server().create_bucket(&bucket));
+    let out = a.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "synced into an emptied bucket");
+    assert!(
+        stderr.contains("is not the store this folder synced with")
+            && stderr.contains("no store identity"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(a.path("precious.txt")).unwrap(), b"keep me");
+    // Nothing was written to it.
+    let keys = rt.block_on(s3::server().keys(&bucket));
+    assert!(keys.is_empty(), "the refused sync wrote {keys:?}");
+    assert!(!a.run(&["status"]).status.success());
+}

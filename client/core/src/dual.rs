@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pouch_backend::{
-    Backend, Block, BlockId, Error as BackendError, JournalEntry, Result, Seq, Snapshot,
+    Backend, Block, BlockId, Error as BackendError, JournalEntry, Result, Seq, Snapshot, StoreId,
 };
 
 /// The role a pair of stores plays.
@@ -362,5 +362,15 @@ impl Backend for Dual {
 
     async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
         self.primary.get_snapshot().await
+    }
+
+    /// The pair is the store in charge: the old one while migrating, the
+    /// new one after the switch. The other keeps its own identity.
+    async fn identity(&self) -> Result<Option<StoreId>> {
+        self.primary.identity().await
+    }
+
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId> {
+        self.primary.init_identity(proposed).await
     }
 }

@@ -115,6 +115,35 @@ pub enum Error {
         to: Box<crate::location::StoreLocation>,
     },
 
+    /// The store at the configured place is not the one this device's state
+    /// belongs to (another store, an emptied one, one that lost its
+    /// history): nothing was synced and nothing written to it.
+    #[error(
+        "{store} is not the store this folder synced with: {reason}. Nothing was synced and nothing \
+         was written to it. Is the right disk mounted, the right bucket or server configured? If the \
+         store was replaced on purpose, move this device's local state ({state}) aside and sync \
+         again: the folder is then compared with the store afresh, and nothing is deleted"
+    )]
+    WrongStore {
+        /// The store, as it describes itself.
+        store: String,
+        /// What differs.
+        reason: String,
+        /// This device's local state file.
+        state: PathBuf,
+    },
+
+    /// Nothing at the configured place is a Pouch store: nothing was
+    /// synced, and no store is created (only `pouch init` makes one).
+    #[error(
+        "{store}: there is no Pouch store there (is its disk mounted?); nothing was synced, and \
+         no store was made. `pouch init` makes one"
+    )]
+    NoStore {
+        /// The place, as the store describes itself.
+        store: String,
+    },
+
     /// Other devices kept committing first; the sync gave up for now.
     #[error("lost the race to commit {attempts} times in a row; try again")]
     Contended {

@@ -78,6 +78,11 @@ impl Tree {
     }
 }
 
+/// The local state's key for the identity of the store it belongs to.
+const BOUND_STORE: &str = "store_identity";
+/// The local state's key for the identity of a store this device moves to.
+const NEXT_STORE: &str = "next_store_identity";
+
 /// The local state database of one device.
 pub struct LocalState {
     // A mutex makes the database `Sync`, so the engine's futures are `Send`
@@ -159,6 +164,32 @@ impl LocalState {
     /// This device's identity, made when the database was created.
     pub fn device_id(&self) -> Result<String> {
         Ok(self.meta("device_id")?.unwrap_or_default())
+    }
+
+    /// The identity of the store this device's cursor belongs to, once
+    /// bound.
+    pub fn bound_store(&self) -> Result<Option<String>> {
+        self.meta(BOUND_STORE)
+    }
+
+    /// Binds this device's state to the store with identity `id` (at its
+    /// first sync with it).
+    pub fn bind_store(&self, id: &str) -> Result<()> {
+        self.set_meta(BOUND_STORE, id)?;
+        self.delete_meta(NEXT_STORE)
+    }
+
+    /// The store this device is moving to, if it is: accepted in place of
+    /// the bound one (and then bound) at the next sync.
+    pub fn next_store(&self) -> Result<Option<String>> {
+        self.meta(NEXT_STORE)
+    }
+
+    /// Records that this device moves to the store with identity `id`:
+    /// called before the config names it, so a crash between the two
+    /// leaves a device that accepts either store, never neither.
+    pub fn expect_store(&self, id: &str) -> Result<()> {
+        self.set_meta(NEXT_STORE, id)
     }
 
     /// A metadata value.

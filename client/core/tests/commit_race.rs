@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pouch_backend::{Backend, Block, BlockId, JournalEntry, Result, Seq, Snapshot};
+use pouch_backend::{Backend, Block, BlockId, JournalEntry, Result, Seq, Snapshot, StoreId};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::commit::{COMMIT_VERSION, Change, Commit};
 use pouch_core::node::{BlockRef, Node};
@@ -77,6 +77,12 @@ impl Backend for RivalFirst {
     async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
         self.inner.get_snapshot().await
     }
+    async fn identity(&self) -> Result<Option<StoreId>> {
+        self.inner.identity().await
+    }
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId> {
+        self.inner.init_identity(proposed).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,6 +95,8 @@ async fn a_lost_commit_race_is_pulled_replanned_and_retried() {
         inner: EmbeddedBackend::open(&dir.path().join("store")).unwrap(),
         fired: AtomicBool::new(false),
     });
+    // A store made as `pouch init` makes one.
+    backend.init_identity(StoreId::random()).await.unwrap();
     let mut engine = Engine::open(
         &root,
         "me",

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pouch_backend::Backend;
+use pouch_backend::{Backend, StoreId};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::daemon::{DaemonOptions, run};
 use pouch_core::{Engine, NoProgress, SystemClock};
@@ -19,6 +19,8 @@ async fn the_watch_limit_falls_back_to_rescans_and_says_so() {
     std::fs::create_dir(&root).unwrap();
     let backend: Arc<dyn Backend> =
         Arc::new(EmbeddedBackend::open(&dir.path().join("store")).unwrap());
+    // A store made as `pouch init` makes one.
+    backend.init_identity(StoreId::random()).await.unwrap();
     let engine = Engine::open(
         &root,
         "me",

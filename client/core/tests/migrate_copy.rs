@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot};
+use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot, StoreId};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::migrate;
 use pouch_core::{Engine, NoProgress, SystemClock};
@@ -72,6 +72,14 @@ impl Backend for Dying {
         self.check()?;
         self.inner.get_snapshot().await
     }
+    async fn identity(&self) -> Result<Option<StoreId>> {
+        self.check()?;
+        self.inner.identity().await
+    }
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId> {
+        self.check()?;
+        self.inner.init_identity(proposed).await
+    }
 }
 
 fn engine(dir: &std::path::Path, name: &str, backend: Arc<dyn Backend>) -> Engine {
@@ -93,6 +101,9 @@ async fn a_namespace_copies_resumes_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let old: Arc<dyn Backend> = Arc::new(EmbeddedBackend::open(&dir.path().join("old")).unwrap());
     let new: Arc<dyn Backend> = Arc::new(EmbeddedBackend::open(&dir.path().join("new")).unwrap());
+    // Stores made as `pouch init` and `pouch migrate` make them.
+    old.init_identity(StoreId::random()).await.unwrap();
+    new.init_identity(StoreId::random()).await.unwrap();
 
     // History on the old store: files, an edit, a delete.
     let mut a = engine(dir.path(), "A", old.clone());

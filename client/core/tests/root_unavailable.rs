@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pouch_backend::{Backend, BackendExt};
+use pouch_backend::{Backend, BackendExt, StoreId};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::Error;
 use pouch_core::{Engine, NoProgress, SystemClock};
@@ -16,6 +16,8 @@ async fn a_vanished_root_fails_the_sync_and_deletes_nothing() {
     std::fs::write(root.join("a.txt"), b"a").unwrap();
     let backend: Arc<dyn Backend> =
         Arc::new(EmbeddedBackend::open(&dir.path().join("store")).unwrap());
+    // A store made as `pouch init` makes one.
+    backend.init_identity(StoreId::random()).await.unwrap();
     let mut engine = Engine::open(
         &root,
         "me",

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use pouch_backend::Backend;
+use pouch_backend::{Backend, StoreId};
 use pouch_config::{Config, Migration};
 use pouch_core::location::StoreLocation;
 use pouch_core::migrate::{CopyOptions, CopyReport, RecordedProgress, freeze, switch_in_config};
@@ -74,7 +74,7 @@ async fn verify(config: &Config, to: StoreArgs, json: bool) -> anyhow::Result<Ex
         bail!("the target is the store this folder already uses");
     }
     let from = store::open(&config.backend, Some(config.s3_cache_dir()))?;
-    let to = store::open_existing(&target)?;
+    let to = store::open_existing(&target, None)?;
     let progress = crate::progress::for_stderr();
     let report = pouch_core::migrate::verify(from.as_ref(), to.as_ref(), progress.as_ref())
         .await
@@ -213,9 +213,14 @@ async fn switch(config_path: &Path, to: StoreArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("the new store does not check out; nothing was switched on this device")?;
     let mut config = Config::load(config_path)?;
+    // The new store is accepted in place of the old before the config
+    // names it, so a crash between the two strands nothing.
+    let state = LocalState::open(&config.state)?;
+    let id = to.init_identity(StoreId::random()).await?;
+    state.expect_store(&id.to_string())?;
     switch_in_config(&mut config, target);
     config.save(config_path)?;
-    pouch_core::migrate::clear_progress(&LocalState::open(&config.state)?)?;
+    pouch_core::migrate::clear_progress(&state)?;
     println!(
         "switched to {}: the old store ends at journal entry {moved_at}; {} journal entries and {} blocks verified \
          ({} blocks in the final copy); other devices follow at their next sync; \

@@ -20,6 +20,7 @@ mod pull;
 mod push;
 mod restore;
 mod selective;
+mod store_check;
 
 pub use restore::Pick;
 
@@ -59,6 +60,11 @@ pub struct Engine {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
     progress: Arc<dyn Progress>,
+    /// The local state's file, for messages.
+    state_path: PathBuf,
+    /// Whether the store's history was checked against this device's
+    /// (once per engine; its identity is checked before every sync).
+    store_checked: bool,
 }
 
 /// What one sync may do beyond the usual.
@@ -120,6 +126,8 @@ impl Engine {
             backend,
             clock,
             progress,
+            state_path: state.to_owned(),
+            store_checked: false,
         })
     }
 
@@ -155,6 +163,7 @@ impl Engine {
 
     /// One full sync in both directions, with `options`.
     pub async fn sync_with(&mut self, options: SyncOptions) -> Result<SyncReport> {
+        self.check_store().await?;
         let mut report = SyncReport::default();
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             self.pull(&mut report).await?;
@@ -195,6 +204,7 @@ impl Engine {
     /// state's Local tree: pulls the journal, scans, and plans. Returns the
     /// operations and any problems, the same a sync would report.
     pub async fn pending(&mut self) -> Result<(Vec<Op>, Vec<String>)> {
+        self.check_store().await?;
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
         let (_, ops) = self.scan_and_plan(&mut report, Record::No)?;
@@ -203,6 +213,7 @@ impl Engine {
 
     /// Folds new journal entries into the Remote tree, nothing else.
     pub async fn pull_only(&mut self) -> Result<SyncReport> {
+        self.check_store().await?;
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
         Ok(report)

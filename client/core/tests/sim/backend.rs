@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot};
+use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot, StoreId};
 
 use super::rng::Rng;
 
@@ -19,6 +19,7 @@ pub struct Namespace {
     pub blocks: HashMap<BlockId, Bytes>,
     pub journal: Vec<Bytes>,
     pub snapshot: Option<Snapshot>,
+    pub identity: Option<StoreId>,
 }
 
 /// What goes wrong during one sync of one device.
@@ -234,5 +235,13 @@ impl Backend for SimBackend {
 
     async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
         self.call("get_snapshot", |ns| Ok(ns.snapshot.clone()))
+    }
+    // Outside the fault schedule: the identity is made once, by `init`, and
+    // the runs' fault points stay where they were before it existed.
+    async fn identity(&self) -> Result<Option<StoreId>> {
+        Ok(self.shared.lock().unwrap().identity)
+    }
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId> {
+        Ok(*self.shared.lock().unwrap().identity.get_or_insert(proposed))
     }
 }

@@ -285,7 +285,11 @@ const QUIET_ROUNDS_LIMIT: usize = 8;
 /// Runs one simulation; `Err` says which invariant broke.
 pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
     let scratch = scratch();
-    let shared = Arc::new(Mutex::new(Namespace::default()));
+    // Made as `pouch init` makes a store.
+    let shared = Arc::new(Mutex::new(Namespace {
+        identity: Some(pouch_backend::StoreId::random()),
+        ..Namespace::default()
+    }));
     let target = Arc::new(Mutex::new(Namespace::default()));
     let mut fleet: Vec<Device> = (0..devices)
         .map(|i| {
