@@ -62,17 +62,17 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
     pouch_config::files::fsync_dir(dir).map_err(Error::io(dir))
 }
 
-/// Finishes a fully written temp file: sets mode and mtime, fsyncs, and
-/// renames it over `target`.
+/// Finishes a fully written temp file: sets its permission bits to `mode`
+/// and its mtime, fsyncs, and renames it over `target`.
 pub fn commit_temp(
     mut file: File,
     temp: &Path,
     target: &Path,
-    exec: bool,
+    mode: u32,
     mtime_ns: i64,
 ) -> Result<()> {
     file.flush().map_err(Error::io(temp))?;
-    let mode = if exec { 0o755 } else { 0o644 };
+    let mode = mode & 0o777;
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(Error::io(temp))?;
     file.set_modified(system_time(mtime_ns))
@@ -83,16 +83,14 @@ pub fn commit_temp(
     fsync_dir(target.parent().expect("a file has a parent"))
 }
 
-/// Sets a file's exec bit and mtime in place and makes that durable.
-pub fn set_mode_and_mtime(full: &Path, exec: bool, mtime_ns: i64) -> Result<()> {
-    let file = File::options()
-        .write(true)
-        .open(full)
-        .map_err(Error::io(full))?;
-    let mode = if exec { 0o755 } else { 0o644 };
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(Error::io(full))?;
+/// Sets a file's permission bits and mtime in place and makes that durable.
+pub fn set_mode_and_mtime(full: &Path, mode: u32, mtime_ns: i64) -> Result<()> {
+    // Read-only: the owner may change both through any handle, and a file
+    // whose mode forbids writing (0o444) still opens.
+    let file = File::open(full).map_err(Error::io(full))?;
     file.set_modified(system_time(mtime_ns))
+        .map_err(Error::io(full))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
         .map_err(Error::io(full))?;
     file.sync_all().map_err(Error::io(full))
 }

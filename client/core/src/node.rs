@@ -36,8 +36,13 @@ pub enum Node {
         size: u64,
         /// Modification time, nanoseconds since the Unix epoch.
         mtime_ns: i64,
-        /// Whether the owner's execute bit is set.
+        /// Whether the owner's execute bit is set (also in `mode`; kept for
+        /// readers from before `mode`).
         exec: bool,
+        /// The permission bits (`0o777`). Absent in entries written before
+        /// they were synced: those read as 0o755 or 0o644 by `exec`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
         /// The file's blocks, in order.
         blocks: Blocklist,
     },
@@ -52,24 +57,29 @@ pub enum Node {
 
 impl Node {
     /// Whether two nodes hold the same content: what the planner compares.
-    /// A file's mtime alone changing is not a change worth syncing.
+    /// A file's mtime alone changing is not a change worth syncing; its
+    /// permission bits changing is.
     pub fn same_content(&self, other: &Node) -> bool {
         match (self, other) {
-            (
-                Node::File {
-                    exec: e1,
-                    blocks: b1,
-                    ..
-                },
-                Node::File {
-                    exec: e2,
-                    blocks: b2,
-                    ..
-                },
-            ) => e1 == e2 && b1 == b2,
+            (Node::File { blocks: b1, .. }, Node::File { blocks: b2, .. }) => {
+                self.file_mode() == other.file_mode() && b1 == b2
+            }
             (Node::Dir, Node::Dir) => true,
             (Node::Symlink { target: t1 }, Node::Symlink { target: t2 }) => t1 == t2,
             _ => false,
+        }
+    }
+
+    /// A file's permission bits (`0o777`): as recorded, or from the exec
+    /// bit for entries from before modes were synced. 0 for others.
+    pub fn file_mode(&self) -> u32 {
+        match self {
+            Node::File {
+                mode: Some(mode), ..
+            } => mode & 0o777,
+            Node::File { exec: true, .. } => 0o755,
+            Node::File { exec: false, .. } => 0o644,
+            _ => 0,
         }
     }
 
@@ -102,5 +112,43 @@ pub fn same(a: Option<&Node>, b: Option<&Node>) -> bool {
         (None, None) => true,
         (Some(a), Some(b)) => a.same_content(b),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_from_before_modes_read_their_mode_from_the_exec_bit() {
+        let old: Node = serde_json::from_str(
+            r#"{"kind":"file","size":0,"mtime_ns":0,"exec":true,"blocks":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.file_mode(), 0o755);
+        let private: Node = serde_json::from_str(
+            r#"{"kind":"file","size":0,"mtime_ns":0,"exec":false,"mode":384,"blocks":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(private.file_mode(), 0o600);
+        assert!(!old.same_content(&private));
+        // What a new Pouch writes, an old one still reads (exec stays).
+        let text = serde_json::to_string(&private).unwrap();
+        assert!(
+            text.contains(r#""exec":false"#) && text.contains(r#""mode":384"#),
+            "{text}"
+        );
+        let legacy_644: Node = serde_json::from_str(
+            r#"{"kind":"file","size":0,"mtime_ns":0,"exec":false,"blocks":[]}"#,
+        )
+        .unwrap();
+        let scanned_644: Node = serde_json::from_str(
+            r#"{"kind":"file","size":0,"mtime_ns":0,"exec":false,"mode":420,"blocks":[]}"#,
+        )
+        .unwrap();
+        assert!(
+            legacy_644.same_content(&scanned_644),
+            "no spurious change after an upgrade"
+        );
     }
 }

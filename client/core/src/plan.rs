@@ -229,14 +229,16 @@ fn keep_ancestors(ops: &mut BTreeMap<RelPath, Op>) {
 /// Turns a local delete plus a download of the same file content into a
 /// rename: the bytes are already here.
 fn pair_renames(ops: BTreeMap<RelPath, Op>, local: &BTreeMap<RelPath, Node>) -> Vec<Op> {
-    let mut sources: HashMap<(bool, Vec<crate::node::BlockRef>), Vec<RelPath>> = HashMap::new();
+    // Keyed by mode too: a rename keeps the file's mode, so the one moved
+    // must have the mode the new path's version names.
+    let mut sources: HashMap<(u32, Vec<crate::node::BlockRef>), Vec<RelPath>> = HashMap::new();
     for op in ops.values() {
         if let Op::DeleteLocal { path } = op
-            && let Some(Node::File { exec, blocks, .. }) = local.get(path)
+            && let Some(node @ Node::File { blocks, .. }) = local.get(path)
             && !blocks.is_empty()
         {
             sources
-                .entry((*exec, blocks.clone()))
+                .entry((node.file_mode(), blocks.clone()))
                 .or_default()
                 .push(path.clone());
         }
@@ -249,10 +251,13 @@ fn pair_renames(ops: BTreeMap<RelPath, Op>, local: &BTreeMap<RelPath, Node>) -> 
                 path,
                 node: node @ Node::File { .. },
             } if !local.contains_key(&path) => {
-                let Node::File { exec, blocks, .. } = &node else {
+                let Node::File { blocks, .. } = &node else {
                     unreachable!()
                 };
-                match sources.get_mut(&(*exec, blocks.clone())).and_then(Vec::pop) {
+                match sources
+                    .get_mut(&(node.file_mode(), blocks.clone()))
+                    .and_then(Vec::pop)
+                {
                     Some(from) => {
                         renamed_from.push(from.clone());
                         out.push(Op::RenameLocal {

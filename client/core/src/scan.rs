@@ -166,17 +166,28 @@ fn scan_file(
     out: &mut ScanOutcome,
 ) {
     let stat = Stat::of(meta);
-    let exec = meta.permissions().mode() & 0o100 != 0;
+    let mode = meta.permissions().mode() & 0o777;
+    let exec = mode & 0o100 != 0;
     let settled = |old: &Stat| {
         previous_started_ns
             .is_some_and(|started| old.mtime_ns.max(old.ctime_ns) < started - RACY_WINDOW_NS)
     };
-    if let Some((old_stat, node @ Node::File { exec: old_exec, .. })) = previous.get(&path)
+    if let Some((old_stat, node @ Node::File { .. })) = previous.get(&path)
         && *old_stat == stat
-        && *old_exec == exec
         && settled(old_stat)
     {
-        out.entries.insert(path, (stat, node.clone()));
+        // The bytes are as recorded; the mode is read again (an entry
+        // recorded before modes were synced gets it without a re-read).
+        let mut node = node.clone();
+        if let Node::File {
+            exec: old_exec,
+            mode: old_mode,
+            ..
+        } = &mut node
+        {
+            (*old_exec, *old_mode) = (exec, Some(mode));
+        }
+        out.entries.insert(path, (stat, node));
         return;
     }
     let hashed = std::fs::File::open(full).and_then(|file| {
@@ -191,6 +202,7 @@ fn scan_file(
                 size,
                 mtime_ns: stat.mtime_ns,
                 exec,
+                mode: Some(mode),
                 blocks,
             };
             out.entries.insert(path, (stat, node));
@@ -248,6 +260,7 @@ mod tests {
             size: 4,
             mtime_ns: stat.mtime_ns,
             exec: false,
+            mode: Some(0o644),
             blocks: stale_blocks,
         };
         let previous = BTreeMap::from([(path.clone(), (stat, stale.clone()))]);

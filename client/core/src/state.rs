@@ -238,6 +238,21 @@ impl LocalState {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// What one tree holds at one path.
+    pub fn node(&self, tree: Tree, path: &RelPath) -> Result<Option<Node>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT node FROM {} WHERE path = ?1",
+            tree.table()
+        ))?;
+        let node: Option<String> = stmt
+            .query_row([path.as_str()], |row| row.get(0))
+            .optional()?;
+        Ok(node
+            .map(|node| from_json(path.as_str(), &node))
+            .transpose()?)
+    }
+
     /// Loads the Local tree with its stat data.
     pub fn local(&self) -> Result<BTreeMap<RelPath, LocalEntry>> {
         let conn = self.conn();

@@ -54,6 +54,7 @@ impl Backend for RivalFirst {
                         size: content.len() as u64,
                         mtime_ns: 0,
                         exec: false,
+                        mode: None,
                         blocks: vec![BlockRef {
                             id: block.id(),
                             len: content.len() as u32,

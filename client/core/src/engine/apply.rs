@@ -86,10 +86,7 @@ impl Engine {
                 let current = local.get(&path).map(|(_, node)| node);
                 if let (
                     Node::File {
-                        blocks,
-                        exec,
-                        mtime_ns,
-                        ..
+                        blocks, mtime_ns, ..
                     },
                     Some(Node::File { blocks: have, .. }),
                 ) = (&node, current)
@@ -100,7 +97,7 @@ impl Engine {
                     if !unchanged(&full, stat_of(&path).as_ref())? {
                         return Err(changed_since_plan());
                     }
-                    fsops::set_mode_and_mtime(&full, *exec, *mtime_ns)?;
+                    fsops::set_mode_and_mtime(&full, node.file_mode(), *mtime_ns)?;
                     let stat =
                         Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
                     self.db.set_local(&path, Some(&(stat, node.clone())))?;

@@ -13,6 +13,7 @@ use crate::names::temp_path;
 use crate::node::{BlockRef, Node};
 use crate::path::RelPath;
 use crate::report::SyncReport;
+use crate::state::Tree;
 use crate::{Error, Result};
 
 impl Engine {
@@ -45,10 +46,11 @@ impl Engine {
             }
             Node::File {
                 blocks,
-                exec,
                 mtime_ns,
                 size,
+                ..
             } => {
+                let mode = self.mode_for(path, node, existing.as_ref())?;
                 let temp = temp_path(&parent);
                 let result = self.fetch_into(&temp, blocks, *size, report).await;
                 let file = match result {
@@ -70,7 +72,7 @@ impl Engine {
                     let _ = std::fs::remove_file(&temp);
                     return Err(Error::io(&full)(e));
                 }
-                commit_temp(file, &temp, &full, *exec, *mtime_ns).inspect_err(|_| {
+                commit_temp(file, &temp, &full, mode, *mtime_ns).inspect_err(|_| {
                     let _ = std::fs::remove_file(&temp);
                 })?;
             }
@@ -92,6 +94,28 @@ impl Engine {
         self.db.set_synced(path, Some(node))
     }
 
+    /// The permission bits a download of `node` to `path` gets. A new file
+    /// gets the remote's; a file already here keeps its own unless the
+    /// other device changed the mode itself: an edit of its content never
+    /// widens (nor narrows) who may read it here.
+    fn mode_for(
+        &self,
+        path: &RelPath,
+        node: &Node,
+        existing: Option<&std::fs::Metadata>,
+    ) -> Result<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        let remote = node.file_mode();
+        let Some(here) = existing.filter(|m| m.is_file()) else {
+            return Ok(remote);
+        };
+        let synced = self.db.node(Tree::Synced, path)?.map(|n| n.file_mode());
+        Ok(match synced {
+            Some(synced) if synced == remote => here.permissions().mode() & 0o777,
+            _ => remote,
+        })
+    }
+
     /// Writes a file's blocks, each verified by the backend, into `temp`.
     async fn fetch_into(
         &self,
@@ -101,9 +125,13 @@ impl Engine {
         report: &mut SyncReport,
     ) -> Result<std::fs::File> {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Readable by the owner only until it is whole and gets its mode:
+        // a private file's new content is never readable by others.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(temp)
             .map_err(Error::io(temp))?;
         let mut written = 0u64;

@@ -13,6 +13,7 @@ fn file(content: &str) -> Node {
         size: content.len() as u64,
         mtime_ns: 0,
         exec: false,
+        mode: None,
         blocks: vec![BlockRef {
             id: BlockId::of(content.as_bytes()),
             len: content.len() as u32,

@@ -9,7 +9,7 @@
 //! stop and every device syncs until nothing changes; then the invariants
 //! are checked:
 //!
-//! - all devices hold the same tree;
+//! - all devices hold the same tree, file modes (`0o777`) included;
 //! - no content is lost: every file content a sync ever saw on a device is
 //!   still somewhere (at its path, renamed, or as a conflicted copy) unless
 //!   a user's own operation overwrote or deleted it;
@@ -129,7 +129,7 @@ fn contents(dir: &Path, out: &mut Vec<blake3::Hash>) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Item {
     Dir,
-    File { hash: blake3::Hash, exec: bool },
+    File { hash: blake3::Hash, mode: u32 },
     Link(PathBuf),
 }
 
@@ -161,8 +161,8 @@ fn tree(root: &Path) -> BTreeMap<String, Item> {
                 out.insert(rel, Item::Link(std::fs::read_link(&path).unwrap()));
             } else {
                 let hash = blake3::hash(&std::fs::read(&path).unwrap());
-                let exec = meta.permissions().mode() & 0o100 != 0;
-                out.insert(rel, Item::File { hash, exec });
+                let mode = meta.permissions().mode() & 0o777;
+                out.insert(rel, Item::File { hash, mode });
             }
         }
     }
@@ -260,7 +260,9 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
             if let Ok(meta) = std::fs::symlink_metadata(&p)
                 && meta.is_file()
             {
-                let mode = meta.permissions().mode() ^ 0o111;
+                // Between 0o644 and 0o711: the exec bits and who else may
+                // read, so that every permission class is synced.
+                let mode = meta.permissions().mode() ^ 0o155;
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
             }
         }

@@ -54,7 +54,7 @@ pub enum LocalOp {
         path: String,
         target: String,
     },
-    /// Flip a file's exec bit.
+    /// Change a file's permission bits (exec bits and others' read).
     Chmod {
         path: String,
     },
