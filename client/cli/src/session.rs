@@ -56,7 +56,8 @@ impl Session {
             let session = Session::open(config_path)?;
             match session.engine.moved()? {
                 Some((seq, to)) if !to.is(&session.config.backend) => {
-                    follow_move(config_path, session.engine.db(), seq, &to).await?;
+                    let old = session.backend.as_ref();
+                    follow_move(config_path, session.engine.db(), old, seq, &to).await?;
                 }
                 // Pulled from the new store itself (the mover's own entry).
                 Some(_) => session.engine.forget_move()?,
@@ -86,13 +87,15 @@ impl Session {
 }
 
 /// Follows a move another device announced at entry `seq`: checks the new
-/// store is reachable with this device's credentials and holds the journal
-/// up to the announcing entry, then flips the config. On any failure
+/// store is reachable with this device's credentials and holds the very
+/// journal of the old store (`old`) up to the announcing entry, then flips
+/// the config. On any failure
 /// nothing changes: the files stay as they are, and the message says what
 /// is missing.
 async fn follow_move(
     config_path: &Path,
     state: &LocalState,
+    old: &dyn Backend,
     seq: u64,
     to: &StoreLocation,
 ) -> anyhow::Result<()> {
@@ -104,19 +107,28 @@ async fn follow_move(
     let target = store::open(&to, Some(config.s3_cache_dir())).context(
         "this folder's data moved to a store this device cannot open; nothing was changed",
     )?;
-    let follow = can_follow(target.as_ref(), seq).await.with_context(|| {
-        format!(
-            "this folder's data moved to {}, which this device cannot use (credentials? \
+    let follow = can_follow(old, target.as_ref(), seq)
+        .await
+        .with_context(|| {
+            format!(
+                "this folder's data moved to {}, which this device cannot use (credentials? \
              S3 keys come from AWS_* or ~/.aws, a pouch-store token from POUCH_STORE_TOKEN); \
              nothing was changed and your files are safe",
-            target.describe()
-        )
-    })?;
-    if let Follow::NotCopiedYet { has, needs } = follow {
-        bail!(
+                target.describe()
+            )
+        })?;
+    match follow {
+        Follow::Ready => {}
+        Follow::NotCopiedYet { has, needs } => bail!(
             "this folder's data is moving to {}; the copy is not finished yet (it has {has} of {needs} entries), try again shortly",
             target.describe(),
-        );
+        ),
+        Follow::OtherHistory { at } => bail!(
+            "a journal entry says this folder moved to {}, but that store holds another history \
+             (its entry {at} differs from this folder's); not following it. Nothing was changed \
+             and your files are safe; this folder keeps its store",
+            target.describe(),
+        ),
     }
     // The new store is accepted in place of the old before the config names
     // it (a store from before identities gets one now: it holds the same

@@ -62,3 +62,48 @@ fn paths_leaving_the_root_are_refused() {
         "only A, A.toml, its journal and the store are here"
     );
 }
+
+/// A move entry written by someone with write access to the store (or by
+/// the store itself) that points at a store with another history is never
+/// followed: the device keeps its store, its config and its files.
+#[test]
+fn a_move_to_a_store_with_another_history_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let a = Device::init(dir.path(), "A", &store_dir);
+    std::fs::write(a.path("mine.txt"), b"mine").unwrap();
+    a.sync();
+    // The attacker's store, with a history of its own as long as ours.
+    let theirs = dir.path().join("theirs");
+    let m = Device::init(dir.path(), "M", &theirs);
+    for i in 0..3 {
+        std::fs::write(m.path(&format!("bait{i}.txt")), b"bait").unwrap();
+        m.sync();
+    }
+    let config_before = std::fs::read_to_string(&a.config).unwrap();
+    // The hostile entry, appended to our store with its own means.
+    let store = Store::open(&store_dir, Default::default()).unwrap();
+    let head = store.journal_head().unwrap();
+    let entry = serde_json::json!({
+        "v": 1, "device": "mallory", "changes": [],
+        "moved_to": {"kind": "own", "store": theirs.to_str().unwrap()}
+    });
+    store
+        .append(head.next(), serde_json::to_vec(&entry).unwrap().as_slice())
+        .unwrap();
+    drop(store);
+
+    let out = a.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("holds another history") && stderr.contains("not following"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&a.config).unwrap(), config_before);
+    assert!(
+        !a.path("bait0.txt").exists(),
+        "files came from the other store"
+    );
+    assert_eq!(std::fs::read(a.path("mine.txt")).unwrap(), b"mine");
+}

@@ -61,7 +61,8 @@ pub async fn freeze(
 /// `target`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Follow {
-    /// The target holds the journal up to the move: follow it.
+    /// The target holds the very journal of the old store up to the move:
+    /// follow it.
     Ready,
     /// The copy to the target has not reached the move yet: wait.
     NotCopiedYet {
@@ -70,21 +71,48 @@ pub enum Follow {
         /// Entries it must have.
         needs: u64,
     },
+    /// The target holds another history: never follow (a hostile or
+    /// mistaken move entry).
+    OtherHistory {
+        /// The first entry that differs.
+        at: u64,
+    },
 }
 
 /// Checks that `target` (opened with this device's own credentials)
-/// answers and holds the journal up to entry `seq`. An error means the
-/// target cannot be used from here; nothing may change then.
-pub async fn can_follow(target: &dyn Backend, seq: u64) -> Result<Follow> {
+/// answers and holds the same journal as `from`, entry for entry, up to
+/// the move at entry `seq`. An error means the target cannot be used from
+/// here; nothing may change then.
+pub async fn can_follow(from: &dyn Backend, target: &dyn Backend, seq: u64) -> Result<Follow> {
+    const PAGE: usize = 256;
     let head = target.journal_head().await?;
-    Ok(if head.0 < seq {
-        Follow::NotCopiedYet {
+    if head.0 < seq {
+        return Ok(Follow::NotCopiedYet {
             has: head.0,
             needs: seq,
+        });
+    }
+    let mut cursor = Seq::ZERO;
+    while cursor.0 < seq {
+        let limit = PAGE.min((seq - cursor.0) as usize);
+        let (ours, theirs) = (
+            from.read_journal(cursor, limit).await?,
+            target.read_journal(cursor, limit).await?,
+        );
+        if let Some(at) = ours
+            .iter()
+            .zip(&theirs)
+            .find(|(a, b)| a != b)
+            .map(|(a, _)| a.seq.0)
+        {
+            return Ok(Follow::OtherHistory { at });
         }
-    } else {
-        Follow::Ready
-    })
+        if ours.len() != theirs.len() || ours.is_empty() {
+            return Ok(Follow::OtherHistory { at: cursor.0 + 1 });
+        }
+        cursor = ours.last().expect("not empty").seq;
+    }
+    Ok(Follow::Ready)
 }
 
 /// Points `config` at `to`, the store the namespace moved to, keeping the
