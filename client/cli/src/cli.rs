@@ -22,10 +22,11 @@ pub struct Cli {
 pub enum Command {
     /// Write a config: which folder to sync, as which device, to which store.
     Init(Box<InitArgs>),
-    /// Copy this folder's store to another one, ahead of switching to it:
-    /// the journal, every version's blocks and the snapshot. Safe to
-    /// interrupt and repeat; sync keeps working meanwhile. (The switch
-    /// itself, announced to the other devices, is not built yet.)
+    /// Move this folder to another store while everything keeps syncing:
+    /// `start` (write to both, copy the journal, every version's blocks and
+    /// the snapshot), `switch` (the cutover the other devices follow),
+    /// `finish` or `cancel`; or `copy` and `verify` alone. Safe to
+    /// interrupt and repeat.
     Migrate {
         /// What to do.
         #[command(subcommand)]
@@ -245,7 +246,7 @@ pub enum ExcludeAction {
     /// Stop syncing a folder here and remove its local copy (refused while
     /// anything in it is not synced). Other devices keep it.
     Add {
-        /// The folder, relative to the synced folder.
+        /// The folder: relative to the synced folder, or an absolute path inside it.
         path: String,
     },
     /// Sync an excluded folder here again (downloaded on the next sync).

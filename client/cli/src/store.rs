@@ -46,6 +46,9 @@ impl Target {
         } = args;
         Ok(match (backend, url, bucket) {
             (BackendKind::S3, _, Some(bucket)) => {
+                if let Some(endpoint) = &endpoint {
+                    refuse_userinfo(endpoint, "--endpoint")?;
+                }
                 let mut s3 = S3Config::new(bucket);
                 s3.path_style = path_style || endpoint.is_some();
                 s3.endpoint = endpoint;
@@ -55,11 +58,14 @@ impl Target {
             }
             (BackendKind::S3, _, None) => bail!("--backend s3 needs --bucket"),
             (BackendKind::Own, _, Some(_)) => bail!("--bucket is for --backend s3"),
-            (BackendKind::Own, Some(url), None) => Target::Server {
-                url,
-                namespace,
-                token,
-            },
+            (BackendKind::Own, Some(url), None) => {
+                refuse_userinfo(&url, "--url")?;
+                Target::Server {
+                    url,
+                    namespace,
+                    token,
+                }
+            }
             (BackendKind::Own, None, None) => Target::Embedded(store),
         })
     }
@@ -121,6 +127,26 @@ impl Target {
             .with_context(|| format!("cannot make a store at {}", backend.describe()))?;
         Ok(config)
     }
+}
+
+/// Refuses a URL with `user:password@` in it: the config would keep the
+/// secret in plain sight and every log line naming the store would show it.
+fn refuse_userinfo(url: &str, flag: &str) -> anyhow::Result<()> {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') {
+        bail!(
+            "{flag} must not carry a user name or password (the part before '@'): it would be \
+             written into the config and shown wherever the store is named. Give a pouch-store \
+             token with --token or POUCH_STORE_TOKEN, S3 keys with AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY or a profile"
+        );
+    }
+    Ok(())
 }
 
 /// `path`, absolute.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use pouch_core::Pick;
+use pouch_core::path::RelPath;
 
 use super::{daemon_runs, rel_path};
 use crate::cli::ExcludeAction;
@@ -70,11 +71,39 @@ pub(super) async fn restore(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A folder argument: relative to the root, or an absolute path inside it.
+fn inside_root(root: &Path, arg: &str) -> anyhow::Result<RelPath> {
+    let given = Path::new(arg);
+    if !given.is_absolute() {
+        return rel_path(arg);
+    }
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    let given = given.canonicalize().unwrap_or_else(|_| given.to_owned());
+    let inside = given.strip_prefix(&root).with_context(|| {
+        format!(
+            "{} is not inside the synced folder {}",
+            given.display(),
+            root.display()
+        )
+    })?;
+    rel_path(&inside.to_string_lossy())
+}
+
 pub(super) async fn exclude(config_path: &Path, action: ExcludeAction) -> anyhow::Result<ExitCode> {
-    let mut engine = Session::open(config_path)?.engine;
+    let Session {
+        config, mut engine, ..
+    } = Session::open(config_path)?;
     match action {
         ExcludeAction::Add { path } => {
-            let path = rel_path(&path)?;
+            let path = inside_root(&config.root, &path)?;
+            let full = path.to_fs(&config.root);
+            if !full.exists() {
+                bail!(
+                    "{} does not exist; `pouch exclude add` takes a folder that is synced here \
+                     (`pouch ls` lists them)",
+                    full.display()
+                );
+            }
             engine.exclude(&path)?;
             println!("{path} is no longer synced on this device; its local copy is removed");
         }

@@ -28,7 +28,14 @@ pub(super) async fn init(
             existing.root.display()
         );
     }
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    // Everything that can be checked is checked before anything is made,
+    // so a failed init leaves nothing behind.
+    if root.exists() && !root.is_dir() {
+        bail!(
+            "{} is a file, not a folder: pass the folder to keep in sync",
+            root.display()
+        );
+    }
     let device = device.unwrap_or_else(host_name);
     if device.is_empty() || device.contains('/') {
         bail!("a device name must be non-empty and contain no '/'");
@@ -43,6 +50,7 @@ pub(super) async fn init(
         false => config_path.with_extension("journal.sqlite"),
     };
     let backend = target.prepare().await?;
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let config = Config {
         version: CONFIG_VERSION,
         root,

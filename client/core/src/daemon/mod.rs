@@ -26,7 +26,7 @@ use self::control::Shared;
 use self::debounce::Debouncer;
 use pouch_protocol::{Event, MigrationStatus, State, Transfer};
 
-use crate::engine::{Engine, SyncOptions};
+use crate::engine::{Engine, SyncLock, SyncOptions};
 use crate::names::is_temp_name;
 use crate::progress::{Phase, Progress};
 use crate::{Result, unix_secs};
@@ -226,6 +226,9 @@ impl Progress for StatusProgress {
 
 /// Runs one sync, recording the outcome.
 async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Result<()> {
+    // One sync of a folder at a time: a `pouch sync` running beside the
+    // daemon finishes first.
+    let _lock = SyncLock::acquire(engine.state_path()).await?;
     shared.status.lock().expect("status lock").state = State::Syncing;
     shared.emit(Event::Syncing);
     let outcome = engine.sync_with(options).await;

@@ -16,12 +16,14 @@
 
 mod apply;
 mod download;
+mod lock;
 mod pull;
 mod push;
 mod restore;
 mod selective;
 mod store_check;
 
+pub use lock::{SyncLock, lock_path};
 pub use restore::Pick;
 
 use std::collections::BTreeMap;
@@ -149,6 +151,11 @@ impl Engine {
     /// Forgets a followed move: call once this engine's store is the new one.
     pub fn forget_move(&self) -> Result<()> {
         self.db.delete_meta(MOVED_META)
+    }
+
+    /// The local state's file.
+    pub fn state_path(&self) -> &Path {
+        &self.state_path
     }
 
     /// The local state, for status and listings.
