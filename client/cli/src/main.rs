@@ -3,6 +3,23 @@
 //! names concrete backends), and drives `pouch-core` ([`session`],
 //! [`commands`]).
 
+/// `println!` for human-readable output: control characters and
+/// bidirectional overrides (in paths, device names and messages that may
+/// come from the namespace journal) are escaped. `--json` output is printed
+/// with `println!`, exact.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", pouch_protocol::display::printable(&format!($($arg)*)))
+    };
+}
+
+/// [`say!`] to stderr.
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        eprintln!("{}", pouch_protocol::display::printable(&format!($($arg)*)))
+    };
+}
+
 mod assets;
 mod cli;
 mod commands;
@@ -44,7 +61,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pouch: {e:#}");
+            tell!("pouch: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -137,7 +137,7 @@ async fn follow_move(
     state.expect_store(&id.to_string())?;
     follow_in_config(&mut config, to);
     config.save(config_path)?;
-    eprintln!("following the move to {}", target.describe());
+    tell!("following the move to {}", target.describe());
     Ok(())
 }
 

@@ -56,10 +56,17 @@ fn paths_leaving_the_root_are_refused() {
     assert!(!absolute.exists(), "a file was written at an absolute path");
     // The well-formed change in the same entry still applies.
     assert_eq!(std::fs::read(a.path("ok.txt")).unwrap(), b"pwned");
-    let listing = dir.path().read_dir().unwrap().count();
+    let mut listing: Vec<String> = dir
+        .path()
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listing.sort();
     assert_eq!(
-        listing, 4,
-        "only A, A.toml, its journal and the store are here"
+        listing,
+        ["A", "A.journal.lock", "A.journal.sqlite", "A.toml", "store"],
+        "only A, A.toml, its local state (and its sync lock) and the store are here"
     );
 }
 
@@ -106,4 +113,57 @@ fn a_move_to_a_store_with_another_history_is_not_followed() {
         "files came from the other store"
     );
     assert_eq!(std::fs::read(a.path("mine.txt")).unwrap(), b"mine");
+}
+
+/// Names and device names from the journal reach the terminal with their
+/// control characters escaped; `--json` keeps them exact; the file itself
+/// syncs under its real (odd) name.
+#[test]
+fn escape_sequences_from_the_journal_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let a = Device::init(dir.path(), "A", &store_dir);
+    let store = Store::open(&store_dir, Default::default()).unwrap();
+    let payload = Bytes::from_static(b"hi");
+    let block = Block::encode(payload);
+    store.put_blocks(vec![block.clone()]).unwrap();
+    let name = "title\x1b]0;pwned\x07\x1b[2J.txt";
+    let entry = serde_json::json!({
+        "v": 1,
+        "device": "mal\x1b[31mlory",
+        "changes": [{"path": name, "node": {
+            "kind": "file", "size": 2, "mtime_ns": 0, "exec": false,
+            "blocks": [{"id": block.id().to_string(), "len": 2}]
+        }}]
+    });
+    store
+        .append(Seq(1), serde_json::to_vec(&entry).unwrap().as_slice())
+        .unwrap();
+    drop(store);
+
+    let outputs = [
+        a.run(&["sync"]),
+        a.run(&["ls"]),
+        a.run(&["ls", "--remote"]),
+        a.run(&["history", name]),
+        a.run(&["status"]),
+    ];
+    for out in &outputs {
+        for stream in [&out.stdout, &out.stderr] {
+            assert!(
+                !stream.contains(&0x1b) && !stream.contains(&0x07),
+                "a control character reached the terminal: {:?}",
+                String::from_utf8_lossy(stream)
+            );
+        }
+    }
+    let listing = String::from_utf8_lossy(&outputs[1].stdout);
+    assert!(listing.contains("title\\x1b]0;pwned\\x07"), "{listing}");
+    let history = String::from_utf8_lossy(&outputs[3].stdout);
+    assert!(history.contains("mal\\x1b[31mlory"), "{history}");
+    // Exact in JSON, and on disk.
+    let revisions: serde_json::Value =
+        serde_json::from_str(&a.ok(&["history", name, "--json"])).unwrap();
+    assert_eq!(revisions[0]["device"], "mal\x1b[31mlory");
+    assert_eq!(std::fs::read(a.path(name)).unwrap(), b"hi");
 }

@@ -23,6 +23,7 @@
 //! (`serde(default)`); a client ignores fields it does not know.
 
 mod client;
+pub mod display;
 mod framing;
 mod messages;
 mod report;

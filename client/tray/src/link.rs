@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
+use pouch_protocol::display::printable;
 use pouch_protocol::{
     Action, CopyPhase, DaemonStatus, Event, Request, Response, State, Subscription, request,
     subscribe,
@@ -216,7 +217,7 @@ fn notification(event: &Event, last_error: &mut Option<String>) -> Option<Update
                 },
                 body: format!(
                     "Changed here and on another device: {}. Both versions are in the folder.",
-                    conflicted.join(", ")
+                    printable(&conflicted.join(", "))
                 ),
             })
         }
@@ -224,7 +225,7 @@ fn notification(event: &Event, last_error: &mut Option<String>) -> Option<Update
             *last_error = Some(message.clone());
             Some(Update::Notify {
                 summary: "Pouch cannot sync".to_owned(),
-                body: message.clone(),
+                body: printable(message).into_owned(),
             })
         }
         _ => None,

@@ -1,6 +1,7 @@
 //! What the tray shows for a daemon state: the icon, the tooltip and the
 //! menu's labels. Pure, so every state is unit-tested without a desktop.
 
+use pouch_protocol::display::printable;
 use pouch_protocol::{Action, CopyPhase, DaemonStatus, State, TransferPhase};
 
 /// How many recent files the menu lists.
@@ -108,10 +109,12 @@ impl View {
                 Look::Error,
                 format!(
                     "Error: {}",
-                    status
-                        .last_error
-                        .as_deref()
-                        .unwrap_or("the last sync failed")
+                    printable(
+                        status
+                            .last_error
+                            .as_deref()
+                            .unwrap_or("the last sync failed")
+                    )
                 ),
             ),
             State::Idle | State::Paused => (Look::UpToDate, "Up to date".to_owned()),
@@ -136,7 +139,11 @@ impl View {
             status_line,
             pause_label: Some(if status.paused { RESUME } else { PAUSE }),
             recent,
-            backend_line: format!("Store: {}{}", status.backend, migration_note(status)),
+            backend_line: format!(
+                "Store: {}{}",
+                printable(&status.backend),
+                migration_note(status)
+            ),
         }
     }
 }
@@ -183,7 +190,10 @@ fn syncing_line(status: &DaemonStatus) -> String {
     }
 }
 
+/// A recent file's menu label; the path may come from another device, so
+/// its control characters are escaped.
 fn recent_label(path: &str, action: Action) -> String {
+    let path = &*printable(path);
     let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
     let what = match action {
         Action::Uploaded => "sent",
@@ -220,6 +230,26 @@ mod tests {
             recent: Vec::new(),
             migration: None,
         }
+    }
+
+    #[test]
+    fn text_from_other_devices_cannot_drive_the_panel() {
+        let mut idle = status(State::Idle);
+        idle.recent = vec![pouch_protocol::Changed {
+            path: "dir/evil\u{1b}]0;pwned\u{7}.txt".into(),
+            action: Action::Downloaded,
+        }];
+        let view = View::of(&Seen::Daemon(Box::new(idle.clone())));
+        assert_eq!(
+            view.recent[0].label,
+            "evil\\x1b]0;pwned\\x07.txt (received, in dir)"
+        );
+        // The path itself stays exact: it opens the right file.
+        assert_eq!(view.recent[0].path, "dir/evil\u{1b}]0;pwned\u{7}.txt");
+        idle.state = State::Error;
+        idle.last_error = Some("bad\u{202e}txt.exe".into());
+        let view = View::of(&Seen::Daemon(Box::new(idle)));
+        assert_eq!(view.status_line, "Error: bad\\u{202e}txt.exe");
     }
 
     #[test]

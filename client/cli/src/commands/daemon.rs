@@ -31,7 +31,7 @@ pub(super) async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
         };
         let stamp = config_stamp(config_path);
         let socket = config.socket_path();
-        eprintln!(
+        tell!(
             "pouch daemon: syncing {} with {} (control socket {})",
             config.root.display(),
             backend.describe(),
@@ -49,12 +49,12 @@ pub(super) async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
         match pouch_core::daemon::run(engine, backend, &config.root, options, stop).await {
             Ok(()) if reopen.load(Ordering::Relaxed) => {
                 moved = false;
-                eprintln!("pouch daemon: the config changed; opening the stores again");
+                tell!("pouch daemon: the config changed; opening the stores again");
             }
             Ok(()) => return Ok(ExitCode::SUCCESS),
             Err(pouch_core::Error::Moved { .. }) => {
                 moved = true;
-                eprintln!("pouch daemon: the folder's store moved; following it");
+                tell!("pouch daemon: the folder's store moved; following it");
             }
             Err(e) => return Err(anyhow::Error::new(e).context("the daemon stopped")),
         }
@@ -95,7 +95,7 @@ pub(super) async fn control(config_path: &Path, what: Request) -> anyhow::Result
     let config = Config::load(config_path)?;
     match request(&config.socket_path(), &what).await? {
         Some(Response::Ok(state)) => {
-            println!("{state}");
+            say!("{state}");
             Ok(ExitCode::SUCCESS)
         }
         Some(Response::Error(e)) => bail!("the daemon refused: {e}"),

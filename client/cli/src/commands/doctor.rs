@@ -13,21 +13,21 @@ use crate::store;
 pub(super) async fn doctor(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let backend = store::open_for_sync(&config)?.backend;
-    println!("store: {}", backend.describe());
+    say!("store: {}", backend.describe());
     let mut healthy = true;
     match backend.journal_head().await {
-        Ok(head) => println!("  ok    reachable; the journal has {head} entries"),
+        Ok(head) => say!("  ok    reachable; the journal has {head} entries"),
         Err(e) => {
             healthy = false;
-            println!("  FAIL  cannot read the journal: {e}");
+            say!("  FAIL  cannot read the journal: {e}");
         }
     }
     if let Some(s3) = store::s3_backend(&config.backend)? {
         match s3.probe_conditional_writes().await {
-            Ok(()) => println!("  ok    conditional writes (If-None-Match) are enforced"),
+            Ok(()) => say!("  ok    conditional writes (If-None-Match) are enforced"),
             Err(e) => {
                 healthy = false;
-                println!("  FAIL  {e}");
+                say!("  FAIL  {e}");
             }
         }
     }

@@ -21,7 +21,7 @@ pub(super) fn history(config_path: &Path, path: &str, json: bool) -> anyhow::Res
         return Ok(ExitCode::SUCCESS);
     }
     if revisions.is_empty() {
-        println!("{path}: no versions recorded");
+        say!("{path}: no versions recorded");
     }
     for revision in &revisions {
         let when = revision
@@ -36,13 +36,14 @@ pub(super) fn history(config_path: &Path, path: &str, json: bool) -> anyhow::Res
                 indicatif::HumanBytes(node.size())
             ),
         };
-        println!(
+        say!(
             "rev {:<6} {when}  {:<16} {what}",
-            revision.seq, revision.device
+            revision.seq,
+            revision.device
         );
     }
     if from > 1 {
-        println!("(this device keeps history from journal entry {from} on)");
+        say!("(this device keeps history from journal entry {from} on)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -57,7 +58,7 @@ pub(super) async fn restore(
     } = Session::open(config_path)?;
     let path = rel_path(path)?;
     let revision = engine.restore(&path, pick).await?;
-    println!("restored {path} from rev {}", revision.seq);
+    say!("restored {path} from rev {}", revision.seq);
     // A running daemon sees the file appear and syncs it; otherwise sync now.
     if !daemon_runs(&config).await {
         let report = engine
@@ -65,7 +66,7 @@ pub(super) async fn restore(
             .await
             .with_context(|| format!("sync of {} stopped", config.root.display()))?;
         for problem in &report.problems {
-            eprintln!("not synced: {problem}");
+            tell!("not synced: {problem}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -105,19 +106,19 @@ pub(super) async fn exclude(config_path: &Path, action: ExcludeAction) -> anyhow
                 );
             }
             engine.exclude(&path)?;
-            println!("{path} is no longer synced on this device; its local copy is removed");
+            say!("{path} is no longer synced on this device; its local copy is removed");
         }
         ExcludeAction::Remove { path } => {
             let path = rel_path(&path)?;
             if engine.include(&path)? {
-                println!("{path} syncs again on this device; the next sync downloads it");
+                say!("{path} syncs again on this device; the next sync downloads it");
             } else {
                 bail!("{path} was not excluded");
             }
         }
         ExcludeAction::List => {
             for path in engine.excluded()? {
-                println!("{path}");
+                say!("{path}");
             }
         }
     }

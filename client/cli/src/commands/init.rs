@@ -19,7 +19,7 @@ pub(super) async fn init(
         // Running the set-up command twice is fine; changing course is not.
         let existing = Config::load(config_path)?;
         if existing.root == root {
-            println!("{} already syncs {}", config_path.display(), root.display());
+            say!("{} already syncs {}", config_path.display(), root.display());
             return Ok(ExitCode::SUCCESS);
         }
         bail!(
@@ -61,10 +61,10 @@ pub(super) async fn init(
         migration: None,
     };
     config.save(config_path)?;
-    println!("wrote {}", config_path.display());
-    println!("  folder: {}", config.root.display());
-    println!("  device: {}", config.device);
-    println!("run `pouch sync` to sync it");
+    say!("wrote {}", config_path.display());
+    say!("  folder: {}", config.root.display());
+    say!("  device: {}", config.device);
+    say!("run `pouch sync` to sync it");
     Ok(ExitCode::SUCCESS)
 }
 

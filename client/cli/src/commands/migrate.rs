@@ -32,7 +32,7 @@ pub(super) async fn migrate(config_path: &Path, action: MigrateAction) -> anyhow
             };
             config.save(config_path)?;
             pouch_core::migrate::clear_progress(&LocalState::open(&config.state)?)?;
-            println!(
+            say!(
                 "stopped migrating to {}; this device writes to {} alone again (what was copied stays there)",
                 store::describe(&migration.target),
                 store::describe(&config.backend),
@@ -47,7 +47,7 @@ pub(super) async fn migrate(config_path: &Path, action: MigrateAction) -> anyhow
                 bail!("this folder has no previous store to retire");
             };
             config.save(config_path)?;
-            println!(
+            say!(
                 "retired {}; it is no longer needed by this device",
                 store::describe(&previous)
             );
@@ -82,7 +82,7 @@ async fn verify(config: &Config, to: StoreArgs, json: bool) -> anyhow::Result<Ex
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        say!(
             "{} holds all {} journal entries and all {} blocks, each read back and checked",
             to.describe(),
             report.entries,
@@ -127,7 +127,7 @@ async fn start(
     if config.migration.as_ref() != Some(&migration) {
         config.migration = Some(migration);
         config.save(config_path)?;
-        eprintln!(
+        tell!(
             "migrating to {}: this device now writes to both stores and checks {:.0}% of its reads against the new one",
             to.describe(),
             shadow_reads * 100.0
@@ -137,7 +137,7 @@ async fn start(
     let report = copy_recorded(&config, from.as_ref(), to.as_ref(), &limits.options()).await?;
     print_copy(to.as_ref(), &report, json)?;
     if !json {
-        println!("when you are ready: `pouch migrate switch` with the same store arguments");
+        say!("when you are ready: `pouch migrate switch` with the same store arguments");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -164,7 +164,7 @@ fn print_copy(to: &dyn Backend, report: &CopyReport, json: bool) -> anyhow::Resu
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        println!(
+        say!(
             "copied to {}: {} journal entries ({} already there), {} blocks of {} ({} already there, {} sent)",
             to.describe(),
             report.entries_copied,
@@ -183,7 +183,7 @@ fn print_copy(to: &dyn Backend, report: &CopyReport, json: bool) -> anyhow::Resu
 async fn switch(config_path: &Path, to: StoreArgs) -> anyhow::Result<ExitCode> {
     let (config, report) = sync_following(config_path, SyncOptions::default()).await?;
     for problem in &report.problems {
-        eprintln!("not synced: {problem}");
+        tell!("not synced: {problem}");
     }
     // The old store alone, for the copy and the freeze.
     let from = store::open(&config.backend, Some(config.s3_cache_dir()))?;
@@ -221,7 +221,7 @@ async fn switch(config_path: &Path, to: StoreArgs) -> anyhow::Result<ExitCode> {
     switch_in_config(&mut config, target);
     config.save(config_path)?;
     pouch_core::migrate::clear_progress(&state)?;
-    println!(
+    say!(
         "switched to {}: the old store ends at journal entry {moved_at}; {} journal entries and {} blocks verified \
          ({} blocks in the final copy); other devices follow at their next sync; \
          `pouch migrate finish` retires the old store",

@@ -85,18 +85,18 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
             + status.to_download
             + status.to_delete_locally
             + status.conflicts;
-        println!("folder:  {}", status.root.display());
-        println!("device:  {} ({})", status.device, status.device_id);
-        println!("store:   {}", status.backend);
-        println!("journal: entry {} of {}", status.cursor, status.remote_head);
+        say!("folder:  {}", status.root.display());
+        say!("device:  {} ({})", status.device, status.device_id);
+        say!("store:   {}", status.backend);
+        say!("journal: entry {} of {}", status.cursor, status.remote_head);
         if let Some(migration) = &status.migration {
-            println!(
+            say!(
                 "migrating to {}: every change goes to both stores, {:.0}% of reads checked against it",
                 migration.to,
                 migration.shadow_reads * 100.0
             );
             match &migration.copy {
-                Some(copy) => println!(
+                Some(copy) => say!(
                     "migration: {} {}% ({} of {}, {} blocks)",
                     copy.phase,
                     (copy.done_bytes * 100)
@@ -106,20 +106,20 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
                     indicatif::HumanBytes(copy.total_bytes),
                     copy.blocks
                 ),
-                None => println!("migration: the copy has not run yet (`pouch migrate start`)"),
+                None => say!("migration: the copy has not run yet (`pouch migrate start`)"),
             }
         }
         match &status.daemon {
             Some(daemon) => {
-                println!("daemon:  {} ({} syncs)", daemon.state.name(), daemon.syncs);
+                say!("daemon:  {} ({} syncs)", daemon.state.name(), daemon.syncs);
                 if let Some(error) = &daemon.last_error {
-                    println!("daemon error: {error}");
+                    say!("daemon error: {error}");
                 }
                 if let Some(problem) = &daemon.watch_problem {
-                    println!("daemon warning: {problem}");
+                    say!("daemon warning: {problem}");
                 }
                 if let Some(transfer) = &daemon.transfer {
-                    println!(
+                    say!(
                         "daemon:  {} {} files, {} of {}",
                         transfer.phase,
                         transfer.files,
@@ -129,7 +129,7 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
                 }
                 if let Some(migration) = &daemon.migration {
                     let c = &migration.counts;
-                    println!(
+                    say!(
                         "daemon:  {} ({}): {} journal entries written to both, {} writes to it failed, \
                          {} shadow reads ({} not copied yet, {} mismatches), {} fallback reads",
                         c.mode,
@@ -143,15 +143,15 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
                     );
                 }
                 for change in daemon.recent.iter().take(5) {
-                    println!("recent:  {} ({})", change.path, change.action.words());
+                    say!("recent:  {} ({})", change.path, change.action.words());
                 }
             }
-            None => println!("daemon:  not running"),
+            None => say!("daemon:  not running"),
         }
         if pending == 0 {
-            println!("up to date");
+            say!("up to date");
         } else {
-            println!(
+            say!(
                 "waiting: {} to upload, {} to delete remotely, {} to download, {} to delete here, {} conflicts",
                 status.to_upload,
                 status.to_delete_remotely,
@@ -161,7 +161,7 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
             );
         }
         for problem in &status.problems {
-            println!("problem: {problem}");
+            say!("problem: {problem}");
         }
     }
     Ok(ExitCode::SUCCESS)

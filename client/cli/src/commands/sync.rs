@@ -18,7 +18,7 @@ async fn locked_sync(
     let _lock = match SyncLock::try_acquire(&config.state)? {
         Some(lock) => lock,
         None => {
-            eprintln!(
+            tell!(
                 "another sync of {} is running (a `pouch sync` or the daemon); waiting for it to finish",
                 config.root.display()
             );
@@ -40,7 +40,7 @@ pub(super) async fn sync(
         Err(e) if json => {
             let failure = serde_json::json!({ "ok": false, "error": format!("{e:#}") });
             println!("{}", serde_json::to_string_pretty(&failure)?);
-            eprintln!("pouch: {e:#}");
+            tell!("pouch: {e:#}");
             return Ok(ExitCode::FAILURE);
         }
         Err(e) => return Err(e),
@@ -48,7 +48,7 @@ pub(super) async fn sync(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        say!(
             "synced {}: {} up, {} down, {} deleted here, {} deleted remotely, {} renamed, {} conflicts; {} blocks sent ({})",
             config.root.display(),
             report.uploaded,
@@ -62,7 +62,7 @@ pub(super) async fn sync(
         );
     }
     for problem in &report.problems {
-        eprintln!("not synced: {problem}");
+        tell!("not synced: {problem}");
     }
     Ok(if report.problems.is_empty() {
         ExitCode::SUCCESS
@@ -92,11 +92,11 @@ pub(super) async fn ls(config_path: &Path, remote: bool) -> anyhow::Result<ExitC
     for (path, node) in nodes {
         match &node {
             pouch_core::node::Node::Symlink { target } => {
-                println!("{:<7} {:>12} {path} -> {target}", node.kind_name(), "")
+                say!("{:<7} {:>12} {path} -> {target}", node.kind_name(), "")
             }
-            pouch_core::node::Node::Dir => println!("{:<7} {:>12} {path}/", node.kind_name(), ""),
+            pouch_core::node::Node::Dir => say!("{:<7} {:>12} {path}/", node.kind_name(), ""),
             pouch_core::node::Node::File { size, .. } => {
-                println!("{:<7} {size:>12} {path}", node.kind_name())
+                say!("{:<7} {size:>12} {path}", node.kind_name())
             }
         }
     }
