@@ -1,10 +1,29 @@
 //! Names Pouch gives files: the temp-file rule (one rule, in
 //! `pouch-config`, shared with the config writer) and conflicted copies.
 
-pub use pouch_config::files::{TEMP_PREFIX, is_temp_name, temp_path};
+pub use pouch_config::files::{TEMP_PREFIX, is_temp_name, temp_owner, temp_path};
 
 use crate::Result;
 use crate::path::RelPath;
+
+/// The longest file name most file systems take (ext4, XFS, btrfs, APFS:
+/// 255 bytes).
+pub const MAX_NAME: usize = 255;
+/// Longer "extensions" are kept as part of the stem.
+const MAX_EXT: usize = 32;
+
+/// The longest prefix of `text` of at most `max` bytes, cut on a
+/// character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// The civil date (year, month, day) of a Unix time, UTC.
 pub fn civil_date(unix_secs: i64) -> (i64, u32, u32) {
@@ -35,6 +54,12 @@ pub fn conflict_name(
         Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
         _ => (name, ""),
     };
+    // An extension that long is part of the name, not a type.
+    let (stem, ext) = if ext.len() > MAX_EXT {
+        (name, "")
+    } else {
+        (stem, ext)
+    };
     let device = device.replace('/', "_");
     let (y, m, d) = civil_date(unix_secs);
     for n in 1.. {
@@ -43,9 +68,16 @@ pub fn conflict_name(
         } else {
             format!(" {n}")
         };
-        let candidate = path.with_name(&format!(
-            "{stem} ({device}'s conflicted copy {y:04}-{m:02}-{d:02}{counter}){ext}"
-        ))?;
+        let mut suffix = format!(" ({device}'s conflicted copy {y:04}-{m:02}-{d:02}{counter})");
+        // The suffix and extension are kept whole (a very long device name
+        // is shortened first); the stem gives up what the name limit needs.
+        let fixed_room = MAX_NAME.saturating_sub(ext.len() + 1);
+        if suffix.len() > fixed_room {
+            suffix = format!(" (conflicted copy {y:04}-{m:02}-{d:02}{counter})");
+        }
+        let room = MAX_NAME.saturating_sub(suffix.len() + ext.len());
+        let stem = truncated(stem, room.max(1));
+        let candidate = path.with_name(&format!("{stem}{suffix}{ext}"))?;
         if !taken(&candidate) {
             return Ok(candidate);
         }
@@ -78,6 +110,25 @@ mod tests {
         assert_eq!(
             conflict_name(&bare, "B", day, |_| false).unwrap().as_str(),
             ".bashrc (B's conflicted copy 2026-11-24)"
+        );
+        // A name at the file-system limit still gets a copy that fits,
+        // keeping its extension and cutting on a character boundary.
+        let long = RelPath::parse(&format!("dir/{}.txt", "é".repeat(125))).unwrap();
+        assert_eq!(long.name().len(), 254);
+        let copy = conflict_name(&long, "B", day, |_| false).unwrap();
+        assert!(copy.name().len() <= MAX_NAME, "{}", copy.name().len());
+        assert!(
+            copy.name()
+                .ends_with(" (B's conflicted copy 2026-11-24).txt"),
+            "{copy}"
+        );
+        assert!(copy.as_str().starts_with("dir/éé"));
+        let huge_device = "d".repeat(300);
+        let copy = conflict_name(&long, &huge_device, day, |_| false).unwrap();
+        assert!(copy.name().len() <= MAX_NAME);
+        assert!(
+            copy.name().ends_with(" (conflicted copy 2026-11-24).txt"),
+            "{copy}"
         );
         let second = conflict_name(&p, "B", day, |c| c == &name).unwrap();
         assert_eq!(

@@ -94,6 +94,7 @@ pub fn scan(
                 }
             };
             if is_temp_name(path.name()) {
+                remove_if_abandoned(&full, path.name());
                 continue;
             }
             let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
@@ -154,6 +155,27 @@ fn special_kind(kind: &std::fs::FileType) -> &'static str {
         "a device file"
     } else {
         "a special file"
+    }
+}
+
+/// Removes a temp file of Pouch's whose writer is gone (a download killed
+/// midway), so it neither wastes space nor keeps a deleted folder alive.
+/// Its name carries the writer's process id; a file of a live process,
+/// this one included, is left alone.
+fn remove_if_abandoned(full: &Path, name: &str) {
+    let Some(pid) = crate::names::temp_owner(name) else {
+        return;
+    };
+    if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        return;
+    }
+    match std::fs::remove_file(full) {
+        Ok(()) => {
+            tracing::info!(path = %full.display(), "removed a temp file a killed download left")
+        }
+        Err(e) => {
+            tracing::debug!(path = %full.display(), "cannot remove a leftover temp file: {e}")
+        }
     }
 }
 

@@ -124,7 +124,7 @@ impl Engine {
         size: u64,
         report: &mut SyncReport,
     ) -> Result<std::fs::File> {
-        use std::io::Write;
+        use std::io::{Seek, Write};
         use std::os::unix::fs::OpenOptionsExt;
         // Readable by the owner only until it is whole and gets its mode:
         // a private file's new content is never readable by others.
@@ -143,7 +143,13 @@ impl Engine {
                     reason: "the block's length differs from the blocklist's",
                 }));
             }
-            file.write_all(&bytes).map_err(Error::io(temp))?;
+            if bytes.iter().all(|&b| b == 0) {
+                // A hole, not zeros on disk: a sparse file stays sparse.
+                file.seek(std::io::SeekFrom::Current(bytes.len() as i64))
+                    .map_err(Error::io(temp))?;
+            } else {
+                file.write_all(&bytes).map_err(Error::io(temp))?;
+            }
             written += bytes.len() as u64;
             report.blocks_downloaded += 1;
             self.progress.advance(bytes.len() as u64);
@@ -154,6 +160,8 @@ impl Engine {
                 reason: format!("a file's blocks add up to {written} bytes, not its size {size}"),
             });
         }
+        // A file ending in a hole gets its length from here.
+        file.set_len(size).map_err(Error::io(temp))?;
         Ok(file)
     }
 }
