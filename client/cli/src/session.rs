@@ -11,6 +11,7 @@ use pouch_config::Config;
 use pouch_core::dual::DualStats;
 use pouch_core::location::StoreLocation;
 use pouch_core::migrate::{Follow, can_follow, follow_in_config};
+use pouch_core::own_files::OwnFiles;
 use pouch_core::state::LocalState;
 use pouch_core::{Engine, SyncOptions, SyncReport, SystemClock};
 
@@ -33,7 +34,7 @@ impl Session {
     pub fn open(config_path: &Path) -> anyhow::Result<Session> {
         let config = Config::load(config_path)?;
         let store::SyncStore { backend, migration } = store::open_for_sync(&config)?;
-        let engine = Engine::open(
+        let mut engine = Engine::open(
             &config.root,
             &config.device,
             &config.state,
@@ -42,6 +43,11 @@ impl Session {
             Arc::from(crate::progress::for_stderr()),
         )
         .with_context(|| format!("cannot start syncing {}", config.root.display()))?;
+        engine.skip_own(OwnFiles::new(
+            config_path,
+            &config.state,
+            &store::embedded_folders(&config),
+        ));
         Ok(Session {
             config,
             backend,

@@ -280,6 +280,23 @@ fn server_backend(own: &OwnStore) -> anyhow::Result<Arc<dyn Backend>> {
     Ok(Arc::new(RemoteBackend::new(url, namespace, token)?))
 }
 
+/// The embedded store folders `config` uses (its store, a migration's
+/// target, the previous store), which are never synced themselves.
+pub fn embedded_folders(config: &Config) -> Vec<PathBuf> {
+    [
+        Some(&config.backend),
+        config.migration.as_ref().map(|m| &m.target),
+        config.previous_backend.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|backend| match backend {
+        BackendConfig::Own(OwnStore::Embedded { store }) => Some(store.clone()),
+        _ => None,
+    })
+    .collect()
+}
+
 /// A store's description. An embedded store is named, not opened: opening
 /// one that was deleted (a retired store) would create it again, and
 /// `pouch status` should not open a second store to name it.

@@ -69,7 +69,7 @@ impl IgnoreRules {
 
     /// Also leaves out these folders and everything in them.
     pub fn with_excluded(mut self, excluded: Vec<RelPath>) -> Self {
-        self.excluded = excluded;
+        self.excluded.extend(excluded);
         self
     }
 

@@ -27,6 +27,7 @@ pub mod location;
 pub mod migrate;
 pub mod names;
 pub mod node;
+pub mod own_files;
 pub mod path;
 pub mod plan;
 mod progress;

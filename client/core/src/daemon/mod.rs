@@ -28,6 +28,7 @@ use pouch_protocol::{Event, MigrationStatus, State, Transfer};
 
 use crate::engine::{Engine, SyncLock, SyncOptions};
 use crate::names::is_temp_name;
+use crate::own_files::OwnFiles;
 use crate::progress::{Phase, Progress};
 use crate::{Result, unix_secs};
 
@@ -92,7 +93,7 @@ pub async fn run(
             notify::ErrorKind::MaxFilesWatch,
         )))
     } else {
-        watch_root(root, fs_tx)
+        watch_root(root, engine.own_files().clone(), fs_tx)
     };
     let (watcher, rescan_every) = match watched {
         Ok(watcher) => (Some(watcher), options.rescan_every),
@@ -272,11 +273,16 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
 }
 
 /// Watches `root` recursively; every change (not mere reads) but those
-/// about Pouch's own temp files pokes `tx`.
+/// about Pouch's own temp files and its own files (`own`: its state
+/// database changes at every sync) pokes `tx`.
 fn watch_root(
     root: &Path,
+    own: OwnFiles,
     tx: mpsc::UnboundedSender<()>,
 ) -> Result<notify::RecommendedWatcher, String> {
+    // Events name paths under the root as watched: watch it canonical, as
+    // `own` is.
+    let root = &root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             // Opens and reads (our own scans list every folder) change
@@ -289,10 +295,11 @@ fn watch_root(
                 false
             }
             Ok(event) => event.paths.iter().any(|path| {
-                !path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(is_temp_name)
+                !own.contains(path)
+                    && !path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(is_temp_name)
             }),
             Err(_) => true, // a lost event: better a spare sync
         };

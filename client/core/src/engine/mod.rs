@@ -37,6 +37,7 @@ use crate::ignore_rules::IgnoreRules;
 use crate::local::LocalEntry;
 use crate::location::StoreLocation;
 use crate::node::Node;
+use crate::own_files::OwnFiles;
 use crate::path::RelPath;
 use crate::plan::{Op, plan};
 use crate::progress::Progress;
@@ -67,6 +68,8 @@ pub struct Engine {
     /// Whether the store's history was checked against this device's
     /// (once per engine; its identity is checked before every sync).
     store_checked: bool,
+    /// Pouch's own files, never synced.
+    own: OwnFiles,
 }
 
 /// What one sync may do beyond the usual.
@@ -130,6 +133,7 @@ impl Engine {
             progress,
             state_path: state.to_owned(),
             store_checked: false,
+            own: OwnFiles::default(),
         })
     }
 
@@ -151,6 +155,17 @@ impl Engine {
     /// Forgets a followed move: call once this engine's store is the new one.
     pub fn forget_move(&self) -> Result<()> {
         self.db.delete_meta(MOVED_META)
+    }
+
+    /// Never syncs `own` (Pouch's config, state and stores), even inside
+    /// the root.
+    pub fn skip_own(&mut self, own: OwnFiles) {
+        self.own = own;
+    }
+
+    /// Pouch's own files, which the daemon does not watch either.
+    pub fn own_files(&self) -> &OwnFiles {
+        &self.own
     }
 
     /// The local state's file.
@@ -229,7 +244,9 @@ impl Engine {
     /// `.pouchignore`, the built-in ignores, and this device's excluded
     /// folders.
     fn rules(&self) -> Result<IgnoreRules> {
-        Ok(IgnoreRules::load(&self.root).with_excluded(self.db.excluded()?))
+        Ok(IgnoreRules::load(&self.root)
+            .with_excluded(self.db.excluded()?)
+            .with_excluded(self.own.inside(&self.root)))
     }
 
     /// The one scan-and-plan path: scans the root (reporting what cannot
