@@ -31,7 +31,9 @@ fn a_mass_delete_is_held_back_until_allowed() {
         "{stderr}"
     );
     b.sync();
-    assert_eq!(count(&b), 150, "deletes reached B without being allowed");
+    // The deletes wait; everything else went through.
+    assert_eq!(count(&b), 151, "deletes reached B without being allowed");
+    assert_eq!(std::fs::read(b.path("new.txt")).unwrap(), b"still synced");
 
     let out = a.run(&["sync", "--allow-mass-delete"]);
     assert!(
@@ -47,6 +49,38 @@ fn a_mass_delete_is_held_back_until_allowed() {
     b.sync();
     a.sync();
     assert!(!a.path("f149").exists());
+}
+
+#[test]
+fn deletes_in_small_batches_count_together() {
+    let (_dir, a, b) = pair();
+    for i in 0..150 {
+        std::fs::write(a.path(&format!("f{i:03}")), format!("{i}")).unwrap();
+    }
+    a.sync();
+    b.sync();
+    // A slow `rm -rf`: three batches, each too small to trip the guard.
+    for batch in 0..3 {
+        for i in batch * 40..(batch + 1) * 40 {
+            std::fs::remove_file(a.path(&format!("f{i:03}"))).unwrap();
+        }
+        let out = a.run(&["sync"]);
+        if batch < 2 {
+            assert!(out.status.success(), "batch {batch} was stopped");
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "120 of 150 deleted in minutes went through"
+            );
+            assert!(stderr.contains("120 of 150"), "{stderr}");
+        }
+    }
+    b.sync();
+    assert_eq!(count(&b), 70, "the third batch reached B");
+    a.ok(&["sync", "--allow-mass-delete"]);
+    b.sync();
+    assert_eq!(count(&b), 30);
 }
 
 #[test]

@@ -144,12 +144,11 @@ pub async fn run(
                             .store(false, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
-                Err(crate::Error::MassDelete { .. }) => {
-                    // Ask, don't propagate: pause until the user decides.
-                    shared.paused.send_replace(true);
-                    shared.status.lock().expect("status lock").paused = true;
-                    paused.mark_unchanged();
-                }
+                // Ask, don't propagate: the deletes wait for `pouch resume
+                // --allow-mass-delete` (the error in the status says so);
+                // everything else was synced and keeps syncing, at the next
+                // change rather than on a retry timer.
+                Err(crate::Error::MassDelete { .. }) => {}
                 // The engine is bound to the store the folder left: stop,
                 // and let the restart (systemd's, or the user's) follow the
                 // move with the new store.

@@ -15,30 +15,62 @@ use crate::path::RelPath;
 use crate::plan::Op;
 use crate::progress::Phase;
 use crate::report::{Action, SyncReport};
-use crate::state::{Origin, Tree};
+use crate::state::{LocalState, Origin, Tree};
 use crate::{Error, Result};
 
 impl Engine {
+    /// Pushes `ops`, holding back its deletes when, with the deletes sent
+    /// in the last ten minutes, they would be a mass delete (a slow `rm
+    /// -rf`, a dying disk): everything else is sent, and the sync then
+    /// fails with [`Error::MassDelete`] until the user allows them.
     pub(super) async fn push(
         &mut self,
-        ops: Vec<Op>,
+        mut ops: Vec<Op>,
         options: SyncOptions,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let is_delete = |op: &Op| matches!(op, Op::DeleteRemote { .. });
+        let deletes = ops.iter().filter(|op| is_delete(op)).count();
+        if deletes == 0 {
+            return self.push_ops(ops, local, report).await;
+        }
+        let now = self.clock.unix_secs();
+        let synced = self.db.tree(Tree::Synced)?.len();
+        let mut window = DeleteWindow::load(&self.db, now, synced)?;
+        if options.allow_mass_delete {
+            // The user confirmed: these count, and a new window begins.
+            window = DeleteWindow::fresh(now, synced.saturating_sub(deletes));
+            self.push_ops(ops, local, report).await?;
+            return window.save(&self.db);
+        }
+        if MassDeleteGuard::trips(window.committed + deletes, window.baseline) {
+            ops.retain(|op| !is_delete(op));
+            tracing::warn!(
+                deletes,
+                "holding back a mass delete; syncing everything else"
+            );
+            self.push_ops(ops, local, report).await?;
+            return Err(Error::MassDelete {
+                deletes: window.committed + deletes,
+                total: window.baseline,
+            });
+        }
+        let before = report.deleted_remote;
+        self.push_ops(ops, local, report).await?;
+        window.committed += (report.deleted_remote - before) as usize;
+        window.save(&self.db)
+    }
+
+    /// Uploads what the push operations need and appends one commit.
+    async fn push_ops(
+        &mut self,
+        ops: Vec<Op>,
         local: &BTreeMap<RelPath, LocalEntry>,
         report: &mut SyncReport,
     ) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
-        }
-        let deletes = ops
-            .iter()
-            .filter(|op| matches!(op, Op::DeleteRemote { .. }))
-            .count();
-        let synced = self.db.tree(Tree::Synced)?.len();
-        if !options.allow_mass_delete && MassDeleteGuard::trips(deletes, synced) {
-            return Err(Error::MassDelete {
-                deletes,
-                total: synced,
-            });
         }
         let (files, total) = ops
             .iter()
@@ -198,4 +230,55 @@ struct Outbox {
     queue: Vec<chunk::Chunk>,
     bytes: usize,
     known: HashSet<BlockId>,
+}
+
+/// How long deletes count together for the mass-delete guard.
+const DELETE_WINDOW_SECS: i64 = 600;
+/// The local state's key for the current window.
+const DELETE_WINDOW_META: &str = "delete_window";
+
+/// The deletes sent since a window began, against the size of the synced
+/// tree when it began: deletes that arrive in small batches count
+/// together, against the tree as it stood before they started.
+#[derive(Debug, Clone, Copy)]
+struct DeleteWindow {
+    start: i64,
+    baseline: usize,
+    committed: usize,
+}
+
+impl DeleteWindow {
+    fn fresh(now: i64, baseline: usize) -> Self {
+        Self {
+            start: now,
+            baseline,
+            committed: 0,
+        }
+    }
+
+    /// The window in force at `now`, or a fresh one over `synced` paths.
+    fn load(db: &LocalState, now: i64, synced: usize) -> Result<Self> {
+        let saved = db.meta(DELETE_WINDOW_META)?.and_then(|text| {
+            let mut parts = text.split(' ').map(str::parse::<i64>);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(start)), Some(Ok(baseline)), Some(Ok(committed))) => Some(Self {
+                    start,
+                    baseline: baseline as usize,
+                    committed: committed as usize,
+                }),
+                _ => None,
+            }
+        });
+        Ok(match saved {
+            Some(window) if (0..DELETE_WINDOW_SECS).contains(&(now - window.start)) => window,
+            _ => Self::fresh(now, synced),
+        })
+    }
+
+    fn save(&self, db: &LocalState) -> Result<()> {
+        db.set_meta(
+            DELETE_WINDOW_META,
+            &format!("{} {} {}", self.start, self.baseline, self.committed),
+        )
+    }
 }
