@@ -187,8 +187,7 @@ type Authorized = Extension<EmbeddedBackend>;
 /// Admits a request to the API: checks the namespace's token first, from
 /// the headers alone; then, for a request with a body, reserves its length
 /// in the budget of bodies in flight (waiting while it is taken) before
-/// the body is read; a body declared larger than any accepted is refused
-/// unread.
+/// the body is read.
 async fn admit(State(server): Shared, mut request: Request, next: Next) -> Response {
     let backend = match server.authorize(namespace_of(request.uri().path()), request.headers()) {
         Ok(backend) => backend.clone(),
@@ -200,15 +199,13 @@ async fn admit(State(server): Shared, mut request: Request, next: Next) -> Respo
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY as u64) {
-        return ApiError(Error::InvalidInput(
-            "the request body is larger than the server accepts",
-        ))
-        .into_response();
-    }
+    // A body declared larger than any accepted reserves the most one may
+    // take; the handler refuses it once that much has arrived (answering
+    // before reading it would break the client's pipe mid-upload and hide
+    // the answer from it).
     let reserve = match (has_body, declared) {
         (false, _) => 0,
-        (true, Some(len)) => len as u32,
+        (true, Some(len)) => len.min(MAX_BODY as u64) as u32,
         (true, None) => MAX_BODY as u32,
     };
     let _reserved = match reserve {
