@@ -77,16 +77,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// One scan found a large share of the tree deleted; the deletes were
-    /// not sent. Everything else of the sync still happened.
+    /// Deletes within a few minutes add up to a large share of the tree;
+    /// they were not sent. Everything else of the sync still happened.
     #[error(
-        "{deletes} of {total} synced paths were deleted here at once; not propagating that. \
-         If it is intended, run `pouch sync --allow-mass-delete` (or `pouch resume --allow-mass-delete`)"
+        "{deletes} of {total} synced paths were deleted here within minutes; not propagating \
+         the deletes (everything else was synced). If it is intended, run \
+         `pouch sync --allow-mass-delete` (or `pouch resume --allow-mass-delete`)"
     )]
     MassDelete {
-        /// Deletes the scan found.
+        /// Deletes sent in the window and held back now.
         deletes: usize,
-        /// Paths in the synced tree.
+        /// Paths in the synced tree when the window began.
         total: usize,
     },
 
