@@ -13,7 +13,7 @@ use pouch_core::location::StoreLocation;
 use pouch_core::migrate::{Follow, can_follow, follow_in_config};
 use pouch_core::own_files::OwnFiles;
 use pouch_core::state::LocalState;
-use pouch_core::{Engine, SyncOptions, SyncReport, SystemClock};
+use pouch_core::{Engine, SyncLock, SyncOptions, SyncReport, SystemClock};
 
 use crate::store;
 
@@ -147,11 +147,26 @@ async fn follow_move(
     Ok(())
 }
 
-/// One sync, following a move it finds (at most a few, for safety).
+/// The folder's sync lock: one sync per folder at a time. Waits, saying
+/// so, while another `pouch sync` or the daemon syncs it.
+pub async fn sync_lock(config: &Config) -> anyhow::Result<SyncLock> {
+    if let Some(lock) = SyncLock::try_acquire(&config.state)? {
+        return Ok(lock);
+    }
+    tell!(
+        "another sync of {} is running (a `pouch sync` or the daemon); waiting for it to finish",
+        config.root.display()
+    );
+    Ok(SyncLock::acquire(&config.state).await?)
+}
+
+/// One sync, following a move it finds (at most a few, for safety), under
+/// the folder's sync lock.
 pub async fn sync_following(
     config_path: &Path,
     options: SyncOptions,
 ) -> anyhow::Result<(Config, SyncReport)> {
+    let _lock = sync_lock(&Config::load(config_path)?).await?;
     for _ in 0..3 {
         let mut session = Session::open_following(config_path).await?;
         match session.engine.sync_with(options).await {

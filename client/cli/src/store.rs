@@ -12,6 +12,7 @@ use pouch_backend_own::{EmbeddedBackend, RemoteBackend};
 use pouch_backend_s3::{S3Backend, S3Config};
 use pouch_config::{BackendConfig, Config, OwnStore};
 use pouch_core::dual::{Dual, DualStats};
+use pouch_core::location::{S3Location, StoreLocation};
 
 use crate::cli::{BackendKind, StoreArgs};
 
@@ -90,7 +91,16 @@ impl Target {
                 namespace,
                 token,
             }),
-            Target::S3(s3) => BackendConfig::S3(s3_table(&s3)),
+            // The settings the user chose, not the defaults (so later
+            // defaults apply), and never credentials: what names the store.
+            Target::S3(s3) => StoreLocation::S3(S3Location {
+                bucket: s3.bucket,
+                prefix: s3.prefix,
+                region: s3.region,
+                endpoint: s3.endpoint,
+                path_style: s3.path_style,
+            })
+            .to_config(),
         })
     }
 
@@ -152,24 +162,6 @@ fn refuse_userinfo(url: &str, flag: &str) -> anyhow::Result<()> {
 /// `path`, absolute.
 pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
-}
-
-/// The config table of an S3 backend: the settings the user chose, not
-/// the defaults (so later defaults apply) and never credentials.
-fn s3_table(s3: &S3Config) -> toml::Table {
-    let mut table = toml::Table::new();
-    table.insert("bucket".into(), s3.bucket.clone().into());
-    if !s3.prefix.is_empty() {
-        table.insert("prefix".into(), s3.prefix.clone().into());
-    }
-    if let Some(region) = &s3.region {
-        table.insert("region".into(), region.clone().into());
-    }
-    if let Some(endpoint) = &s3.endpoint {
-        table.insert("endpoint".into(), endpoint.clone().into());
-    }
-    table.insert("path_style".into(), s3.path_style.into());
-    table
 }
 
 fn s3_config(table: &toml::Table) -> anyhow::Result<S3Config> {

@@ -61,6 +61,7 @@ pub(super) async fn restore(
     say!("restored {path} from rev {}", revision.seq);
     // A running daemon sees the file appear and syncs it; otherwise sync now.
     if !daemon_runs(&config).await {
+        let _lock = crate::session::sync_lock(&config).await?;
         let report = engine
             .sync_once()
             .await

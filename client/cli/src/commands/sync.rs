@@ -3,37 +3,17 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use pouch_core::SyncOptions;
 use pouch_core::state::Tree;
-use pouch_core::{SyncLock, SyncOptions};
 
 use crate::session::{Session, sync_following};
-
-/// One sync, and only one per folder: waits (saying so) while another
-/// `pouch sync` or the daemon syncs it.
-async fn locked_sync(
-    config_path: &Path,
-    options: SyncOptions,
-) -> anyhow::Result<(pouch_config::Config, pouch_core::SyncReport)> {
-    let config = pouch_config::Config::load(config_path)?;
-    let _lock = match SyncLock::try_acquire(&config.state)? {
-        Some(lock) => lock,
-        None => {
-            tell!(
-                "another sync of {} is running (a `pouch sync` or the daemon); waiting for it to finish",
-                config.root.display()
-            );
-            SyncLock::acquire(&config.state).await?
-        }
-    };
-    sync_following(config_path, options).await
-}
 
 pub(super) async fn sync(
     config_path: &Path,
     json: bool,
     allow_mass_delete: bool,
 ) -> anyhow::Result<ExitCode> {
-    let synced = locked_sync(config_path, SyncOptions { allow_mass_delete }).await;
+    let synced = sync_following(config_path, SyncOptions { allow_mass_delete }).await;
     let (config, report) = match synced {
         Ok(done) => done,
         // A script reading `--json` gets an object on failure too.

@@ -1,6 +1,6 @@
 //! The engine: one full sync in both directions.
 //!
-//! 1. **Pull** ([`pull`](self)): fold new journal entries into the Remote
+//! 1. **Pull** (`pull`): fold new journal entries into the Remote
 //!    tree; every path is validated first, and a refused one never reaches
 //!    the disk.
 //! 2. **Apply** (`apply`, `download`): scan, plan, and run the operations
