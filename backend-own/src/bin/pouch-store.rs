@@ -35,14 +35,25 @@ enum Command {
     },
     /// Read back every stored block and check its hash.
     Verify {
-        /// Data folder.
+        /// Data folder of a server, or one store's folder (an embedded
+        /// store's too).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+    /// Rebuild each store's index (blocks, journal, snapshot) from its
+    /// volume files alone, keeping the old index aside. For a damaged
+    /// index; a missing one is rebuilt by itself when the store is opened.
+    /// Stop the server (and any Pouch syncing an embedded store) first.
+    Rebuild {
+        /// Data folder of a server, or one store's folder (an embedded
+        /// store's too).
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
     },
     /// Rewrite volumes whose dead share passes a threshold, giving the
     /// space back. Safe while a server runs on the same folder.
     Compact {
-        /// Data folder.
+        /// Data folder of a server, or one store's folder.
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
         /// Compact volumes at least this share dead (0..=1).
@@ -51,7 +62,7 @@ enum Command {
     },
     /// Print each namespace's figures.
     Stats {
-        /// Data folder.
+        /// Data folder of a server, or one store's folder.
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
     },
@@ -78,6 +89,7 @@ fn main() -> ExitCode {
             listen,
         } => serve(config, data, listen),
         Command::Verify { data } => verify(&data),
+        Command::Rebuild { data } => rebuild(&data),
         Command::Compact { data, threshold } => compact(&data, threshold),
         Command::Stats { data } => stats(&data),
         Command::GenerateAssets { dir } => generate_assets(&dir),
@@ -145,29 +157,79 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The namespace stores under a data folder.
-fn stores(data: &Path) -> anyhow::Result<Vec<(String, Store)>> {
+/// The store folders at `data`: `data` itself if it is one (an embedded
+/// store, or one namespace's folder), else the namespace folders under it,
+/// each named.
+fn store_dirs(data: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let is_store = |dir: &Path| {
+        dir.join("index.sqlite").is_file()
+            || dir.join("identity").is_file()
+            || dir.join("volumes").is_dir()
+    };
+    if is_store(data) {
+        let name = data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| data.display().to_string());
+        return Ok(vec![(name, data.to_owned())]);
+    }
     let mut out = Vec::new();
     let listing =
         std::fs::read_dir(data).with_context(|| format!("cannot list {}", data.display()))?;
     for entry in listing {
         let path = entry?.path();
-        if path.join("index.sqlite").is_file() {
+        if is_store(&path) {
             let name = path
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            let store = Store::open(&path, StoreOptions::default())
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            out.push((name, store));
+            out.push((name, path));
         }
     }
     if out.is_empty() {
-        bail!("no stores under {}", data.display());
+        bail!("no stores at {}", data.display());
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort();
     Ok(out)
+}
+
+/// The stores at `data` (see [`store_dirs`]), opened.
+fn stores(data: &Path) -> anyhow::Result<Vec<(String, Store)>> {
+    store_dirs(data)?
+        .into_iter()
+        .map(|(name, path)| {
+            let store = Store::open(&path, StoreOptions::default())
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Ok((name, store))
+        })
+        .collect()
+}
+
+fn rebuild(data: &Path) -> anyhow::Result<ExitCode> {
+    for (name, path) in store_dirs(data)? {
+        let report =
+            Store::rebuild(&path).with_context(|| format!("cannot rebuild {}", path.display()))?;
+        println!(
+            "{name}: rebuilt from {} volumes: {} blocks, {} journal entries, snapshot {}",
+            report.volumes,
+            report.blocks,
+            report.journal_entries,
+            report
+                .snapshot_seq
+                .map_or("none".to_owned(), |seq| format!("at entry {seq}")),
+        );
+        if report.damaged_records > 0 || report.unreadable_bytes > 0 {
+            println!(
+                "  left out {} damaged records and {} unreadable bytes: devices that still have those blocks upload them again at their next sync",
+                report.damaged_records, report.unreadable_bytes
+            );
+        }
+        if let Some(old) = report.old_index {
+            println!("  the old index was moved to {}", old.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(data: &Path) -> anyhow::Result<ExitCode> {

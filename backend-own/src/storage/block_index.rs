@@ -3,11 +3,13 @@
 //! crash recovery) is one function here, so the write path reads as steps
 //! and the schema's users are in one place.
 
-use pouch_backend::{BlockId, Result};
+use bytes::Bytes;
+use pouch_backend::{BlockId, Result, Seq};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::index::{bump, db_error};
-use super::volume::{RECORD_HEADER_LEN, RecordHeader, RecordKind};
+use super::volume::{RECORD_HEADER_LEN, RecordHeader, RecordKind, parse_meta};
+use super::writer::Placed;
 
 /// Whether block `id` is indexed.
 pub(super) fn is_stored(conn: &Connection, id: &BlockId) -> Result<bool> {
@@ -160,14 +162,22 @@ pub(super) fn index_recovered(
     conn: &mut Connection,
     volume: u64,
     new_len: u64,
-    records: &[(RecordHeader, u64)],
+    records: &[(RecordHeader, u64, Bytes)],
     cut: bool,
 ) -> Result<()> {
     let context = "recovering a volume's tail";
     let tx = immediate(conn, context)?;
     let mut garbage = 0u64;
-    for (header, at) in records {
+    for (header, at, payload) in records {
         match header.kind {
+            RecordKind::Journal | RecordKind::Snapshot => {
+                let (seq, data) = parse_meta(header, payload).expect("verified by the caller");
+                if !index_recovered_meta(&tx, header.kind, seq, &data, volume, *at)
+                    .map_err(db_error(context))?
+                {
+                    garbage += header.record_len();
+                }
+            }
             RecordKind::Block => {
                 let added = tx
                     .execute(
@@ -207,4 +217,185 @@ pub(super) fn index_recovered(
     bump(&tx, "torn_tails_cut", u64::from(cut)).map_err(db_error(context))?;
     bump(&tx, "records_recovered", records.len() as u64).map_err(db_error(context))?;
     tx.commit().map_err(db_error(context))
+}
+
+/// Indexes a journal entry or snapshot found in a volume's tail: the
+/// record an older store's row was being written to (the row gets its
+/// place), or the next journal entry, whose writer died before its commit
+/// (never acknowledged, so keeping it is as right as dropping it). Returns
+/// false when the record is not needed.
+fn index_recovered_meta(
+    tx: &Transaction<'_>,
+    kind: RecordKind,
+    seq: u64,
+    data: &[u8],
+    volume: u64,
+    at: u64,
+) -> rusqlite::Result<bool> {
+    let placed = match kind {
+        RecordKind::Journal => tx.execute(
+            "UPDATE journal SET volume = ?2, offset = ?3 WHERE seq = ?1 AND volume IS NULL AND data = ?4",
+            params![seq as i64, volume as i64, at as i64, data],
+        )?,
+        _ => tx.execute(
+            "UPDATE snapshot SET volume = ?2, offset = ?3 WHERE id = 1 AND seq = ?1 AND volume IS NULL AND data = ?4",
+            params![seq as i64, volume as i64, at as i64, data],
+        )?,
+    };
+    if placed > 0 {
+        return Ok(true);
+    }
+    if kind != RecordKind::Journal {
+        return Ok(false);
+    }
+    let added = tx.execute(
+        "INSERT INTO journal (seq, data, volume, offset)
+         SELECT ?1, ?2, ?3, ?4 WHERE ?1 = (SELECT COALESCE(MAX(seq), 0) + 1 FROM journal)",
+        params![seq as i64, data, volume as i64, at as i64],
+    )?;
+    Ok(added > 0)
+}
+
+/// The journal's last entry, `Seq::ZERO` when empty.
+pub(super) fn journal_head(conn: &Connection) -> Result<Seq> {
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(|head| Seq(head as u64))
+    .map_err(db_error("reading the journal head"))
+}
+
+/// Indexes journal entry `seq`, whose record landed at `placed`.
+pub(super) fn index_journal_entry(
+    conn: &mut Connection,
+    seq: Seq,
+    data: &[u8],
+    placed: Placed,
+) -> Result<()> {
+    let context = "appending to the journal";
+    let tx = immediate(conn, context)?;
+    tx.execute(
+        "INSERT INTO journal (seq, data, volume, offset) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            seq.0 as i64,
+            data,
+            placed.volume as i64,
+            placed.offset as i64
+        ],
+    )
+    .map_err(db_error(context))?;
+    grow_volume(&tx, placed).map_err(db_error(context))?;
+    tx.commit().map_err(db_error(context))
+}
+
+/// Makes the snapshot whose record landed at `placed` the store's; the
+/// previous one's record becomes garbage.
+pub(super) fn index_snapshot(
+    conn: &mut Connection,
+    seq: Seq,
+    data: &[u8],
+    placed: Placed,
+) -> Result<()> {
+    let context = "storing the snapshot";
+    let tx = immediate(conn, context)?;
+    let old: Option<(Option<i64>, i64)> = tx
+        .query_row(
+            "SELECT volume, length(data) FROM snapshot WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(db_error(context))?;
+    if let Some((Some(volume), len)) = old {
+        tx.execute(
+            "UPDATE volumes SET garbage = garbage + ?2 WHERE id = ?1",
+            params![volume, meta_record_len(len as u64) as i64],
+        )
+        .map_err(db_error(context))?;
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO snapshot (id, seq, data, volume, offset) VALUES (1, ?1, ?2, ?3, ?4)",
+        params![
+            seq.0 as i64,
+            data,
+            placed.volume as i64,
+            placed.offset as i64
+        ],
+    )
+    .map_err(db_error(context))?;
+    grow_volume(&tx, placed).map_err(db_error(context))?;
+    tx.commit().map_err(db_error(context))
+}
+
+/// Journal entries and the snapshot an older store kept only in its index,
+/// as `(kind, seq, bytes)`, oldest first.
+pub(super) fn unplaced_meta(conn: &Connection) -> Result<Vec<(RecordKind, u64, Vec<u8>)>> {
+    let context = "finding journal entries to write into the volumes";
+    let mut out = Vec::new();
+    let mut stmt = conn
+        .prepare("SELECT seq, data FROM journal WHERE volume IS NULL ORDER BY seq")
+        .map_err(db_error(context))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                RecordKind::Journal,
+                row.get::<_, i64>(0)? as u64,
+                row.get::<_, Vec<u8>>(1)?,
+            ))
+        })
+        .map_err(db_error(context))?;
+    for row in rows {
+        out.push(row.map_err(db_error(context))?);
+    }
+    let snapshot = conn
+        .query_row(
+            "SELECT seq, data FROM snapshot WHERE id = 1 AND volume IS NULL",
+            [],
+            |row| {
+                Ok((
+                    RecordKind::Snapshot,
+                    row.get::<_, i64>(0)? as u64,
+                    row.get::<_, Vec<u8>>(1)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(db_error(context))?;
+    out.extend(snapshot);
+    Ok(out)
+}
+
+/// Records where [`unplaced_meta`]'s records landed.
+pub(super) fn place_meta(
+    conn: &mut Connection,
+    placed: &[(RecordKind, u64, Placed)],
+) -> Result<()> {
+    let context = "recording journal entries written into the volumes";
+    let tx = immediate(conn, context)?;
+    for (kind, seq, at) in placed {
+        let sql = match kind {
+            RecordKind::Journal => "UPDATE journal SET volume = ?2, offset = ?3 WHERE seq = ?1",
+            _ => "UPDATE snapshot SET volume = ?2, offset = ?3 WHERE id = 1 AND seq = ?1",
+        };
+        tx.execute(
+            sql,
+            params![*seq as i64, at.volume as i64, at.offset as i64],
+        )
+        .map_err(db_error(context))?;
+        grow_volume(&tx, *at).map_err(db_error(context))?;
+    }
+    tx.commit().map_err(db_error(context))
+}
+
+/// The length of a journal entry's or snapshot's record with `len` bytes.
+pub(super) fn meta_record_len(len: u64) -> u64 {
+    RECORD_HEADER_LEN + 8 + len
+}
+
+fn grow_volume(tx: &Transaction<'_>, placed: Placed) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE volumes SET length = MAX(length, ?2) WHERE id = ?1",
+        params![placed.volume as i64, placed.end as i64],
+    )
+    .map(drop)
 }

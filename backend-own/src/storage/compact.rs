@@ -1,7 +1,7 @@
 //! Compaction: volumes whose dead bytes pass a threshold are rewritten —
-//! their live blocks copied (verified) to the active volume, the index
-//! moved in one transaction — and then deleted, so the disk space really
-//! comes back.
+//! their live records (blocks, journal entries, the snapshot) copied,
+//! verified, to the active volume, the index moved in one transaction —
+//! and then deleted, so the disk space really comes back.
 //!
 //! Crash safety: copies become visible only with the index commit; a crash
 //! before it leaves copies that the next writer's tail recovery counts as
@@ -11,14 +11,18 @@
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
 
-use pouch_backend::{Block, BlockId, Error, Result};
-use rusqlite::{TransactionBehavior, params};
+use bytes::Bytes;
+use pouch_backend::{BlockId, Error, Result};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use super::block_index::meta_record_len;
 use super::index::db_error;
 use super::lifecycle::active_file;
-use super::volume::{RECORD_HEADER_LEN, VOLUME_HEADER_LEN, push_block_record};
+use super::volume::{
+    RECORD_HEADER_LEN, RecordHeader, RecordKind, VOLUME_HEADER_LEN, payload_is_intact, read_record,
+};
 use super::writer::Flock;
-use super::{Location, Store, fsync_dir, located_block};
+use super::{Store, fsync_dir, located_block};
 
 /// What one compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,21 +65,21 @@ impl Store {
                 // The active volume cannot be deleted: start a new one.
                 active = self.roll(&mut writer.active, &mut conn, &active)?;
             }
-            let live: Vec<(BlockId, Location)> = self.live_blocks(&conn, volume)?;
-            let mut blocks = Vec::with_capacity(live.len());
+            let live = live_records(&conn, volume)?;
+            let mut records = Vec::with_capacity(live.len());
             let mut corrupt = false;
-            for (id, loc) in &live {
-                match self
-                    .read_block_at(*id, *loc)
-                    .and_then(|b| b.verify().map(|()| b))
-                {
-                    Ok(block) => blocks.push(block),
-                    Err(Error::Corrupt { .. }) => {
-                        tracing::error!(volume, block = %id, "not compacting a volume with a corrupt block");
+            for record in &live {
+                match self.read_live(volume, record)? {
+                    Some(read) => records.push(read),
+                    None => {
+                        tracing::error!(
+                            volume,
+                            offset = record.offset,
+                            "not compacting a volume with a corrupt record"
+                        );
                         corrupt = true;
                         break;
                     }
-                    Err(e) => return Err(e),
                 }
             }
             if corrupt {
@@ -84,12 +88,12 @@ impl Store {
             }
             // Copy in pieces that fit the active volume, each made durable
             // before the index moves to it.
-            let mut moved = Vec::with_capacity(blocks.len());
-            let mut piece: Vec<&Block> = Vec::new();
+            let mut moved: Vec<(u64, u64, u64)> = Vec::with_capacity(records.len());
+            let mut piece: Vec<&(RecordHeader, Bytes)> = Vec::new();
             let mut piece_len = 0u64;
-            for block in &blocks {
-                let record = RECORD_HEADER_LEN + block.payload().len() as u64;
-                if active.len + piece_len + record > self.options.volume_size
+            for record in &records {
+                let len = record.0.record_len();
+                if active.len + piece_len + len > self.options.volume_size
                     && active.len + piece_len > VOLUME_HEADER_LEN
                 {
                     moved.extend(self.copy_records(&writer.active, &mut active, &piece)?);
@@ -97,74 +101,92 @@ impl Store {
                     piece_len = 0;
                     active = self.roll(&mut writer.active, &mut conn, &active)?;
                 }
-                piece.push(block);
-                piece_len += record;
+                piece.push(record);
+                piece_len += len;
             }
             moved.extend(self.copy_records(&writer.active, &mut active, &piece)?);
 
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_error("moving compacted blocks"))?;
-            for (id, new_volume, offset) in &moved {
-                tx.execute(
-                    "UPDATE blocks SET volume = ?2, offset = ?3 WHERE id = ?1",
-                    params![id.as_bytes(), *new_volume as i64, *offset as i64],
-                )
-                .map_err(db_error("moving compacted blocks"))?;
-            }
-            for (new_volume, end) in ends(&moved, &blocks) {
+                .map_err(db_error("moving compacted records"))?;
+            for (record, (new_volume, offset, end)) in live.iter().zip(&moved) {
+                let (sql, key) = match record.what {
+                    Live::Block(id) => (
+                        "UPDATE blocks SET volume = ?2, offset = ?3 WHERE id = ?1",
+                        rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
+                    ),
+                    Live::Journal(seq) => (
+                        "UPDATE journal SET volume = ?2, offset = ?3 WHERE seq = ?1",
+                        rusqlite::types::Value::Integer(seq as i64),
+                    ),
+                    Live::Snapshot => (
+                        "UPDATE snapshot SET volume = ?2, offset = ?3 WHERE id = ?1",
+                        rusqlite::types::Value::Integer(1),
+                    ),
+                };
+                tx.execute(sql, params![key, *new_volume as i64, *offset as i64])
+                    .map_err(db_error("moving compacted records"))?;
                 tx.execute(
                     "UPDATE volumes SET length = MAX(length, ?2) WHERE id = ?1",
-                    params![new_volume as i64, end as i64],
+                    params![*new_volume as i64, *end as i64],
                 )
-                .map_err(db_error("moving compacted blocks"))?;
+                .map_err(db_error("moving compacted records"))?;
             }
             tx.execute("DELETE FROM volumes WHERE id = ?1", [volume as i64])
-                .map_err(db_error("moving compacted blocks"))?;
-            tx.commit().map_err(db_error("moving compacted blocks"))?;
+                .map_err(db_error("moving compacted records"))?;
+            tx.commit().map_err(db_error("moving compacted records"))?;
 
             self.delete_volume_file(volume)?;
             report.volumes += 1;
-            report.blocks_moved += moved.len() as u64;
+            report.blocks_moved += live
+                .iter()
+                .filter(|r| matches!(r.what, Live::Block(_)))
+                .count() as u64;
             report.bytes_reclaimed += length;
-            tracing::info!(volume, blocks = moved.len(), "compacted a volume");
+            tracing::info!(volume, records = moved.len(), "compacted a volume");
         }
         Ok(report)
     }
 
-    fn live_blocks(
-        &self,
-        conn: &rusqlite::Connection,
-        volume: u64,
-    ) -> Result<Vec<(BlockId, Location)>> {
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, volume, offset, length FROM blocks WHERE volume = ?1 ORDER BY offset",
-            )
-            .map_err(db_error("listing a volume's blocks"))?;
-        stmt.query_map([volume as i64], located_block)
-            .and_then(|rows| rows.collect())
-            .map_err(db_error("listing a volume's blocks"))
+    /// Reads a live record of `volume`, `None` if it is damaged.
+    fn read_live(&self, volume: u64, record: &LiveRecord) -> Result<Option<(RecordHeader, Bytes)>> {
+        let file = self.reader(volume)?;
+        let read = match read_record(&file, record.offset, record.offset + record.len) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+            Err(e) => return Err(Error::io("reading a volume")(e)),
+        };
+        Ok(read.filter(|(header, payload)| {
+            let right = match record.what {
+                Live::Block(id) => header.kind == RecordKind::Block && header.id == id,
+                Live::Journal(_) => header.kind == RecordKind::Journal,
+                Live::Snapshot => header.kind == RecordKind::Snapshot,
+            };
+            right && payload_is_intact(header, payload)
+        }))
     }
 
-    /// Appends records for `blocks` to the active volume and fsyncs;
-    /// returns where each landed. The index is not touched.
+    /// Appends `records` to the active volume and fsyncs; returns where
+    /// each landed (volume, offset, end). The index is not touched.
     fn copy_records(
         &self,
         handle: &Option<(u64, std::fs::File)>,
         active: &mut super::writer::Active,
-        blocks: &[&Block],
-    ) -> Result<Vec<(BlockId, u64, u64)>> {
-        if blocks.is_empty() {
+        records: &[&(RecordHeader, Bytes)],
+    ) -> Result<Vec<(u64, u64, u64)>> {
+        if records.is_empty() {
             return Ok(Vec::new());
         }
         let file = active_file(handle, active.id);
         let mut buf = Vec::new();
-        let mut placed = Vec::with_capacity(blocks.len());
+        let mut placed = Vec::with_capacity(records.len());
         let mut offset = active.len;
-        for block in blocks {
-            placed.push((block.id(), active.id, offset));
-            offset += push_block_record(&mut buf, block);
+        for (header, payload) in records {
+            buf.extend_from_slice(&header.encode());
+            buf.extend_from_slice(payload);
+            let end = offset + header.record_len();
+            placed.push((active.id, offset, end));
+            offset = end;
         }
         file.write_all_at(&buf, active.len)
             .map_err(Error::io("writing a volume"))?;
@@ -228,15 +250,70 @@ impl Store {
     }
 }
 
-/// The end offset of the moved records in each volume they landed in.
-fn ends(moved: &[(BlockId, u64, u64)], blocks: &[Block]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for ((_, volume, offset), block) in moved.iter().zip(blocks) {
-        let end = offset + RECORD_HEADER_LEN + block.payload().len() as u64;
-        match out.iter_mut().find(|(v, _)| v == volume) {
-            Some((_, e)) => *e = (*e).max(end),
-            None => out.push((*volume, end)),
-        }
-    }
-    out
+/// What a live record of a volume is.
+#[derive(Debug, Clone, Copy)]
+enum Live {
+    Block(BlockId),
+    Journal(u64),
+    Snapshot,
+}
+
+/// A record the index still names: what it is, where, and how long.
+#[derive(Debug, Clone, Copy)]
+struct LiveRecord {
+    what: Live,
+    offset: u64,
+    len: u64,
+}
+
+/// Every record of `volume` the index names (blocks, journal entries, the
+/// snapshot), in file order.
+fn live_records(conn: &rusqlite::Connection, volume: u64) -> Result<Vec<LiveRecord>> {
+    let context = "listing a volume's records";
+    let mut out: Vec<LiveRecord> = {
+        let mut stmt = conn
+            .prepare("SELECT id, volume, offset, length FROM blocks WHERE volume = ?1")
+            .map_err(db_error(context))?;
+        stmt.query_map([volume as i64], located_block)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db_error(context))?
+            .into_iter()
+            .map(|(id, loc)| LiveRecord {
+                what: Live::Block(id),
+                offset: loc.offset,
+                len: RECORD_HEADER_LEN + loc.payload_len,
+            })
+            .collect()
+    };
+    let mut stmt = conn
+        .prepare("SELECT seq, offset, length(data) FROM journal WHERE volume = ?1")
+        .map_err(db_error(context))?;
+    let entries = stmt
+        .query_map([volume as i64], |row| {
+            Ok(LiveRecord {
+                what: Live::Journal(row.get::<_, i64>(0)? as u64),
+                offset: row.get::<_, i64>(1)? as u64,
+                len: meta_record_len(row.get::<_, i64>(2)? as u64),
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(db_error(context))?;
+    out.extend(entries);
+    let snapshot = conn
+        .query_row(
+            "SELECT offset, length(data) FROM snapshot WHERE id = 1 AND volume = ?1",
+            [volume as i64],
+            |row| {
+                Ok(LiveRecord {
+                    what: Live::Snapshot,
+                    offset: row.get::<_, i64>(0)? as u64,
+                    len: meta_record_len(row.get::<_, i64>(1)? as u64),
+                })
+            },
+        )
+        .optional()
+        .map_err(db_error(context))?;
+    out.extend(snapshot);
+    out.sort_by_key(|r| r.offset);
+    Ok(out)
 }

@@ -1,5 +1,6 @@
 //! The store's SQLite database: the block index, the volume table, the
-//! journal, the snapshot and the counters.
+//! journal, the snapshot and the counters. Everything in it but the
+//! counters is also in the volumes, so it can be rebuilt from them.
 //!
 //! SQLite in WAL mode is what lets several processes share one store folder:
 //! readers never block, writers serialise on its lock, and a journal append
@@ -45,6 +46,14 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 1 -> 2: where each journal entry's and the snapshot's record sits in
+    // the volumes (NULL until an older store's rows are written there at
+    // open), so that compaction carries them and a rebuild finds them.
+    "ALTER TABLE journal ADD COLUMN volume INTEGER;
+    ALTER TABLE journal ADD COLUMN offset INTEGER;
+    CREATE INDEX journal_by_volume ON journal (volume);
+    ALTER TABLE snapshot ADD COLUMN volume INTEGER;
+    ALTER TABLE snapshot ADD COLUMN offset INTEGER;",
 ];
 
 /// How long a writer waits for another process's transaction before giving

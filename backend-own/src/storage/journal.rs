@@ -1,13 +1,17 @@
-//! The namespace journal and its snapshot, kept in the store's index
-//! database: an append is one transaction whose primary key makes it
-//! create-only across threads and processes.
+//! The namespace journal and its snapshot. Each entry and each snapshot is
+//! a record in the volumes (so the volumes alone hold the whole store; see
+//! `rebuild`) and a row in the index, which is what reads use. An append
+//! holds the writer lock, so checking the head and writing the next entry
+//! are one step across threads and processes: appends are create-only.
 
 use bytes::Bytes;
 use pouch_backend::{Error, JournalEntry, Result, Seq, Snapshot};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::Store;
 use super::index::db_error;
+use super::volume::RecordKind;
+use super::writer::Flock;
+use super::{Store, block_index};
 
 impl Store {
     /// Appends entry `seq`; see [`pouch_backend::Backend::append`].
@@ -15,27 +19,29 @@ impl Store {
         if seq == Seq::ZERO {
             return Err(Error::InvalidInput("journal entries are numbered from 1"));
         }
-        let mut conn = self.pool.get()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_error("appending to the journal"))?;
-        let head = Seq(tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map_err(db_error("appending to the journal"))? as u64);
-        if seq <= head {
-            return Err(Error::SlotTaken(seq));
+        {
+            let mut writer = self.writer.lock().expect("writer lock");
+            let writer = &mut *writer;
+            let _flock = Flock::acquire(&writer.lock_file)?;
+            let mut conn = self.pool.get()?;
+            // After the tail check, which may have indexed an entry a
+            // writer that died left behind.
+            let active = self.prepare_active(&mut writer.active, &mut conn)?;
+            let head = block_index::journal_head(&conn)?;
+            if seq <= head {
+                return Err(Error::SlotTaken(seq));
+            }
+            if seq != head.next() {
+                return Err(Error::Gap { seq, head });
+            }
+            let placed = self.write_meta_records(
+                &mut writer.active,
+                &mut conn,
+                active,
+                &[(RecordKind::Journal, seq.0, data)],
+            )?;
+            block_index::index_journal_entry(&mut conn, seq, data, placed[0])?;
         }
-        if seq != head.next() {
-            return Err(Error::Gap { seq, head });
-        }
-        tx.execute(
-            "INSERT INTO journal (seq, data) VALUES (?1, ?2)",
-            params![seq.0 as i64, data],
-        )
-        .map_err(db_error("appending to the journal"))?;
-        tx.commit().map_err(db_error("appending to the journal"))?;
         self.head.send_if_modified(|known| {
             let newer = seq > *known;
             if newer {
@@ -69,24 +75,23 @@ impl Store {
 
     /// The last entry's number, `Seq::ZERO` for an empty journal.
     pub fn journal_head(&self) -> Result<Seq> {
-        let conn = self.pool.get()?;
-        let head = conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map_err(db_error("reading the journal head"))?;
-        Ok(Seq(head as u64))
+        block_index::journal_head(&*self.pool.get()?)
     }
 
     /// Replaces the snapshot.
     pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
-        let conn = self.pool.get()?;
-        conn.execute(
-            "INSERT OR REPLACE INTO snapshot (id, seq, data) VALUES (1, ?1, ?2)",
-            params![snapshot.seq.0 as i64, &snapshot.data[..]],
-        )
-        .map_err(db_error("storing the snapshot"))?;
-        Ok(())
+        let mut writer = self.writer.lock().expect("writer lock");
+        let writer = &mut *writer;
+        let _flock = Flock::acquire(&writer.lock_file)?;
+        let mut conn = self.pool.get()?;
+        let active = self.prepare_active(&mut writer.active, &mut conn)?;
+        let placed = self.write_meta_records(
+            &mut writer.active,
+            &mut conn,
+            active,
+            &[(RecordKind::Snapshot, snapshot.seq.0, &snapshot.data)],
+        )?;
+        block_index::index_snapshot(&mut conn, snapshot.seq, &snapshot.data, placed[0])
     }
 
     /// The snapshot, if one was put.

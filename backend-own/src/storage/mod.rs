@@ -1,10 +1,15 @@
 //! The block store on a local folder: volumes, their index, the journal.
 //!
 //! ```text
+//! STORE/identity         the store's id (see `identity`)
 //! STORE/index.sqlite     block index, volume table, journal, snapshot, counters
 //! STORE/lock             advisory lock that serialises writers across processes
-//! STORE/volumes/N.vol    append-only volume files (see `volume`)
+//! STORE/volumes/N.vol    append-only volume files (see `volume`): blocks,
+//!                        deletes, journal entries and snapshots
 //! ```
+//!
+//! The volumes hold everything; the index is a copy for fast lookups and is
+//! rebuilt from them when it is lost (see `rebuild`).
 //!
 //! The same [`Store`] is opened in-process by the embedded backend and
 //! (in its own issue) served over HTTP by `pouch-store`. Any number of
@@ -19,6 +24,7 @@ mod identity;
 mod index;
 mod journal;
 mod lifecycle;
+mod rebuild;
 mod recovery;
 mod scrub;
 mod volume;
@@ -36,6 +42,7 @@ use tokio::sync::watch;
 
 pub use compact::CompactReport;
 pub(crate) use identity::identity_path;
+pub use rebuild::RebuildReport;
 pub use scrub::ScrubStep;
 pub use volume::FORMAT_VERSION;
 use volume::{RECORD_HEADER_LEN, RecordKind, check_volume_header, read_record};
@@ -134,7 +141,6 @@ impl Store {
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self> {
         std::fs::create_dir_all(dir.join("volumes"))
             .map_err(Error::io("creating the store folder"))?;
-        let pool = index::Pool::open(&dir.join("index.sqlite"))?;
         let lock_file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -142,6 +148,17 @@ impl Store {
             .truncate(false)
             .open(dir.join("lock"))
             .map_err(Error::io("opening the store's lock file"))?;
+        let index = dir.join(rebuild::INDEX_FILE);
+        if !index.exists() && rebuild::has_volumes(dir)? {
+            let _flock = writer::Flock::acquire(&lock_file)?;
+            // Another process may have rebuilt it while this one waited.
+            if !index.exists() {
+                tracing::warn!(store = %dir.display(), "the store's index is missing: rebuilding it from the volumes");
+                let report = rebuild::rebuild_index(dir)?;
+                tracing::info!(?report, "rebuilt the store's index");
+            }
+        }
+        let pool = index::Pool::open(&index)?;
         let store = Self {
             dir: dir.to_owned(),
             options,
@@ -158,6 +175,24 @@ impl Store {
         let head = store.journal_head()?;
         store.head.send_replace(head);
         Ok(store)
+    }
+
+    /// Rebuilds the index of the store in `dir` from its volumes alone,
+    /// moving the current index (if any) aside; for an index that is
+    /// damaged. No other process may have the store open meanwhile.
+    pub fn rebuild(dir: &Path) -> Result<RebuildReport> {
+        if !rebuild::has_volumes(dir)? {
+            return Err(Error::Format {
+                what: format!("{} holds no volume files to rebuild from", dir.display()),
+            });
+        }
+        let lock_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(Error::io("opening the store's lock file"))?;
+        let _flock = writer::Flock::acquire(&lock_file)?;
+        rebuild::rebuild_index(dir)
     }
 
     /// The folder the store lives in.

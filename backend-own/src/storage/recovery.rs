@@ -4,10 +4,11 @@
 use std::fs::File;
 use std::sync::MutexGuard;
 
-use pouch_backend::{Block, Error, Result};
+use bytes::Bytes;
+use pouch_backend::{Error, Result};
 use rusqlite::Connection;
 
-use super::volume::{RecordKind, read_record};
+use super::volume::{RecordKind, payload_is_intact, read_record};
 use super::writer::{Flock, Writer};
 use super::{Store, block_index};
 
@@ -27,14 +28,15 @@ pub(super) fn recover_tail(
     while let Some((header, payload)) =
         read_record(file, offset, file_len).map_err(Error::io("reading a volume's tail"))?
     {
-        if header.kind == RecordKind::Block
-            && Block::from_parts(header.id, header.codec, payload)
-                .verify()
-                .is_err()
-        {
+        if !payload_is_intact(&header, &payload) {
             break;
         }
-        records.push((header, offset));
+        // Only journal and snapshot records need their bytes indexed.
+        let payload = match header.kind {
+            RecordKind::Journal | RecordKind::Snapshot => payload,
+            RecordKind::Block | RecordKind::Tombstone => Bytes::new(),
+        };
+        records.push((header, offset, payload));
         offset += header.record_len();
     }
     if offset < file_len {
@@ -70,5 +72,36 @@ pub(super) fn check_tail_at_open(store: &Store) -> Result<()> {
     if block_index::any_volume(&conn)? {
         store.prepare_active(&mut writer.active, &mut conn)?;
     }
+    write_unplaced_meta(store, &mut writer.active, &mut conn)
+}
+
+/// Writes into the volumes the journal entries and snapshot that a store
+/// from before they were kept there has only in its index, once, so that
+/// from then on the index can be rebuilt from the volumes.
+fn write_unplaced_meta(
+    store: &Store,
+    handle: &mut Option<(u64, File)>,
+    conn: &mut Connection,
+) -> Result<()> {
+    let unplaced = block_index::unplaced_meta(conn)?;
+    if unplaced.is_empty() {
+        return Ok(());
+    }
+    let active = store.prepare_active(handle, conn)?;
+    let records: Vec<(RecordKind, u64, &[u8])> = unplaced
+        .iter()
+        .map(|(kind, seq, data)| (*kind, *seq, data.as_slice()))
+        .collect();
+    let placed = store.write_meta_records(handle, conn, active, &records)?;
+    let placed: Vec<_> = unplaced
+        .iter()
+        .zip(placed)
+        .map(|((kind, seq, _), at)| (*kind, *seq, at))
+        .collect();
+    block_index::place_meta(conn, &placed)?;
+    tracing::info!(
+        records = placed.len(),
+        "wrote the journal and snapshot into the volumes (once, after an upgrade)"
+    );
     Ok(())
 }

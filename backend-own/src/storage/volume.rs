@@ -6,13 +6,21 @@
 //! ```text
 //! volume header:  "POUCHVOL" | format u32 LE | 0 u32 | volume id u64 LE | 0 u64
 //! record header:  "PREC" | kind u8 | codec u8 | 0 u16 | payload length u32 LE
-//!                 | block id [32] | check [4] = BLAKE3(first 44 bytes)[..4]
+//!                 | id [32] | check [4] = BLAKE3(first 44 bytes)[..4]
+//! block:          kind 1, id = BLAKE3 of the raw bytes, payload = the block
+//!                 in its codec
+//! tombstone:      kind 2, id = the deleted block's, no payload
+//! journal entry:  kind 3, payload = seq u64 LE | entry bytes,
+//!                 id = BLAKE3(payload)
+//! snapshot:       kind 4, payload = seq u64 LE | snapshot bytes,
+//!                 id = BLAKE3(payload)
 //! ```
 //!
-//! Volumes are self-describing: the index can be rebuilt from them, and a
-//! torn record at the tail (a crash mid-append) is recognised by a short
-//! header, a bad check, a payload running past the end of the file, or a
-//! payload that does not hash to its id.
+//! Volumes are self-describing: blocks, deletes, journal and snapshot are
+//! all in them, so the index can be rebuilt from them alone (see
+//! `rebuild`), and a torn record at the tail (a crash mid-append) is
+//! recognised by a short header, a bad check, a payload running past the
+//! end of the file, or a payload that does not hash to its id.
 
 use std::fs::File;
 use std::io;
@@ -38,7 +46,45 @@ pub enum RecordKind {
     Block,
     /// The block was deleted; no payload.
     Tombstone,
+    /// A journal entry: its number and bytes.
+    Journal,
+    /// A snapshot: the entry it covers up to and its bytes.
+    Snapshot,
 }
+
+impl RecordKind {
+    fn tag(self) -> u8 {
+        match self {
+            RecordKind::Block => 1,
+            RecordKind::Tombstone => 2,
+            RecordKind::Journal => 3,
+            RecordKind::Snapshot => 4,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Self> {
+        Some(match tag {
+            1 => RecordKind::Block,
+            2 => RecordKind::Tombstone,
+            3 => RecordKind::Journal,
+            4 => RecordKind::Snapshot,
+            _ => return None,
+        })
+    }
+
+    /// The longest payload a record of this kind may have: a bound that
+    /// keeps a damaged length from sending a reader off to allocate
+    /// gigabytes. Snapshots of large trees are far bigger than blocks.
+    fn max_payload(self) -> usize {
+        match self {
+            RecordKind::Block | RecordKind::Tombstone => MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 64,
+            RecordKind::Journal | RecordKind::Snapshot => MAX_META_PAYLOAD,
+        }
+    }
+}
+
+/// The longest journal entry or snapshot a volume holds.
+pub const MAX_META_PAYLOAD: usize = 1 << 30;
 
 /// A parsed, check-verified record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +109,7 @@ impl RecordHeader {
     pub fn encode(&self) -> [u8; RECORD_HEADER_LEN as usize] {
         let mut out = [0u8; RECORD_HEADER_LEN as usize];
         out[0..4].copy_from_slice(RECORD_MAGIC);
-        out[4] = match self.kind {
-            RecordKind::Block => 1,
-            RecordKind::Tombstone => 2,
-        };
+        out[4] = self.kind.tag();
         out[5] = self.codec.tag();
         out[8..12].copy_from_slice(&self.payload_len.to_le_bytes());
         out[12..44].copy_from_slice(self.id.as_bytes());
@@ -82,14 +125,10 @@ impl RecordHeader {
         {
             return None;
         }
-        let kind = match bytes[4] {
-            1 => RecordKind::Block,
-            2 => RecordKind::Tombstone,
-            _ => return None,
-        };
+        let kind = RecordKind::from_tag(bytes[4])?;
         let codec = Codec::from_tag(bytes[5])?;
         let payload_len = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
-        if payload_len as usize > MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 64 {
+        if payload_len as usize > kind.max_payload() {
             return None;
         }
         let id = BlockId::from_slice(&bytes[12..44])?;
@@ -114,6 +153,48 @@ pub fn push_block_record(buf: &mut Vec<u8>, block: &Block) -> u64 {
     buf.extend_from_slice(&header.encode());
     buf.extend_from_slice(block.payload());
     header.record_len()
+}
+
+/// Appends a journal entry's or snapshot's record (`kind` is
+/// [`RecordKind::Journal`] or [`RecordKind::Snapshot`]) to `buf` and
+/// returns the record's length.
+pub fn push_meta_record(buf: &mut Vec<u8>, kind: RecordKind, seq: u64, data: &[u8]) -> u64 {
+    debug_assert!(matches!(kind, RecordKind::Journal | RecordKind::Snapshot));
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(data);
+    let header = RecordHeader {
+        kind,
+        codec: Codec::Raw,
+        payload_len: (8 + data.len()) as u32,
+        id: BlockId::from_slice(hasher.finalize().as_bytes()).expect("32 bytes"),
+    };
+    buf.extend_from_slice(&header.encode());
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(data);
+    header.record_len()
+}
+
+/// A journal entry's or snapshot's payload split into its number and
+/// bytes, if it hashes to the header's id (a torn or damaged one does not).
+pub fn parse_meta(header: &RecordHeader, payload: &Bytes) -> Option<(u64, Bytes)> {
+    if payload.len() < 8 || blake3::hash(payload).as_bytes() != header.id.as_bytes() {
+        return None;
+    }
+    let seq = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+    Some((seq, payload.slice(8..)))
+}
+
+/// Whether a record's payload is intact: a block's decodes and hashes to
+/// its id, a journal entry's or snapshot's hashes to its id.
+pub fn payload_is_intact(header: &RecordHeader, payload: &Bytes) -> bool {
+    match header.kind {
+        RecordKind::Block => Block::from_parts(header.id, header.codec, payload.clone())
+            .verify()
+            .is_ok(),
+        RecordKind::Tombstone => payload.is_empty(),
+        RecordKind::Journal | RecordKind::Snapshot => parse_meta(header, payload).is_some(),
+    }
 }
 
 /// The header written at the start of volume `id`.
@@ -191,5 +272,22 @@ mod tests {
             assert_eq!(RecordHeader::decode(&damaged), None, "flip at byte {i}");
         }
         assert_eq!(RecordHeader::decode(&[0; 48]), None);
+    }
+
+    #[test]
+    fn journal_records_carry_their_number_and_catch_damage() {
+        let mut buf = Vec::new();
+        let len = push_meta_record(&mut buf, RecordKind::Journal, 7, b"entry");
+        assert_eq!(len as usize, buf.len());
+        let header = RecordHeader::decode(buf[..48].try_into().unwrap()).unwrap();
+        assert_eq!(header.kind, RecordKind::Journal);
+        let payload = Bytes::copy_from_slice(&buf[48..]);
+        assert_eq!(
+            parse_meta(&header, &payload),
+            Some((7, Bytes::from_static(b"entry")))
+        );
+        let mut damaged = buf[48..].to_vec();
+        damaged[9] ^= 1;
+        assert!(!payload_is_intact(&header, &Bytes::from(damaged)));
     }
 }

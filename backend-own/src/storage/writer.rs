@@ -22,7 +22,9 @@ use pouch_backend::{Block, Error, Result};
 use rusqlite::Connection;
 
 use super::lifecycle::active_file;
-use super::volume::{RECORD_HEADER_LEN, VOLUME_HEADER_LEN, push_block_record};
+use super::volume::{
+    RECORD_HEADER_LEN, RecordKind, VOLUME_HEADER_LEN, push_block_record, push_meta_record,
+};
 use super::{Store, block_index};
 
 /// Appends are written out in pieces of this size (one fsync at the end).
@@ -86,6 +88,15 @@ impl Drop for Flock<'_> {
 pub(super) struct Active {
     pub(super) id: u64,
     pub(super) len: u64,
+}
+
+/// Where an appended record landed: its volume, its offset, and the
+/// volume's length after it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Placed {
+    pub(super) volume: u64,
+    pub(super) offset: u64,
+    pub(super) end: u64,
 }
 
 impl Store {
@@ -218,5 +229,55 @@ impl Store {
 
         block_index::index_appended(conn, active.id, active.len, offset, &locations)?;
         Ok(offset)
+    }
+
+    /// Appends journal entries' or snapshots' records (`(kind, seq,
+    /// bytes)` each) to the active volume, rolling to a new one when it is
+    /// full, and fsyncs; the caller indexes them where they landed.
+    pub(super) fn write_meta_records(
+        &self,
+        handle: &mut Option<(u64, File)>,
+        conn: &mut Connection,
+        mut active: Active,
+        records: &[(RecordKind, u64, &[u8])],
+    ) -> Result<Vec<Placed>> {
+        let mut placed = Vec::with_capacity(records.len());
+        let mut buf = Vec::new();
+        let mut start = active.len;
+        for (kind, seq, data) in records {
+            let record_len = RECORD_HEADER_LEN + 8 + data.len() as u64;
+            if active.len + record_len > self.options.volume_size && active.len > VOLUME_HEADER_LEN
+            {
+                self.write_synced(handle, active.id, start, &buf)?;
+                buf.clear();
+                active = self.roll(handle, conn, &active)?;
+                start = active.len;
+            }
+            let offset = active.len;
+            active.len += push_meta_record(&mut buf, *kind, *seq, data);
+            placed.push(Placed {
+                volume: active.id,
+                offset,
+                end: active.len,
+            });
+        }
+        self.write_synced(handle, active.id, start, &buf)?;
+        Ok(placed)
+    }
+
+    fn write_synced(
+        &self,
+        handle: &Option<(u64, File)>,
+        volume: u64,
+        at: u64,
+        buf: &[u8],
+    ) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let file = active_file(handle, volume);
+        file.write_all_at(buf, at)
+            .map_err(Error::io("writing a volume"))?;
+        file.sync_data().map_err(Error::io("syncing a volume"))
     }
 }

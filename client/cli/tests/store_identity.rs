@@ -93,24 +93,65 @@ fn a_recreated_store_is_refused_and_left_untouched() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the store"));
 }
 
+/// The index is not the only copy of anything: the volumes hold the
+/// journal too, so a store that lost its index rebuilds it when opened and
+/// a new device still gets every file and every version.
 #[test]
-fn a_store_that_lost_its_index_is_refused() {
+fn a_store_that_lost_its_index_rebuilds_it_and_loses_nothing() {
     let (dir, a, _b) = pair();
-    std::fs::write(a.path("precious.txt"), b"keep me").unwrap();
+    std::fs::write(a.path("precious.txt"), b"version one").unwrap();
     a.sync();
+    std::fs::write(a.path("precious.txt"), b"version two").unwrap();
     std::fs::write(a.path("second.txt"), b"two").unwrap();
     a.sync();
-    // The index (which holds the journal) is lost; the identity stays.
     let store = dir.path().join("store");
     for name in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
         let _ = std::fs::remove_file(store.join(name));
     }
-    let stderr = refused(&a);
-    assert!(
-        stderr.contains("this device has read up to entry 2"),
-        "{stderr}"
+    // The device that wrote it goes on syncing.
+    std::fs::write(a.path("third.txt"), b"three").unwrap();
+    a.sync();
+    assert!(store.join("index.sqlite").is_file());
+
+    let c = Device::init(dir.path(), "C", &store);
+    c.sync();
+    assert_eq!(
+        std::fs::read(c.path("precious.txt")).unwrap(),
+        b"version two"
     );
-    assert!(a.path("precious.txt").exists() && a.path("second.txt").exists());
+    assert_eq!(std::fs::read(c.path("second.txt")).unwrap(), b"two");
+    assert_eq!(std::fs::read(c.path("third.txt")).unwrap(), b"three");
+    let history = c.json(&["history", "precious.txt", "--json"]);
+    let revisions = history.as_array().unwrap();
+    assert_eq!(revisions.len(), 2, "{history}");
+    let first = revisions[0]["seq"].as_u64().unwrap().to_string();
+    c.ok(&["restore", "precious.txt", "--rev", &first]);
+    assert_eq!(
+        std::fs::read(c.path("precious.txt")).unwrap(),
+        b"version one"
+    );
+
+    // `pouch-store` checks and rebuilds an embedded store's folder too.
+    let verify = std::process::Command::new(common::pouch_store_binary())
+        .args(["verify", "--data"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{said}");
+    assert!(
+        said.contains("store: checked") && said.contains(" 0 corrupt"),
+        "{said}"
+    );
+    let rebuild = std::process::Command::new(common::pouch_store_binary())
+        .args(["rebuild", "--data"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rebuild.stdout);
+    assert!(rebuild.status.success(), "{said}");
+    assert!(said.contains("4 journal entries"), "{said}");
+    a.sync();
 }
 
 #[test]

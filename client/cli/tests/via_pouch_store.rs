@@ -6,23 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{Daemon, Device, noise, pouch, snapshot, today, wait_for};
+use common::{Daemon, Device, noise, pouch, pouch_store_binary, snapshot, today, wait_for};
 
 const TOKEN: &str = "end-to-end-token-0123456789";
-
-/// The `pouch-store` binary next to `pouch`, built first if this test runs
-/// without the rest of the workspace.
-fn pouch_store_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_pouch")).with_file_name("pouch-store");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "pouch-backend-own", "--bin", "pouch-store"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "could not build pouch-store");
-    }
-    path
-}
 
 struct Server(Child, String);
 

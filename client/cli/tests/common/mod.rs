@@ -23,6 +23,20 @@ pub fn pouch() -> Command {
     cmd
 }
 
+/// The `pouch-store` binary next to `pouch`, built first if this test runs
+/// without the rest of the workspace.
+pub fn pouch_store_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_pouch")).with_file_name("pouch-store");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "pouch-backend-own", "--bin", "pouch-store"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not build pouch-store");
+    }
+    path
+}
+
 /// The test S3 server's keys, as environment for a device.
 pub fn s3_keys() -> Vec<(String, String)> {
     vec![
