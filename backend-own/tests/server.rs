@@ -321,15 +321,33 @@ async fn streamed_puts_are_bounded_and_all_or_nothing() {
     assert_eq!(backend.has_blocks(&over_ids).await.unwrap(), [false; 5]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flipped_byte_is_refused_over_http_and_found_by_verify_and_the_scrubber() {
+/// Flips one payload byte of `block`, found through the store's own idea
+/// of where it is.
+fn damage(store_dir: &Path, block: &Block) {
     use std::os::unix::fs::FileExt;
+    let store = pouch_backend_own::storage::Store::open(store_dir, Default::default()).unwrap();
+    let loc = store.locate(block.id()).unwrap().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(store.volume_path(loc.volume))
+        .unwrap();
+    let at = loc.payload_offset + 777;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[!byte[0]], at).unwrap();
+}
+
+/// A damaged block is refused over HTTP and quarantined: the server then
+/// says it is missing, `verify` counts it, and a client's put heals it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_is_refused_over_http_quarantined_and_healed_by_a_put() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_with(
         dir.path(),
         1,
         "",
-        "[maintenance]\nscrub_bytes_per_sec = 100000000\nscrub_tick_ms = 20\n",
+        "[maintenance]\nscrub_bytes_per_sec = 0\n",
     );
     let backend = client(&server, 0);
     let raw = pouch_backend::conformance::noise(1, 200_000);
@@ -339,61 +357,73 @@ async fn a_flipped_byte_is_refused_over_http_and_found_by_verify_and_the_scrubbe
         .put_blocks(vec![block.clone(), fine.clone()])
         .await
         .unwrap();
-
-    // Flip one payload byte through the engine's own idea of where it is.
-    let store_dir = server.data.join("ns0");
-    let loc = {
-        let store =
-            pouch_backend_own::storage::Store::open(&store_dir, Default::default()).unwrap();
-        let loc = store.locate(block.id()).unwrap().unwrap();
-        (store.volume_path(loc.volume), loc.payload_offset + 777)
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&loc.0)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, loc.1).unwrap();
-    file.write_all_at(&[!byte[0]], loc.1).unwrap();
+    damage(&server.data.join("ns0"), &block);
 
     assert!(matches!(
         backend.get_block(block.id()).await,
         Err(Error::Corrupt { .. })
     ));
     assert_eq!(
+        backend.has_blocks(&[block.id(), fine.id()]).await.unwrap(),
+        [false, true]
+    );
+    assert_eq!(
         backend.get_block(fine.id()).await.unwrap(),
         Bytes::from_static(b"fine")
     );
+    let verify = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+            .args(["verify", "--data"])
+            .arg(&server.data)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = verify();
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("checked 1 blocks, 0 corrupt")
+            && stdout.contains("1 damaged blocks are quarantined"),
+        "{stdout}"
+    );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
-        .args(["verify", "--data"])
-        .arg(&server.data)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("checked 2 blocks, 1 corrupt"), "{stdout}");
-    assert!(stdout.contains(&block.id().to_string()), "{stdout}");
+    backend.put_blocks(vec![block.clone()]).await.unwrap();
+    assert_eq!(backend.get_block(block.id()).await.unwrap(), raw);
+    let (code, stdout) = verify();
+    assert_eq!(code, Some(0), "{stdout}");
+}
 
-    // The scrubber walks the store in the background and finds it too.
+/// The scrubber walks the store in the background, finds damage no read
+/// has met, and quarantines it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrubber_finds_and_quarantines_a_damaged_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(
+        dir.path(),
+        1,
+        "",
+        "[maintenance]\nscrub_bytes_per_sec = 100000000\nscrub_tick_ms = 20\n",
+    );
+    let backend = client(&server, 0);
+    let block = Block::encode(pouch_backend::conformance::noise(2, 200_000));
+    backend.put_blocks(vec![block.clone()]).await.unwrap();
+    damage(&server.data.join("ns0"), &block);
+
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let metrics = metrics(&server).await;
-        if metrics.contains("pouch_store_scrub_corrupt_total 0") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the scrubber never found the damage"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        }
+    while metrics(&server)
+        .await
+        .contains("pouch_store_scrub_corrupt_total 0")
+    {
         assert!(
-            metrics.contains("pouch_store_scrub_corrupt_total "),
-            "{metrics}"
+            std::time::Instant::now() < deadline,
+            "the scrubber never found the damage"
         );
-        break;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert_eq!(backend.has_blocks(&[block.id()]).await.unwrap(), [false]);
 }
 
 #[test]

@@ -244,7 +244,13 @@ fn verify(data: &Path) -> anyhow::Result<ExitCode> {
         for (id, reason) in &report.corrupt {
             println!("  corrupt {id}: {reason}");
         }
-        clean &= report.corrupt.is_empty();
+        if report.quarantined > 0 {
+            println!(
+                "  {} damaged blocks are quarantined: out of the index, so devices that still have them send them again at their next sync",
+                report.quarantined
+            );
+        }
+        clean &= report.corrupt.is_empty() && report.quarantined == 0;
     }
     Ok(if clean {
         ExitCode::SUCCESS

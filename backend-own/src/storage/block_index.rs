@@ -65,6 +65,15 @@ pub(super) fn index_appended(
                 .map_err(db_error(context))?;
         }
     }
+    {
+        // A block sent again replaces its quarantined copy.
+        let mut healed = tx
+            .prepare_cached("DELETE FROM quarantine WHERE id = ?1")
+            .map_err(db_error(context))?;
+        for (id, _, _) in locations {
+            healed.execute([id.as_bytes()]).map_err(db_error(context))?;
+        }
+    }
     tx.execute(
         "UPDATE volumes SET length = ?2 WHERE id = ?1",
         params![volume as i64, new_len as i64],
@@ -398,4 +407,48 @@ fn grow_volume(tx: &Transaction<'_>, placed: Placed) -> rusqlite::Result<()> {
         params![placed.volume as i64, placed.end as i64],
     )
     .map(drop)
+}
+
+/// Takes block `id` out of the index into quarantine, if it is still
+/// indexed at `(volume, offset)` (a compaction may have moved it since it
+/// was read). Returns whether it was.
+pub(super) fn quarantine(
+    conn: &mut Connection,
+    id: &BlockId,
+    volume: u64,
+    offset: u64,
+    reason: &str,
+) -> Result<bool> {
+    let context = "quarantining a damaged block";
+    let tx = immediate(conn, context)?;
+    let length: Option<i64> = tx
+        .query_row(
+            "DELETE FROM blocks WHERE id = ?1 AND volume = ?2 AND offset = ?3 RETURNING length",
+            params![id.as_bytes(), volume as i64, offset as i64],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(db_error(context))?;
+    let Some(length) = length else {
+        return Ok(false);
+    };
+    tx.execute(
+        "INSERT OR REPLACE INTO quarantine (id, volume, offset, length, reason, time)
+         VALUES (?1, ?2, ?3, ?4, ?5, unixepoch())",
+        params![id.as_bytes(), volume as i64, offset as i64, length, reason],
+    )
+    .map_err(db_error(context))?;
+    bump(&tx, "blocks_quarantined", 1).map_err(db_error(context))?;
+    tx.commit().map_err(db_error(context))?;
+    Ok(true)
+}
+
+/// Whether any block of `volume` is in quarantine.
+pub(super) fn has_quarantined(conn: &Connection, volume: u64) -> Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM quarantine WHERE volume = ?1)",
+        [volume as i64],
+        |row| row.get::<_, bool>(0),
+    )
+    .map_err(db_error("checking for quarantined blocks"))
 }

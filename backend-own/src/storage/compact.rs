@@ -15,7 +15,7 @@ use bytes::Bytes;
 use pouch_backend::{BlockId, Error, Result};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::block_index::meta_record_len;
+use super::block_index::{self, meta_record_len};
 use super::index::db_error;
 use super::lifecycle::active_file;
 use super::volume::{
@@ -64,6 +64,11 @@ impl Store {
             if volume == active.id {
                 // The active volume cannot be deleted: start a new one.
                 active = self.roll(&mut writer.active, &mut conn, &active)?;
+            }
+            if block_index::has_quarantined(&conn, volume)? {
+                // Quarantined blocks are kept, not dropped: leave the volume.
+                report.skipped_corrupt.push(volume);
+                continue;
             }
             let live = live_records(&conn, volume)?;
             let mut records = Vec::with_capacity(live.len());

@@ -54,6 +54,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX journal_by_volume ON journal (volume);
     ALTER TABLE snapshot ADD COLUMN volume INTEGER;
     ALTER TABLE snapshot ADD COLUMN offset INTEGER;",
+    // 2 -> 3: blocks found damaged on read, taken out of `blocks` (so
+    // `has_blocks` says they are missing and devices send them again) but
+    // kept where they are for inspection: compaction leaves their volumes.
+    "CREATE TABLE quarantine (
+        id      BLOB PRIMARY KEY,
+        volume  INTEGER NOT NULL,
+        offset  INTEGER NOT NULL,
+        length  INTEGER NOT NULL,
+        reason  TEXT NOT NULL,
+        time    INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// How long a writer waits for another process's transaction before giving

@@ -100,6 +100,8 @@ pub struct StoreStats {
     pub torn_tails_cut: u64,
     /// The journal's last entry.
     pub journal_head: Seq,
+    /// Blocks in quarantine: found damaged and not sent again yet.
+    pub quarantined: u64,
 }
 
 /// What [`Store::verify`] found.
@@ -107,8 +109,11 @@ pub struct StoreStats {
 pub struct VerifyReport {
     /// Blocks read back and hashed.
     pub checked: u64,
-    /// Blocks whose bytes are damaged or missing, with the reason.
+    /// Blocks whose bytes are damaged or missing, with the reason
+    /// (quarantined now).
     pub corrupt: Vec<(BlockId, String)>,
+    /// Blocks in quarantine after the check, this one's and earlier ones'.
+    pub quarantined: u64,
 }
 
 /// A block store on a local folder.
@@ -235,31 +240,62 @@ impl Store {
     }
 
     /// Reads block `id`, verified; see [`pouch_backend::Backend::get_block`].
+    /// A damaged block is quarantined (see [`Store::quarantine`]).
     pub fn get_block(&self, id: BlockId) -> Result<Bytes> {
-        self.read_current(id)?.decode()
+        let (block, loc) = self.read_current(id)?;
+        let decoded = block.decode();
+        self.quarantine_if_damaged(id, loc, decoded)
     }
 
-    /// Reads block `id`'s record where the index says it is. If a
-    /// compaction (maybe in another process) moved it between the lookup
-    /// and the read, the lookup is done once more.
-    fn read_current(&self, id: BlockId) -> Result<Block> {
+    /// Reads block `id`'s record where the index says it is, and where.
+    /// If a compaction (maybe in another process) moved it between the
+    /// lookup and the read, the lookup is done once more. A record that
+    /// is damaged where the index still names it is quarantined.
+    fn read_current(&self, id: BlockId) -> Result<(Block, Location)> {
         let loc = self.locate(id)?.ok_or(Error::BlockNotFound(id))?;
         match self.read_block_at(id, loc) {
             Err(Error::Format { .. } | Error::Corrupt { .. }) if self.locate(id)? != Some(loc) => {
                 let moved = self.locate(id)?.ok_or(Error::BlockNotFound(id))?;
-                self.read_block_at(id, moved)
+                let read = self.read_block_at(id, moved);
+                self.quarantine_if_damaged(id, moved, read)
+                    .map(|block| (block, moved))
             }
-            other => other,
+            other => self
+                .quarantine_if_damaged(id, loc, other)
+                .map(|block| (block, loc)),
         }
     }
 
     /// Reads block `id` in its stored encoding, verified (decoded and
     /// hashed) first: what a server sends, so that a damaged block is
-    /// refused here rather than shipped.
+    /// refused (and quarantined) here rather than shipped.
     pub fn get_block_encoded(&self, id: BlockId) -> Result<Block> {
-        let block = self.read_current(id)?;
-        block.verify()?;
+        let (block, loc) = self.read_current(id)?;
+        let verified = block.verify();
+        self.quarantine_if_damaged(id, loc, verified)?;
         Ok(block)
+    }
+
+    /// Passes `result` on; if it says block `id` at `loc` is damaged, the
+    /// block is quarantined first.
+    fn quarantine_if_damaged<T>(&self, id: BlockId, loc: Location, result: Result<T>) -> Result<T> {
+        if let Err(Error::Corrupt { reason, .. }) = &result {
+            self.quarantine(id, loc, reason)?;
+        }
+        result
+    }
+
+    /// Takes a block found damaged at `loc` out of the index, into the
+    /// quarantine table: `has_blocks` then says it is missing, so any
+    /// device that still has its bytes sends it again (which replaces the
+    /// quarantined copy), and it is never served. Its record stays in the
+    /// volume (compaction leaves that volume alone) for inspection.
+    pub fn quarantine(&self, id: BlockId, loc: Location, reason: &str) -> Result<()> {
+        let mut conn = self.pool.get()?;
+        if block_index::quarantine(&mut conn, &id, loc.volume, loc.offset, reason)? {
+            tracing::error!(block = %id, volume = loc.volume, offset = loc.offset, "quarantined a damaged block: {reason}");
+        }
+        Ok(())
     }
 
     /// Reads the stored (encoded) record of block `id` at `loc`, checking
@@ -321,7 +357,8 @@ impl Store {
         Ok(answer)
     }
 
-    /// Reads back every stored block and checks its hash.
+    /// Reads back every stored block and checks its hash; damaged ones are
+    /// quarantined.
     pub fn verify(&self) -> Result<VerifyReport> {
         let locations: Vec<(BlockId, Location)> = {
             let conn = self.pool.get()?;
@@ -337,13 +374,15 @@ impl Store {
         let mut report = VerifyReport::default();
         for (id, loc) in locations {
             report.checked += 1;
-            match self.read_block_at(id, loc).and_then(|block| block.verify()) {
+            let read = self.read_block_at(id, loc).and_then(|block| block.verify());
+            match self.quarantine_if_damaged(id, loc, read) {
                 Ok(()) => {}
                 Err(Error::Corrupt { reason, .. }) => report.corrupt.push((id, reason.to_owned())),
                 Err(Error::Format { what }) => report.corrupt.push((id, what)),
                 Err(other) => return Err(other),
             }
         }
+        report.quarantined = self.stats()?.quarantined;
         Ok(report)
     }
 
@@ -368,6 +407,7 @@ impl Store {
             blocks_deleted: counter("blocks_deleted")?,
             torn_tails_cut: counter("torn_tails_cut")?,
             journal_head: Seq(q("SELECT COALESCE(MAX(seq), 0) FROM journal")?),
+            quarantined: q("SELECT COUNT(*) FROM quarantine")?,
         })
     }
 }

@@ -48,6 +48,7 @@ impl Store {
                 Err(_) if self.locate(id)? != Some(loc) => {}
                 Err(Error::Corrupt { reason, .. }) => {
                     tracing::error!(block = %id, volume = loc.volume, offset = loc.offset, "scrub: corrupt block: {reason}");
+                    self.quarantine(id, loc, reason)?;
                     step.corrupt.push((id, reason.to_owned()));
                 }
                 Err(Error::Format { what }) => {
