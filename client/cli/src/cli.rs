@@ -33,8 +33,14 @@ pub enum Command {
         action: MigrateAction,
     },
     /// Check that the configured store is reachable and safe to sync
-    /// through (for S3: that it enforces conditional writes).
-    Doctor,
+    /// through (for S3: that it enforces conditional writes), and that the
+    /// local state database is sound.
+    Doctor {
+        /// Also read back every block the current tree names, verified,
+        /// and send again the ones the store lost that this device has.
+        #[arg(long)]
+        blocks: bool,
+    },
     /// List the versions of a file, deletes included, oldest first.
     History {
         /// The path, relative to the synced folder.

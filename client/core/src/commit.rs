@@ -29,6 +29,11 @@ pub struct Commit {
     /// each device's own environment). Nothing may follow this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_to: Option<crate::location::StoreLocation>,
+    /// Blocks the committing device could not read from the store (missing,
+    /// or refused as damaged): devices that have them send them again (see
+    /// the engine's `heal`). Older readers ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<pouch_backend::BlockId>,
 }
 
 /// One path's new state: a node, or `None` for a delete.

@@ -24,7 +24,7 @@ pub enum Error {
     },
 
     /// The local state database failed.
-    #[error("the local state database: {0}")]
+    #[error("{}", db_message(.0))]
     Db(#[from] rusqlite::Error),
 
     /// The local state was written by a newer Pouch.
@@ -180,5 +180,17 @@ impl Error {
             ),
             _ => false,
         }
+    }
+}
+
+/// The local state's error, with the way out when the file is damaged:
+/// everything in it can be rebuilt from the store.
+fn db_message(err: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => format!(
+            "the local state database is damaged ({err}). It can be rebuilt from the store: move the file aside (the config's `state`) and run `pouch sync`; files that differ from the store are kept as conflicted copies, nothing is deleted"
+        ),
+        _ => format!("the local state database: {err}"),
     }
 }

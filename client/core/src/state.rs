@@ -157,6 +157,16 @@ impl LocalState {
         })
     }
 
+    /// SQLite's own check of the file (`PRAGMA integrity_check`): empty
+    /// when it is sound, else what is wrong.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        let found: Vec<String> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(found.into_iter().filter(|line| line != "ok").collect())
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().expect("state lock")
     }

@@ -46,6 +46,7 @@ impl Backend for RivalFirst {
             let rival = Commit {
                 time: None,
                 moved_to: None,
+                missing: Vec::new(),
                 v: COMMIT_VERSION,
                 device: "rival".into(),
                 changes: vec![Change {

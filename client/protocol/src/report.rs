@@ -26,6 +26,8 @@ pub struct SyncReport {
     pub bytes_uploaded: u64,
     /// Blocks fetched from the store.
     pub blocks_downloaded: u64,
+    /// Blocks the store had lost that this device sent again.
+    pub blocks_resent: u64,
     /// Commits appended to the journal.
     pub commits: u64,
     /// Things that could not be synced this time, each with why.

@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init::init(&config_path, root, device, Target::from_args(store)?).await
         }
         Command::Migrate { action } => migrate::migrate(&config_path, action).await,
-        Command::Doctor => doctor::doctor(&config_path).await,
+        Command::Doctor { blocks } => doctor::doctor(&config_path, blocks).await,
         Command::History { path, json } => history::history(&config_path, &path, json),
         Command::Restore { path, rev, at } => {
             let pick = match (rev, at) {

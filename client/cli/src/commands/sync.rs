@@ -13,7 +13,14 @@ pub(super) async fn sync(
     json: bool,
     allow_mass_delete: bool,
 ) -> anyhow::Result<ExitCode> {
-    let synced = sync_following(config_path, SyncOptions { allow_mass_delete }).await;
+    let synced = sync_following(
+        config_path,
+        SyncOptions {
+            allow_mass_delete,
+            ..SyncOptions::default()
+        },
+    )
+    .await;
     let (config, report) = match synced {
         Ok(done) => done,
         // A script reading `--json` gets an object on failure too.

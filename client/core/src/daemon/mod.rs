@@ -135,6 +135,7 @@ pub async fn run(
                 allow_mass_delete: shared
                     .allow_mass_delete
                     .load(std::sync::atomic::Ordering::SeqCst),
+                ..SyncOptions::default()
             };
             match sync(&mut engine, &shared, allowed).await {
                 Ok(()) => {

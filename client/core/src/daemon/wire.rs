@@ -22,6 +22,7 @@ pub(super) fn report(report: &SyncReport) -> wire::SyncReport {
         blocks_uploaded: report.blocks_uploaded,
         bytes_uploaded: report.bytes_uploaded,
         blocks_downloaded: report.blocks_downloaded,
+        blocks_resent: report.blocks_resent,
         commits: report.commits,
         problems: report.problems.clone(),
         changed: report

@@ -65,6 +65,14 @@ impl Engine {
                     return Err(Error::Backend(e));
                 }
                 Err(e) => {
+                    if let Error::Backend(
+                        BackendError::Corrupt { id, .. } | BackendError::BlockNotFound(id),
+                    ) = &e
+                    {
+                        // Reported after the push, so a device that has
+                        // it sends it again.
+                        self.unreadable.insert(*id);
+                    }
                     tracing::warn!(%path, "not synced: {e}");
                     report.problems.push(format!("{path}: {e}"));
                 }

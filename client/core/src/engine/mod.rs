@@ -16,6 +16,7 @@
 
 mod apply;
 mod download;
+mod heal;
 mod lock;
 mod pull;
 mod push;
@@ -23,14 +24,15 @@ mod restore;
 mod selective;
 mod store_check;
 
+pub use heal::{AUDIT_INTERVAL_SECS, HealReport, Readback};
 pub use lock::{SyncLock, lock_path};
 pub use restore::Pick;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pouch_backend::{Backend, Error as BackendError};
+use pouch_backend::{Backend, BlockId, Error as BackendError};
 
 use crate::clock::{Clock, now_ns};
 use crate::ignore_rules::IgnoreRules;
@@ -70,6 +72,10 @@ pub struct Engine {
     store_checked: bool,
     /// Pouch's own files, never synced.
     own: OwnFiles,
+    /// Blocks this sync could not read from the store, to report.
+    unreadable: HashSet<BlockId>,
+    /// What the last sync's heal found.
+    last_heal: Option<HealReport>,
 }
 
 /// What one sync may do beyond the usual.
@@ -78,6 +84,9 @@ pub struct SyncOptions {
     /// Send deletes even when the mass-delete guard would stop them (the
     /// user confirmed them).
     pub allow_mass_delete: bool,
+    /// Ask the store about every block of this device's files now, and
+    /// send the ones it lacks (otherwise done once an hour).
+    pub check_blocks: bool,
 }
 
 /// When a scan's deletes are too many to propagate without asking.
@@ -134,6 +143,8 @@ impl Engine {
             state_path: state.to_owned(),
             store_checked: false,
             own: OwnFiles::default(),
+            unreadable: HashSet::new(),
+            last_heal: None,
         })
     }
 
@@ -173,6 +184,11 @@ impl Engine {
         &self.state_path
     }
 
+    /// What the last sync's heal found (see `heal`), if it ran.
+    pub fn last_heal(&self) -> Option<&HealReport> {
+        self.last_heal.as_ref()
+    }
+
     /// The local state, for status and listings.
     pub fn db(&self) -> &LocalState {
         &self.db
@@ -210,7 +226,12 @@ impl Engine {
             let agreements = rest.into_iter().filter(|op| matches!(op, Op::Agree { .. }));
             self.apply(agreements, &local, &mut report).await?;
             match self.push(push, options, &local, &mut report).await {
-                Ok(()) => return Ok(report),
+                Ok(()) => {
+                    self.report_unreadable().await?;
+                    let heal = self.heal(options.check_blocks, &mut report).await?;
+                    self.last_heal = Some(heal);
+                    return Ok(report);
+                }
                 Err(Error::Backend(BackendError::SlotTaken(seq))) => {
                     tracing::info!(%seq, "another device committed first; pulling and re-planning");
                 }

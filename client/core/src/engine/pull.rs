@@ -34,6 +34,7 @@ impl Engine {
                                     .expect("a store location always serialises"),
                             )?;
                         }
+                        self.want(&commit.missing)?;
                         origin = Origin {
                             device: commit.device,
                             time: commit.time,

@@ -119,6 +119,7 @@ impl Engine {
             device: self.device.clone(),
             time: Some(time),
             moved_to: None,
+            missing: Vec::new(),
             changes: changes
                 .iter()
                 .map(|(path, node)| Change {

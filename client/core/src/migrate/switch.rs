@@ -46,6 +46,7 @@ pub async fn freeze(
             time: Some(time),
             changes: Vec::new(),
             moved_to: Some(to.clone()),
+            missing: Vec::new(),
         };
         match from.append(head.next(), entry.encode()).await {
             Ok(()) => return Ok(head.next()),
