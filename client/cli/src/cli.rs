@@ -205,7 +205,8 @@ pub enum MigrateAction {
     /// Switch this folder, and every device syncing it, to the target:
     /// copy, freeze the old store with a last journal entry that names the
     /// new one, copy the rest, verify, and flip this device's config. Other
-    /// devices follow at their next sync.
+    /// devices follow at their next sync when the new store is on the same
+    /// server; otherwise each waits for `pouch migrate follow`.
     Switch {
         /// The target store.
         #[command(flatten)]
@@ -213,6 +214,13 @@ pub enum MigrateAction {
     },
     /// Forget the store this folder moved away from.
     Finish,
+    /// Follow the move another device announced to a store on another
+    /// server or bucket (Pouch never sends this device's credentials there
+    /// without you), then sync there.
+    Follow,
+    /// Refuse the move another device announced: keep syncing with the
+    /// configured store (devices that followed it sync with the new one).
+    Refuse,
     /// Check that the target holds everything: identical journals, every
     /// referenced block read back and hash-checked.
     Verify {

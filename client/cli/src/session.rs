@@ -43,6 +43,7 @@ impl Session {
             Arc::from(crate::progress::for_stderr()),
         )
         .with_context(|| format!("cannot start syncing {}", config.root.display()))?;
+        engine.set_location(StoreLocation::of(&config.backend));
         engine.skip_own(OwnFiles::new(
             config_path,
             &config.state,
@@ -56,11 +57,19 @@ impl Session {
         })
     }
 
-    /// Opens the folder, following moves of its store first.
+    /// Opens the folder, following moves of its store first, those that
+    /// stay on the configured server (others wait for `pouch migrate
+    /// follow`: the sync then fails with `MoveWaits`, saying so).
     pub async fn open_following(config_path: &Path) -> anyhow::Result<Session> {
         loop {
             let session = Session::open(config_path)?;
             match session.engine.moved()? {
+                Some((_, to))
+                    if !to.is(&session.config.backend)
+                        && !session.engine.follows_by_itself(&to) =>
+                {
+                    return Ok(session);
+                }
                 Some((seq, to)) if !to.is(&session.config.backend) => {
                     let old = session.backend.as_ref();
                     follow_move(config_path, session.engine.db(), old, seq, &to).await?;
@@ -98,7 +107,7 @@ impl Session {
 /// the config. On any failure
 /// nothing changes: the files stay as they are, and the message says what
 /// is missing.
-async fn follow_move(
+pub async fn follow_move(
     config_path: &Path,
     state: &LocalState,
     old: &dyn Backend,

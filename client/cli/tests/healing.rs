@@ -47,7 +47,10 @@ fn a_damaged_block_is_sent_again_by_a_device_that_has_it_at_its_next_sync() {
 
     // B cannot get the file: the store refuses the damaged block.
     let said = fails(&b, &["sync"]);
-    assert!(said.contains("big.bin") && said.contains("damaged"), "{said}");
+    assert!(
+        said.contains("big.bin") && said.contains("damaged"),
+        "{said}"
+    );
     assert!(!b.path("big.bin").exists());
     assert_eq!(std::fs::read(b.path("note.txt")).unwrap(), b"small");
 

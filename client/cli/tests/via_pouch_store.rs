@@ -137,7 +137,8 @@ fn two_devices_sync_through_a_pouch_store_process() {
 /// The move the project is named after: two devices on S3, B's daemon
 /// syncing all along; A starts a migration to a `pouch-store` process and
 /// both devices write files while the copy runs; then the switch. B's
-/// daemon follows by itself; both end on pouch-store byte-identical with
+/// daemon waits for its user (another server), who runs `pouch migrate
+/// follow`; the daemon then syncs there. Both end on pouch-store byte-identical with
 /// every file, and deleting the S3 bucket changes nothing. The token never
 /// enters the journal: each device brings its own.
 #[test]
@@ -190,6 +191,15 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     });
 
     a.ok(&["migrate", "switch", "--to", "own", "--url", &store.1]);
+    wait_for("B's daemon to say the move waits for its user", || {
+        b.ok(&["status"]).contains("waiting for you")
+    });
+    assert!(
+        !std::fs::read_to_string(&b.config)
+            .unwrap()
+            .contains(&store.1)
+    );
+    b.ok(&["migrate", "follow"]);
     wait_for("B's daemon to follow the move", || {
         std::fs::read_to_string(&b.config)
             .unwrap()
@@ -271,7 +281,8 @@ fn two_devices_move_from_pouch_store_to_s3_while_syncing() {
 
     a.ok(&[&["migrate", "switch"][..], &to_s3].concat());
     std::fs::write(b.path("b-after.txt"), b"written on B after the switch").unwrap();
-    b.ok(&["sync"]);
+    // Another server: B's user says yes.
+    b.ok(&["migrate", "follow"]);
     a.ok(&["sync"]);
     for device in [&a, &b] {
         let status = device.json(&["status", "--json"]);
@@ -292,4 +303,119 @@ fn two_devices_move_from_pouch_store_to_s3_while_syncing() {
         b"after pouch-store is gone"
     );
     assert_eq!(snapshot(&a.root), snapshot(&b.root));
+}
+
+/// A server the test owns that counts every connection made to it and
+/// keeps what was sent: a move pointing here must never reach it.
+struct Trap {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Trap {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                let mut buf = vec![0u8; 8192];
+                let n = std::io::Read::read(&mut stream, &mut buf).unwrap_or(0);
+                record
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
+        Self { url, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Appends raw `entry` at `seq` to namespace `default` of the server at
+/// `url`, with the namespace token: what anyone holding it can do.
+fn append_raw(url: &str, seq: u64, entry: &str) {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "PUT /v1/default/journal/{seq} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{entry}",
+        entry.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 2"), "{answer}");
+}
+
+/// A hostile move: someone holding the namespace token (or the server
+/// itself) appends an entry saying the folder moved to a server they own.
+/// No device follows it by itself and none ever connects there, so no
+/// token leaks; each says what waits, and a user who did not make the move
+/// refuses it and keeps syncing with the configured store.
+#[test]
+fn a_hostile_move_to_another_server_never_receives_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("server-data"));
+    let a = init(dir.path(), "A", &server.1);
+    let b = init(dir.path(), "B", &server.1);
+    std::fs::write(a.path("mine.txt"), b"my file").unwrap();
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    let configs = [&a, &b].map(|d| std::fs::read_to_string(&d.config).unwrap());
+
+    let trap = Trap::start();
+    let head = b.json(&["status", "--json"])["remote_head"]
+        .as_u64()
+        .unwrap();
+    let entry = format!(
+        r#"{{"v":1,"device":"A","changes":[],"moved_to":{{"kind":"own","url":"{}","namespace":"default"}}}}"#,
+        trap.url
+    );
+    append_raw(&server.1, head + 1, &entry);
+
+    let out = b.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&trap.url) && stderr.contains("pouch migrate refuse"),
+        "{stderr}"
+    );
+    // A daemon waits too, saying so, and never connects there either.
+    let daemon = Daemon::start(&b);
+    wait_for("the daemon to say the move waits", || {
+        b.ok(&["status"]).contains("waiting for you")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    daemon.stop();
+    assert!(!a.run(&["sync"]).status.success());
+    assert_eq!(
+        trap.seen(),
+        Vec::<String>::new(),
+        "a device connected to the trap"
+    );
+    for (device, before) in [&a, &b].iter().zip(&configs) {
+        assert_eq!(&std::fs::read_to_string(&device.config).unwrap(), before);
+    }
+    assert_eq!(std::fs::read(b.path("mine.txt")).unwrap(), b"my file");
+
+    // Neither user made that move: both refuse it and go on syncing.
+    b.ok(&["migrate", "refuse"]);
+    std::fs::write(b.path("after.txt"), b"after the refusal").unwrap();
+    b.ok(&["sync"]);
+    a.ok(&["migrate", "refuse"]);
+    a.ok(&["sync"]);
+    assert_eq!(
+        std::fs::read(a.path("after.txt")).unwrap(),
+        b"after the refusal"
+    );
+    assert!(!b.ok(&["status"]).contains("waiting for you"));
+    assert!(trap.seen().is_empty());
 }

@@ -200,10 +200,12 @@ fn migrate_copy_to_s3_and_back() {
     assert_eq!(snapshot(&home.root), snapshot(&a.root));
 }
 
-/// A switch to S3: a device without S3 keys says what is missing and keeps
-/// its files and config; with keys it follows.
+/// A switch from a folder to S3 is a move to another server: the other
+/// device waits for its user (`pouch migrate follow`) and keeps its files
+/// and config; without S3 keys, following says what is missing; with keys
+/// it follows.
 #[test]
-fn a_device_without_credentials_for_the_new_store_waits_safely() {
+fn a_move_to_another_server_waits_for_the_user_and_for_credentials() {
     let rt = runtime();
     let server = s3::server();
     let bucket = rt.block_on(server.fresh_bucket());
@@ -223,9 +225,22 @@ fn a_device_without_credentials_for_the_new_store_waits_safely() {
         &server.endpoint,
     ]);
 
+    // B waits for its user: nothing synced, nothing changed.
+    let before = std::fs::read_to_string(&b.config).unwrap();
+    let out = b.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "B followed by itself: {stderr}");
+    assert!(
+        stderr.contains("moved")
+            && stderr.contains("safe")
+            && stderr.contains("pouch migrate follow"),
+        "{stderr}"
+    );
+    let status = b.ok(&["status"]);
+    assert!(status.contains("waiting for you"), "{status}");
+
     // B has no keys: moto takes any, so point B at no credentials at all by
     // an empty shared-credentials file and a metadata endpoint that is closed.
-    let before = std::fs::read_to_string(&b.config).unwrap();
     let out = common::pouch()
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -235,13 +250,13 @@ fn a_device_without_credentials_for_the_new_store_waits_safely() {
         .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
         .arg("--config")
         .arg(&b.config)
-        .args(["sync"])
+        .args(["migrate", "follow"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
-        "B synced without credentials: {stderr}"
+        "B followed without credentials: {stderr}"
     );
     assert!(
         stderr.contains("moved") && stderr.contains("safe"),
@@ -256,7 +271,7 @@ fn a_device_without_credentials_for_the_new_store_waits_safely() {
     // With keys, B follows and syncs through S3.
     std::fs::write(b.path("after.txt"), b"after the move").unwrap();
     b.env = common::s3_keys();
-    b.ok(&["sync"]);
+    b.ok(&["migrate", "follow"]);
     a.ok(&["sync"]);
     assert_eq!(
         std::fs::read(a.path("after.txt")).unwrap(),

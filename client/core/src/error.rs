@@ -116,6 +116,19 @@ pub enum Error {
         to: Box<crate::location::StoreLocation>,
     },
 
+    /// The namespace moved to a store on another server (or bucket) than
+    /// the configured one: this device waits for its user to follow or
+    /// refuse the move, and meanwhile writes nothing and changes nothing.
+    #[error(
+        "this folder's data moved to {to} (journal entry {seq}), away from the server this device is configured for, so Pouch does not follow it by itself: a move entry can be written by anyone holding the folder's token. Nothing was synced; your files and config are safe and untouched. If you made this move, run `pouch migrate follow`; if not, run `pouch migrate refuse` to keep syncing with the configured store"
+    )]
+    MoveWaits {
+        /// The entry that announced the move.
+        seq: u64,
+        /// Where to.
+        to: Box<crate::location::StoreLocation>,
+    },
+
     /// The store at the configured place is not the one this device's state
     /// belongs to (another store, an emptied one, one that lost its
     /// history): nothing was synced and nothing written to it.

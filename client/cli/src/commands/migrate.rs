@@ -14,7 +14,7 @@ use pouch_core::state::LocalState;
 use pouch_core::{SyncOptions, unix_secs};
 
 use crate::cli::{CopyLimits, MigrateAction, StoreArgs};
-use crate::session::sync_following;
+use crate::session::{Session, follow_move, sync_following, sync_lock};
 use crate::store::{self, Target};
 
 pub(super) async fn migrate(config_path: &Path, action: MigrateAction) -> anyhow::Result<ExitCode> {
@@ -42,6 +42,20 @@ pub(super) async fn migrate(config_path: &Path, action: MigrateAction) -> anyhow
         MigrateAction::Copy { to, limits, json } => (to, json, limits),
         MigrateAction::Verify { to, json } => return verify(&config, *to, json).await,
         MigrateAction::Switch { to } => return switch(config_path, *to).await,
+        MigrateAction::Follow => return follow(config_path).await,
+        MigrateAction::Refuse => {
+            let _lock = sync_lock(&config).await?;
+            let mut session = Session::open(config_path)?;
+            session.engine.pull_only().await?;
+            let Some((seq, to)) = session.engine.refuse_move()? else {
+                bail!("no move is waiting for you");
+            };
+            say!(
+                "refused the move to {to} (journal entry {seq}); this device keeps syncing with {}",
+                store::describe(&config.backend)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         MigrateAction::Finish => {
             let Some(previous) = config.previous_backend.take() else {
                 bail!("this folder has no previous store to retire");
@@ -229,6 +243,40 @@ async fn switch(config_path: &Path, to: StoreArgs) -> anyhow::Result<ExitCode> {
         checked.entries,
         checked.blocks,
         last.blocks_copied
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pouch migrate follow`: the user's go-ahead for a move that waits for
+/// it. Checks the new store as any follow does (same journal up to the
+/// move), flips the config, and syncs there.
+async fn follow(config_path: &Path) -> anyhow::Result<ExitCode> {
+    {
+        let config = Config::load(config_path)?;
+        let _lock = sync_lock(&config).await?;
+        let mut session = Session::open(config_path)?;
+        session.engine.pull_only().await?;
+        let Some((seq, to)) = session.engine.moved()? else {
+            bail!("no move is waiting for you");
+        };
+        if to.is(&config.backend) {
+            session.engine.forget_move()?;
+        } else {
+            follow_move(
+                config_path,
+                session.engine.db(),
+                session.backend.as_ref(),
+                seq,
+                &to,
+            )
+            .await?;
+        }
+    }
+    let (config, _) = sync_following(config_path, SyncOptions::default()).await?;
+    say!(
+        "synced {} with {}",
+        config.root.display(),
+        store::describe(&config.backend)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -30,6 +30,18 @@ struct Status {
     daemon: Option<DaemonStatus>,
     /// A migration under way (`pouch migrate start`), if any.
     migration: Option<MigrationSummary>,
+    /// A move another device announced that waits for this device's user
+    /// (`pouch migrate follow` or `refuse`), if any.
+    move_waiting: Option<MoveWaiting>,
+}
+
+/// A move waiting for the user, for `pouch status`.
+#[derive(Serialize)]
+struct MoveWaiting {
+    /// The journal entry that announced it.
+    seq: u64,
+    /// Where to.
+    to: String,
 }
 
 /// A migration, for `pouch status`.
@@ -61,7 +73,15 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
         shadow_reads: m.shadow_reads,
         copy: pouch_core::migrate::recorded_progress(engine.db()),
     });
+    let move_waiting = engine
+        .moved()?
+        .filter(|(_, to)| !to.is(&config.backend) && !engine.follows_by_itself(to))
+        .map(|(seq, to)| MoveWaiting {
+            seq,
+            to: to.to_string(),
+        });
     let status = Status {
+        move_waiting,
         migration,
         root: config.root.clone(),
         device: config.device.clone(),
@@ -89,6 +109,14 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
         say!("device:  {} ({})", status.device, status.device_id);
         say!("store:   {}", status.backend);
         say!("journal: entry {} of {}", status.cursor, status.remote_head);
+        if let Some(waiting) = &status.move_waiting {
+            say!(
+                "moved:   this folder's data moved to {} (journal entry {}); waiting for you: \
+                 `pouch migrate follow` to follow it, `pouch migrate refuse` to stay here. Nothing syncs meanwhile",
+                waiting.to,
+                waiting.seq
+            );
+        }
         if let Some(migration) = &status.migration {
             say!(
                 "migrating to {}: every change goes to both stores, {:.0}% of reads checked against it",

@@ -154,6 +154,13 @@ pub async fn run(
                 // and let the restart (systemd's, or the user's) follow the
                 // move with the new store.
                 Err(e @ crate::Error::Moved { .. }) => break Err(e),
+                // The user decides (`pouch migrate follow` changes the
+                // config, which restarts the daemon's stores; `refuse` lets
+                // the next try sync): the error in the status says so, and
+                // nothing is synced meanwhile.
+                Err(crate::Error::MoveWaits { .. }) => {
+                    retry_at = Some(Instant::now() + options.retry_after);
+                }
                 Err(_) => retry_at = Some(Instant::now() + options.retry_after),
             }
             match engine.db().cursor() {

@@ -76,6 +76,9 @@ pub struct Engine {
     unreadable: HashSet<BlockId>,
     /// What the last sync's heal found.
     last_heal: Option<HealReport>,
+    /// Where the configured store is, to tell moves this device may follow
+    /// by itself from those that wait for its user.
+    here: Option<StoreLocation>,
 }
 
 /// What one sync may do beyond the usual.
@@ -145,6 +148,7 @@ impl Engine {
             own: OwnFiles::default(),
             unreadable: HashSet::new(),
             last_heal: None,
+            here: None,
         })
     }
 
@@ -166,6 +170,33 @@ impl Engine {
     /// Forgets a followed move: call once this engine's store is the new one.
     pub fn forget_move(&self) -> Result<()> {
         self.db.delete_meta(MOVED_META)
+    }
+
+    /// Refuses the move this device pulled: it keeps syncing with its
+    /// configured store, writing after the entry that announced the move.
+    /// Returns the refused move.
+    pub fn refuse_move(&self) -> Result<Option<(u64, StoreLocation)>> {
+        let moved = self.moved()?;
+        if let Some((seq, to)) = &moved {
+            tracing::warn!(seq, %to, "the user refused a move; staying on the configured store");
+            self.db.delete_meta(MOVED_META)?;
+        }
+        Ok(moved)
+    }
+
+    /// Tells the engine where its configured store is: a move to another
+    /// server then fails syncs with [`Error::MoveWaits`] (the user decides)
+    /// instead of [`Error::Moved`] (followed by itself). Without it, every
+    /// move waits.
+    pub fn set_location(&mut self, here: Option<StoreLocation>) {
+        self.here = here;
+    }
+
+    /// Whether the move to `to` is one this device follows without asking.
+    pub fn follows_by_itself(&self, to: &StoreLocation) -> bool {
+        self.here
+            .as_ref()
+            .is_some_and(|here| here.follows_by_itself(to))
     }
 
     /// Never syncs `own` (Pouch's config, state and stores), even inside
@@ -207,9 +238,11 @@ impl Engine {
             self.pull(&mut report).await?;
             // Nothing may be written to a store the namespace left.
             if let Some((seq, to)) = self.moved()? {
-                return Err(Error::Moved {
-                    seq,
-                    to: Box::new(to),
+                let to = Box::new(to);
+                return Err(if self.follows_by_itself(&to) {
+                    Error::Moved { seq, to }
+                } else {
+                    Error::MoveWaits { seq, to }
                 });
             }
             let (local, ops) = self.scan_and_plan(&mut report, Record::Yes)?;
