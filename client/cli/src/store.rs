@@ -110,33 +110,37 @@ impl Target {
     /// has one, and returns its config. The only way a store is made:
     /// `sync` and `daemon` never create one.
     pub async fn prepare(self) -> anyhow::Result<BackendConfig> {
-        let config = self.config()?;
-        let backend: Arc<dyn Backend> = match &config {
-            BackendConfig::Own(OwnStore::Embedded { store }) => {
-                // Opening creates the store and proves the folder is usable.
-                Arc::new(
-                    EmbeddedBackend::open(store)
-                        .with_context(|| format!("cannot open the store at {}", store.display()))?,
-                )
-            }
-            BackendConfig::Own(own @ OwnStore::Server { .. }) => server_backend(own)?,
-            BackendConfig::S3(table) => {
-                let backend = S3Backend::connect(s3_config(table)?, None)?;
-                // Never run a journal on a store that could lose commits.
-                backend
-                    .probe_conditional_writes()
-                    .await
-                    .with_context(|| format!("cannot use {}", backend.describe()))?;
-                Arc::new(backend)
-            }
-        };
-        // Also proves a server answers and takes the token before saving.
-        backend
-            .init_identity(StoreId::random())
-            .await
-            .with_context(|| format!("cannot make a store at {}", backend.describe()))?;
-        Ok(config)
+        prepare(self.config()?).await
     }
+}
+
+/// [`Target::prepare`] for a target already turned into its config.
+pub async fn prepare(config: BackendConfig) -> anyhow::Result<BackendConfig> {
+    let backend: Arc<dyn Backend> = match &config {
+        BackendConfig::Own(OwnStore::Embedded { store }) => {
+            // Opening creates the store and proves the folder is usable.
+            Arc::new(
+                EmbeddedBackend::open(store)
+                    .with_context(|| format!("cannot open the store at {}", store.display()))?,
+            )
+        }
+        BackendConfig::Own(own @ OwnStore::Server { .. }) => server_backend(own)?,
+        BackendConfig::S3(table) => {
+            let backend = S3Backend::connect(s3_config(table)?, None)?;
+            // Never run a journal on a store that could lose commits.
+            backend
+                .probe_conditional_writes()
+                .await
+                .with_context(|| format!("cannot use {}", backend.describe()))?;
+            Arc::new(backend)
+        }
+    };
+    // Also proves a server answers and takes the token before saving.
+    backend
+        .init_identity(StoreId::random())
+        .await
+        .with_context(|| format!("cannot make a store at {}", backend.describe()))?;
+    Ok(config)
 }
 
 /// Refuses a URL with `user:password@` in it: the config would keep the

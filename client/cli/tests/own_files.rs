@@ -15,7 +15,11 @@ fn pouch_never_syncs_its_own_files_even_inside_the_folder() {
     let a = Device {
         config: home.join(".config/pouch/config.toml"),
         root: home.clone(),
-        env: Vec::new(),
+        // The machine's list of synced folders is under it too.
+        env: vec![(
+            "XDG_CONFIG_HOME".into(),
+            home.join(".config").to_str().unwrap().into(),
+        )],
     };
     let store = home.join(".local/share/pouch/store");
     a.ok(&[
@@ -34,6 +38,7 @@ fn pouch_never_syncs_its_own_files_even_inside_the_folder() {
     assert!(remote.contains("notes.txt"), "{remote}");
     for own in [
         "config.toml",
+        "folders.toml",
         "journal",
         "store/",
         "index.sqlite",

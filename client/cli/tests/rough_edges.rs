@@ -123,6 +123,58 @@ fn init_says_plainly_what_is_wrong_and_leaves_nothing_behind() {
     assert_eq!(left, ["a-file"], "a failed init left things behind");
 }
 
+/// A folder is synced once: `init` refuses one inside its store folder, and
+/// one inside, around or equal to a folder this machine already syncs;
+/// deleting that folder's config frees it.
+#[test]
+fn init_refuses_folders_that_would_be_synced_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let a = Device::init(dir.path(), "A", &store);
+    let refused = |name: &str, root: &std::path::Path, store: &std::path::Path| {
+        let device = Device::new(dir.path(), name, Vec::new());
+        let out = device.run(&[
+            "init",
+            "--root",
+            root.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{name}: init went through");
+        assert!(!device.config.exists(), "{name}: a config was written");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let inside_store = store.join("synced");
+    let said = refused("S", &inside_store, &store);
+    assert!(said.contains("inside the store folder"), "{said}");
+    assert!(!inside_store.exists());
+    let said = refused("C", &a.path("photos"), &dir.path().join("store-c"));
+    assert!(
+        said.contains("is inside") && said.contains("A.toml"),
+        "{said}"
+    );
+    assert!(!dir.path().join("store-c").exists(), "a store was made");
+    let said = refused("D", dir.path(), &dir.path().join("store-d"));
+    assert!(said.contains("holds"), "{said}");
+    let said = refused("E", &a.root, &store);
+    assert!(said.contains("already synced"), "{said}");
+    // Two names of one folder are one folder.
+    let link = dir.path().join("link-to-a");
+    std::os::unix::fs::symlink(&a.root, &link).unwrap();
+    assert!(refused("F", &link, &store).contains("already synced"));
+    // A sibling is fine; a folder whose config is gone is free again.
+    Device::init(dir.path(), "G", &store);
+    std::fs::remove_file(&a.config).unwrap();
+    let e = Device::new(dir.path(), "E", Vec::new());
+    e.ok(&[
+        "init",
+        "--root",
+        a.root.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+}
+
 #[test]
 fn exclude_add_takes_an_absolute_path_and_names_a_missing_folder() {
     let (_dir, a, _b) = pair();

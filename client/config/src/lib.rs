@@ -6,6 +6,7 @@
 //! credentials, so it is always written 0600.
 
 pub mod files;
+pub mod folders;
 
 use std::path::{Path, PathBuf};
 

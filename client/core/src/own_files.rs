@@ -33,6 +33,7 @@ impl OwnFiles {
             paths.push(state.with_extension(ext));
         }
         paths.extend(stores.iter().cloned());
+        paths.extend(pouch_config::folders::registry_path());
         Self {
             paths: paths.iter().map(|p| resolved(p)).collect(),
         }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use pouch_config::{CONFIG_VERSION, Config};
+use pouch_config::{BackendConfig, CONFIG_VERSION, Config, OwnStore};
 
 use crate::store::{Target, absolute};
 
@@ -49,7 +49,9 @@ pub(super) async fn init(
             .join("journal.sqlite"),
         false => config_path.with_extension("journal.sqlite"),
     };
-    let backend = target.prepare().await?;
+    let planned = target.config()?;
+    refuse_overlaps(config_path, &root, &planned)?;
+    let backend = crate::store::prepare(planned).await?;
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let config = Config {
         version: CONFIG_VERSION,
@@ -61,11 +63,67 @@ pub(super) async fn init(
         migration: None,
     };
     config.save(config_path)?;
+    if let Some(registry) = pouch_config::folders::registry_path() {
+        // The config is written: a failure here loses only the check.
+        if let Err(e) =
+            pouch_config::folders::register(&registry, &absolute(config_path)?, &config.root)
+        {
+            tell!(
+                "pouch: could not record the folder in {}: {e}",
+                registry.display()
+            );
+        }
+    }
     say!("wrote {}", config_path.display());
     say!("  folder: {}", config.root.display());
     say!("  device: {}", config.device);
     say!("run `pouch sync` to sync it");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a folder that cannot be synced safely: inside the store folder
+/// it syncs with (every write to the store would be a change to sync), or
+/// inside, around or equal to a folder this machine already syncs.
+/// (Pouch's own files inside the folder are fine: the scanner skips them,
+/// so `pouch init --root ~` works with the default folders.)
+fn refuse_overlaps(config_path: &Path, root: &Path, backend: &BackendConfig) -> anyhow::Result<()> {
+    let root = resolved(root);
+    if let BackendConfig::Own(OwnStore::Embedded { store }) = backend {
+        let store = resolved(store);
+        if root.starts_with(&store) {
+            bail!(
+                "{} is inside the store folder {}: pick a synced folder outside the store",
+                root.display(),
+                store.display()
+            );
+        }
+    }
+    let Some(registry) = pouch_config::folders::registry_path() else {
+        return Ok(());
+    };
+    let others: Vec<_> = pouch_config::folders::synced_folders(&registry)
+        .into_iter()
+        .map(|mut f| {
+            f.root = resolved(&f.root);
+            f
+        })
+        .collect();
+    if let Some(why) = pouch_config::folders::overlap(&root, &absolute(config_path)?, &others) {
+        bail!("{why}");
+    }
+    Ok(())
+}
+
+/// `path` with symlinks resolved as far as it exists, so that two names
+/// of one folder compare equal.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(path) = path.canonicalize() {
+        return path;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => resolved(dir).join(name),
+        _ => path.to_owned(),
+    }
 }
 
 fn cli_default_config(path: &Path) -> bool {

@@ -53,8 +53,14 @@ pub fn s3_keys() -> Vec<(String, String)> {
 
 impl Device {
     /// A device named `name` under `dir` (config `NAME.toml`, folder
-    /// `NAME`) whose commands run with `env`; not initialised.
-    pub fn new(dir: &Path, name: &str, env: Vec<(String, String)>) -> Self {
+    /// `NAME`) whose commands run with `env`; not initialised. The
+    /// machine's list of synced folders is `dir`'s own, as if every test
+    /// ran on a machine of its own.
+    pub fn new(dir: &Path, name: &str, mut env: Vec<(String, String)>) -> Self {
+        env.push((
+            "XDG_CONFIG_HOME".into(),
+            dir.join(".config-home").to_str().unwrap().into(),
+        ));
         Self {
             config: dir.join(format!("{name}.toml")),
             root: dir.join(name),
