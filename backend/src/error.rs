@@ -149,3 +149,41 @@ mod tests {
         assert!(timeout.is_retryable());
     }
 }
+
+/// `err` and its causes on one line, `a: b: c`, leaving out a cause whose
+/// text is already said (many errors, `object_store`'s and `reqwest`'s
+/// among them, print their source in their own message too, which a plain
+/// chain would repeat: `X: Y: Y`). For the messages users read.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = next.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("request failed: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let inner = std::io::Error::other("connection refused");
+        let err = Error::Unavailable {
+            source: Box::new(Repeats(inner)),
+        };
+        let text = error_chain(&err);
+        assert_eq!(text.matches("connection refused").count(), 1, "{text}");
+        assert_eq!(text.matches("request failed").count(), 1, "{text}");
+    }
+}

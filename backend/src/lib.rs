@@ -33,6 +33,6 @@ pub mod tls;
 pub use backend::{Backend, BackendExt};
 pub use block::{Block, Codec, MAX_BLOCK_SIZE};
 pub use block_id::{BlockId, ParseBlockIdError};
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_chain};
 pub use identity::{ParseStoreIdError, StoreId};
 pub use journal::{JournalEntry, Seq, Snapshot};

@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Command::GenerateAssets { dir } => generate_assets(&dir),
     };
     result.unwrap_or_else(|e| {
-        eprintln!("pouch-store: {e:#}");
+        eprintln!("pouch-store: {}", pouch_backend::error_chain(e.as_ref()));
         ExitCode::FAILURE
     })
 }

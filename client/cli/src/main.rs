@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            tell!("pouch: {e:#}");
+            tell!("pouch: {}", pouch_backend::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -115,6 +115,13 @@ fn init_says_plainly_what_is_wrong_and_leaves_nothing_behind() {
         "a-token-long-enough-0123",
     ]);
     assert!(!out.status.success());
+    // Said once, not once per layer of the error's chain.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("error sending request").count(),
+        1,
+        "{stderr}"
+    );
     let mut left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -25,9 +25,10 @@ pub(super) async fn sync(
         Ok(done) => done,
         // A script reading `--json` gets an object on failure too.
         Err(e) if json => {
-            let failure = serde_json::json!({ "ok": false, "error": format!("{e:#}") });
+            let error = pouch_backend::error_chain(e.as_ref());
+            let failure = serde_json::json!({ "ok": false, "error": error });
             println!("{}", serde_json::to_string_pretty(&failure)?);
-            tell!("pouch: {e:#}");
+            tell!("pouch: {error}");
             return Ok(ExitCode::FAILURE);
         }
         Err(e) => return Err(e),
