@@ -215,6 +215,21 @@ impl Config {
     }
 }
 
+/// A TOML error on one line, with where it is: `toml`'s own message draws
+/// the line over several, which a terminal-safe printer shows as `\n`.
+fn toml_reason(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end_matches('\n');
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -287,20 +302,5 @@ mod tests {
     fn a_missing_config_says_what_to_do() {
         let err = Config::load(Path::new("/nonexistent/config.toml")).unwrap_err();
         assert!(err.to_string().contains("pouch init"), "{err}");
-    }
-}
-
-/// A TOML error on one line, with where it is: `toml`'s own message draws
-/// the line over several, which a terminal-safe printer shows as `\n`.
-fn toml_reason(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim_end_matches('\n');
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("{message} (line {line}, column {column})")
-        }
-        None => message.to_owned(),
     }
 }
