@@ -98,7 +98,7 @@ pub enum Command {
     Pause,
     /// Let the running daemon sync again.
     Resume {
-        /// Also propagate the mass delete that made the daemon pause.
+        /// Also send the mass delete the daemon is holding back.
         #[arg(long)]
         allow_mass_delete: bool,
     },

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Device, pair};
+use common::{Daemon, Device, pair, wait_for};
 
 fn count(device: &Device) -> usize {
     std::fs::read_dir(&device.root).unwrap().count()
@@ -49,6 +49,46 @@ fn a_mass_delete_is_held_back_until_allowed() {
     b.sync();
     a.sync();
     assert!(!a.path("f149").exists());
+}
+
+/// The daemon holds back a mass delete and nothing else: it keeps running
+/// and syncing every other change, says in its status what waits, and
+/// sends the deletes once the user allows them.
+#[test]
+fn the_daemon_holds_back_only_the_deletes_and_keeps_syncing() {
+    let (_dir, a, b) = pair();
+    for i in 0..150 {
+        std::fs::write(a.path(&format!("f{i:03}")), format!("{i}")).unwrap();
+    }
+    a.sync();
+    b.sync();
+    let daemon = Daemon::start(&a);
+    for i in 0..120 {
+        std::fs::remove_file(a.path(&format!("f{i:03}"))).unwrap();
+    }
+    std::fs::write(a.path("during.txt"), b"sent by the daemon").unwrap();
+    wait_for("the daemon's status to name the held-back deletes", || {
+        a.ok(&["status"]).contains("--allow-mass-delete")
+    });
+    wait_for("A's new file on B", || {
+        b.sync();
+        b.path("during.txt").exists()
+    });
+    assert_eq!(count(&b), 151, "deletes reached B without being allowed");
+    // Still syncing after the guard tripped.
+    std::fs::write(a.path("later.txt"), b"and later").unwrap();
+    wait_for("A's later file on B", || {
+        b.sync();
+        b.path("later.txt").exists()
+    });
+    assert_eq!(count(&b), 152);
+
+    a.ok(&["resume", "--allow-mass-delete"]);
+    wait_for("the allowed deletes on B", || {
+        b.sync();
+        count(&b) == 32
+    });
+    daemon.stop();
 }
 
 #[test]
