@@ -195,35 +195,42 @@ impl S3Backend {
                 continue;
             }
             let mut damage = None;
+            let mut damaged = Vec::new();
             let mut moved = false;
-            for place in places {
-                let key = self.keys.pack(place.pack);
-                let range = place.offset..place.offset + u64::from(place.len);
-                let got = if place.len == 0 {
-                    // S3 has no empty range; an empty payload needs no read.
-                    Some(Bytes::new())
-                } else {
-                    self.requests
-                        .get_range(&key, range, "reading a block")
-                        .await?
-                };
-                let Some(payload) = got else {
-                    moved = true;
-                    continue;
-                };
-                let block = Block::from_parts(id, place.codec, payload);
-                match tokio::task::spawn_blocking(move || block.decode())
-                    .await
-                    .map_err(Error::internal("decoding a block"))?
-                {
-                    Ok(raw) => return Ok(raw),
-                    Err(e) => {
-                        tracing::warn!(%id, pack = %place.pack, error = %e, "damaged block copy in the bucket");
-                        damage = Some(e);
+            'places: for place in places {
+                // A copy is damaged only if it reads wrong twice: one bad
+                // read may be the network's.
+                for attempt in 0..2 {
+                    let Some(payload) = self.read_place(&place).await? else {
+                        moved = true;
+                        continue 'places;
+                    };
+                    let block = Block::from_parts(id, place.codec, payload);
+                    match tokio::task::spawn_blocking(move || block.decode())
+                        .await
+                        .map_err(Error::internal("decoding a block"))?
+                    {
+                        Ok(raw) => return Ok(raw),
+                        Err(e) => {
+                            tracing::warn!(%id, pack = %place.pack, attempt, error = %e, "damaged block copy in the bucket");
+                            damage = Some(e);
+                        }
                     }
                 }
+                damaged.push((id, place.pack));
             }
             if let Some(e) = damage {
+                // Quarantined: a tombstone takes the damaged copies out of
+                // the index (so `has_blocks` says missing and devices send
+                // the block again, into a new pack) while their bytes stay
+                // in the pack.
+                if !damaged.is_empty() {
+                    if let Err(tomb) = self.write_tombs(damaged).await {
+                        tracing::warn!(%id, error = %tomb, "could not quarantine a damaged block");
+                    } else {
+                        tracing::error!(%id, "quarantined a damaged block copy");
+                    }
+                }
                 return Err(e);
             }
             if moved && !refreshed {
@@ -234,6 +241,19 @@ impl S3Backend {
             }
             return Err(Error::BlockNotFound(id));
         }
+    }
+
+    /// One copy's stored bytes; `None` if its pack is gone (moved).
+    async fn read_place(&self, place: &crate::index::Location) -> Result<Option<Bytes>> {
+        if place.len == 0 {
+            // S3 has no empty range; an empty payload needs no read.
+            return Ok(Some(Bytes::new()));
+        }
+        let key = self.keys.pack(place.pack);
+        let range = place.offset..place.offset + u64::from(place.len);
+        self.requests
+            .get_range(&key, range, "reading a block")
+            .await
     }
 
     pub(crate) async fn has_blocks_in(&self, ids: &[BlockId]) -> Result<Vec<bool>> {
@@ -257,6 +277,11 @@ impl S3Backend {
                 .flat_map(|id| index.find(id).iter().map(move |p| (*id, p.pack)))
                 .collect()
         };
+        self.write_tombs(tombs).await
+    }
+
+    /// Writes tombstones for `tombs` (block, pack) copies and applies them.
+    async fn write_tombs(&self, tombs: Vec<(BlockId, PackName)>) -> Result<()> {
         if tombs.is_empty() {
             return Ok(());
         }

@@ -135,3 +135,48 @@ async fn calls_survive_a_store_that_fails_one_request_in_ten() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(failed >= 10, "the proxy failed only {failed} requests");
 }
+
+/// A block copy that fails verification is never served and is
+/// quarantined: a tombstone takes it out of the index, for every client
+/// (so devices send it again), its bytes stay in the pack, and a put
+/// stores a fresh copy that reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_block_in_a_pack_is_quarantined_and_healed_by_a_put() {
+    let server = s3::server();
+    let bucket = server.fresh_bucket().await;
+    let backend = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
+    let raw = conformance::noise(77, 100_000);
+    let block = Block::encode(raw.clone());
+    let id = block.id();
+    backend.put_blocks(vec![block.clone()]).await.unwrap();
+    let pack = server
+        .keys(&bucket)
+        .await
+        .into_iter()
+        .find(|k| k.ends_with(".pack"))
+        .expect("a pack");
+    let mut bytes = server.get(&bucket, &pack).await.to_vec();
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &raw[50_000..50_064])
+        .expect("the raw bytes");
+    bytes[at + 7] ^= 0x55;
+    server.put(&bucket, &pack, Bytes::from(bytes)).await;
+
+    assert!(matches!(
+        backend.get_block(id).await,
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(backend.has_blocks(&[id]).await.unwrap(), [false]);
+    let other = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
+    assert_eq!(other.has_blocks(&[id]).await.unwrap(), [false]);
+    assert!(
+        server.keys(&bucket).await.contains(&pack),
+        "the pack was deleted"
+    );
+
+    other.put_blocks(vec![block]).await.unwrap();
+    assert_eq!(other.get_block(id).await.unwrap(), raw);
+    let third = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
+    assert_eq!(third.get_block(id).await.unwrap(), raw);
+}

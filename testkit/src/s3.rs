@@ -139,6 +139,28 @@ impl TestS3 {
             .await
     }
 
+    /// Object `key` of bucket `name`.
+    pub async fn get(&self, name: &str, key: &str) -> bytes::Bytes {
+        use object_store::ObjectStoreExt;
+        self.client(name)
+            .get(&key.into())
+            .await
+            .expect("get an object")
+            .bytes()
+            .await
+            .expect("read an object")
+    }
+
+    /// Replaces object `key` of bucket `name` behind the backend's back
+    /// (to damage it).
+    pub async fn put(&self, name: &str, key: &str, bytes: bytes::Bytes) {
+        use object_store::ObjectStoreExt;
+        self.client(name)
+            .put(&key.into(), bytes.into())
+            .await
+            .expect("put an object");
+    }
+
     fn client(&self, name: &str) -> object_store::aws::AmazonS3 {
         pouch_backend::tls::install_provider();
         object_store::aws::AmazonS3Builder::new()
