@@ -393,6 +393,14 @@ fn a_hostile_move_to_another_server_never_receives_the_token() {
     wait_for("the daemon to say the move waits", || {
         b.ok(&["status"]).contains("waiting for you")
     });
+    wait_for(
+        "the daemon's status (what the tray shows) to name it",
+        || {
+            b.json(&["status", "--json"])["daemon"]["move_waiting"]
+                .as_str()
+                .is_some_and(|to| to.contains(&trap.url))
+        },
+    );
     std::thread::sleep(std::time::Duration::from_secs(2));
     daemon.stop();
     assert!(!a.run(&["sync"]).status.success());

@@ -68,6 +68,10 @@ pub struct DaemonStatus {
     /// and the tray's "recent files".
     #[serde(default)]
     pub recent: Vec<Changed>,
+    /// The store another device moved the folder to, when the move waits
+    /// for this device's user (`pouch migrate follow` or `refuse`).
+    #[serde(default)]
+    pub move_waiting: Option<String>,
 }
 
 impl DaemonStatus {
@@ -86,6 +90,7 @@ impl DaemonStatus {
             transfer: None,
             migration: None,
             recent: Vec::new(),
+            move_waiting: None,
         }
     }
 }

@@ -100,6 +100,13 @@ impl View {
     fn of_status(status: &DaemonStatus) -> View {
         let (look, status_line) = match status.state {
             _ if status.paused => (Look::Paused, "Paused".to_owned()),
+            State::Error if status.move_waiting.is_some() => (
+                Look::Paused,
+                format!(
+                    "Waiting for you: this folder moved to {}; run `pouch migrate follow` (or `refuse`)",
+                    printable(status.move_waiting.as_deref().unwrap_or_default())
+                ),
+            ),
             State::Syncing => (Look::Syncing, syncing_line(status)),
             State::Error if status.offline => (
                 Look::Offline,
@@ -229,6 +236,7 @@ mod tests {
             transfer: None,
             recent: Vec::new(),
             migration: None,
+            move_waiting: None,
         }
     }
 
@@ -278,6 +286,17 @@ mod tests {
         assert_eq!(
             (view.look, view.status_line.as_str()),
             (Look::Error, "Error: disk full")
+        );
+        let mut waiting = failed.clone();
+        waiting.move_waiting = Some("pouch-store http://elsewhere:7878 (namespace default)".into());
+        let view = View::of(&Seen::Daemon(Box::new(waiting)));
+        assert_eq!(view.look, Look::Paused);
+        assert!(
+            view.status_line
+                .starts_with("Waiting for you: this folder moved to pouch-store http://elsewhere")
+                && view.status_line.contains("pouch migrate follow"),
+            "{}",
+            view.status_line
         );
         failed.offline = true;
         assert_eq!(

@@ -252,6 +252,7 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
             status.syncs += 1;
             status.last_sync = Some(now);
             status.last_error = None;
+            status.move_waiting = None;
             status.offline = false;
             status.transfer = None;
             let report = wire::report(&report);
@@ -269,6 +270,10 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
             status.state = State::Error;
             status.transfer = None;
             status.last_error = Some(e.to_string());
+            status.move_waiting = match &e {
+                crate::Error::MoveWaits { to, .. } => Some(to.to_string()),
+                _ => None,
+            };
             status.offline = e.is_offline();
             drop(status);
             shared.emit(Event::Failed {
