@@ -15,11 +15,18 @@ fn pouch_never_syncs_its_own_files_even_inside_the_folder() {
     let a = Device {
         config: home.join(".config/pouch/config.toml"),
         root: home.clone(),
-        // The machine's list of synced folders is under it too.
-        env: vec![(
-            "XDG_CONFIG_HOME".into(),
-            home.join(".config").to_str().unwrap().into(),
-        )],
+        // The default folders are under it, the local state and the
+        // machine's list of synced folders too.
+        env: vec![
+            (
+                "XDG_CONFIG_HOME".into(),
+                home.join(".config").to_str().unwrap().into(),
+            ),
+            (
+                "XDG_DATA_HOME".into(),
+                home.join(".local/share").to_str().unwrap().into(),
+            ),
+        ],
     };
     let store = home.join(".local/share/pouch/store");
     a.ok(&[

@@ -345,6 +345,11 @@ impl Device {
             .arg("--config")
             .arg(&self.config)
             .args(args)
+            // The machine's list of synced folders is the test's own.
+            .env(
+                "XDG_CONFIG_HOME",
+                self.config.with_file_name("xdg-config-cli"),
+            )
             .output()
             .unwrap();
         assert!(

@@ -20,6 +20,10 @@ pub struct Device {
 pub fn pouch() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pouch"));
     cmd.env("POUCH_LOG", "warn");
+    // Never the user's own folders (a `Device` names its own).
+    let own = std::env::temp_dir().join(format!("pouch-tests-{}", std::process::id()));
+    cmd.env("XDG_CONFIG_HOME", own.join("config"));
+    cmd.env("XDG_DATA_HOME", own.join("data"));
     cmd
 }
 
