@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use object_store::aws::AmazonS3Builder;
 use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
@@ -180,6 +181,10 @@ impl Backend for S3Backend {
 
     async fn get_block(&self, id: BlockId) -> Result<Bytes> {
         self.get_block_in(id).await
+    }
+
+    fn get_blocks(&self, ids: Vec<BlockId>) -> BoxStream<'_, Result<Bytes>> {
+        self.get_blocks_in(ids)
     }
 
     async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>> {

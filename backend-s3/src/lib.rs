@@ -20,6 +20,7 @@
 //!   [`S3Config::poll_interval_ms`]: S3 cannot push.
 
 mod backend;
+mod batch_read;
 mod blocks;
 mod config;
 mod credentials;

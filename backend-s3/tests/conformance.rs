@@ -92,6 +92,38 @@ async fn small_blocks_are_packed_and_found_by_another_client() {
     );
 }
 
+/// A new device reading 20,000 small blocks with `get_blocks` makes a
+/// handful of requests: ranged GETs over runs of each pack, not one GET per
+/// block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_read_of_20000_blocks_is_a_few_ranged_gets() {
+    use futures_util::StreamExt;
+    let server = s3::server();
+    let bucket = server.fresh_bucket().await;
+    let writer = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
+    let raws: Vec<Bytes> = (0..20_000u64).map(|i| conformance::noise(i, 700)).collect();
+    writer
+        .put_blocks(raws.iter().cloned().map(Block::encode).collect())
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&server.endpoint, Faults::default()).await;
+    let reader = S3Backend::connect(common::config(&proxy.url, &bucket), None).unwrap();
+    let ids: Vec<_> = raws.iter().map(|r| pouch_backend::BlockId::of(r)).collect();
+    let mut got = reader.get_blocks(ids);
+    let mut n = 0;
+    while let Some(item) = got.next().await {
+        assert_eq!(item.unwrap(), raws[n]);
+        n += 1;
+    }
+    assert_eq!(n, 20_000);
+    let requests = proxy
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // Two listings, two pack indexes, and 14 MB in ranges of up to 8 MiB.
+    assert!(requests <= 10, "{requests} requests for 20,000 blocks");
+}
+
 /// With 10% of requests failing (503, 500 after the fact, dropped
 /// connections) every call still completes, and a journal append whose
 /// answer was lost is not mistaken for a lost race.
@@ -163,9 +195,20 @@ async fn a_damaged_block_in_a_pack_is_quarantined_and_healed_by_a_put() {
     bytes[at + 7] ^= 0x55;
     server.put(&bucket, &pack, Bytes::from(bytes)).await;
 
+    // A batched read refuses it too (and quarantines it).
+    let batched: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(
+        S3Backend::connect(common::config(&server.endpoint, &bucket), None)
+            .unwrap()
+            .get_blocks(vec![id]),
+    )
+    .await;
+    assert!(
+        matches!(batched[..], [Err(Error::Corrupt { .. })]),
+        "{batched:?}"
+    );
     assert!(matches!(
         backend.get_block(id).await,
-        Err(Error::Corrupt { .. })
+        Err(Error::Corrupt { .. } | Error::BlockNotFound(_))
     ));
     assert_eq!(backend.has_blocks(&[id]).await.unwrap(), [false]);
     let other = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use crate::{Block, BlockId, JournalEntry, Result, Seq, Snapshot, StoreId};
 
@@ -38,6 +40,23 @@ pub trait Backend: Send + Sync + 'static {
     /// stored; [`Error::Corrupt`](crate::Error::Corrupt) if the stored bytes
     /// are damaged. Never returns bytes that do not hash to `id`.
     async fn get_block(&self, id: BlockId) -> Result<Bytes>;
+
+    /// Reads many blocks: one item per id of `ids`, in that order, each
+    /// what [`Backend::get_block`] would return for it (verified bytes, or
+    /// `BlockNotFound` / `Corrupt` for that block alone). Any other error
+    /// is an item after which the stream ends. Lazy: blocks are fetched as
+    /// the stream is read, a bounded amount ahead, so memory stays bounded
+    /// however many ids are asked for.
+    ///
+    /// Made for downloads: a backend fetches neighbouring blocks together
+    /// (S3: one ranged GET per run of a pack; pouch-store: one streamed
+    /// response) with several requests in flight. The default asks for
+    /// the blocks one at a time.
+    fn get_blocks(&self, ids: Vec<BlockId>) -> BoxStream<'_, Result<Bytes>> {
+        futures_util::stream::iter(ids)
+            .then(move |id| self.get_block(id))
+            .boxed()
+    }
 
     /// For each id, in order, whether the block is stored. Made for batches
     /// of thousands of ids; a backend answers them in few round trips.
@@ -113,4 +132,29 @@ mod tests {
         fn takes(_: Option<Arc<dyn Backend>>) {}
         takes(None);
     }
+}
+
+/// Ends a stream of [`Backend::get_blocks`] items after its first error
+/// that is not one block's own (`BlockNotFound`, `Corrupt`), as the
+/// contract says; for implementations that fetch several runs at once.
+pub fn end_after_fatal<'a, S>(
+    items: S,
+) -> impl futures_util::Stream<Item = Result<Bytes>> + Send + 'a
+where
+    S: futures_util::Stream<Item = Result<Bytes>> + Send + 'a,
+{
+    items.scan(false, |ended, item| {
+        if *ended {
+            return std::future::ready(None);
+        }
+        if let Err(e) = &item
+            && !matches!(
+                e,
+                crate::Error::BlockNotFound(_) | crate::Error::Corrupt { .. }
+            )
+        {
+            *ended = true;
+        }
+        std::future::ready(Some(item))
+    })
 }

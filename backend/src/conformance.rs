@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{Backend, BackendExt, Block, BlockId, Codec, Error, Seq, Snapshot, StoreId};
+use crate::{Backend, BackendExt, Block, BlockId, Codec, Error, Result, Seq, Snapshot, StoreId};
 
 /// What a backend can do beyond the required contract.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,6 +37,8 @@ where
     mismatched_blocks_are_refused(fresh().await).await;
     many_blocks_in_one_put(fresh().await).await;
     has_many_answers_ten_thousand_ids(fresh().await).await;
+    get_blocks_answers_each_id_in_order(fresh().await).await;
+    get_blocks_streams_many_blocks(fresh().await).await;
     delete_removes_blocks(fresh().await).await;
     racing_appends_have_one_winner(fresh().await).await;
     appends_must_not_leave_gaps(fresh().await).await;
@@ -193,6 +195,60 @@ pub async fn has_many_answers_ten_thousand_ids(backend: Arc<dyn Backend>) {
     let got = backend.has_blocks(&ids).await.expect("has 10,000 ids");
     assert_eq!(got.len(), 10_000);
     assert!(got == expected, "has_blocks answered some ids wrongly");
+}
+
+/// `get_blocks` answers every id in the order asked, repeats included, with
+/// a missing block's `BlockNotFound` as its own item and the stream going
+/// on after it; blocks put in separate calls (separate packs) mix.
+pub async fn get_blocks_answers_each_id_in_order(backend: Arc<dyn Backend>) {
+    use futures_util::StreamExt;
+    let raws: Vec<Bytes> = (0..6u64)
+        .map(|i| match i {
+            0 => Bytes::new(),
+            3 => Bytes::from(vec![b'z'; 300_000]),
+            _ => noise(7000 + i, 1000 * i as usize + 1),
+        })
+        .collect();
+    let blocks: Vec<Block> = raws.iter().cloned().map(Block::encode).collect();
+    backend.put_blocks(blocks[..3].to_vec()).await.expect("put");
+    backend.put_blocks(blocks[3..].to_vec()).await.expect("put");
+    let missing = BlockId::of(b"never stored");
+    let order = [5usize, 0, 99, 2, 5, 3, 1, 4];
+    let ids: Vec<BlockId> = order
+        .iter()
+        .map(|&i| if i == 99 { missing } else { blocks[i].id() })
+        .collect();
+    let got: Vec<Result<Bytes>> = backend.get_blocks(ids).collect().await;
+    assert_eq!(got.len(), order.len(), "one item per id");
+    for (item, &i) in got.into_iter().zip(&order) {
+        match (item, i) {
+            (Err(Error::BlockNotFound(id)), 99) => assert_eq!(id, missing),
+            (Ok(bytes), i) if i != 99 => assert_eq!(bytes, raws[i], "block {i}"),
+            (other, i) => panic!("block {i}: {other:?}"),
+        }
+    }
+    let none: Vec<Result<Bytes>> = backend.get_blocks(Vec::new()).collect().await;
+    assert!(none.is_empty());
+}
+
+/// 3,000 blocks in one `get_blocks` call come back whole and in order.
+pub async fn get_blocks_streams_many_blocks(backend: Arc<dyn Backend>) {
+    use futures_util::StreamExt;
+    let raws: Vec<Bytes> = (0..3000u64)
+        .map(|i| noise(9000 + i, 700 + (i as usize % 5) * 900))
+        .collect();
+    backend
+        .put_blocks(raws.iter().cloned().map(Block::encode).collect())
+        .await
+        .expect("put");
+    let ids: Vec<BlockId> = raws.iter().map(|r| BlockId::of(r)).collect();
+    let mut stream = backend.get_blocks(ids);
+    let mut n = 0;
+    while let Some(item) = stream.next().await {
+        assert_eq!(item.expect("a stored block"), raws[n], "block {n}");
+        n += 1;
+    }
+    assert_eq!(n, raws.len());
 }
 
 /// Deleted blocks are gone; deleting a missing block is fine; a deleted

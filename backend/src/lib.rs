@@ -30,7 +30,7 @@ mod journal;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use backend::{Backend, BackendExt};
+pub use backend::{Backend, BackendExt, end_after_fatal};
 pub use block::{Block, Codec, MAX_BLOCK_SIZE};
 pub use block_id::{BlockId, ParseBlockIdError};
 pub use error::{Error, Result, error_chain};
