@@ -121,19 +121,6 @@ pub trait BackendExt: Backend {
 
 impl<B: Backend + ?Sized> BackendExt for B {}
 
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    #[test]
-    fn the_trait_is_object_safe() {
-        fn takes(_: Option<Arc<dyn Backend>>) {}
-        takes(None);
-    }
-}
-
 /// Ends a stream of [`Backend::get_blocks`] items after its first error
 /// that is not one block's own (`BlockNotFound`, `Corrupt`), as the
 /// contract says; for implementations that fetch several runs at once.
@@ -157,4 +144,17 @@ where
         }
         std::future::ready(Some(item))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn the_trait_is_object_safe() {
+        fn takes(_: Option<Arc<dyn Backend>>) {}
+        takes(None);
+    }
 }

@@ -66,7 +66,18 @@ fn many_small_files_are_few_requests() {
         .load(std::sync::atomic::Ordering::Relaxed)
         - before;
     assert!(used <= 20, "uploading 2,000 files took {used} requests");
+    // A new device fetches them with a few ranged reads, not one each.
+    let before = proxy
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
     b.sync();
+    let used = proxy
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(used <= 30, "downloading 2,000 files took {used} requests");
     scenarios::assert_same(&a, &b);
 }
 

@@ -41,7 +41,11 @@ impl Engine {
         // about their insides: those operations are stale, and the next
         // plan (after a rescan) sees the copy as new local paths.
         let mut moved: Vec<RelPath> = Vec::new();
-        for op in ops {
+        self.prefetch = self.plan_prefetch(&ops, local);
+        for (k, op) in ops.into_iter().enumerate() {
+            if let Some(prefetch) = &mut self.prefetch {
+                prefetch.begin(k);
+            }
             let path = op.path().clone();
             let inside_moved = |p: &RelPath| p.ancestors().any(|a| moved.contains(&a));
             if inside_moved(&path)
@@ -78,7 +82,40 @@ impl Engine {
                 }
             }
         }
+        self.prefetch = None;
         Ok(())
+    }
+
+    /// The batched read of every block `ops` download, in the order they
+    /// are written; `None` when they download nothing.
+    fn plan_prefetch(
+        &self,
+        ops: &[Op],
+        local: &BTreeMap<RelPath, LocalEntry>,
+    ) -> Option<super::prefetch::Prefetch> {
+        let mut planned = Vec::new();
+        for (k, op) in ops.iter().enumerate() {
+            let (path, blocks) = match op {
+                Op::Download {
+                    path,
+                    node: Node::File { blocks, .. },
+                }
+                | Op::Conflict {
+                    path,
+                    node: Node::File { blocks, .. },
+                } => (path, blocks),
+                _ => continue,
+            };
+            // Only the mode changed: nothing to fetch.
+            if matches!(op, Op::Download { .. })
+                && matches!(local.get(path), Some((_, Node::File { blocks: have, .. })) if have == blocks)
+            {
+                continue;
+            }
+            planned.extend(blocks.iter().map(|b| (k, b.id)));
+        }
+        (!planned.is_empty())
+            .then(|| super::prefetch::Prefetch::start(self.backend.clone(), planned))
     }
 
     async fn apply_one(

@@ -118,7 +118,7 @@ impl Engine {
 
     /// Writes a file's blocks, each verified by the backend, into `temp`.
     async fn fetch_into(
-        &self,
+        &mut self,
         temp: &Path,
         blocks: &[BlockRef],
         size: u64,
@@ -136,7 +136,14 @@ impl Engine {
             .map_err(Error::io(temp))?;
         let mut written = 0u64;
         for block in blocks {
-            let bytes = self.backend.get_block(block.id).await?;
+            let prefetched = match &mut self.prefetch {
+                Some(prefetch) => prefetch.take(block.id).await,
+                None => None,
+            };
+            let bytes = match prefetched {
+                Some(bytes) => bytes?,
+                None => self.backend.get_block(block.id).await?,
+            };
             if bytes.len() != block.len as usize {
                 return Err(Error::Backend(BackendError::Corrupt {
                     id: block.id,

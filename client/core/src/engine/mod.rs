@@ -18,6 +18,7 @@ mod apply;
 mod download;
 mod heal;
 mod lock;
+mod prefetch;
 mod pull;
 mod push;
 mod restore;
@@ -79,6 +80,8 @@ pub struct Engine {
     /// Where the configured store is, to tell moves this device may follow
     /// by itself from those that wait for its user.
     here: Option<StoreLocation>,
+    /// The batched read of the blocks the running apply downloads.
+    prefetch: Option<prefetch::Prefetch>,
 }
 
 /// What one sync may do beyond the usual.
@@ -149,6 +152,7 @@ impl Engine {
             unreadable: HashSet::new(),
             last_heal: None,
             here: None,
+            prefetch: None,
         })
     }
 
