@@ -7,8 +7,12 @@
 
 use std::time::Duration;
 
+use std::collections::VecDeque;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::stream::{self, BoxStream};
+use futures_util::{Stream, StreamExt};
 use pouch_backend::{
     Backend, Block, BlockId, Codec, Error, JournalEntry, Result, Seq, Snapshot, StoreId,
 };
@@ -102,6 +106,25 @@ impl RemoteBackend {
                 Ok(()) => unreachable!(),
             }
         }
+    }
+
+    /// One batched read (`POST /blocks/read`): its answers as they stream
+    /// in, one item per id. A server from before batched reads is asked
+    /// block by block.
+    fn read_batch(&self, ids: Vec<BlockId>) -> impl Stream<Item = Result<Bytes>> + Send + '_ {
+        let url = self.url("/blocks/read");
+        let body = wire::encode_ids(&ids);
+        stream::once(async move {
+            self.call(|http| http.post(&url).timeout(REQUEST_TIMEOUT).body(body.clone()))
+                .await
+        })
+        .flat_map(move |response| match response {
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => stream::iter(ids.clone())
+                .then(move |id| self.get_block(id))
+                .boxed(),
+            Ok(response) => answers(response, ids.clone()).boxed(),
+            Err(e) => stream::once(async { Err(e) }).boxed(),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -211,6 +234,15 @@ impl Backend for RemoteBackend {
             _ => return Err(Error::InvalidInput("the store's answer names no codec")),
         };
         Block::from_parts(id, codec, body(response).await?).decode()
+    }
+
+    fn get_blocks(&self, ids: Vec<BlockId>) -> BoxStream<'_, Result<Bytes>> {
+        let batches: Vec<Vec<BlockId>> = ids
+            .chunks(wire::MAX_READ_IDS)
+            .map(<[BlockId]>::to_vec)
+            .collect();
+        let answers = stream::iter(batches).flat_map(move |batch| self.read_batch(batch));
+        pouch_backend::end_after_fatal(answers).boxed()
     }
 
     async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>> {
@@ -363,4 +395,70 @@ fn parse_identity(body: &[u8]) -> Result<StoreId> {
         .ok_or_else(|| Error::Format {
             what: "the store answered with something that is not a store identity".into(),
         })
+}
+
+/// A batched read's answers, decoded and verified as the body arrives: one
+/// item per id of `ids`, in order.
+fn answers(response: Response, ids: Vec<BlockId>) -> impl Stream<Item = Result<Bytes>> + Send {
+    struct Reading {
+        body: BoxStream<'static, reqwest::Result<Bytes>>,
+        decoder: wire::AnswerStream,
+        ids: std::vec::IntoIter<BlockId>,
+        ready: VecDeque<wire::Answer>,
+        ended: bool,
+    }
+    let reading = Reading {
+        body: response.bytes_stream().boxed(),
+        decoder: wire::AnswerStream::default(),
+        ids: ids.into_iter(),
+        ready: VecDeque::new(),
+        ended: false,
+    };
+    stream::unfold(reading, |mut r| async move {
+        loop {
+            if let Some(answer) = r.ready.pop_front() {
+                let id = r.ids.next()?;
+                let item = match answer {
+                    wire::Answer::Block(block) if block.id() == id => block.decode(),
+                    wire::Answer::Block(_) => {
+                        Err(Error::InvalidInput("the store answered with another block"))
+                    }
+                    wire::Answer::NotFound => Err(Error::BlockNotFound(id)),
+                    wire::Answer::Corrupt => Err(Error::Corrupt {
+                        id,
+                        reason: "the store refused the block: it is corrupt",
+                    }),
+                };
+                return Some((item, r));
+            }
+            if r.ended {
+                // Fewer answers than ids: the answer was cut short.
+                r.ids.next()?;
+                r.ids = Vec::new().into_iter();
+                return Some((
+                    Err(unavailable("the store's answer ended early".to_owned())),
+                    r,
+                ));
+            }
+            match r.body.next().await {
+                Some(Ok(chunk)) => match r.decoder.push(&chunk) {
+                    Ok(answers) => r.ready.extend(answers),
+                    Err(e) => {
+                        r.ids = Vec::new().into_iter();
+                        return Some((Err(Error::InvalidInput(e.0)), r));
+                    }
+                },
+                Some(Err(e)) => {
+                    r.ids = Vec::new().into_iter();
+                    return Some((
+                        Err(unavailable(format!(
+                            "reading the store's answer failed: {e}"
+                        ))),
+                        r,
+                    ));
+                }
+                None => r.ended = true,
+            }
+        }
+    })
 }

@@ -5,6 +5,9 @@
 //! blocks:   repeated { id [32] | codec u8 | length u32 | payload }
 //! ids:      repeated { id [32] }
 //! presence: one byte per id, 1 = stored
+//! answers:  per id asked, in order: { status u8 } and, for status 0 (the
+//!           block), { id [32] | codec u8 | length u32 | payload };
+//!           1 = not stored, 2 = damaged (refused)
 //! entries:  repeated { seq u64 | length u32 | data }
 //! ```
 
@@ -88,6 +91,92 @@ impl BlockStream {
     }
 }
 
+/// The most ids one batched read may ask for.
+pub const MAX_READ_IDS: usize = 4096;
+
+/// One answer of a batched read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The block, in its stored encoding, verified by the server.
+    Block(Block),
+    /// Not stored.
+    NotFound,
+    /// Stored but damaged: refused (and quarantined).
+    Corrupt,
+}
+
+/// Appends `answer`'s encoding to `out`.
+pub fn encode_answer(out: &mut BytesMut, answer: &Answer) {
+    match answer {
+        Answer::Block(block) => {
+            out.put_u8(0);
+            out.put_slice(block.id().as_bytes());
+            out.put_u8(block.codec().tag());
+            out.put_u32_le(block.payload().len() as u32);
+            out.put_slice(block.payload());
+        }
+        Answer::NotFound => out.put_u8(1),
+        Answer::Corrupt => out.put_u8(2),
+    }
+}
+
+/// Decodes a batched read's answers as they arrive, chunk by chunk.
+#[derive(Debug, Default)]
+pub struct AnswerStream {
+    buffer: BytesMut,
+    /// A block answer whose header was read: (id, codec, length).
+    pending: Option<(BlockId, Codec, usize)>,
+}
+
+impl AnswerStream {
+    /// Takes the next chunk; returns the answers it completed.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Answer>, Malformed> {
+        self.buffer.extend_from_slice(chunk);
+        let mut done = Vec::new();
+        loop {
+            match self.pending {
+                None if !self.buffer.is_empty() => match self.buffer[0] {
+                    0 if self.buffer.len() >= 38 => {
+                        self.buffer.advance(1);
+                        let id = BlockId::from_slice(&self.buffer.split_to(32)).expect("32 bytes");
+                        let codec = Codec::from_tag(self.buffer.get_u8())
+                            .ok_or(Malformed("unknown codec"))?;
+                        let len = self.buffer.get_u32_le() as usize;
+                        if len > MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 64 {
+                            return Err(Malformed("a block payload is too long"));
+                        }
+                        self.pending = Some((id, codec, len));
+                    }
+                    0 => return Ok(done),
+                    1 => {
+                        self.buffer.advance(1);
+                        done.push(Answer::NotFound);
+                    }
+                    2 => {
+                        self.buffer.advance(1);
+                        done.push(Answer::Corrupt);
+                    }
+                    _ => return Err(Malformed("unknown answer status")),
+                },
+                Some((id, codec, len)) if self.buffer.len() >= len => {
+                    let payload = self.buffer.split_to(len).freeze();
+                    done.push(Answer::Block(Block::from_parts(id, codec, payload)));
+                    self.pending = None;
+                }
+                _ => return Ok(done),
+            }
+        }
+    }
+
+    /// Checks that the answers ended on a boundary.
+    pub fn finish(self) -> Result<(), Malformed> {
+        if self.pending.is_some() || !self.buffer.is_empty() {
+            return Err(Malformed("an answer is cut short"));
+        }
+        Ok(())
+    }
+}
+
 /// Encodes a list of ids.
 pub fn encode_ids(ids: &[BlockId]) -> Bytes {
     let mut out = BytesMut::with_capacity(ids.len() * 32);
@@ -142,6 +231,37 @@ pub fn decode_entries(mut body: Bytes) -> Result<Vec<JournalEntry>, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_round_trip_whatever_the_chunking() {
+        let blocks: Vec<Block> = (0..4u8)
+            .map(|i| Block::encode(Bytes::from(vec![i; 100 * i as usize])))
+            .collect();
+        let answers = vec![
+            Answer::Block(blocks[1].clone()),
+            Answer::NotFound,
+            Answer::Block(blocks[0].clone()),
+            Answer::Corrupt,
+            Answer::Block(blocks[3].clone()),
+        ];
+        let mut body = BytesMut::new();
+        for answer in &answers {
+            encode_answer(&mut body, answer);
+        }
+        for step in [1, 7, 38, 1000] {
+            let mut decoder = AnswerStream::default();
+            let mut got = Vec::new();
+            for chunk in body.chunks(step) {
+                got.extend(decoder.push(chunk).unwrap());
+            }
+            decoder.finish().unwrap();
+            assert_eq!(got, answers, "chunks of {step}");
+        }
+        let mut cut = AnswerStream::default();
+        cut.push(&body[..body.len() - 3]).unwrap();
+        assert!(cut.finish().is_err());
+        assert!(AnswerStream::default().push(&[9]).is_err());
+    }
 
     #[test]
     fn streamed_blocks_decode_whatever_the_chunking() {

@@ -359,9 +359,24 @@ async fn a_flipped_byte_is_refused_over_http_quarantined_and_healed_by_a_put() {
         .unwrap();
     damage(&server.data.join("ns0"), &block);
 
+    // A batched read answers the others and refuses the damaged one.
+    let batched: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(backend.get_blocks(vec![
+        fine.id(),
+        block.id(),
+        fine.id(),
+    ]))
+    .await;
+    assert!(
+        matches!(
+            &batched[..],
+            [Ok(a), Err(Error::Corrupt { .. }), Ok(b)] if a == "fine" && b == "fine"
+        ),
+        "{batched:?}"
+    );
+    // Quarantined: not there any more.
     assert!(matches!(
         backend.get_block(block.id()).await,
-        Err(Error::Corrupt { .. })
+        Err(Error::BlockNotFound(_))
     ));
     assert_eq!(
         backend.has_blocks(&[block.id(), fine.id()]).await.unwrap(),

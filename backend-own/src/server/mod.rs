@@ -120,6 +120,7 @@ impl Server {
         let api = Router::new()
             .route("/v1/{ns}/blocks", post(put_blocks))
             .route("/v1/{ns}/blocks/has", post(has_blocks))
+            .route("/v1/{ns}/blocks/read", post(read_blocks))
             .route("/v1/{ns}/blocks/delete", post(delete_blocks))
             .route("/v1/{ns}/blocks/{id}", get(get_block))
             .route("/v1/{ns}/journal", get(read_journal))
@@ -336,6 +337,59 @@ async fn get_block(
         pouch_backend::Codec::Zstd => "zstd",
     };
     Ok(([("x-pouch-codec", codec)], block.payload().clone()).into_response())
+}
+
+/// Bytes of answers gathered before they are sent on.
+const READ_PIECE: usize = 256 << 10;
+
+/// A batched read: the answer for each id, in order, streamed as the
+/// blocks are read (each verified first, as `get_block`), so a client's
+/// download of many small files is a few requests. A bounded channel holds
+/// the server to the client's pace.
+async fn read_blocks(
+    State(server): Shared,
+    Extension(backend): Authorized,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ids = wire::decode_ids(&body)?;
+    if ids.len() > wire::MAX_READ_IDS {
+        return Err(ApiError(Error::InvalidInput(
+            "a batched read asks for at most 4096 blocks",
+        )));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        let mut out = bytes::BytesMut::new();
+        for id in ids {
+            server.metrics.block_get();
+            let answer = match backend.get_block_encoded(id).await {
+                Ok(block) => wire::Answer::Block(block),
+                Err(Error::BlockNotFound(_)) => wire::Answer::NotFound,
+                Err(e @ Error::Corrupt { .. }) => {
+                    server.metrics.corrupt_read();
+                    tracing::error!(block = %id, "refused to serve a corrupt block: {e}");
+                    wire::Answer::Corrupt
+                }
+                Err(e) => {
+                    // Cut short: the client sees the body end mid-answer.
+                    tracing::warn!("a batched read failed: {e}");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            wire::encode_answer(&mut out, &answer);
+            if out.len() >= READ_PIECE && tx.send(Ok(out.split().freeze())).await.is_err() {
+                return; // the client went away
+            }
+        }
+        if !out.is_empty() {
+            let _ = tx.send(Ok(out.freeze())).await;
+        }
+    });
+    let answers = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    });
+    Ok(Response::new(axum::body::Body::from_stream(answers)))
 }
 
 async fn has_blocks(Extension(backend): Authorized, body: Bytes) -> ApiResult<Vec<u8>> {
