@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use pouch_backend::{
     Backend, Block, BlockId, Error as BackendError, JournalEntry, Result, Seq, Snapshot, StoreId,
 };
@@ -172,6 +174,31 @@ impl Dual {
         matches!(self.mode, Mode::Migrating { .. })
     }
 
+    /// On a share of reads, reads block `id` from the new store too and
+    /// counts (and logs) a difference from `bytes`.
+    async fn maybe_shadow(&self, id: BlockId, bytes: &Bytes) {
+        if !self.shadow_this_read() {
+            return;
+        }
+        bump(&self.stats.shadow_reads);
+        let mismatch = match self.secondary.get_block(id).await {
+            Ok(shadow) if shadow == *bytes => None,
+            Ok(_) => Some("other bytes".to_owned()),
+            Err(BackendError::BlockNotFound(_)) => {
+                bump(&self.stats.shadow_missing);
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = mismatch {
+            bump(&self.stats.shadow_mismatches);
+            tracing::error!(
+                "migration: shadow read of block {id} from {} does not match: {why}",
+                self.secondary.describe()
+            );
+        }
+    }
+
     /// Whether this read is one of the shadowed share: exactly `share` of
     /// all reads, spread evenly (read n is shadowed when n·share crosses an
     /// integer), with no randomness to make runs differ.
@@ -273,28 +300,34 @@ impl Backend for Dual {
             },
             Mode::Migrating { .. } => {
                 let bytes = self.primary.get_block(id).await?;
-                if self.shadow_this_read() {
-                    bump(&self.stats.shadow_reads);
-                    let mismatch = match self.secondary.get_block(id).await {
-                        Ok(shadow) if shadow == bytes => None,
-                        Ok(_) => Some("other bytes".to_owned()),
-                        Err(BackendError::BlockNotFound(_)) => {
-                            bump(&self.stats.shadow_missing);
-                            None
-                        }
-                        Err(e) => Some(e.to_string()),
-                    };
-                    if let Some(why) = mismatch {
-                        bump(&self.stats.shadow_mismatches);
-                        tracing::error!(
-                            "migration: shadow read of block {id} from {} does not match: {why}",
-                            self.secondary.describe()
-                        );
-                    }
-                }
+                self.maybe_shadow(id, &bytes).await;
                 Ok(bytes)
             }
         }
+    }
+
+    /// The old store's batched read, with the same fallback and shadow
+    /// reads as `get_block`, block by block.
+    fn get_blocks(&self, ids: Vec<BlockId>) -> BoxStream<'_, Result<Bytes>> {
+        let asked = futures_util::stream::iter(ids.clone());
+        self.primary
+            .get_blocks(ids)
+            .zip(asked)
+            .then(move |(item, id)| async move {
+                match (&self.mode, item) {
+                    (Mode::FallingBack, Err(BackendError::BlockNotFound(_))) => {
+                        let bytes = self.secondary.get_block(id).await?;
+                        bump(&self.stats.fallback_reads);
+                        Ok(bytes)
+                    }
+                    (Mode::Migrating { .. }, Ok(bytes)) => {
+                        self.maybe_shadow(id, &bytes).await;
+                        Ok(bytes)
+                    }
+                    (_, item) => item,
+                }
+            })
+            .boxed()
     }
 
     async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>> {
