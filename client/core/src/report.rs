@@ -30,6 +30,10 @@ pub struct SyncReport {
     /// Blocks the store had lost that this device sent again.
     #[serde(default)]
     pub blocks_resent: u64,
+    /// Blocks a download took from this device's own files instead of
+    /// the store.
+    #[serde(default)]
+    pub blocks_reused: u64,
     /// Commits appended to the journal.
     pub commits: u64,
     /// Things that could not be synced this time, each with why.

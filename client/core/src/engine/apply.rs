@@ -41,6 +41,7 @@ impl Engine {
         // about their insides: those operations are stale, and the next
         // plan (after a rescan) sees the copy as new local paths.
         let mut moved: Vec<RelPath> = Vec::new();
+        self.local_blocks = super::reuse::LocalBlocks::of(&self.root, local);
         self.prefetch = self.plan_prefetch(&ops, local);
         for (k, op) in ops.into_iter().enumerate() {
             if let Some(prefetch) = &mut self.prefetch {
@@ -83,6 +84,7 @@ impl Engine {
             }
         }
         self.prefetch = None;
+        self.local_blocks = super::reuse::LocalBlocks::default();
         Ok(())
     }
 
@@ -112,7 +114,13 @@ impl Engine {
             {
                 continue;
             }
-            planned.extend(blocks.iter().map(|b| (k, b.id)));
+            // Blocks a local file holds are read from there.
+            planned.extend(
+                blocks
+                    .iter()
+                    .filter(|b| !self.local_blocks.has(&b.id))
+                    .map(|b| (k, b.id)),
+            );
         }
         (!planned.is_empty())
             .then(|| super::prefetch::Prefetch::start(self.backend.clone(), planned))

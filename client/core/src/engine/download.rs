@@ -136,13 +136,24 @@ impl Engine {
             .map_err(Error::io(temp))?;
         let mut written = 0u64;
         for block in blocks {
-            let prefetched = match &mut self.prefetch {
-                Some(prefetch) => prefetch.take(block.id).await,
-                None => None,
+            let reused = self.local_blocks.read(block);
+            let prefetched = match (&reused, &mut self.prefetch) {
+                (None, Some(prefetch)) => prefetch.take(block.id).await,
+                _ => None,
             };
-            let bytes = match prefetched {
-                Some(bytes) => bytes?,
-                None => self.backend.get_block(block.id).await?,
+            let bytes = match (reused, prefetched) {
+                (Some(bytes), _) => {
+                    report.blocks_reused += 1;
+                    bytes
+                }
+                (None, prefetched) => {
+                    let bytes = match prefetched {
+                        Some(bytes) => bytes?,
+                        None => self.backend.get_block(block.id).await?,
+                    };
+                    report.blocks_downloaded += 1;
+                    bytes
+                }
             };
             if bytes.len() != block.len as usize {
                 return Err(Error::Backend(BackendError::Corrupt {
@@ -158,7 +169,6 @@ impl Engine {
                 file.write_all(&bytes).map_err(Error::io(temp))?;
             }
             written += bytes.len() as u64;
-            report.blocks_downloaded += 1;
             self.progress.advance(bytes.len() as u64);
         }
         if written != size {

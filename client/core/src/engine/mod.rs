@@ -22,6 +22,7 @@ mod prefetch;
 mod pull;
 mod push;
 mod restore;
+mod reuse;
 mod selective;
 mod store_check;
 
@@ -82,6 +83,8 @@ pub struct Engine {
     here: Option<StoreLocation>,
     /// The batched read of the blocks the running apply downloads.
     prefetch: Option<prefetch::Prefetch>,
+    /// The blocks this device's files hold, while an apply runs.
+    local_blocks: reuse::LocalBlocks,
 }
 
 /// What one sync may do beyond the usual.
@@ -153,6 +156,7 @@ impl Engine {
             last_heal: None,
             here: None,
             prefetch: None,
+            local_blocks: reuse::LocalBlocks::default(),
         })
     }
 
