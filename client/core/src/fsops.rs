@@ -63,7 +63,10 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Finishes a fully written temp file: sets its permission bits to `mode`
-/// and its mtime, fsyncs, and renames it over `target`.
+/// and its mtime, fsyncs it, and renames it over `target`. The rename is
+/// durable only once the caller fsyncs the folder, which it must do before
+/// it records the file as synced (a batch of files in one folder then
+/// shares one folder fsync).
 pub fn commit_temp(
     mut file: File,
     temp: &Path,
@@ -72,15 +75,13 @@ pub fn commit_temp(
     mtime_ns: i64,
 ) -> Result<()> {
     file.flush().map_err(Error::io(temp))?;
-    let mode = mode & 0o777;
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
         .map_err(Error::io(temp))?;
     file.set_modified(system_time(mtime_ns))
         .map_err(Error::io(temp))?;
     file.sync_all().map_err(Error::io(temp))?;
     drop(file);
-    std::fs::rename(temp, target).map_err(Error::io(target))?;
-    fsync_dir(target.parent().expect("a file has a parent"))
+    std::fs::rename(temp, target).map_err(Error::io(target))
 }
 
 /// Sets a file's permission bits and mtime in place and makes that durable.

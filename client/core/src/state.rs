@@ -336,6 +336,23 @@ impl LocalState {
         Ok(())
     }
 
+    /// Records downloaded files (their stat data now, and their node as
+    /// both the Local and the Synced entry) in one transaction: one commit,
+    /// one fsync, for a whole batch of files.
+    pub fn record_downloads(&self, done: &[(RelPath, LocalEntry)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (path, (stat, node)) in done {
+            tx.execute(
+                "INSERT OR REPLACE INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![path.as_str(), to_json(node), stat.size as i64, stat.mtime_ns, stat.ino as i64, stat.ctime_ns],
+            )?;
+            set_node(&tx, Tree::Synced, path, Some(node))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Records what both sides now agree `path` holds.
     pub fn set_synced(&self, path: &RelPath, node: Option<&Node>) -> Result<()> {
         set_node(&self.conn(), Tree::Synced, path, node)

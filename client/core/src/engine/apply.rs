@@ -20,13 +20,29 @@ use crate::state::Tree;
 use crate::{Error, Result};
 
 impl Engine {
+    /// Runs `ops`; downloads are prefetched, and recorded in batches once
+    /// durable (also when the apply stops early).
     pub(super) async fn apply(
         &mut self,
         ops: impl Iterator<Item = Op>,
         local: &BTreeMap<RelPath, LocalEntry>,
         report: &mut SyncReport,
     ) -> Result<()> {
-        let ops: Vec<Op> = ops.collect();
+        self.downloaded.batching = true;
+        let applied = self.apply_ops(ops.collect(), local, report).await;
+        self.downloaded.batching = false;
+        self.prefetch = None;
+        self.local_blocks = super::reuse::LocalBlocks::default();
+        let recorded = self.flush_downloads();
+        applied.and(recorded)
+    }
+
+    async fn apply_ops(
+        &mut self,
+        ops: Vec<Op>,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
         let (files, total) = ops
             .iter()
             .filter_map(|op| match op {
@@ -83,8 +99,6 @@ impl Engine {
                 }
             }
         }
-        self.prefetch = None;
-        self.local_blocks = super::reuse::LocalBlocks::default();
         Ok(())
     }
 

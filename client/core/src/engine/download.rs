@@ -16,7 +16,37 @@ use crate::report::SyncReport;
 use crate::state::Tree;
 use crate::{Error, Result};
 
+/// Downloaded files recorded in the local state together.
+const RECORD_BATCH: usize = 256;
+
+/// Files written and renamed into place, not yet recorded as synced.
+#[derive(Debug, Default)]
+pub(super) struct Downloaded {
+    /// Whether an apply is running (which flushes at its end); otherwise
+    /// each download is recorded at once.
+    pub(super) batching: bool,
+    files: Vec<(RelPath, crate::local::LocalEntry)>,
+    dirs: std::collections::BTreeSet<std::path::PathBuf>,
+}
+
 impl Engine {
+    /// Makes the downloads written so far durable (one fsync per folder
+    /// they are in) and then records them as synced, in one transaction.
+    /// In that order: a file is never recorded as here before its rename
+    /// is on disk (a lost rename would then read as a local delete), and a
+    /// crash before the record only makes the next sync find the file
+    /// already in place.
+    pub(super) fn flush_downloads(&mut self) -> Result<()> {
+        if self.downloaded.files.is_empty() {
+            return Ok(());
+        }
+        for dir in std::mem::take(&mut self.downloaded.dirs) {
+            fsops::fsync_dir(&dir)?;
+        }
+        let files = std::mem::take(&mut self.downloaded.files);
+        self.db.record_downloads(&files)
+    }
+
     /// Brings `node` to `path`, replacing what is there only if it still
     /// has the stat data `expected` (`None`: nothing may be there).
     pub(super) async fn download(
@@ -75,6 +105,17 @@ impl Engine {
                 commit_temp(file, &temp, &full, mode, *mtime_ns).inspect_err(|_| {
                     let _ = std::fs::remove_file(&temp);
                 })?;
+                // Recorded with a batch of others, after their folders'
+                // fsyncs: see `flush_downloads`.
+                let stat = Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
+                self.downloaded.dirs.insert(parent);
+                self.downloaded
+                    .files
+                    .push((path.clone(), (stat, node.clone())));
+                if !self.downloaded.batching || self.downloaded.files.len() >= RECORD_BATCH {
+                    self.flush_downloads()?;
+                }
+                return Ok(());
             }
             Node::Symlink { target } => {
                 let temp = temp_path(&parent);

@@ -85,6 +85,8 @@ pub struct Engine {
     prefetch: Option<prefetch::Prefetch>,
     /// The blocks this device's files hold, while an apply runs.
     local_blocks: reuse::LocalBlocks,
+    /// Downloads waiting to be recorded together.
+    downloaded: download::Downloaded,
 }
 
 /// What one sync may do beyond the usual.
@@ -157,6 +159,7 @@ impl Engine {
             here: None,
             prefetch: None,
             local_blocks: reuse::LocalBlocks::default(),
+            downloaded: download::Downloaded::default(),
         })
     }
 
