@@ -5,7 +5,8 @@ new config, an empty folder) downloads all of it. Requests are counted from
 moto's access log.
 
 Usage: bench/new_device_s3.py [--full]   (needs rclone and restic: apt-get
-                                          install rclone restic)
+                                          install rclone restic; POUCH_BIN=path
+                                          runs another pouch build instead)
 
 Corpus (default): 5,000 files of 1-16 KiB in 300 folders and 20 files of
 1-8 MiB (about 130 MB). With --full, the shape of issue 17: 20,000 small files
@@ -89,7 +90,8 @@ def pull_restic(tool, moto, work, dest):
 
 def main():
     full = "--full" in sys.argv
-    subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "pouch"], cwd=base.ROOT)
+    if "POUCH_BIN" not in os.environ:
+        subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "pouch"], cwd=base.ROOT)
     for tool in ("rclone", "restic"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install rclone restic")

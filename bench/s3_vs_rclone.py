@@ -100,7 +100,8 @@ class Pouch:
     name = "pouch"
 
     def __init__(self, moto, work, tag):
-        self.bin = os.path.join(ROOT, "target/release/pouch")
+        # POUCH_BIN: another build to compare, e.g. an older commit's.
+        self.bin = os.environ.get("POUCH_BIN", os.path.join(ROOT, "target/release/pouch"))
         self.config = os.path.join(work, f"pouch-{tag}.toml")
         self.moto, self.tag = moto, tag
 
