@@ -93,6 +93,8 @@ def env_with_keys():
     # HTTP endpoint; the server here is local and plain HTTP.
     env.pop("AWS_CA_BUNDLE", None)
     env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, POUCH_LOG="warn")
+    # The machine's list of synced folders is the benchmark's own.
+    env["XDG_CONFIG_HOME"] = os.path.join(tempfile.gettempdir(), f"pouch-bench-{os.getpid()}")
     return env
 
 
