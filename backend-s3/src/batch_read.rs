@@ -22,8 +22,8 @@ use crate::pack::PackName;
 
 /// The most bytes read and dropped between two blocks to join them.
 const MAX_GAP: u64 = 256 << 10;
-/// The longest one ranged GET reads.
-const MAX_RUN: u64 = 8 << 20;
+/// The longest one ranged GET reads: a whole pack.
+const MAX_RUN: u64 = 16 << 20;
 /// Ids planned together: bounds the plan's memory (about 1 MiB); a run
 /// never spans two windows, so they are large.
 const WINDOW: usize = 16 * 1024;

@@ -48,8 +48,11 @@ pub struct S3Config {
 }
 
 mod defaults {
+    /// As large as one upload batch of the engine (16 MiB): fewer packs
+    /// are fewer index reads for every new device, and one ranged read
+    /// covers a pack's run of blocks.
     pub(super) fn pack_size() -> usize {
-        8 << 20
+        16 << 20
     }
     pub(super) fn parallel() -> usize {
         8

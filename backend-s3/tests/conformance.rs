@@ -70,7 +70,7 @@ async fn small_blocks_are_packed_and_found_by_another_client() {
         .counters
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
-    // 14 MB of blocks: 2 packs of 8 MiB, each with its index.
+    // 14 MB of blocks: a pack or two of up to 16 MiB, each with its index.
     assert!(requests <= 12, "{requests} requests for 20,000 blocks");
 
     let reader = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
@@ -120,7 +120,7 @@ async fn a_batched_read_of_20000_blocks_is_a_few_ranged_gets() {
         .counters
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
-    // Two listings, two pack indexes, and 14 MB in ranges of up to 8 MiB.
+    // Two listings, a pack index or two, and 14 MB in ranges of a pack.
     assert!(requests <= 10, "{requests} requests for 20,000 blocks");
 }
 
