@@ -168,11 +168,15 @@ impl Engine {
         report: &mut SyncReport,
     ) -> Result<HealReport> {
         let now = self.clock.unix_secs();
-        let last_audit: i64 = self
-            .db
-            .meta(AUDITED_META)?
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
+        let last_audit: i64 = match self.db.meta(AUDITED_META)?.and_then(|t| t.parse().ok()) {
+            Some(at) => at,
+            None => {
+                // A device's first sync just put or fetched every block it
+                // has: the hourly audits start from here.
+                self.db.set_meta(AUDITED_META, &now.to_string())?;
+                now
+            }
+        };
         let audit = audit || !(0..AUDIT_INTERVAL_SECS).contains(&(now - last_audit));
         let mut ask: BTreeSet<BlockId> = self.wanted()?;
         if ask.is_empty() && !audit {
