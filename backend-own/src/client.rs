@@ -78,16 +78,25 @@ impl RemoteBackend {
         self
     }
 
-    /// Sends a request built by `build`, retrying temporary failures.
+    /// Sends a request built by `build`, retrying temporary failures. A
+    /// success or a 404 is the caller's to read.
     async fn call(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response> {
+        self.call_answering(build, &[StatusCode::NOT_FOUND]).await
+    }
+
+    /// [`RemoteBackend::call`], handing back `answers` statuses too.
+    async fn call_answering(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        answers: &[StatusCode],
+    ) -> Result<Response> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = build(&self.http).bearer_auth(&self.token).send().await;
             let outcome = match result {
                 Ok(response)
-                    if response.status().is_success()
-                        || response.status() == StatusCode::NOT_FOUND =>
+                    if response.status().is_success() || answers.contains(&response.status()) =>
                 {
                     return Ok(response);
                 }
@@ -109,17 +118,21 @@ impl RemoteBackend {
     }
 
     /// One batched read (`POST /blocks/read`): its answers as they stream
-    /// in, one item per id. A server from before batched reads is asked
-    /// block by block.
+    /// in, one item per id. A server from before batched reads (it answers
+    /// 405, the path being a block's, or 404) is asked block by block.
     fn read_batch(&self, ids: Vec<BlockId>) -> impl Stream<Item = Result<Bytes>> + Send + '_ {
         let url = self.url("/blocks/read");
         let body = wire::encode_ids(&ids);
+        let older = [StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED];
         stream::once(async move {
-            self.call(|http| http.post(&url).timeout(REQUEST_TIMEOUT).body(body.clone()))
-                .await
+            self.call_answering(
+                |http| http.post(&url).timeout(REQUEST_TIMEOUT).body(body.clone()),
+                &older,
+            )
+            .await
         })
         .flat_map(move |response| match response {
-            Ok(response) if response.status() == StatusCode::NOT_FOUND => stream::iter(ids.clone())
+            Ok(response) if older.contains(&response.status()) => stream::iter(ids.clone())
                 .then(move |id| self.get_block(id))
                 .boxed(),
             Ok(response) => answers(response, ids.clone()).boxed(),

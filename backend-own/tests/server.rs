@@ -598,3 +598,74 @@ async fn acknowledged_puts_survive_30_server_kills() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A client meeting a server from before batched reads (which answers the
+/// batched read's path with 405, taking it for a block's) still gets every
+/// block, asking for them one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_read_falls_back_to_single_reads_on_an_older_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stored: Vec<Bytes> = vec![Bytes::from_static(b"first"), Bytes::from_static(b"second")];
+    let ids: Vec<_> = stored
+        .iter()
+        .map(|b| pouch_backend::BlockId::of(b))
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let known: Vec<(String, Bytes)> = ids
+        .iter()
+        .zip(&stored)
+        .map(|(id, bytes)| (format!("GET /v1/default/blocks/{id} "), bytes.clone()))
+        .collect();
+    let batched_asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked = batched_asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8];
+                if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let answer = match known.iter().find(|(line, _)| head.starts_with(line)) {
+                Some((_, bytes)) => {
+                    let mut answer = format!(
+                        "HTTP/1.1 200 OK\r\nx-pouch-codec: raw\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        bytes.len()
+                    )
+                    .into_bytes();
+                    answer.extend_from_slice(bytes);
+                    answer
+                }
+                None if head.starts_with("POST /v1/default/blocks/read ") => {
+                    asked.store(true, std::sync::atomic::Ordering::SeqCst);
+                    b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
+                }
+                None => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_vec(),
+            };
+            let _ = conn.write_all(&answer).await;
+        }
+    });
+    let backend = RemoteBackend::new(&url, "default", TOKEN.to_owned()).unwrap();
+    let missing = pouch_backend::BlockId::of(b"never stored");
+    let got: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(
+        backend.get_blocks(vec![ids[1], missing, ids[0]]),
+    )
+    .await;
+    assert!(
+        batched_asked.load(std::sync::atomic::Ordering::SeqCst),
+        "the batched read was not tried"
+    );
+    assert!(
+        matches!(
+            &got[..],
+            [Ok(a), Err(Error::BlockNotFound(_)), Ok(b)] if *a == stored[1] && *b == stored[0]
+        ),
+        "{got:?}"
+    );
+}
