@@ -31,14 +31,33 @@ pub fn encode_blocks(blocks: &[Block]) -> Bytes {
 pub fn block_pieces(blocks: &[Block]) -> Vec<Bytes> {
     let mut pieces = Vec::with_capacity(blocks.len() * 2);
     for block in blocks {
-        let mut header = BytesMut::with_capacity(37);
-        header.put_slice(block.id().as_bytes());
-        header.put_u8(block.codec().tag());
-        header.put_u32_le(block.payload().len() as u32);
+        let mut header = BytesMut::with_capacity(BLOCK_HEADER_LEN);
+        put_block_header(&mut header, block);
         pieces.push(header.freeze());
         pieces.push(block.payload().clone());
     }
     pieces
+}
+
+/// Length of a block's header in a body: id, codec, payload length.
+const BLOCK_HEADER_LEN: usize = 37;
+
+fn put_block_header(out: &mut BytesMut, block: &Block) {
+    out.put_slice(block.id().as_bytes());
+    out.put_u8(block.codec().tag());
+    out.put_u32_le(block.payload().len() as u32);
+}
+
+/// Takes a block's header off the front of `buffer`, which holds at least
+/// [`BLOCK_HEADER_LEN`] bytes: (id, codec, payload length).
+fn take_block_header(buffer: &mut BytesMut) -> Result<(BlockId, Codec, usize), Malformed> {
+    let id = BlockId::from_slice(&buffer.split_to(32)).expect("32 bytes");
+    let codec = Codec::from_tag(buffer.get_u8()).ok_or(Malformed("unknown codec"))?;
+    let len = buffer.get_u32_le() as usize;
+    if len > MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 64 {
+        return Err(Malformed("a block payload is too long"));
+    }
+    Ok((id, codec, len))
 }
 
 /// Decodes a batched-put body as it arrives, chunk by chunk, so that a bad
@@ -58,14 +77,8 @@ impl BlockStream {
         let mut done = Vec::new();
         loop {
             match self.pending {
-                None if self.buffer.len() >= 37 => {
-                    let id = BlockId::from_slice(&self.buffer.split_to(32)).expect("32 bytes");
-                    let codec =
-                        Codec::from_tag(self.buffer.get_u8()).ok_or(Malformed("unknown codec"))?;
-                    let len = self.buffer.get_u32_le() as usize;
-                    if len > MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 64 {
-                        return Err(Malformed("a block payload is too long"));
-                    }
+                None if self.buffer.len() >= BLOCK_HEADER_LEN => {
+                    let (id, codec, len) = take_block_header(&mut self.buffer)?;
                     self.pending = Some((id, codec, len));
                     self.buffer.reserve(len);
                 }
@@ -110,9 +123,7 @@ pub fn encode_answer(out: &mut BytesMut, answer: &Answer) {
     match answer {
         Answer::Block(block) => {
             out.put_u8(0);
-            out.put_slice(block.id().as_bytes());
-            out.put_u8(block.codec().tag());
-            out.put_u32_le(block.payload().len() as u32);
+            put_block_header(out, block);
             out.put_slice(block.payload());
         }
         Answer::NotFound => out.put_u8(1),
@@ -136,16 +147,9 @@ impl AnswerStream {
         loop {
             match self.pending {
                 None if !self.buffer.is_empty() => match self.buffer[0] {
-                    0 if self.buffer.len() >= 38 => {
+                    0 if self.buffer.len() > BLOCK_HEADER_LEN => {
                         self.buffer.advance(1);
-                        let id = BlockId::from_slice(&self.buffer.split_to(32)).expect("32 bytes");
-                        let codec = Codec::from_tag(self.buffer.get_u8())
-                            .ok_or(Malformed("unknown codec"))?;
-                        let len = self.buffer.get_u32_le() as usize;
-                        if len > MAX_BLOCK_SIZE + MAX_BLOCK_SIZE / 64 {
-                            return Err(Malformed("a block payload is too long"));
-                        }
-                        self.pending = Some((id, codec, len));
+                        self.pending = Some(take_block_header(&mut self.buffer)?);
                     }
                     0 => return Ok(done),
                     1 => {

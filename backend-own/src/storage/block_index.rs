@@ -8,7 +8,7 @@ use pouch_backend::{BlockId, Result, Seq};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::index::{bump, db_error};
-use super::volume::{RECORD_HEADER_LEN, RecordHeader, RecordKind, parse_meta};
+use super::volume::{RECORD_HEADER_LEN, RecordHeader, RecordKind, split_meta};
 use super::writer::Placed;
 
 /// Whether block `id` is indexed.
@@ -180,7 +180,7 @@ pub(super) fn index_recovered(
     for (header, at, payload) in records {
         match header.kind {
             RecordKind::Journal | RecordKind::Snapshot => {
-                let (seq, data) = parse_meta(header, payload).expect("verified by the caller");
+                let (seq, data) = split_meta(payload);
                 if !index_recovered_meta(&tx, header.kind, seq, &data, volume, *at)
                     .map_err(db_error(context))?
                 {

@@ -229,20 +229,9 @@ impl Store {
         let Some(&newest) = known.iter().max() else {
             return Ok(());
         };
-        let listing =
-            std::fs::read_dir(self.dir.join("volumes")).map_err(Error::io("listing volumes"))?;
-        for entry in listing {
-            let entry = entry.map_err(Error::io("listing volumes"))?;
-            let name = entry.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".vol"))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
+        for id in super::rebuild::volume_ids(&self.dir)? {
             if id < newest && !known.contains(&id) {
-                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                let len = std::fs::metadata(self.volume_path(id)).map_or(0, |m| m.len());
                 tracing::warn!(
                     volume = id,
                     "removing a volume left by an interrupted compaction"

@@ -207,7 +207,7 @@ impl Store {
 
     /// The path of volume `id`'s file.
     pub fn volume_path(&self, id: u64) -> PathBuf {
-        self.dir.join("volumes").join(format!("{id:08}.vol"))
+        volume_path(&self.dir, id)
     }
 
     /// A receiver that changes whenever this process appends to the journal.
@@ -428,6 +428,11 @@ pub(crate) fn located_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<(BlockI
             payload_len: row.get::<_, i64>(3)? as u64,
         },
     ))
+}
+
+/// The file of volume `id` of the store in `dir`.
+pub(crate) fn volume_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join("volumes").join(format!("{id:08}.vol"))
 }
 
 /// Makes a directory entry (a new or renamed file) durable.

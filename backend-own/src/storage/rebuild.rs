@@ -35,7 +35,7 @@ use super::fsync_dir;
 use super::index::{Pool, bump, db_error};
 use super::volume::{
     RECORD_HEADER_LEN, RecordHeader, RecordKind, VOLUME_HEADER_LEN, check_volume_header,
-    parse_meta, payload_is_intact, read_record,
+    payload_is_intact, read_record, split_meta,
 };
 
 /// The index's file name in a store folder.
@@ -65,7 +65,8 @@ pub(super) fn has_volumes(dir: &Path) -> Result<bool> {
     Ok(!volume_ids(dir)?.is_empty())
 }
 
-fn volume_ids(dir: &Path) -> Result<Vec<u64>> {
+/// The ids of the volume files in `dir`, in order.
+pub(super) fn volume_ids(dir: &Path) -> Result<Vec<u64>> {
     let listing = match std::fs::read_dir(dir.join("volumes")) {
         Ok(listing) => listing,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -117,11 +118,11 @@ impl Found {
                 self.blocks.insert(header.id, None);
             }
             RecordKind::Journal => {
-                let (seq, data) = parse_meta(header, &payload).expect("checked intact");
+                let (seq, data) = split_meta(&payload);
                 self.journal.insert(seq, (data, at));
             }
             RecordKind::Snapshot => {
-                let (seq, data) = parse_meta(header, &payload).expect("checked intact");
+                let (seq, data) = split_meta(&payload);
                 if self
                     .snapshot
                     .as_ref()
@@ -191,7 +192,7 @@ pub(super) fn rebuild_index(dir: &Path) -> Result<RebuildReport> {
 }
 
 fn read_volume(dir: &Path, volume: u64, found: &mut Found) -> Result<()> {
-    let path = dir.join("volumes").join(format!("{volume:08}.vol"));
+    let path = super::volume_path(dir, volume);
     let file = File::open(&path).map_err(Error::io("opening a volume to rebuild the index"))?;
     check_volume_header(&file, volume).map_err(|what| Error::Format {
         what: format!("cannot rebuild the index: {what}"),

@@ -178,11 +178,15 @@ pub fn push_meta_record(buf: &mut Vec<u8>, kind: RecordKind, seq: u64, data: &[u
 /// A journal entry's or snapshot's payload split into its number and
 /// bytes, if it hashes to the header's id (a torn or damaged one does not).
 pub fn parse_meta(header: &RecordHeader, payload: &Bytes) -> Option<(u64, Bytes)> {
-    if payload.len() < 8 || blake3::hash(payload).as_bytes() != header.id.as_bytes() {
-        return None;
-    }
+    (payload.len() >= 8 && blake3::hash(payload).as_bytes() == header.id.as_bytes())
+        .then(|| split_meta(payload))
+}
+
+/// [`parse_meta`] without the check, for a record [`payload_is_intact`]
+/// already passed (the hash is not computed twice).
+pub fn split_meta(payload: &Bytes) -> (u64, Bytes) {
     let seq = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
-    Some((seq, payload.slice(8..)))
+    (seq, payload.slice(8..))
 }
 
 /// Whether a record's payload is intact: a block's decodes and hashes to

@@ -10,19 +10,14 @@ use std::process::Stdio;
 use common::{Device, noise};
 use pouch_backend_own::storage::Store;
 
-#[test]
-fn sigkill_mid_upload_resumes_without_resending() {
-    let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().join("store");
-    let a = Device::init(dir.path(), "A", &store_dir);
-    let b = Device::init(dir.path(), "B", &store_dir);
-    let data = noise(11, 300 << 20);
-    std::fs::write(a.path("large.bin"), &data).unwrap();
-
+/// Starts `pouch sync` on `device` and kills it with SIGKILL once it
+/// prints progress line `at`; the sync must not have finished.
+fn kill_sync_at(device: &Device, at: &str) {
     let mut child = common::pouch()
         .arg("--config")
-        .arg(&a.config)
+        .arg(&device.config)
         .arg("sync")
+        .envs(device.env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -31,9 +26,9 @@ fn sigkill_mid_upload_resumes_without_resending() {
     let mut seen = Vec::new();
     for line in stderr.lines() {
         let line = line.unwrap();
-        let halfway = line == "uploading 50%";
+        let there = line == at;
         seen.push(line);
-        if halfway {
+        if there {
             break;
         }
     }
@@ -43,6 +38,18 @@ fn sigkill_mid_upload_resumes_without_resending() {
         !status.success(),
         "the sync finished before it was killed: {seen:?}"
     );
+}
+
+#[test]
+fn sigkill_mid_upload_resumes_without_resending() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let a = Device::init(dir.path(), "A", &store_dir);
+    let b = Device::init(dir.path(), "B", &store_dir);
+    let data = noise(11, 300 << 20);
+    std::fs::write(a.path("large.bin"), &data).unwrap();
+
+    kill_sync_at(&a, "uploading 50%");
 
     let stored_before = Store::open(&store_dir, Default::default())
         .unwrap()
@@ -96,27 +103,7 @@ fn sigkill_mid_download_resumes_without_fetching_finished_files_again() {
     }
     a.sync();
 
-    let mut child = common::pouch()
-        .arg("--config")
-        .arg(&b.config)
-        .arg("sync")
-        .envs(b.env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = Vec::new();
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        let halfway = line == "downloading 50%";
-        seen.push(line);
-        if halfway {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    assert!(!child.wait().unwrap().success(), "finished first: {seen:?}");
+    kill_sync_at(&b, "downloading 50%");
 
     let finished: Vec<usize> = (0..files.len())
         .filter(|i| b.path(&format!("f{i:03}.bin")).exists())

@@ -54,16 +54,15 @@ impl OwnFiles {
     }
 }
 
-/// `path` with its folder's symlinks resolved (the file may not exist
-/// yet), so it compares with the canonical root.
-fn resolved(path: &Path) -> PathBuf {
+/// `path` with symlinks resolved as far as it exists (it, or its folders,
+/// may not exist yet), so that two names of one place compare equal, and
+/// with the canonical root.
+pub fn resolved(path: &Path) -> PathBuf {
     if let Ok(path) = path.canonicalize() {
         return path;
     }
     match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => dir
-            .canonicalize()
-            .map_or_else(|_| path.to_owned(), |dir| dir.join(name)),
+        (Some(dir), Some(name)) => resolved(dir).join(name),
         _ => path.to_owned(),
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use pouch_config::{BackendConfig, CONFIG_VERSION, Config, OwnStore};
+use pouch_core::own_files::resolved;
 
 use crate::store::{Target, absolute};
 
@@ -112,18 +113,6 @@ fn refuse_overlaps(config_path: &Path, root: &Path, backend: &BackendConfig) -> 
         bail!("{why}");
     }
     Ok(())
-}
-
-/// `path` with symlinks resolved as far as it exists, so that two names
-/// of one folder compare equal.
-fn resolved(path: &Path) -> PathBuf {
-    if let Ok(path) = path.canonicalize() {
-        return path;
-    }
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => resolved(dir).join(name),
-        _ => path.to_owned(),
-    }
 }
 
 fn cli_default_config(path: &Path) -> bool {

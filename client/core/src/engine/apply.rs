@@ -57,8 +57,7 @@ impl Engine {
         // about their insides: those operations are stale, and the next
         // plan (after a rescan) sees the copy as new local paths.
         let mut moved: Vec<RelPath> = Vec::new();
-        self.local_blocks = super::reuse::LocalBlocks::of(&self.root, local);
-        self.prefetch = self.plan_prefetch(&ops, local);
+        self.prepare_downloads(&ops, local);
         for (k, op) in ops.into_iter().enumerate() {
             if let Some(prefetch) = &mut self.prefetch {
                 prefetch.begin(k);
@@ -102,14 +101,12 @@ impl Engine {
         Ok(())
     }
 
-    /// The batched read of every block `ops` download, in the order they
-    /// are written; `None` when they download nothing.
-    fn plan_prefetch(
-        &self,
-        ops: &[Op],
-        local: &BTreeMap<RelPath, LocalEntry>,
-    ) -> Option<super::prefetch::Prefetch> {
-        let mut planned = Vec::new();
+    /// When `ops` download files: finds the blocks this device's files
+    /// already hold, and starts the batched read of the others, in the
+    /// order they are written. Nothing when they download nothing (most
+    /// syncs): no walk over the local tree.
+    fn prepare_downloads(&mut self, ops: &[Op], local: &BTreeMap<RelPath, LocalEntry>) {
+        let mut fetching = Vec::new();
         for (k, op) in ops.iter().enumerate() {
             let (path, blocks) = match op {
                 Op::Download {
@@ -128,16 +125,24 @@ impl Engine {
             {
                 continue;
             }
-            // Blocks a local file holds are read from there.
-            planned.extend(
-                blocks
-                    .iter()
-                    .filter(|b| !self.local_blocks.has(&b.id))
-                    .map(|b| (k, b.id)),
-            );
+            fetching.push((k, blocks));
         }
-        (!planned.is_empty())
-            .then(|| super::prefetch::Prefetch::start(self.backend.clone(), planned))
+        if fetching.is_empty() {
+            return;
+        }
+        self.local_blocks = super::reuse::LocalBlocks::of(&self.root, local);
+        // Blocks a local file holds are read from there.
+        let planned: Vec<_> = fetching
+            .into_iter()
+            .flat_map(|(k, blocks)| blocks.iter().map(move |b| (k, b.id)))
+            .filter(|(_, id)| !self.local_blocks.has(id))
+            .collect();
+        if !planned.is_empty() {
+            self.prefetch = Some(super::prefetch::Prefetch::start(
+                self.backend.clone(),
+                planned,
+            ));
+        }
     }
 
     async fn apply_one(

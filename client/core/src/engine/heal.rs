@@ -18,7 +18,9 @@
 //! under the id they hash to, so a device can never "heal" a block with
 //! wrong bytes, and a hostile `missing` list costs at most a few checks.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use futures_util::StreamExt;
 
 use pouch_backend::{Block, BlockId};
 
@@ -78,11 +80,17 @@ impl Engine {
         self.check_store().await?;
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
-        let mut named: BTreeMap<BlockId, Vec<String>> = BTreeMap::new();
+        // In file order, each block once: neighbours in the store are
+        // asked for together by the batched read.
+        let mut named: HashMap<BlockId, Vec<String>> = HashMap::new();
+        let mut order = Vec::new();
         for (path, node) in self.db.tree(Tree::Remote)? {
             if let Node::File { blocks, .. } = node {
                 for block in blocks {
                     let paths = named.entry(block.id).or_default();
+                    if paths.is_empty() {
+                        order.push(block.id);
+                    }
                     if paths.last() != Some(&path.to_string()) {
                         paths.push(path.to_string());
                     }
@@ -90,9 +98,14 @@ impl Engine {
             }
         }
         let mut readback = Readback::default();
-        for (id, paths) in named {
+        let backend = self.backend.clone();
+        let mut read = backend
+            .get_blocks(order.clone())
+            .zip(futures_util::stream::iter(order));
+        while let Some((item, id)) = read.next().await {
             readback.checked += 1;
-            match self.backend.get_block(id).await {
+            let paths = named.remove(&id).unwrap_or_default();
+            match item {
                 Ok(_) => {}
                 Err(pouch_backend::Error::Corrupt { reason, .. }) => {
                     readback.damaged.push((id, reason.to_owned(), paths));
