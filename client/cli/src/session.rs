@@ -178,7 +178,7 @@ pub async fn sync_following(
     let _lock = sync_lock(&Config::load(config_path)?).await?;
     for _ in 0..3 {
         let mut session = Session::open_following(config_path).await?;
-        match session.engine.sync_with(options).await {
+        match session.engine.sync_with(options.clone()).await {
             Ok(report) => return Ok((session.config, report)),
             Err(pouch_core::Error::Moved { .. }) => continue,
             Err(e) => {

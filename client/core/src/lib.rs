@@ -36,7 +36,9 @@ pub mod scan;
 pub mod state;
 
 pub use clock::{Clock, SystemClock, now_ns, unix_secs};
-pub use engine::{Engine, HealReport, MassDeleteGuard, Pick, Readback, SyncLock, SyncOptions};
+pub use engine::{
+    Engine, HealReport, MassDeleteGuard, Pick, Readback, Scope, SyncLock, SyncOptions,
+};
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Phase, Progress};
 pub use report::{Action, Changed, MAX_CHANGED_LISTED, SyncReport};

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::Metadata;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::chunk;
 use crate::ignore_rules::IgnoreRules;
@@ -50,97 +50,164 @@ pub fn scan(
     previous_started_ns: Option<i64>,
     rules: &IgnoreRules,
 ) -> crate::Result<ScanOutcome> {
-    if let Err(source) = std::fs::read_dir(root) {
-        return Err(crate::Error::RootUnavailable {
-            root: root.to_owned(),
-            source,
-        });
+    let mut walk = Walk::new(root, previous, previous_started_ns, rules)?;
+    walk.stack.push(root.to_path_buf());
+    walk.run();
+    Ok(walk.out)
+}
+
+/// Scans only `paths` (each with everything under it), as [`scan`] does
+/// the whole root: `previous` needs to hold only their entries. A path
+/// gone from disk is simply absent from the outcome.
+pub fn scan_paths(
+    root: &Path,
+    paths: &[RelPath],
+    previous: &BTreeMap<RelPath, LocalEntry>,
+    previous_started_ns: Option<i64>,
+    rules: &IgnoreRules,
+) -> crate::Result<ScanOutcome> {
+    let mut walk = Walk::new(root, previous, previous_started_ns, rules)?;
+    for path in paths {
+        walk.item(path.to_fs(root), path.clone());
     }
-    let mut out = ScanOutcome::default();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let listing = match std::fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(e) => {
-                out.problems
-                    .push(format!("{}: cannot list: {e}", dir.display()));
-                keep_previous_subtree(root, &dir, previous, &mut out);
-                continue;
-            }
-        };
-        for item in listing {
-            let item = match item {
-                Ok(item) => item,
+    walk.run();
+    Ok(walk.out)
+}
+
+/// One scan in progress: folders still to list, and what was found.
+struct Walk<'a> {
+    root: &'a Path,
+    previous: &'a BTreeMap<RelPath, LocalEntry>,
+    previous_started_ns: Option<i64>,
+    rules: &'a IgnoreRules,
+    stack: Vec<PathBuf>,
+    out: ScanOutcome,
+}
+
+impl<'a> Walk<'a> {
+    fn new(
+        root: &'a Path,
+        previous: &'a BTreeMap<RelPath, LocalEntry>,
+        previous_started_ns: Option<i64>,
+        rules: &'a IgnoreRules,
+    ) -> crate::Result<Self> {
+        if let Err(source) = std::fs::read_dir(root) {
+            return Err(crate::Error::RootUnavailable {
+                root: root.to_owned(),
+                source,
+            });
+        }
+        Ok(Self {
+            root,
+            previous,
+            previous_started_ns,
+            rules,
+            stack: Vec::new(),
+            out: ScanOutcome::default(),
+        })
+    }
+
+    /// Lists every folder on the stack, and those found inside them.
+    fn run(&mut self) {
+        while let Some(dir) = self.stack.pop() {
+            let listing = match std::fs::read_dir(&dir) {
+                Ok(listing) => listing,
                 Err(e) => {
-                    out.problems
+                    self.out
+                        .problems
                         .push(format!("{}: cannot list: {e}", dir.display()));
+                    keep_previous_subtree(self.root, &dir, self.previous, &mut self.out);
                     continue;
                 }
             };
-            let full = item.path();
-            let relative = full.strip_prefix(root).expect("under root");
-            let path = match RelPath::from_fs(relative) {
-                Some(Ok(path)) => path,
-                Some(Err(e)) => {
-                    out.problems.push(format!("{}: {e}", full.display()));
-                    continue;
-                }
-                None => {
-                    out.problems.push(format!(
-                        "{}: the name is not valid UTF-8 and cannot be synced; rename it",
-                        full.display()
-                    ));
-                    continue;
-                }
-            };
-            if is_temp_name(path.name()) {
-                remove_if_abandoned(&full, path.name());
-                continue;
-            }
-            let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
-            if rules.is_ignored(&path, is_dir) {
-                continue;
-            }
-            let meta = match std::fs::symlink_metadata(&full) {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    out.problems.push(format!("{}: {e}", full.display()));
-                    keep_previous(&path, previous, &mut out);
-                    continue;
-                }
-            };
-            let stat = Stat::of(&meta);
-            let kind = meta.file_type();
-            if kind.is_dir() {
-                out.entries.insert(path, (stat, Node::Dir));
-                stack.push(full);
-            } else if kind.is_symlink() {
-                match std::fs::read_link(&full).map(|t| t.to_str().map(str::to_owned)) {
-                    Ok(Some(target)) => {
-                        out.entries.insert(path, (stat, Node::Symlink { target }));
-                    }
-                    Ok(None) => out.problems.push(format!(
-                        "{}: the link target is not valid UTF-8 and cannot be synced",
-                        full.display()
-                    )),
+            for item in listing {
+                let item = match item {
+                    Ok(item) => item,
                     Err(e) => {
-                        out.problems.push(format!("{}: {e}", full.display()));
-                        keep_previous(&path, previous, &mut out);
+                        self.out
+                            .problems
+                            .push(format!("{}: cannot list: {e}", dir.display()));
+                        continue;
                     }
-                }
-            } else if kind.is_file() {
-                scan_file(&full, path, &meta, previous, previous_started_ns, &mut out);
-            } else {
-                out.problems.push(format!(
-                    "{}: {} cannot be synced; skipped",
-                    full.display(),
-                    special_kind(&kind)
-                ));
+                };
+                let full = item.path();
+                let relative = full.strip_prefix(self.root).expect("under root");
+                let path = match RelPath::from_fs(relative) {
+                    Some(Ok(path)) => path,
+                    Some(Err(e)) => {
+                        self.out.problems.push(format!("{}: {e}", full.display()));
+                        continue;
+                    }
+                    None => {
+                        self.out.problems.push(format!(
+                            "{}: the name is not valid UTF-8 and cannot be synced; rename it",
+                            full.display()
+                        ));
+                        continue;
+                    }
+                };
+                self.item(full, path);
             }
         }
     }
-    Ok(out)
+
+    /// Records one path (a folder goes on the stack to be listed).
+    fn item(&mut self, full: PathBuf, path: RelPath) {
+        let out = &mut self.out;
+        if is_temp_name(path.name()) {
+            remove_if_abandoned(&full, path.name());
+            return;
+        }
+        let meta = match std::fs::symlink_metadata(&full) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                if !self.rules.is_ignored(&path, false) {
+                    out.problems.push(format!("{}: {e}", full.display()));
+                    keep_previous(&path, self.previous, out);
+                }
+                return;
+            }
+        };
+        let kind = meta.file_type();
+        if self.rules.is_ignored(&path, kind.is_dir()) {
+            return;
+        }
+        let stat = Stat::of(&meta);
+        if kind.is_dir() {
+            out.entries.insert(path, (stat, Node::Dir));
+            self.stack.push(full);
+        } else if kind.is_symlink() {
+            match std::fs::read_link(&full).map(|t| t.to_str().map(str::to_owned)) {
+                Ok(Some(target)) => {
+                    out.entries.insert(path, (stat, Node::Symlink { target }));
+                }
+                Ok(None) => out.problems.push(format!(
+                    "{}: the link target is not valid UTF-8 and cannot be synced",
+                    full.display()
+                )),
+                Err(e) => {
+                    out.problems.push(format!("{}: {e}", full.display()));
+                    keep_previous(&path, self.previous, out);
+                }
+            }
+        } else if kind.is_file() {
+            scan_file(
+                &full,
+                path,
+                &meta,
+                self.previous,
+                self.previous_started_ns,
+                out,
+            );
+        } else {
+            out.problems.push(format!(
+                "{}: {} cannot be synced; skipped",
+                full.display(),
+                special_kind(&kind)
+            ));
+        }
+    }
 }
 
 /// What a file that is neither a file, a folder nor a link is, for the

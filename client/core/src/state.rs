@@ -13,6 +13,10 @@ use crate::node::Node;
 use crate::path::RelPath;
 use crate::{Error, Result};
 
+mod unsettled;
+
+pub use unsettled::{Candidate, LocalChange};
+
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -33,6 +37,30 @@ const MIGRATIONS: &[&str] = &[
      INSERT OR REPLACE INTO meta (key, value)
          SELECT 'history_from',
                 CAST(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'cursor'), 0) + 1 AS TEXT);",
+    // 2 -> 3: the paths the three trees may disagree on (see `unsettled`),
+    // kept by triggers so that no write can forget to mark one. Every path
+    // is unsettled once, after the upgrade.
+    "CREATE TABLE unsettled (path TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+     INSERT OR IGNORE INTO unsettled (path, n)
+         SELECT path, 1 FROM local UNION SELECT path, 1 FROM remote UNION SELECT path, 1 FROM synced;
+     CREATE TRIGGER local_insert AFTER INSERT ON local BEGIN
+         INSERT INTO unsettled (path, n) VALUES (NEW.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
+     CREATE TRIGGER local_update AFTER UPDATE ON local WHEN OLD.node IS NOT NEW.node BEGIN
+         INSERT INTO unsettled (path, n) VALUES (NEW.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
+     CREATE TRIGGER local_delete AFTER DELETE ON local BEGIN
+         INSERT INTO unsettled (path, n) VALUES (OLD.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
+     CREATE TRIGGER remote_insert AFTER INSERT ON remote BEGIN
+         INSERT INTO unsettled (path, n) VALUES (NEW.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
+     CREATE TRIGGER remote_update AFTER UPDATE ON remote BEGIN
+         INSERT INTO unsettled (path, n) VALUES (NEW.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
+     CREATE TRIGGER remote_delete AFTER DELETE ON remote BEGIN
+         INSERT INTO unsettled (path, n) VALUES (OLD.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
+     CREATE TRIGGER synced_insert AFTER INSERT ON synced BEGIN
+         INSERT INTO unsettled (path, n) VALUES (NEW.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
+     CREATE TRIGGER synced_update AFTER UPDATE ON synced BEGIN
+         INSERT INTO unsettled (path, n) VALUES (NEW.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
+     CREATE TRIGGER synced_delete AFTER DELETE ON synced BEGIN
+         INSERT INTO unsettled (path, n) VALUES (OLD.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;",
 ];
 
 /// One version of one path, as the journal recorded it.
@@ -288,50 +316,23 @@ impl LocalState {
         Ok(self.meta("scan_started_ns")?.and_then(|v| v.parse().ok()))
     }
 
-    /// Replaces the whole Local tree with a scan's result, and records when
-    /// that scan started.
-    pub fn replace_local(
-        &mut self,
-        entries: &BTreeMap<RelPath, LocalEntry>,
-        started_ns: i64,
-    ) -> Result<()> {
-        let tx = self
-            .conn
-            .get_mut()
-            .expect("state lock")
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM local", [])?;
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for (path, (stat, node)) in entries {
-                insert.execute(params![
+    /// Records one path's Local entry after Pouch itself changed the disk.
+    pub fn set_local(&self, path: &RelPath, entry: Option<&LocalEntry>) -> Result<()> {
+        match entry {
+            Some((stat, node)) => self.conn().execute(
+                UPSERT_LOCAL,
+                params![
                     path.as_str(),
                     to_json(node),
                     stat.size as i64,
                     stat.mtime_ns,
                     stat.ino as i64,
                     stat.ctime_ns
-                ])?;
-            }
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('scan_started_ns', ?1)",
-            [started_ns.to_string()],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Records one path's Local entry after Pouch itself changed the disk.
-    pub fn set_local(&self, path: &RelPath, entry: Option<&LocalEntry>) -> Result<()> {
-        match entry {
-            Some((stat, node)) => self.conn().execute(
-                "INSERT OR REPLACE INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![path.as_str(), to_json(node), stat.size as i64, stat.mtime_ns, stat.ino as i64, stat.ctime_ns],
+                ],
             )?,
-            None => self.conn().execute("DELETE FROM local WHERE path = ?1", [path.as_str()])?,
+            None => self
+                .conn()
+                .execute("DELETE FROM local WHERE path = ?1", [path.as_str()])?,
         };
         Ok(())
     }
@@ -344,8 +345,15 @@ impl LocalState {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (path, (stat, node)) in done {
             tx.execute(
-                "INSERT OR REPLACE INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![path.as_str(), to_json(node), stat.size as i64, stat.mtime_ns, stat.ino as i64, stat.ctime_ns],
+                UPSERT_LOCAL,
+                params![
+                    path.as_str(),
+                    to_json(node),
+                    stat.size as i64,
+                    stat.mtime_ns,
+                    stat.ino as i64,
+                    stat.ctime_ns
+                ],
             )?;
             set_node(&tx, Tree::Synced, path, Some(node))?;
         }
@@ -467,6 +475,14 @@ impl LocalState {
             > 0)
     }
 }
+
+/// Writes one Local entry as an update where the path exists, so that the
+/// `unsettled` trigger sees whether its node changed (a REPLACE would be
+/// a delete and an insert).
+const UPSERT_LOCAL: &str =
+    "INSERT INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (path) DO UPDATE SET node = excluded.node, size = excluded.size,
+         mtime_ns = excluded.mtime_ns, ino = excluded.ino, ctime_ns = excluded.ctime_ns";
 
 fn set_node(conn: &Connection, tree: Tree, path: &RelPath, node: Option<&Node>) -> Result<()> {
     match node {

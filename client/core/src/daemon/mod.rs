@@ -1,15 +1,17 @@
 //! `pouch daemon`: continuous two-way sync.
 //!
 //! One loop owns the [`Engine`]. Three things make it sync: file-system
-//! events under the root (debounced, see [`debounce`]), news in the remote
-//! journal (a task blocked in `wait_journal`, a long-poll where the backend
-//! has one), and a periodic rescan as a safety net. A control socket
+//! events under the root (debounced, see [`debounce`]; a sync then scans
+//! only the paths they name, see [`dirty`]), news in the remote journal (a
+//! task blocked in `wait_journal`, a long-poll where the backend has one),
+//! and a periodic whole rescan as a safety net. A control socket
 //! ([`control`], speaking `pouch-protocol`) serves status, pause/resume and
 //! an event stream; [`wire`] turns the engine's reports into its messages.
 //! Shutdown is checked between syncs, so a sync in flight always finishes.
 
 pub mod control;
 pub mod debounce;
+pub mod dirty;
 mod wire;
 
 use std::future::Future;
@@ -24,6 +26,7 @@ use tokio::time::Instant;
 
 use self::control::Shared;
 use self::debounce::Debouncer;
+use self::dirty::Dirty;
 use pouch_protocol::{Event, MigrationStatus, State, Transfer};
 
 use crate::engine::{Engine, SyncLock, SyncOptions};
@@ -87,7 +90,9 @@ pub async fn run(
     let control = control::listen(&options.socket, shared.clone())?;
     engine.set_progress(Arc::new(StatusProgress(shared.clone())));
 
-    let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
+    let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<FsNews>();
+    // Events name paths under the root as watched: canonical.
+    let watched_root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let watched = if options.simulate_watch_limit {
         Err(describe_watch_error(notify::Error::new(
             notify::ErrorKind::MaxFilesWatch,
@@ -114,7 +119,8 @@ pub async fn run(
     ));
 
     let mut debouncer = Debouncer::new(options.quiet, options.max_delay);
-    let mut pending = true; // a full sync at start
+    let mut pending = true; // a whole scan at start
+    let mut dirty = Dirty::everything();
     let mut retry_at: Option<Instant> = None;
     let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
     let mut paused = shared.paused.subscribe();
@@ -135,9 +141,15 @@ pub async fn run(
                 allow_mass_delete: shared
                     .allow_mass_delete
                     .load(std::sync::atomic::Ordering::SeqCst),
+                scope: dirty.take(),
                 ..SyncOptions::default()
             };
-            match sync(&mut engine, &shared, allowed).await {
+            let outcome = sync(&mut engine, &shared, allowed.clone()).await;
+            if outcome.is_err() {
+                // What it was to scan is scanned at the next try.
+                dirty.restore(allowed.scope.clone());
+            }
+            match outcome {
                 Ok(()) => {
                     if allowed.allow_mass_delete {
                         shared
@@ -173,9 +185,22 @@ pub async fn run(
         let wake = [debouncer.deadline(), retry_at].into_iter().flatten().min();
         tokio::select! {
             () = &mut shutdown => break Ok(()),
-            Some(()) = fs_rx.recv() => debouncer.event(Instant::now()),
+            Some(news) = fs_rx.recv() => {
+                match news {
+                    FsNews::Paths(paths) => {
+                        for path in &paths {
+                            dirty.add(&watched_root, path);
+                        }
+                    }
+                    FsNews::Lost => dirty.all(),
+                }
+                debouncer.event(Instant::now());
+            }
             Some(()) = remote_rx.recv() => pending = true,
-            _ = rescan.tick() => pending = true,
+            _ = rescan.tick() => {
+                dirty.all();
+                pending = true;
+            }
             Ok(()) = paused.changed() => pending = true,
             _ = migration_tick.tick(), if options.migration.is_some() => {
                 if let Some(stats) = &options.migration {
@@ -284,19 +309,29 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
     }
 }
 
+/// What the watcher tells the loop.
+enum FsNews {
+    /// These paths changed.
+    Paths(Vec<PathBuf>),
+    /// Events were lost: only a whole scan is sure to see everything.
+    Lost,
+}
+
 /// Watches `root` recursively; every change (not mere reads) but those
 /// about Pouch's own temp files and its own files (`own`: its state
-/// database changes at every sync) pokes `tx`.
+/// database changes at every sync) is sent to `tx` with its paths.
 fn watch_root(
     root: &Path,
     own: OwnFiles,
-    tx: mpsc::UnboundedSender<()>,
+    tx: mpsc::UnboundedSender<FsNews>,
 ) -> Result<notify::RecommendedWatcher, String> {
     // Events name paths under the root as watched: watch it canonical, as
     // `own` is.
     let root = &root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
+        let news = match event {
+            // The kernel's queue overflowed: which paths is unknown.
+            Ok(event) if event.need_rescan() => FsNews::Lost,
             // Opens and reads (our own scans list every folder) change
             // nothing; counting them made each scan trigger the next. A
             // close after writing still counts: the file is complete.
@@ -304,20 +339,28 @@ fn watch_root(
                 if matches!(event.kind, notify::EventKind::Access(access)
                     if access != notify::event::AccessKind::Close(notify::event::AccessMode::Write)) =>
             {
-                false
+                return;
             }
-            Ok(event) => event.paths.iter().any(|path| {
-                !own.contains(path)
-                    && !path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(is_temp_name)
-            }),
-            Err(_) => true, // a lost event: better a spare sync
+            Ok(event) => {
+                let paths: Vec<PathBuf> = event
+                    .paths
+                    .into_iter()
+                    .filter(|path| {
+                        !own.contains(path)
+                            && !path
+                                .file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(is_temp_name)
+                    })
+                    .collect();
+                if paths.is_empty() {
+                    return;
+                }
+                FsNews::Paths(paths)
+            }
+            Err(_) => FsNews::Lost, // better a spare whole scan
         };
-        if relevant {
-            let _ = tx.send(());
-        }
+        let _ = tx.send(news);
     })
     .map_err(describe_watch_error)?;
     watcher

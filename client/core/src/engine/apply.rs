@@ -19,6 +19,10 @@ use crate::report::{Action, SyncReport};
 use crate::state::Tree;
 use crate::{Error, Result};
 
+/// Downloads at least this large look for their blocks in every file this
+/// device holds, not only in the planned ones.
+const REUSE_LOOKUP_BYTES: u64 = 8 << 20;
+
 impl Engine {
     /// Runs `ops`; downloads are prefetched, and recorded in batches once
     /// durable (also when the apply stops early).
@@ -130,7 +134,21 @@ impl Engine {
         if fetching.is_empty() {
             return;
         }
-        self.local_blocks = super::reuse::LocalBlocks::of(&self.root, local);
+        // Looking through every file this device holds costs a read of the
+        // whole Local tree: worth it for a large download (a copied folder
+        // arrives with none), not for an edit, whose planned paths (`local`)
+        // are enough to catch a move.
+        let fetch_bytes: u64 = fetching
+            .iter()
+            .flat_map(|(_, blocks)| blocks.iter().map(|b| u64::from(b.len)))
+            .sum();
+        let everything = (fetch_bytes >= REUSE_LOOKUP_BYTES)
+            .then(|| self.db.local().ok())
+            .flatten();
+        self.local_blocks = match &everything {
+            Some(everything) => super::reuse::LocalBlocks::of(&self.root, everything),
+            None => super::reuse::LocalBlocks::of(&self.root, local),
+        };
         // Blocks a local file holds are read from there.
         let planned: Vec<_> = fetching
             .into_iter()
@@ -231,11 +249,14 @@ impl Engine {
                 if !unchanged(&full, stat_of(&path).as_ref())? {
                     return Err(changed_since_plan());
                 }
-                let remote = self.db.tree(Tree::Remote)?;
                 let root = self.root.clone();
+                let db = &self.db;
                 let copy =
                     conflict_name(&path, &self.device, self.clock.unix_secs(), |candidate| {
-                        remote.contains_key(candidate)
+                        // A name the state cannot vouch for counts as taken.
+                        db.node(Tree::Remote, candidate)
+                            .map_or(true, |n| n.is_some())
+                            || db.local_entry(candidate).map_or(true, |e| e.is_some())
                             || local.contains_key(candidate)
                             || std::fs::symlink_metadata(candidate.to_fs(&root)).is_ok()
                     })?;
@@ -244,6 +265,9 @@ impl Engine {
                 fsops::fsync_dir(copy_full.parent().expect("inside the root"))?;
                 tracing::info!(%path, copy = %copy, "conflict: kept the local version as a copy");
                 self.db.set_local(&path, None)?;
+                // The copy is a new local path (and a folder's old entries
+                // go): the next scan looks there, whatever its scope.
+                self.scan_next.extend([path.clone(), copy.clone()]);
                 report.conflicts += 1;
                 report.note(&copy, Action::Conflict);
                 self.download(&path, &node, None, report).await?;

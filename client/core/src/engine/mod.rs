@@ -23,31 +23,29 @@ mod pull;
 mod push;
 mod restore;
 mod reuse;
+mod scan_plan;
 mod selective;
 mod store_check;
 
 pub use heal::{AUDIT_INTERVAL_SECS, HealReport, Readback};
 pub use lock::{SyncLock, lock_path};
 pub use restore::Pick;
+pub use scan_plan::Scope;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pouch_backend::{Backend, BlockId, Error as BackendError};
 
-use crate::clock::{Clock, now_ns};
-use crate::ignore_rules::IgnoreRules;
-use crate::local::LocalEntry;
+use crate::clock::Clock;
 use crate::location::StoreLocation;
-use crate::node::Node;
 use crate::own_files::OwnFiles;
 use crate::path::RelPath;
-use crate::plan::{Op, plan};
+use crate::plan::Op;
 use crate::progress::Progress;
 use crate::report::SyncReport;
-use crate::scan::scan;
-use crate::state::{LocalState, Tree};
+use crate::state::LocalState;
 use crate::{Error, Result};
 
 /// How many commits in a row may be lost to other devices before giving up.
@@ -87,10 +85,13 @@ pub struct Engine {
     local_blocks: reuse::LocalBlocks,
     /// Downloads waiting to be recorded together.
     downloaded: download::Downloaded,
+    /// Paths the engine itself changed on disk without recording them
+    /// (conflicted copies): scanned by the next scan of any scope.
+    scan_next: Vec<RelPath>,
 }
 
 /// What one sync may do beyond the usual.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     /// Send deletes even when the mass-delete guard would stop them (the
     /// user confirmed them).
@@ -98,6 +99,8 @@ pub struct SyncOptions {
     /// Ask the store about every block of this device's files now, and
     /// send the ones it lacks (otherwise done once an hour).
     pub check_blocks: bool,
+    /// What to scan: the whole root, or only what the watcher saw change.
+    pub scope: Scope,
 }
 
 /// When a scan's deletes are too many to propagate without asking.
@@ -160,6 +163,7 @@ impl Engine {
             prefetch: None,
             local_blocks: reuse::LocalBlocks::default(),
             downloaded: download::Downloaded::default(),
+            scan_next: Vec::new(),
         })
     }
 
@@ -256,24 +260,25 @@ impl Engine {
                     Error::MoveWaits { seq, to }
                 });
             }
-            let (local, ops) = self.scan_and_plan(&mut report, Record::Yes)?;
+            let planned = self.scan_and_plan(&mut report, Record::Yes, &options.scope)?;
             self.apply(
-                ops.into_iter().filter(|op| !op.is_push()),
-                &local,
+                planned.ops.into_iter().filter(|op| !op.is_push()),
+                &planned.local,
                 &mut report,
             )
             .await?;
 
-            let (local, ops) = self.scan_and_plan(&mut report, Record::Yes)?;
-            let (push, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(Op::is_push);
+            let planned = self.scan_and_plan(&mut report, Record::Yes, &options.scope)?;
+            let (push, rest): (Vec<Op>, Vec<Op>) = planned.ops.into_iter().partition(Op::is_push);
             // Only agreements are safe to act on without a fresh pull.
             let agreements = rest.into_iter().filter(|op| matches!(op, Op::Agree { .. }));
-            self.apply(agreements, &local, &mut report).await?;
-            match self.push(push, options, &local, &mut report).await {
+            self.apply(agreements, &planned.local, &mut report).await?;
+            match self.push(push, &options, &planned.local, &mut report).await {
                 Ok(()) => {
                     self.report_unreadable().await?;
                     let heal = self.heal(options.check_blocks, &mut report).await?;
                     self.last_heal = Some(heal);
+                    self.settle(&planned.rules)?;
                     return Ok(report);
                 }
                 Err(Error::Backend(BackendError::SlotTaken(seq))) => {
@@ -294,8 +299,8 @@ impl Engine {
         self.check_store().await?;
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
-        let (_, ops) = self.scan_and_plan(&mut report, Record::No)?;
-        Ok((ops, report.problems))
+        let planned = self.scan_and_plan(&mut report, Record::No, &Scope::Everything)?;
+        Ok((planned.ops, report.problems))
     }
 
     /// Folds new journal entries into the Remote tree, nothing else.
@@ -304,74 +309,6 @@ impl Engine {
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
         Ok(report)
-    }
-
-    /// `.pouchignore`, the built-in ignores, and this device's excluded
-    /// folders.
-    fn rules(&self) -> Result<IgnoreRules> {
-        Ok(IgnoreRules::load(&self.root)
-            .with_excluded(self.db.excluded()?)
-            .with_excluded(self.own.inside(&self.root)))
-    }
-
-    /// The one scan-and-plan path: scans the root (reporting what cannot
-    /// be read and what is wrong with `.pouchignore`), records the scan as
-    /// the Local tree when asked, and plans over the three trees.
-    fn scan_and_plan(
-        &mut self,
-        report: &mut SyncReport,
-        record: Record,
-    ) -> Result<(BTreeMap<RelPath, LocalEntry>, Vec<Op>)> {
-        let (local, rules) = self.scan_local(report, record)?;
-        let ops = self.plan(&local, &rules)?;
-        Ok((local, ops))
-    }
-
-    /// Scans the root, adding each problem to `report` once; records the
-    /// result as the Local tree when `record` says so.
-    fn scan_local(
-        &mut self,
-        report: &mut SyncReport,
-        record: Record,
-    ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules)> {
-        let previous = self.db.local()?;
-        let mut rules = self.rules()?;
-        let started = now_ns();
-        let outcome = scan(&self.root, &previous, self.db.scan_started()?, &rules)?;
-        for problem in outcome
-            .problems
-            .into_iter()
-            .chain(std::mem::take(&mut rules.problems))
-        {
-            if !report.problems.contains(&problem) {
-                report.problems.push(problem);
-            }
-        }
-        if record == Record::Yes {
-            self.db.replace_local(&outcome.entries, started)?;
-        }
-        Ok((outcome.entries, rules))
-    }
-
-    /// Plans over the three trees, leaving ignored paths out of all of
-    /// them: an ignored path is neither sent, nor fetched, nor deleted.
-    fn plan(&self, local: &BTreeMap<RelPath, LocalEntry>, rules: &IgnoreRules) -> Result<Vec<Op>> {
-        let keep = |tree: BTreeMap<RelPath, Node>| -> BTreeMap<RelPath, Node> {
-            tree.into_iter()
-                .filter(|(path, node)| !rules.is_ignored(path, node.is_dir()))
-                .collect()
-        };
-        let local_nodes = keep(
-            local
-                .iter()
-                .map(|(p, (_, n))| (p.clone(), n.clone()))
-                .collect(),
-        );
-        Ok(plan(
-            &local_nodes,
-            &keep(self.db.tree(Tree::Remote)?),
-            &keep(self.db.tree(Tree::Synced)?),
-        ))
     }
 }
 

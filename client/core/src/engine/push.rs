@@ -26,7 +26,7 @@ impl Engine {
     pub(super) async fn push(
         &mut self,
         mut ops: Vec<Op>,
-        options: SyncOptions,
+        options: &SyncOptions,
         local: &BTreeMap<RelPath, LocalEntry>,
         report: &mut SyncReport,
     ) -> Result<()> {
@@ -36,7 +36,7 @@ impl Engine {
             return self.push_ops(ops, local, report).await;
         }
         let now = self.clock.unix_secs();
-        let synced = self.db.tree(Tree::Synced)?.len();
+        let synced = self.db.count(Tree::Synced)?;
         let mut window = DeleteWindow::load(&self.db, now, synced)?;
         if options.allow_mass_delete {
             // The user confirmed: these count, and a new window begins.
@@ -81,10 +81,14 @@ impl Engine {
             .fold((0, 0), |(files, bytes), size| (files + 1, bytes + size));
         self.progress.phase(Phase::Uploading, files, total);
         // Blocks named in the journal are stored (blocks go before commits),
-        // so the store is asked only about the others.
+        // so the store is asked only about the others. Those of the
+        // versions being replaced are the ones an edit shares; looking
+        // them up path by path keeps a push's cost that of its files.
         let mut outbox = Outbox::default();
-        for node in self.db.tree(Tree::Remote)?.values() {
-            if let Node::File { blocks, .. } = node {
+        for op in &ops {
+            if let Op::Upload { path, .. } = op
+                && let Some(Node::File { blocks, .. }) = self.db.node(Tree::Remote, path)?
+            {
                 outbox.known.extend(blocks.iter().map(|b| b.id));
             }
         }

@@ -29,14 +29,15 @@ mod steps;
 
 pub use steps::{LocalOp, Step, generate};
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pouch_core::commit::Commit;
 use pouch_core::dual::Dual;
 use pouch_core::node::Node;
-use pouch_core::{Clock, Engine, NoProgress};
+use pouch_core::path::RelPath;
+use pouch_core::{Clock, Engine, NoProgress, Scope, SyncOptions};
 
 use backend::{Faults, Namespace, SimBackend};
 
@@ -59,9 +60,43 @@ struct Device {
     /// runs on the pair, double-writing and shadow-reading.
     target: Option<Arc<SimBackend>>,
     engine: Option<Engine>,
+    /// The paths a watcher would have named since the last sync that
+    /// succeeded; `None`: a whole scan is due (a restarted daemon).
+    dirty: Option<BTreeSet<String>>,
 }
 
 impl Device {
+    /// What the next sync scans: the dirty paths, or everything (a
+    /// restarted daemon, and now and then the periodic rescan).
+    fn scope(&self, rescan: bool) -> Scope {
+        match &self.dirty {
+            Some(paths) if !rescan => Scope::Paths(
+                paths
+                    .iter()
+                    .map(|p| RelPath::parse(p).expect("the vocabulary's paths are valid"))
+                    .collect(),
+            ),
+            _ => Scope::Everything,
+        }
+    }
+
+    /// One sync of what the watcher would have seen.
+    fn sync(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        rescan: bool,
+    ) -> Result<pouch_core::Result<pouch_core::SyncReport>, String> {
+        let options = SyncOptions {
+            scope: self.scope(rescan),
+            ..SyncOptions::default()
+        };
+        let outcome = runtime.block_on(self.engine()?.sync_with(options));
+        if outcome.is_ok() {
+            self.dirty = Some(BTreeSet::new());
+        }
+        Ok(outcome)
+    }
+
     fn engine(&mut self) -> Result<&mut Engine, String> {
         if self.engine.is_none() {
             let backend: Arc<dyn pouch_backend::Backend> = match &self.target {
@@ -177,16 +212,40 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 /// Applies a user's operation; operations that make no sense in the
 /// current state (a missing file, a parent that is a file) do nothing.
-fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
+/// Returns the paths a file-system watcher would name: those changed, and
+/// the highest folder made on the way.
+fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) -> Vec<String> {
+    let mut touched = Vec::new();
+    apply_op_noting(root, op, ledger, &mut touched);
+    touched
+}
+
+fn apply_op_noting(root: &Path, op: &LocalOp, ledger: &mut Ledger, touched: &mut Vec<String>) {
     let at = |p: &str| root.join(p);
     let retire = |path: &Path, ledger: &mut Ledger| {
         let mut gone = Vec::new();
         contents(path, &mut gone);
         ledger.retired.extend(gone);
     };
-    let parent_ok = |p: &Path| {
+    // The path a watcher names: the real one (a folder reached through a
+    // link is watched where it really is); none outside the root.
+    let real_root = root.canonicalize().unwrap();
+    let watched = |p: &Path| -> Option<String> {
+        let parent = p.parent()?.canonicalize().ok()?;
+        let real = parent.join(p.file_name()?);
+        Some(real.strip_prefix(&real_root).ok()?.to_str()?.to_owned())
+    };
+    let parent_ok = |p: &Path, touched: &mut Vec<String>| {
         let parent = p.parent().expect("under root");
-        std::fs::create_dir_all(parent).is_ok()
+        let made = parent
+            .ancestors()
+            .take_while(|a| *a != root)
+            .filter(|a| std::fs::symlink_metadata(a).is_err())
+            .last()
+            .map(Path::to_owned);
+        let ok = std::fs::create_dir_all(parent).is_ok();
+        touched.extend(made.as_deref().and_then(watched));
+        ok
     };
     // Writing through a link would change its target behind the ledger's
     // back; users do it, but the no-loss check could not account for it.
@@ -194,11 +253,12 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
     match op {
         LocalOp::Write { path, seed, len } => {
             let p = at(path);
-            if p.is_dir() || is_link(&p) || !parent_ok(&p) {
+            if p.is_dir() || is_link(&p) || !parent_ok(&p, touched) {
                 return;
             }
             retire(&p, ledger);
             let _ = std::fs::write(&p, noise(*seed, *len));
+            touched.extend(watched(&at(path)));
         }
         LocalOp::Append { path, seed, len } => {
             let p = at(path);
@@ -209,6 +269,7 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
             let mut data = std::fs::read(&p).unwrap();
             data.extend(noise(*seed, *len));
             std::fs::write(&p, data).unwrap();
+            touched.extend(watched(&at(path)));
         }
         LocalOp::Truncate { path, len } => {
             let p = at(path);
@@ -221,17 +282,20 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
             }
             retire(&p, ledger);
             std::fs::write(&p, &data[..*len]).unwrap();
+            touched.extend(watched(&at(path)));
         }
         LocalOp::Rename { from, to } => {
             let (f, t) = (at(from), at(to));
             if std::fs::symlink_metadata(&f).is_err()
                 || std::fs::symlink_metadata(&t).is_ok()
                 || t.starts_with(&f)
-                || !parent_ok(&t)
+                || !parent_ok(&t, touched)
             {
                 return;
             }
+            let from_watched = watched(&f);
             let _ = std::fs::rename(&f, &t);
+            touched.extend(from_watched.into_iter().chain(watched(&t)));
         }
         LocalOp::Delete { path } => {
             let p = at(path);
@@ -241,17 +305,20 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
             } else if p.is_file() {
                 std::fs::remove_file(&p).unwrap();
             }
+            touched.extend(watched(&at(path)));
         }
         LocalOp::Mkdir { path } => {
             let p = at(path);
-            if std::fs::symlink_metadata(&p).is_err() && parent_ok(&p) {
+            if std::fs::symlink_metadata(&p).is_err() && parent_ok(&p, touched) {
                 let _ = std::fs::create_dir(&p);
+                touched.extend(watched(&at(path)));
             }
         }
         LocalOp::Symlink { path, target } => {
             let p = at(path);
-            if std::fs::symlink_metadata(&p).is_err() && parent_ok(&p) {
+            if std::fs::symlink_metadata(&p).is_err() && parent_ok(&p, touched) {
                 let _ = std::os::unix::fs::symlink(target, &p);
+                touched.extend(watched(&at(path)));
             }
         }
         LocalOp::Chmod { path } => {
@@ -264,6 +331,7 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
                 // read, so that every permission class is synced.
                 let mode = meta.permissions().mode() ^ 0o155;
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+                touched.extend(watched(&at(path)));
             }
         }
         LocalOp::TypeChange { path, seed } => {
@@ -277,6 +345,7 @@ fn apply_op(root: &Path, op: &LocalOp, ledger: &mut Ledger) {
                 std::fs::remove_dir_all(&p).unwrap();
                 std::fs::write(&p, noise(*seed, 100)).unwrap();
             }
+            touched.extend(watched(&at(path)));
         }
     }
 }
@@ -304,6 +373,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
                 backend: Arc::new(SimBackend::new(shared.clone())),
                 target: (i == 0).then(|| Arc::new(SimBackend::new(target.clone()))),
                 engine: None,
+                dirty: None,
             }
         })
         .collect();
@@ -320,8 +390,17 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
 
     for step in steps {
         match step {
-            Step::Op { device, op } => apply_op(&fleet[*device].root, op, &mut ledger),
-            Step::Restart { device } => fleet[*device].engine = None,
+            Step::Op { device, op } => {
+                let dev = &mut fleet[*device];
+                let touched = apply_op(&dev.root, op, &mut ledger);
+                if let Some(dirty) = &mut dev.dirty {
+                    dirty.extend(touched);
+                }
+            }
+            Step::Restart { device } => {
+                fleet[*device].engine = None;
+                fleet[*device].dirty = None;
+            }
             Step::Sync { device, faults } => {
                 let dev = &mut fleet[*device];
                 observe(dev, &mut ledger);
@@ -333,7 +412,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
                         ..*faults
                     });
                 }
-                let outcome = runtime.block_on(dev.engine()?.sync_once());
+                let outcome = dev.sync(&runtime, faults.seed % 8 == 0)?;
                 let crashed = dev.backend.crashed();
                 dev.backend.arm(Faults::NONE);
                 if let Some(target) = &dev.target {
@@ -344,7 +423,10 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
                     // Injected failures may fail a sync; nothing else may.
                     Err(e) if *faults != Faults::NONE => {
                         if crashed {
+                            // A new process: the daemon starts with a
+                            // whole scan.
                             dev.engine = None;
+                            dev.dirty = None;
                         }
                         let _ = e;
                     }
@@ -362,8 +444,8 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
         let mut changed = false;
         for dev in &mut fleet {
             observe(dev, &mut ledger);
-            let report = runtime
-                .block_on(dev.engine()?.sync_once())
+            let report = dev
+                .sync(&runtime, false)?
                 .map_err(|e| format!("{}: a sync after the faults failed: {e}", dev.name))?;
             if !report.problems.is_empty() {
                 return Err(format!(

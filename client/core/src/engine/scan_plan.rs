@@ -1,0 +1,281 @@
+//! The one scan-and-plan path.
+//!
+//! A scan (of the whole root, or of the paths the watcher saw change)
+//! writes what differs from the Local tree; the local state's triggers mark
+//! those paths unsettled, as they mark every path a pull or an operation
+//! writes (`state/unsettled.rs`). The plan then runs over the unsettled
+//! paths only: outside them the three trees agree, so the planner would
+//! find nothing there. After a sync succeeds, the paths whose trees now
+//! agree are settled. A change thus costs work in proportion to the
+//! change, whatever the size of the folder.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::{Engine, Record};
+use crate::Result;
+use crate::clock::now_ns;
+use crate::ignore_rules::{IGNORE_FILE, IgnoreRules};
+use crate::local::LocalEntry;
+use crate::node::{Node, same};
+use crate::path::RelPath;
+use crate::plan::{Op, plan};
+use crate::report::SyncReport;
+use crate::scan::{ScanOutcome, scan, scan_paths};
+use crate::state::{LocalChange, Tree};
+
+/// What a sync scans.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole root: at start, on the periodic rescan, and whenever the
+    /// watcher may have missed something.
+    #[default]
+    Everything,
+    /// Only these paths, each with everything under it: what the watcher
+    /// saw change. A path whose folder is new to the Local tree is scanned
+    /// from that folder.
+    Paths(Vec<RelPath>),
+}
+
+/// A plan, and what it was made from.
+pub(super) struct Planned {
+    /// The Local entries of the planned paths.
+    pub local: BTreeMap<RelPath, LocalEntry>,
+    /// What to do.
+    pub ops: Vec<Op>,
+    /// The ignore rules it planned with.
+    pub rules: IgnoreRules,
+}
+
+impl Engine {
+    /// `.pouchignore`, the built-in ignores, and this device's excluded
+    /// folders; with a fingerprint of everything they were made from.
+    fn rules(&self) -> Result<(IgnoreRules, String)> {
+        let excluded = self.db.excluded()?;
+        let own = self.own.inside(&self.root);
+        let mut hasher = blake3::Hasher::new();
+        match std::fs::read(self.root.join(IGNORE_FILE)) {
+            Ok(bytes) => {
+                hasher.update(b"file\0");
+                hasher.update(&bytes);
+            }
+            Err(_) => {
+                hasher.update(b"none\0");
+            }
+        }
+        for path in excluded.iter().chain(&own) {
+            hasher.update(b"\0");
+            hasher.update(path.as_str().as_bytes());
+        }
+        let rules = IgnoreRules::load(&self.root)
+            .with_excluded(excluded)
+            .with_excluded(own);
+        Ok((rules, hasher.finalize().to_hex().to_string()))
+    }
+
+    /// Scans (what `scope` names; everything when the ignore rules changed
+    /// since the last scan), records what changed when `record` says so,
+    /// and plans over the unsettled paths. A look only (`Record::No`)
+    /// scans and plans over everything, writing nothing.
+    pub(super) fn scan_and_plan(
+        &mut self,
+        report: &mut SyncReport,
+        record: Record,
+        scope: &Scope,
+    ) -> Result<Planned> {
+        if record == Record::No {
+            let (local, rules) = self.scan_local(report, Record::No)?;
+            let ops = self.plan_everything(&local, &rules)?;
+            return Ok(Planned { local, ops, rules });
+        }
+        let (_, fingerprint) = self.rules()?;
+        let rules_changed = self.db.rules_fingerprint()?.as_deref() != Some(&fingerprint);
+        let rules = match scope {
+            Scope::Paths(paths) if !rules_changed => {
+                let paths: Vec<RelPath> = paths.iter().chain(&self.scan_next).cloned().collect();
+                self.scan_some(&paths, report)?
+            }
+            _ => self.scan_local(report, Record::Yes)?.1,
+        };
+        self.scan_next.clear();
+        if rules_changed {
+            // Recorded only now that the whole root was scanned with them.
+            self.db.new_rules(&fingerprint)?;
+        }
+        self.plan_unsettled(rules)
+    }
+
+    /// Scans the whole root, adding each problem to `report` once; records
+    /// what changed in the Local tree when `record` says so. Returns every
+    /// entry found.
+    pub(super) fn scan_local(
+        &mut self,
+        report: &mut SyncReport,
+        record: Record,
+    ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules)> {
+        let previous = self.db.local()?;
+        let (mut rules, _) = self.rules()?;
+        let started = now_ns();
+        let outcome = scan(&self.root, &previous, self.db.scan_started()?, &rules)?;
+        note_problems(report, &outcome, &mut rules);
+        if record == Record::Yes {
+            let changes = changes(&previous, &outcome);
+            self.db.apply_local(&changes, Some(started))?;
+        }
+        Ok((outcome.entries, rules))
+    }
+
+    /// Scans `paths` only (see [`Scope::Paths`]) and records what changed.
+    fn scan_some(&mut self, paths: &[RelPath], report: &mut SyncReport) -> Result<IgnoreRules> {
+        let (mut rules, _) = self.rules()?;
+        let roots = self.scan_roots(paths)?;
+        let mut previous = BTreeMap::new();
+        for root in &roots {
+            previous.extend(self.db.local_under(root)?);
+        }
+        let outcome = scan_paths(
+            &self.root,
+            &roots,
+            &previous,
+            self.db.scan_started()?,
+            &rules,
+        )?;
+        note_problems(report, &outcome, &mut rules);
+        self.db.apply_local(&changes(&previous, &outcome), None)?;
+        Ok(rules)
+    }
+
+    /// Where to scan for `paths`: each path, or its highest ancestor that
+    /// is not a folder both on disk and in the Local tree (a folder made or
+    /// moved in is scanned whole; a folder turned into a file, from there).
+    /// No root lies inside another.
+    fn scan_roots(&self, paths: &[RelPath]) -> Result<Vec<RelPath>> {
+        let mut roots = Vec::new();
+        for path in paths {
+            let mut chosen = path.clone();
+            let mut ancestors: Vec<RelPath> = path.ancestors().collect();
+            ancestors.reverse();
+            for ancestor in ancestors {
+                let known = matches!(self.db.local_entry(&ancestor)?, Some((_, Node::Dir)));
+                let on_disk = std::fs::symlink_metadata(ancestor.to_fs(&self.root))
+                    .is_ok_and(|meta| meta.is_dir());
+                if !(known && on_disk) {
+                    chosen = ancestor;
+                    break;
+                }
+            }
+            roots.push(chosen);
+        }
+        roots.sort();
+        roots.dedup();
+        let all: HashSet<RelPath> = roots.iter().cloned().collect();
+        roots.retain(|root| !root.ancestors().any(|a| all.contains(&a)));
+        Ok(roots)
+    }
+
+    /// Plans over the unsettled paths, leaving ignored ones out of all
+    /// three trees: an ignored path is neither sent, nor fetched, nor
+    /// deleted.
+    fn plan_unsettled(&self, rules: IgnoreRules) -> Result<Planned> {
+        let mut local = BTreeMap::new();
+        let mut local_nodes = BTreeMap::new();
+        let mut remote = BTreeMap::new();
+        let mut synced = BTreeMap::new();
+        for candidate in self.db.candidates()? {
+            let path = candidate.path;
+            if let Some(entry) = candidate.local
+                && kept(&rules, &path, Some(&entry.1)).is_some()
+            {
+                local_nodes.insert(path.clone(), entry.1.clone());
+                local.insert(path.clone(), entry);
+            }
+            if let Some(node) = kept(&rules, &path, candidate.remote.as_ref()) {
+                remote.insert(path.clone(), node.clone());
+            }
+            if let Some(node) = kept(&rules, &path, candidate.synced.as_ref()) {
+                synced.insert(path, node.clone());
+            }
+        }
+        let ops = plan(&local_nodes, &remote, &synced);
+        Ok(Planned { local, ops, rules })
+    }
+
+    /// Plans over the whole of the three trees, with `local` as the Local
+    /// tree, leaving ignored paths out.
+    fn plan_everything(
+        &self,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        rules: &IgnoreRules,
+    ) -> Result<Vec<Op>> {
+        let keep = |tree: BTreeMap<RelPath, Node>| -> BTreeMap<RelPath, Node> {
+            tree.into_iter()
+                .filter(|(path, node)| kept(rules, path, Some(node)).is_some())
+                .collect()
+        };
+        let local_nodes = keep(
+            local
+                .iter()
+                .map(|(p, (_, n))| (p.clone(), n.clone()))
+                .collect(),
+        );
+        Ok(plan(
+            &local_nodes,
+            &keep(self.db.tree(Tree::Remote)?),
+            &keep(self.db.tree(Tree::Synced)?),
+        ))
+    }
+
+    /// After a sync: settles every unsettled path whose three trees agree
+    /// now (or which the rules leave out).
+    pub(super) fn settle(&mut self, rules: &IgnoreRules) -> Result<()> {
+        let agreed: Vec<(RelPath, i64)> = self
+            .db
+            .candidates()?
+            .into_iter()
+            .filter(|c| {
+                let l = kept(rules, &c.path, c.local.as_ref().map(|(_, node)| node));
+                let r = kept(rules, &c.path, c.remote.as_ref());
+                let s = kept(rules, &c.path, c.synced.as_ref());
+                same(l, r) && same(l, s)
+            })
+            .map(|c| (c.path, c.marks))
+            .collect();
+        self.db.settle(&agreed)
+    }
+}
+
+/// The node, unless `rules` leave the path out.
+fn kept<'a>(rules: &IgnoreRules, path: &RelPath, node: Option<&'a Node>) -> Option<&'a Node> {
+    node.filter(|node| !rules.is_ignored(path, node.is_dir()))
+}
+
+/// The Local tree's changes from `previous` to a scan's outcome (which
+/// covers the same paths).
+fn changes(previous: &BTreeMap<RelPath, LocalEntry>, outcome: &ScanOutcome) -> Vec<LocalChange> {
+    let mut changes: Vec<LocalChange> = outcome
+        .entries
+        .iter()
+        .filter(|(path, entry)| previous.get(*path) != Some(*entry))
+        .map(|(path, entry)| (path.clone(), Some(entry.clone())))
+        .collect();
+    changes.extend(
+        previous
+            .keys()
+            .filter(|path| !outcome.entries.contains_key(*path))
+            .map(|path| (path.clone(), None)),
+    );
+    changes
+}
+
+/// Adds a scan's and the rules' problems to `report`, each once.
+fn note_problems(report: &mut SyncReport, outcome: &ScanOutcome, rules: &mut IgnoreRules) {
+    for problem in outcome
+        .problems
+        .iter()
+        .cloned()
+        .chain(std::mem::take(&mut rules.problems))
+    {
+        if !report.problems.contains(&problem) {
+            report.problems.push(problem);
+        }
+    }
+}

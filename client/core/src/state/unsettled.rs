@@ -1,0 +1,232 @@
+//! The unsettled paths: where the three trees may disagree.
+//!
+//! Triggers on `local`, `remote` and `synced` mark every path whose row is
+//! written (a Local entry only when its node changes), counting the marks.
+//! Outside the marked paths the trees agree, so a sync plans over the
+//! marked paths alone: a change costs work in proportion to the change,
+//! not to the tree. A path is settled (unmarked) only when a plan found
+//! nothing to do for it and no write marked it again since that plan read
+//! it — the count says so.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{LocalState, Tree, UPSERT_LOCAL, from_json, rel, to_json};
+use crate::Result;
+use crate::local::{LocalEntry, Stat};
+use crate::node::Node;
+use crate::path::RelPath;
+
+/// One path's new Local entry (`None`: gone from disk), from a scan.
+pub type LocalChange = (RelPath, Option<LocalEntry>);
+
+/// One unsettled path, as the three trees hold it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The path.
+    pub path: RelPath,
+    /// How many writes marked it: settling checks it is unchanged.
+    pub marks: i64,
+    /// Its Local entry.
+    pub local: Option<LocalEntry>,
+    /// Its Remote node.
+    pub remote: Option<Node>,
+    /// Its Synced node.
+    pub synced: Option<Node>,
+}
+
+/// The key of the ignore rules' fingerprint in `meta`.
+const RULES_META: &str = "rules_fingerprint";
+
+impl LocalState {
+    /// Writes a scan's changes to the Local tree in one transaction; a full
+    /// scan (`full_scan_started`: when it started) also records its start,
+    /// for telling racily clean entries. A scan of some paths does not: its
+    /// entries are judged by the older full scan's start, which is safe.
+    pub fn apply_local(
+        &mut self,
+        changes: &[LocalChange],
+        full_scan_started: Option<i64>,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .get_mut()
+            .expect("state lock")
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT_LOCAL)?;
+            let mut delete = tx.prepare_cached("DELETE FROM local WHERE path = ?1")?;
+            for (path, entry) in changes {
+                match entry {
+                    Some((stat, node)) => {
+                        upsert.execute(params![
+                            path.as_str(),
+                            to_json(node),
+                            stat.size as i64,
+                            stat.mtime_ns,
+                            stat.ino as i64,
+                            stat.ctime_ns
+                        ])?;
+                    }
+                    None => {
+                        delete.execute([path.as_str()])?;
+                    }
+                }
+            }
+        }
+        if let Some(started) = full_scan_started {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('scan_started_ns', ?1)",
+                [started.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The Local entries of `path` and of everything under it.
+    pub fn local_under(&self, path: &RelPath) -> Result<BTreeMap<RelPath, LocalEntry>> {
+        let conn = self.conn();
+        // Everything under `p/` sorts from "p/" up to (not including) "p0":
+        // '0' is the byte after '/'.
+        let mut stmt = conn.prepare_cached(
+            "SELECT path, node, size, mtime_ns, ino, ctime_ns FROM local
+             WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+        )?;
+        let rows = stmt.query_map(
+            params![path.as_str(), format!("{path}/"), format!("{path}0")],
+            |row| {
+                let path: String = row.get(0)?;
+                let node: String = row.get(1)?;
+                Ok((
+                    rel(path.clone())?,
+                    (stat_of(row, 2)?, from_json(&path, &node)?),
+                ))
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One path's Local entry.
+    pub fn local_entry(&self, path: &RelPath) -> Result<Option<LocalEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT node, size, mtime_ns, ino, ctime_ns FROM local WHERE path = ?1",
+        )?;
+        Ok(stmt
+            .query_row([path.as_str()], |row| {
+                let node: String = row.get(0)?;
+                Ok((stat_of(row, 1)?, from_json(path.as_str(), &node)?))
+            })
+            .optional()?)
+    }
+
+    /// Every unsettled path with its three rows, in path order.
+    pub fn candidates(&self) -> Result<Vec<Candidate>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT u.path, u.n, l.node, l.size, l.mtime_ns, l.ino, l.ctime_ns, r.node, s.node
+             FROM unsettled u
+             LEFT JOIN local l ON l.path = u.path
+             LEFT JOIN remote r ON r.path = u.path
+             LEFT JOIN synced s ON s.path = u.path
+             ORDER BY u.path",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            let path: String = row.get(0)?;
+            let node = |i: usize| -> rusqlite::Result<Option<Node>> {
+                row.get::<_, Option<String>>(i)?
+                    .map(|text| from_json(&path, &text))
+                    .transpose()
+            };
+            let local = match node(2)? {
+                Some(node) => Some((stat_of(row, 3)?, node)),
+                None => None,
+            };
+            Ok(Candidate {
+                path: rel(path.clone())?,
+                marks: row.get(1)?,
+                local,
+                remote: node(7)?,
+                synced: node(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Unmarks paths a plan found nothing to do for, each only if no write
+    /// marked it again since the plan read it (`marks` unchanged).
+    pub fn settle(&mut self, settled: &[(RelPath, i64)]) -> Result<()> {
+        let tx = self
+            .conn
+            .get_mut()
+            .expect("state lock")
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM unsettled WHERE path = ?1 AND n = ?2")?;
+            for (path, marks) in settled {
+                delete.execute(params![path.as_str(), marks])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The fingerprint of the ignore rules the root was last scanned with.
+    pub fn rules_fingerprint(&self) -> Result<Option<String>> {
+        self.meta(RULES_META)
+    }
+
+    /// Records new ignore rules' fingerprint and marks every path of the
+    /// three trees, in one transaction: paths the old rules left out of
+    /// plans may need work now.
+    pub fn new_rules(&mut self, fingerprint: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .get_mut()
+            .expect("state lock")
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
+        tx.execute_batch(
+            "INSERT INTO unsettled (path, n)
+                 SELECT path, 1 FROM (SELECT path FROM local UNION SELECT path FROM remote UNION SELECT path FROM synced)
+                 WHERE true
+             ON CONFLICT (path) DO UPDATE SET n = n + 1",
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![RULES_META, fingerprint],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many unsettled paths there are.
+    pub fn unsettled_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM unsettled", [], |row| row.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// How many paths a tree holds.
+    pub fn count(&self, tree: Tree) -> Result<usize> {
+        let n: i64 = self.conn().query_row(
+            &format!("SELECT COUNT(*) FROM {}", tree.table()),
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(n as usize)
+    }
+}
+
+fn stat_of(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Stat> {
+    Ok(Stat {
+        size: row.get::<_, i64>(first)? as u64,
+        mtime_ns: row.get(first + 1)?,
+        ino: row.get::<_, i64>(first + 2)? as u64,
+        ctime_ns: row.get(first + 3)?,
+    })
+}
