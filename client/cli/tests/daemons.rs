@@ -36,6 +36,16 @@ fn two_daemons_keep_two_folders_in_step() {
         reads(&b.path("renamed/sub/x.txt"), b"x") && !b.path("folder").exists()
     });
 
+    // A folder moved in from outside the root: the watcher names only the
+    // folder, and the sync scans it whole.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("deep/er")).unwrap();
+    std::fs::write(outside.join("deep/er/y.txt"), b"y").unwrap();
+    std::fs::rename(&outside, a.path("renamed/sub/moved-in")).unwrap();
+    wait_for("a folder moved in to reach B", || {
+        reads(&b.path("renamed/sub/moved-in/deep/er/y.txt"), b"y")
+    });
+
     std::fs::remove_file(b.path("hello.txt")).unwrap();
     wait_for("a delete to reach A", || !a.path("hello.txt").exists());
     // B's status lists what arrived most recently, newest first.
