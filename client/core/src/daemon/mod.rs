@@ -14,6 +14,7 @@ pub mod debounce;
 pub mod dirty;
 mod wire;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use pouch_protocol::{Event, MigrationStatus, State, Transfer};
 use crate::engine::{Engine, SyncLock, SyncOptions};
 use crate::names::is_temp_name;
 use crate::own_files::OwnFiles;
+use crate::path::RelPath;
 use crate::progress::{Phase, Progress};
 use crate::{Result, unix_secs};
 
@@ -44,7 +46,8 @@ pub struct DaemonOptions {
     pub quiet: Duration,
     /// Longest a sync waits behind a never-ending stream of events.
     pub max_delay: Duration,
-    /// Full rescan interval while live watching works.
+    /// Whole-rescan interval while live watching works: the safety net
+    /// under the watcher (Syncthing's default is the same hour).
     pub rescan_every: Duration,
     /// Rescan interval when live watching is impossible.
     pub fallback_rescan_every: Duration,
@@ -67,7 +70,7 @@ impl DaemonOptions {
             socket,
             quiet: Duration::from_millis(100),
             max_delay: Duration::from_secs(2),
-            rescan_every: Duration::from_secs(600),
+            rescan_every: Duration::from_secs(3600),
             fallback_rescan_every: Duration::from_secs(30),
             remote_wait: Duration::from_secs(25),
             retry_after: Duration::from_secs(5),
@@ -121,6 +124,8 @@ pub async fn run(
     let mut debouncer = Debouncer::new(options.quiet, options.max_delay);
     let mut pending = true; // a whole scan at start
     let mut dirty = Dirty::everything();
+    // What the last sync wrote itself: the watcher's echo of it is dropped.
+    let mut written: HashMap<RelPath, Instant> = HashMap::new();
     let mut retry_at: Option<Instant> = None;
     let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
     let mut paused = shared.paused.subscribe();
@@ -145,6 +150,11 @@ pub async fn run(
                 ..SyncOptions::default()
             };
             let outcome = sync(&mut engine, &shared, allowed.clone()).await;
+            // Echoes may come after later syncs (a big download's arrive
+            // for seconds): what a sync wrote is remembered a while.
+            let now = Instant::now();
+            written.retain(|_, at| now.duration_since(*at) < ECHO_WINDOW);
+            written.extend(engine.take_written().into_iter().map(|path| (path, now)));
             if outcome.is_err() {
                 // What it was to scan is scanned at the next try.
                 dirty.restore(allowed.scope.clone());
@@ -188,7 +198,19 @@ pub async fn run(
             Some(news) = fs_rx.recv() => {
                 match news {
                     FsNews::Paths(paths) => {
-                        for path in &paths {
+                        let fresh: Vec<&PathBuf> = paths
+                            .iter()
+                            .filter(|path| {
+                                !dirty::relative(&watched_root, path).is_some_and(|rel| {
+                                    written.contains_key(&rel)
+                                        && dirty::is_echo(engine.db(), &watched_root, &rel)
+                                })
+                            })
+                            .collect();
+                        if fresh.is_empty() {
+                            continue;
+                        }
+                        for path in fresh {
                             dirty.add(&watched_root, path);
                         }
                     }
@@ -234,6 +256,10 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// How long the watcher's events about a path a sync wrote are taken for
+/// that write's echo (when the disk still matches the Local tree).
+const ECHO_WINDOW: Duration = Duration::from_secs(30);
+
 /// Recent changes kept in the status.
 const RECENT: usize = 20;
 
@@ -264,7 +290,21 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
     let _lock = SyncLock::acquire(engine.state_path()).await?;
     shared.status.lock().expect("status lock").state = State::Syncing;
     shared.emit(Event::Syncing);
+    let scanned = match &options.scope {
+        crate::engine::Scope::Everything => "everything".to_owned(),
+        crate::engine::Scope::Paths(paths) => format!("{} path(s)", paths.len()),
+    };
+    let started = Instant::now();
     let outcome = engine.sync_with(options).await;
+    if let Ok(report) = &outcome {
+        tracing::debug!(
+            scanned,
+            ms = started.elapsed().as_millis() as u64,
+            downloaded = report.downloaded,
+            uploaded = report.uploaded,
+            "synced"
+        );
+    }
     let mut status = shared.status.lock().expect("status lock");
     let now = unix_secs();
     match outcome {

@@ -191,6 +191,7 @@ impl Engine {
                     let stat =
                         Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
                     self.db.set_local(&path, Some(&(stat, node.clone())))?;
+                    self.written.push(path.clone());
                     self.db.set_synced(&path, Some(&node))?;
                     report.downloaded += 1;
                     report.note(&path, Action::Downloaded);
@@ -222,6 +223,7 @@ impl Engine {
                 }
                 fsops::fsync_dir(full.parent().expect("inside the root"))?;
                 self.db.set_local(&path, None)?;
+                self.written.push(path.clone());
                 self.db.set_synced(&path, None)?;
                 report.deleted_local += 1;
                 report.note(&path, Action::DeletedHere);
@@ -240,6 +242,7 @@ impl Engine {
                 self.db.set_synced(&from, None)?;
                 self.db.set_local(&to, Some(&(stat, node.clone())))?;
                 self.db.set_synced(&to, Some(&node))?;
+                self.written.extend([from.clone(), to.clone()]);
                 report.renamed_local += 1;
                 report.note(&to, Action::Renamed);
                 Ok(())

@@ -44,7 +44,9 @@ impl Engine {
             fsops::fsync_dir(&dir)?;
         }
         let files = std::mem::take(&mut self.downloaded.files);
-        self.db.record_downloads(&files)
+        self.db.record_downloads(&files)?;
+        self.written.extend(files.into_iter().map(|(path, _)| path));
+        Ok(())
     }
 
     /// Brings `node` to `path`, replacing what is there only if it still
@@ -132,6 +134,7 @@ impl Engine {
         }
         let stat = Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
         self.db.set_local(path, Some(&(stat, node.clone())))?;
+        self.written.push(path.clone());
         self.db.set_synced(path, Some(node))
     }
 

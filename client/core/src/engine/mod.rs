@@ -88,6 +88,10 @@ pub struct Engine {
     /// Paths the engine itself changed on disk without recording them
     /// (conflicted copies): scanned by the next scan of any scope.
     scan_next: Vec<RelPath>,
+    /// Paths this sync changed on disk and recorded in the Local tree:
+    /// the watcher's echo of them need not be scanned (see
+    /// [`Engine::take_written`]).
+    written: Vec<RelPath>,
 }
 
 /// What one sync may do beyond the usual.
@@ -164,6 +168,7 @@ impl Engine {
             local_blocks: reuse::LocalBlocks::default(),
             downloaded: download::Downloaded::default(),
             scan_next: Vec::new(),
+            written: Vec::new(),
         })
     }
 
@@ -235,6 +240,14 @@ impl Engine {
         self.last_heal.as_ref()
     }
 
+    /// The paths the last sync changed on disk itself (downloads, local
+    /// deletes and renames), each recorded in the Local tree as it left
+    /// it; the list starts over. The daemon drops the watcher's echo of
+    /// those writes: a path whose disk still matches its Local entry.
+    pub fn take_written(&mut self) -> Vec<RelPath> {
+        std::mem::take(&mut self.written)
+    }
+
     /// The local state, for status and listings.
     pub fn db(&self) -> &LocalState {
         &self.db
@@ -247,8 +260,10 @@ impl Engine {
 
     /// One full sync in both directions, with `options`.
     pub async fn sync_with(&mut self, options: SyncOptions) -> Result<SyncReport> {
+        self.written.clear();
         self.check_store().await?;
         let mut report = SyncReport::default();
+        let mut scope = options.scope.clone();
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             self.pull(&mut report).await?;
             // Nothing may be written to a store the namespace left.
@@ -260,15 +275,25 @@ impl Engine {
                     Error::MoveWaits { seq, to }
                 });
             }
-            let planned = self.scan_and_plan(&mut report, Record::Yes, &options.scope)?;
+            let planned = self.scan_and_plan(&mut report, Record::Yes, &scope)?;
             self.apply(
                 planned.ops.into_iter().filter(|op| !op.is_push()),
                 &planned.local,
                 &mut report,
             )
             .await?;
+            // A whole scan is made again (changes made meanwhile, a `rm
+            // -rf` still running, go into this push, where the mass-delete
+            // guard sees them together) unless the apply wrote files: the
+            // apply recorded those, and re-reading every file just written
+            // (racily clean) would cost more than the download. The
+            // daemon's watcher names what changed meanwhile for its next
+            // sync; `pouch sync` finds it at the next run.
+            if scope == Scope::Everything && !self.written.is_empty() {
+                scope = Scope::Paths(Vec::new());
+            }
 
-            let planned = self.scan_and_plan(&mut report, Record::Yes, &options.scope)?;
+            let planned = self.scan_and_plan(&mut report, Record::Yes, &scope)?;
             let (push, rest): (Vec<Op>, Vec<Op>) = planned.ops.into_iter().partition(Op::is_push);
             // Only agreements are safe to act on without a fresh pull.
             let agreements = rest.into_iter().filter(|op| matches!(op, Op::Agree { .. }));
