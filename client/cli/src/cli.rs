@@ -82,6 +82,9 @@ pub enum Command {
         /// Propagate deletes even when they are more than half the folder.
         #[arg(long)]
         allow_mass_delete: bool,
+        /// Bandwidth limits for this run.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Show what is waiting to sync, without changing anything on disk.
     Status {
@@ -93,7 +96,23 @@ pub enum Command {
     /// change both ways, and serve `status`, `pause` and `resume` on a
     /// control socket. Runs in the foreground; SIGTERM or Ctrl-C stops it
     /// after the sync in flight.
-    Daemon,
+    Daemon {
+        /// Bandwidth limits to start with (`pouch limit` changes them
+        /// while it runs).
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Show or change the running daemon's bandwidth limits at once, the
+    /// transfer in flight included: `pouch limit up 2MiB down off`.
+    Limit {
+        /// `up RATE` and/or `down RATE`; a rate is a size per second
+        /// (2MiB, 500KB) or `off`. Nothing: show the limits in force.
+        #[arg(value_name = "up|down RATE")]
+        settings: Vec<String>,
+        /// Also write them to the config's `[limits]`, for later runs.
+        #[arg(long)]
+        save: bool,
+    },
     /// Hold back syncing in the running daemon (changes are still noticed).
     Pause,
     /// Let the running daemon sync again.
@@ -108,6 +127,39 @@ pub enum Command {
         #[arg(long)]
         remote: bool,
     },
+}
+
+/// Bandwidth limits for one run, over the config's `[limits]`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LimitArgs {
+    /// Most bytes per second sent to the store: a size per second (2MiB,
+    /// 500KB) or `off` [default: the config's `[limits] up`, else off].
+    #[arg(long, value_name = "RATE", value_parser = rate)]
+    pub limit_up: Option<Rate>,
+    /// Most bytes per second read from the store [default: the config's
+    /// `[limits] down`, else off].
+    #[arg(long, value_name = "RATE", value_parser = rate)]
+    pub limit_down: Option<Rate>,
+}
+
+/// A bandwidth limit in bytes per second; `None`: unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub Option<u64>);
+
+impl LimitArgs {
+    /// Sets the limits given on the command line.
+    pub fn apply(&self, limits: &pouch_core::limit::Limits) {
+        if let Some(Rate(up)) = self.limit_up {
+            limits.up.set(up);
+        }
+        if let Some(Rate(down)) = self.limit_down {
+            limits.down.set(down);
+        }
+    }
+}
+
+fn rate(text: &str) -> Result<Rate, String> {
+    pouch_config::parse_rate(text).map(Rate)
 }
 
 /// The arguments of `init`.

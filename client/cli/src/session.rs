@@ -9,12 +9,14 @@ use anyhow::{Context, bail};
 use pouch_backend::{Backend, StoreId};
 use pouch_config::Config;
 use pouch_core::dual::DualStats;
+use pouch_core::limit::{Limited, Limits};
 use pouch_core::location::StoreLocation;
 use pouch_core::migrate::{Follow, can_follow, follow_in_config};
 use pouch_core::own_files::OwnFiles;
 use pouch_core::state::LocalState;
 use pouch_core::{Engine, SyncLock, SyncOptions, SyncReport, SystemClock};
 
+use crate::cli::LimitArgs;
 use crate::store;
 
 /// One folder, opened.
@@ -27,6 +29,9 @@ pub struct Session {
     pub engine: Engine,
     /// A migration's counters when two stores are in play.
     pub migration: Option<Arc<DualStats>>,
+    /// The bandwidth limits every block transfer keeps to (the config's,
+    /// changeable while running).
+    pub limits: Arc<Limits>,
 }
 
 impl Session {
@@ -34,6 +39,8 @@ impl Session {
     pub fn open(config_path: &Path) -> anyhow::Result<Session> {
         let config = Config::load(config_path)?;
         let store::SyncStore { backend, migration } = store::open_for_sync(&config)?;
+        let limits = Limits::new(config.limits.up, config.limits.down);
+        let backend: Arc<dyn Backend> = Arc::new(Limited::new(backend, limits.clone()));
         let mut engine = Engine::open(
             &config.root,
             &config.device,
@@ -54,6 +61,7 @@ impl Session {
             backend,
             engine,
             migration,
+            limits,
         })
     }
 
@@ -174,10 +182,12 @@ pub async fn sync_lock(config: &Config) -> anyhow::Result<SyncLock> {
 pub async fn sync_following(
     config_path: &Path,
     options: SyncOptions,
+    limits: &LimitArgs,
 ) -> anyhow::Result<(Config, SyncReport)> {
     let _lock = sync_lock(&Config::load(config_path)?).await?;
     for _ in 0..3 {
         let mut session = Session::open_following(config_path).await?;
+        limits.apply(&session.limits);
         match session.engine.sync_with(options.clone()).await {
             Ok(report) => return Ok((session.config, report)),
             Err(pouch_core::Error::Moved { .. }) => continue,

@@ -7,6 +7,9 @@
 
 pub mod files;
 pub mod folders;
+pub mod limits;
+
+pub use limits::{Limits, parse_rate, show_rate};
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +69,10 @@ pub struct Config {
     /// this store too, and a share of reads is checked against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<Migration>,
+    /// Bandwidth limits (`[limits] up = "2 MiB"`), for `pouch sync` and
+    /// the daemon; the daemon's can change at run time (`pouch limit`).
+    #[serde(default, skip_serializing_if = "Limits::is_unlimited")]
+    pub limits: Limits,
 }
 
 /// A migration under way to another store.
@@ -250,6 +257,7 @@ mod tests {
             }),
             previous_backend: None,
             migration: None,
+            limits: Limits::default(),
         };
         let server = Config {
             backend: BackendConfig::Own(OwnStore::Server {

@@ -22,6 +22,7 @@ pub mod engine;
 mod error;
 pub mod fsops;
 pub mod ignore_rules;
+pub mod limit;
 pub mod local;
 pub mod location;
 pub mod migrate;

@@ -20,6 +20,16 @@ pub enum Request {
     },
     /// Stream events until the connection closes.
     Subscribe,
+    /// Change the bandwidth limits at once, for the transfer in flight
+    /// too. A field left out keeps its limit; 0 lifts it.
+    Limit {
+        /// Most bytes per second sent to the store.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        up: Option<u64>,
+        /// Most bytes per second read from the store.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        down: Option<u64>,
+    },
 }
 
 /// An answer to one request.
@@ -66,6 +76,13 @@ mod tests {
                 allow_mass_delete: false
             }),
             r#"{"cmd":"resume","allow_mass_delete":false}"#
+        );
+        assert_eq!(
+            text(&Request::Limit {
+                up: Some(2 << 20),
+                down: None
+            }),
+            r#"{"cmd":"limit","up":2097152}"#
         );
         let resume: Request = serde_json::from_str(r#"{"cmd":"resume"}"#).unwrap();
         assert_eq!(

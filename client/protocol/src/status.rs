@@ -72,6 +72,18 @@ pub struct DaemonStatus {
     /// for this device's user (`pouch migrate follow` or `refuse`).
     #[serde(default)]
     pub move_waiting: Option<String>,
+    /// The bandwidth limits in force.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Bandwidth limits in bytes per second; `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Blocks sent to the store.
+    pub up: Option<u64>,
+    /// Blocks read from the store.
+    pub down: Option<u64>,
 }
 
 impl DaemonStatus {
@@ -89,6 +101,7 @@ impl DaemonStatus {
             watch_problem: None,
             transfer: None,
             migration: None,
+            limits: Limits::default(),
             recent: Vec::new(),
             move_waiting: None,
         }

@@ -50,6 +50,13 @@ pub enum Ask {
     Pause,
     /// Sync again.
     Resume,
+    /// Set the bandwidth limits given (bytes per second, 0: lift it).
+    Limit {
+        /// Upload, if it changes.
+        up: Option<u64>,
+        /// Download, if it changes.
+        down: Option<u64>,
+    },
 }
 
 /// How the tray starts a daemon.
@@ -171,6 +178,7 @@ async fn stream(
                 let asked = match command {
                     Ask::Pause => Request::Pause,
                     Ask::Resume => Request::Resume { allow_mass_delete: false },
+                    Ask::Limit { up, down } => Request::Limit { up, down },
                 };
                 match request(socket, &asked).await {
                     Ok(Some(Response::Ok(_))) => {}

@@ -134,6 +134,19 @@ fn run(args: Args) -> anyhow::Result<()> {
                         Ask::Pause
                     });
                 }
+                Some(Clicked::Limit(direction, rate)) => {
+                    let rate = Some(rate.unwrap_or(0));
+                    let _ = link.send(match direction {
+                        view::Direction::Up => Ask::Limit {
+                            up: rate,
+                            down: None,
+                        },
+                        view::Direction::Down => Ask::Limit {
+                            up: None,
+                            down: rate,
+                        },
+                    });
+                }
                 Some(Clicked::OpenLog) => {
                     let log = config.daemon_log_path();
                     if log.exists() {

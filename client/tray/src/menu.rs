@@ -3,7 +3,7 @@
 
 use tray_icon::menu::{Menu, MenuId, MenuItem, PredefinedMenuItem, Submenu};
 
-use crate::view::{PAUSE, RecentItem, View};
+use crate::view::{Direction, LIMIT_CHOICES, PAUSE, RecentItem, View, limit_label};
 
 /// What a click asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub enum Clicked {
     Recent(String),
     /// Pause or resume, whichever the item says.
     Pause,
+    /// Set one direction's bandwidth limit (`None`: lift it).
+    Limit(Direction, Option<u64>),
     /// Open the daemon's log.
     OpenLog,
     /// Quit the tray.
@@ -28,6 +30,8 @@ pub struct TrayMenu {
     recent: Submenu,
     recent_items: Vec<(MenuItem, String)>,
     pause: MenuItem,
+    bandwidth: Submenu,
+    limit_items: Vec<(MenuItem, Direction, Option<u64>)>,
     backend: MenuItem,
     open_log: MenuItem,
     quit: MenuItem,
@@ -43,11 +47,27 @@ impl TrayMenu {
             recent: Submenu::new("Recent files", false),
             recent_items: Vec::new(),
             pause: MenuItem::new(PAUSE, false, None),
+            bandwidth: Submenu::new("Bandwidth", false),
+            limit_items: [Direction::Up, Direction::Down]
+                .into_iter()
+                .flat_map(|direction| {
+                    LIMIT_CHOICES.into_iter().map(move |rate| {
+                        let label = limit_label(direction, rate, None);
+                        (MenuItem::new(label, true, None), direction, rate)
+                    })
+                })
+                .collect(),
             backend: MenuItem::new("", false, None),
             open_log: MenuItem::new("Open log", true, None),
             quit: MenuItem::new("Quit Pouch tray", true, None),
             menu,
         };
+        for (k, (item, _, _)) in this.limit_items.iter().enumerate() {
+            if k == LIMIT_CHOICES.len() {
+                this.bandwidth.append(&PredefinedMenuItem::separator())?;
+            }
+            this.bandwidth.append(item)?;
+        }
         this.menu.append_items(&[
             &this.status,
             &PredefinedMenuItem::separator(),
@@ -55,6 +75,7 @@ impl TrayMenu {
             &this.recent,
             &PredefinedMenuItem::separator(),
             &this.pause,
+            &this.bandwidth,
             &this.backend,
             &this.open_log,
             &PredefinedMenuItem::separator(),
@@ -82,6 +103,10 @@ impl TrayMenu {
             }
         }
         self.backend.set_text(&view.backend_line);
+        self.bandwidth.set_enabled(view.limits.is_some());
+        for (item, direction, rate) in &self.limit_items {
+            item.set_text(limit_label(*direction, *rate, view.limits.as_ref()));
+        }
         self.show_recent(&view.recent)
     }
 
@@ -116,6 +141,10 @@ impl TrayMenu {
             Some(Clicked::OpenLog)
         } else if id == self.quit.id() {
             Some(Clicked::Quit)
+        } else if let Some((_, direction, rate)) =
+            self.limit_items.iter().find(|(item, _, _)| item.id() == id)
+        {
+            Some(Clicked::Limit(*direction, *rate))
         } else {
             self.recent_items
                 .iter()

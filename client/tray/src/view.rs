@@ -2,7 +2,7 @@
 //! menu's labels. Pure, so every state is unit-tested without a desktop.
 
 use pouch_protocol::display::printable;
-use pouch_protocol::{Action, CopyPhase, DaemonStatus, State, TransferPhase};
+use pouch_protocol::{Action, CopyPhase, DaemonStatus, Limits, State, TransferPhase};
 
 /// How many recent files the menu lists.
 pub const RECENT_SHOWN: usize = 5;
@@ -62,6 +62,37 @@ pub struct View {
     pub recent: Vec<RecentItem>,
     /// The store line.
     pub backend_line: String,
+    /// The bandwidth limits in force, `None` when there is no daemon.
+    pub limits: Option<Limits>,
+}
+
+/// The rates the bandwidth menu offers, bytes per second (`None`: off).
+pub const LIMIT_CHOICES: [Option<u64>; 4] = [None, Some(256 << 10), Some(1 << 20), Some(5 << 20)];
+
+/// A direction of the bandwidth menu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Blocks sent to the store.
+    Up,
+    /// Blocks read from the store.
+    Down,
+}
+
+/// The label of one bandwidth menu item: the current choice is ticked.
+pub fn limit_label(direction: Direction, rate: Option<u64>, limits: Option<&Limits>) -> String {
+    let current = limits.map(|limits| match direction {
+        Direction::Up => limits.up,
+        Direction::Down => limits.down,
+    });
+    let tick = if current == Some(rate) { "✓ " } else { "" };
+    let what = match direction {
+        Direction::Up => "Upload",
+        Direction::Down => "Download",
+    };
+    match rate {
+        None => format!("{tick}{what}: no limit"),
+        Some(_) => format!("{tick}{what}: {}", pouch_config::show_rate(rate)),
+    }
 }
 
 /// The pause item while syncing runs.
@@ -94,6 +125,7 @@ impl View {
             pause_label: None,
             recent: Vec::new(),
             backend_line: "Store: unknown (Pouch is not running)".into(),
+            limits: None,
         }
     }
 
@@ -151,6 +183,7 @@ impl View {
                 printable(&status.backend),
                 migration_note(status)
             ),
+            limits: Some(status.limits),
         }
     }
 }
@@ -236,8 +269,50 @@ mod tests {
             transfer: None,
             recent: Vec::new(),
             migration: None,
+            limits: Limits::default(),
             move_waiting: None,
         }
+    }
+
+    #[test]
+    fn the_bandwidth_menu_ticks_the_limits_in_force() {
+        let limits = Limits {
+            up: Some(1 << 20),
+            down: None,
+        };
+        let labels: Vec<String> = LIMIT_CHOICES
+            .iter()
+            .map(|rate| limit_label(Direction::Up, *rate, Some(&limits)))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "Upload: no limit",
+                "Upload: 256.0 KiB/s",
+                "✓ Upload: 1.0 MiB/s",
+                "Upload: 5.0 MiB/s"
+            ]
+        );
+        assert_eq!(
+            limit_label(Direction::Down, None, Some(&limits)),
+            "✓ Download: no limit"
+        );
+        assert_eq!(
+            limit_label(Direction::Down, None, None),
+            "Download: no limit"
+        );
+        // A limit set elsewhere (not a menu choice) ticks nothing.
+        let odd = Limits {
+            up: Some(3 << 20),
+            down: None,
+        };
+        assert!(
+            LIMIT_CHOICES
+                .iter()
+                .all(|rate| !limit_label(Direction::Up, *rate, Some(&odd)).starts_with('✓'))
+        );
+        // Without a daemon the menu is greyed out.
+        assert_eq!(View::of(&Seen::Connecting).limits, None);
     }
 
     #[test]

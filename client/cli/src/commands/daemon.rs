@@ -8,9 +8,12 @@ use pouch_config::Config;
 use pouch_core::daemon::DaemonOptions;
 use pouch_protocol::{Request, Response, request};
 
+use pouch_core::limit::Limits;
+
+use crate::cli::LimitArgs;
 use crate::session::Session;
 
-pub(super) async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Result<ExitCode> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let signal = shutdown_signal().context("cannot install signal handlers")?;
     tokio::pin!(signal);
@@ -24,11 +27,13 @@ pub(super) async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
             backend,
             engine,
             migration,
+            limits: pacers,
         } = if moved {
             Session::reopen_after_move(config_path).await?
         } else {
             Session::open_following(config_path).await?
         };
+        limits.apply(&pacers);
         let stamp = config_stamp(config_path);
         let socket = config.socket_path();
         tell!(
@@ -39,11 +44,12 @@ pub(super) async fn daemon(config_path: &Path) -> anyhow::Result<ExitCode> {
         );
         let mut options = DaemonOptions::new(socket);
         options.migration = migration;
+        options.limits = Some(pacers.clone());
         let reopen = AtomicBool::new(false);
         let stop = async {
             tokio::select! {
                 () = &mut signal => {}
-                () = config_changed(config_path, stamp) => reopen.store(true, Ordering::Relaxed),
+                () = config_changed(config_path, stamp, &config, &pacers) => reopen.store(true, Ordering::Relaxed),
             }
         };
         match pouch_core::daemon::run(engine, backend, &config.root, options, stop).await {
@@ -66,13 +72,40 @@ fn config_stamp(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Ends once the config file differs from `stamp` (checked every second).
-async fn config_changed(path: &Path, stamp: Option<std::time::SystemTime>) {
+/// Ends once the config file differs from `stamp` (checked every second)
+/// in more than its `[limits]` (`running`: as the daemon opened it): new
+/// limits are applied to `pacers` at once, with no need to reopen.
+async fn config_changed(
+    path: &Path,
+    mut stamp: Option<std::time::SystemTime>,
+    running: &Config,
+    pacers: &Limits,
+) {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        if config_stamp(path) != stamp {
+        let now = config_stamp(path);
+        if now == stamp {
+            continue;
+        }
+        let Ok(changed) = Config::load(path) else {
+            // Half-written or broken: the reopen says what is wrong.
+            return;
+        };
+        let without_limits = |config: &Config| Config {
+            limits: pouch_config::Limits::default(),
+            ..config.clone()
+        };
+        if without_limits(&changed) != without_limits(running) {
             return;
         }
+        pacers.up.set(changed.limits.up);
+        pacers.down.set(changed.limits.down);
+        tracing::info!(
+            up = ?changed.limits.up,
+            down = ?changed.limits.down,
+            "the config's bandwidth limits changed"
+        );
+        stamp = now;
     }
 }
 

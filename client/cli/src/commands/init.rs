@@ -62,6 +62,7 @@ pub(super) async fn init(
         backend,
         previous_backend: None,
         migration: None,
+        limits: pouch_config::Limits::default(),
     };
     config.save(config_path)?;
     if let Some(registry) = pouch_config::folders::registry_path() {

@@ -13,6 +13,7 @@ use pouch_core::migrate::{CopyOptions, CopyReport, RecordedProgress, freeze, swi
 use pouch_core::state::LocalState;
 use pouch_core::{SyncOptions, unix_secs};
 
+use crate::cli::LimitArgs;
 use crate::cli::{CopyLimits, MigrateAction, StoreArgs};
 use crate::session::{Session, follow_move, sync_following, sync_lock};
 use crate::store::{self, Target};
@@ -195,7 +196,8 @@ fn print_copy(to: &dyn Backend, report: &CopyReport, json: bool) -> anyhow::Resu
 /// `pouch migrate switch`: see its help. The cutover itself (the freeze
 /// entry, what the config becomes) is `pouch_core::migrate`'s.
 async fn switch(config_path: &Path, to: StoreArgs) -> anyhow::Result<ExitCode> {
-    let (config, report) = sync_following(config_path, SyncOptions::default()).await?;
+    let (config, report) =
+        sync_following(config_path, SyncOptions::default(), &LimitArgs::default()).await?;
     for problem in &report.problems {
         tell!("not synced: {problem}");
     }
@@ -272,7 +274,8 @@ async fn follow(config_path: &Path) -> anyhow::Result<ExitCode> {
             .await?;
         }
     }
-    let (config, _) = sync_following(config_path, SyncOptions::default()).await?;
+    let (config, _) =
+        sync_following(config_path, SyncOptions::default(), &LimitArgs::default()).await?;
     say!(
         "synced {} with {}",
         config.root.display(),

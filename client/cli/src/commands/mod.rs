@@ -8,6 +8,7 @@ mod daemon;
 mod doctor;
 mod history;
 mod init;
+mod limit;
 mod migrate;
 mod status;
 mod sync;
@@ -57,10 +58,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync {
             json,
             allow_mass_delete,
-        } => sync::sync(&config_path, json, allow_mass_delete).await,
+            limits,
+        } => sync::sync(&config_path, json, allow_mass_delete, &limits).await,
         Command::Status { json } => status::status(&config_path, json).await,
         Command::Ls { remote } => sync::ls(&config_path, remote).await,
-        Command::Daemon => daemon::daemon(&config_path).await,
+        Command::Daemon { limits } => daemon::daemon(&config_path, &limits).await,
+        Command::Limit { settings, save } => limit::limit(&config_path, &settings, save).await,
         Command::Pause => daemon::control(&config_path, Request::Pause).await,
         Command::Resume { allow_mass_delete } => {
             daemon::control(&config_path, Request::Resume { allow_mass_delete }).await

@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use pouch_core::SyncOptions;
 use pouch_core::state::Tree;
 
+use crate::cli::LimitArgs;
 use crate::session::{Session, sync_following};
 
 pub(super) async fn sync(
     config_path: &Path,
     json: bool,
     allow_mass_delete: bool,
+    limits: &LimitArgs,
 ) -> anyhow::Result<ExitCode> {
     let synced = sync_following(
         config_path,
@@ -19,6 +21,7 @@ pub(super) async fn sync(
             allow_mass_delete,
             ..SyncOptions::default()
         },
+        limits,
     )
     .await;
     let (config, report) = match synced {

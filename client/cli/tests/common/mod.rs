@@ -222,10 +222,16 @@ pub struct Daemon(pub std::process::Child);
 impl Daemon {
     /// Starts it and waits for its control socket.
     pub fn start(device: &Device) -> Self {
+        Self::start_with(device, &[])
+    }
+
+    /// Starts it with extra `pouch daemon` arguments.
+    pub fn start_with(device: &Device, args: &[&str]) -> Self {
         let child = pouch()
             .arg("--config")
             .arg(&device.config)
             .arg("daemon")
+            .args(args)
             .envs(device.env.iter().cloned())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

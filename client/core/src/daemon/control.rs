@@ -20,15 +20,30 @@ pub(super) struct Shared {
     pub(super) events: broadcast::Sender<Event>,
     /// Set by `resume --allow-mass-delete`, taken by the next sync.
     pub(super) allow_mass_delete: std::sync::atomic::AtomicBool,
+    /// The bandwidth limits the daemon's store keeps to, when it has any.
+    pub(super) limits: Option<Arc<crate::limit::Limits>>,
 }
 
 impl Shared {
-    pub(super) fn new() -> Self {
-        Self {
+    pub(super) fn new(limits: Option<Arc<crate::limit::Limits>>) -> Self {
+        let shared = Self {
             status: Mutex::new(DaemonStatus::starting(String::new())),
             paused: watch::Sender::new(false),
             events: broadcast::Sender::new(256),
             allow_mass_delete: std::sync::atomic::AtomicBool::new(false),
+            limits,
+        };
+        shared.show_limits();
+        shared
+    }
+
+    /// Copies the limits in force into the status.
+    pub(super) fn show_limits(&self) {
+        if let Some(limits) = &self.limits {
+            self.status.lock().expect("status lock").limits = pouch_protocol::Limits {
+                up: limits.up.rate(),
+                down: limits.down.rate(),
+            };
         }
     }
 
@@ -73,6 +88,8 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     while let Ok(Some(request)) = read_message::<_, Request>(&mut read).await {
         let response = match request {
             Ok(Request::Status) => {
+                // The config's `[limits]` may have changed them meanwhile.
+                shared.show_limits();
                 Response::Status(Box::new(shared.status.lock().expect("status lock").clone()))
             }
             Ok(Request::Pause) => {
@@ -92,6 +109,25 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                 shared.emit(Event::Resumed);
                 Response::Ok("resumed".into())
             }
+            Ok(Request::Limit { up, down }) => match &shared.limits {
+                Some(limits) => {
+                    let rate = |r: u64| Some(r).filter(|r| *r > 0);
+                    if let Some(up) = up {
+                        limits.up.set(rate(up));
+                    }
+                    if let Some(down) = down {
+                        limits.down.set(rate(down));
+                    }
+                    shared.show_limits();
+                    tracing::info!(up = ?limits.up.rate(), down = ?limits.down.rate(), "bandwidth limits changed");
+                    Response::Ok(format!(
+                        "limits: up {}, down {}",
+                        pouch_config::show_rate(limits.up.rate()),
+                        pouch_config::show_rate(limits.down.rate())
+                    ))
+                }
+                None => Response::Error("this daemon's store has no bandwidth limits".into()),
+            },
             Ok(Request::Subscribe) => {
                 let mut events = shared.events.subscribe();
                 loop {

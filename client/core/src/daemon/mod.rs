@@ -61,6 +61,10 @@ pub struct DaemonOptions {
     /// The counters of a migration in progress (or of the fallback after
     /// one), shown in the status with the copy's progress.
     pub migration: Option<Arc<crate::dual::DualStats>>,
+    /// The bandwidth limits the store given to [`run`] keeps to (a
+    /// [`crate::limit::Limited`] store): shown in the status and changed
+    /// through the control socket.
+    pub limits: Option<Arc<crate::limit::Limits>>,
 }
 
 impl DaemonOptions {
@@ -76,6 +80,7 @@ impl DaemonOptions {
             retry_after: Duration::from_secs(5),
             simulate_watch_limit: false,
             migration: None,
+            limits: None,
         }
     }
 }
@@ -88,7 +93,7 @@ pub async fn run(
     options: DaemonOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let shared = Arc::new(Shared::new());
+    let shared = Arc::new(Shared::new(options.limits.clone()));
     shared.status.lock().expect("status lock").backend = backend.describe();
     let control = control::listen(&options.socket, shared.clone())?;
     engine.set_progress(Arc::new(StatusProgress(shared.clone())));
@@ -460,7 +465,7 @@ mod tests {
 
     #[test]
     fn engine_progress_becomes_the_status_transfer() {
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(None));
         let progress = StatusProgress(shared.clone());
         progress.phase(Phase::Uploading, 3, 1000);
         progress.advance(300);
