@@ -28,6 +28,10 @@ pub(crate) const HAS_REFRESH: Duration = Duration::from_secs(10);
 /// Cache folder kinds.
 pub(crate) const PACKS: &str = "packs";
 pub(crate) const TOMBS: &str = "tombs";
+pub(crate) const MERGED: &str = "merged";
+
+/// Packs this process uploads before it writes them a merged index.
+pub(crate) const MERGE_EVERY: usize = 16;
 
 /// A namespace in an S3 bucket. See the crate docs for the layout.
 pub struct S3Backend {
@@ -38,6 +42,8 @@ pub struct S3Backend {
     pub(crate) index: Mutex<Index>,
     /// Serialises listings so that concurrent misses share one.
     pub(crate) refreshing: tokio::sync::Mutex<()>,
+    /// Packs this process uploaded that no merged index names yet.
+    pub(crate) unmerged: Mutex<Vec<(crate::pack::PackName, Vec<crate::pack::Entry>)>>,
     pub(crate) cache: DiskCache,
     /// The highest journal entry known to exist.
     pub(crate) known_head: AtomicU64,
@@ -126,6 +132,7 @@ impl S3Backend {
             description,
             index: Mutex::new(Index::default()),
             refreshing: tokio::sync::Mutex::new(()),
+            unmerged: Mutex::new(Vec::new()),
             cache: DiskCache::new(cache_dir),
             known_head: AtomicU64::new(0),
             identity: Mutex::new(None),

@@ -10,7 +10,7 @@ use object_store::PutPayload;
 use object_store::path::Path;
 use pouch_backend::{Block, BlockId, Error, Result};
 
-use crate::backend::{HAS_REFRESH, PACKS, S3Backend, TOMBS};
+use crate::backend::{HAS_REFRESH, MERGE_EVERY, MERGED, PACKS, S3Backend, TOMBS};
 use crate::pack::{self, PackName};
 
 impl S3Backend {
@@ -66,9 +66,37 @@ impl S3Backend {
         let fetched_tombs = self
             .fetch_all(new_tombs, TOMBS, |n| self.keys.tomb(n), pack::decode_tombs)
             .await?;
+        // Many unknown packs (a new device): their indexes are read from
+        // the merged ones first, a few objects instead of one per pack;
+        // only for packs the bucket lists, which stays the authority.
+        let mut merged_packs: Vec<(PackName, Vec<pack::Entry>)> = Vec::new();
+        let mut merged_names = Vec::new();
+        if new_packs.len() >= 2 {
+            let keys = self.requests.list(&self.keys.merged_dir(), None).await?;
+            let unseen: Vec<PackName> = {
+                let index = self.index.lock().unwrap();
+                keys.iter()
+                    .filter_map(|k| self.keys.parse_merged(k))
+                    .filter(|name| !index.knows_merged(*name))
+                    .collect()
+            };
+            let wanted: std::collections::HashSet<PackName> = new_packs.iter().copied().collect();
+            for (name, packs) in self
+                .fetch_all(unseen, MERGED, |n| self.keys.merged(n), merged_or_nothing)
+                .await?
+            {
+                merged_names.push(name);
+                merged_packs.extend(packs.into_iter().filter(|(p, _)| wanted.contains(p)));
+            }
+        }
+        let covered: std::collections::HashSet<PackName> =
+            merged_packs.iter().map(|(p, _)| *p).collect();
         let fetched_packs = self
             .fetch_all(
-                new_packs,
+                new_packs
+                    .into_iter()
+                    .filter(|p| !covered.contains(p))
+                    .collect(),
                 PACKS,
                 |n| self.keys.pack_index(n),
                 pack::decode_index,
@@ -78,8 +106,11 @@ impl S3Backend {
         for (name, tombs) in &fetched_tombs {
             index.add_tombs(*name, tombs);
         }
-        for (name, entries) in &fetched_packs {
+        for (name, entries) in fetched_packs.iter().chain(&merged_packs) {
             index.add_pack(*name, entries);
+        }
+        for name in merged_names {
+            index.add_merged(name);
         }
         for name in gone {
             index.remove_pack(name);
@@ -88,7 +119,7 @@ impl S3Backend {
         index.refreshed = Some(listed_at);
         tracing::debug!(
             blocks = index.number_of_blocks(),
-            new_packs = fetched_packs.len(),
+            new_packs = fetched_packs.len() + merged_packs.len(),
             new_tombstones = fetched_tombs.len(),
             "pack index refreshed"
         );
@@ -151,7 +182,41 @@ impl S3Backend {
             .lock()
             .unwrap()
             .add_pack(pack.name, &pack.entries);
+        let merge = {
+            let mut unmerged = self.unmerged.lock().unwrap();
+            unmerged.push((pack.name, pack.entries));
+            (unmerged.len() >= MERGE_EVERY).then(|| std::mem::take(&mut *unmerged))
+        };
+        if let Some(packs) = merge {
+            self.write_merged(packs).await;
+        }
         Ok(())
+    }
+
+    /// Writes one merged index of `packs`. Only a shortcut for readers
+    /// (each pack's own index stays the authority), so a failure is
+    /// logged, not returned.
+    async fn write_merged(&self, packs: Vec<(PackName, Vec<pack::Entry>)>) {
+        let name = PackName::random();
+        let key = self.keys.merged(name);
+        let data = pack::encode_merged(&packs);
+        match self
+            .requests
+            .put(
+                &key,
+                PutPayload::from_bytes(data.clone()),
+                "uploading a merged index",
+            )
+            .await
+        {
+            Ok(_) => {
+                self.cache.write(MERGED, name, &data);
+                self.index.lock().unwrap().add_merged(name);
+            }
+            Err(e) => {
+                tracing::debug!("a merged index was not written (readers use each pack's): {e}")
+            }
+        }
     }
 
     pub(crate) async fn put_blocks_in(&self, blocks: Vec<Block>) -> Result<()> {
@@ -299,6 +364,15 @@ impl S3Backend {
         self.index.lock().unwrap().add_tombs(name, &tombs);
         Ok(())
     }
+}
+
+/// A merged index's packs; a damaged one is only a lost shortcut (each
+/// pack's own index is read instead), so it yields none.
+fn merged_or_nothing(data: &[u8]) -> Result<Vec<(PackName, Vec<pack::Entry>)>, pack::FormatError> {
+    Ok(pack::decode_merged(data).unwrap_or_else(|e| {
+        tracing::warn!("a merged index is unreadable ({e}); reading each pack's index instead");
+        Vec::new()
+    }))
 }
 
 fn corrupt_meta(name: PackName, e: pack::FormatError) -> Error {

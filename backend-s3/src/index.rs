@@ -26,6 +26,8 @@ pub(crate) struct Index {
     locations: HashMap<BlockId, Vec<Location>>,
     packs: HashSet<PackName>,
     tomb_files: HashSet<PackName>,
+    /// Merged index objects applied.
+    merged_files: HashSet<PackName>,
     dead: HashSet<(BlockId, PackName)>,
     /// When the bucket was last listed.
     pub(crate) refreshed: Option<Instant>,
@@ -50,6 +52,15 @@ impl Index {
 
     pub(crate) fn knows_tombs(&self, name: PackName) -> bool {
         self.tomb_files.contains(&name)
+    }
+
+    pub(crate) fn knows_merged(&self, name: PackName) -> bool {
+        self.merged_files.contains(&name)
+    }
+
+    /// Notes a merged index as applied.
+    pub(crate) fn add_merged(&mut self, name: PackName) {
+        self.merged_files.insert(name);
     }
 
     pub(crate) fn packs(&self) -> impl Iterator<Item = PackName> + '_ {

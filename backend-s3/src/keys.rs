@@ -5,6 +5,7 @@
 //! {prefix}snapshot             the latest snapshot (8-byte seq, then its bytes)
 //! {prefix}packs/{name}.pack    encoded blocks back to back
 //! {prefix}packs/{name}.idx     where each block of that pack is (see `pack`)
+//! {prefix}indexes/{name}       many packs' indexes merged (see `pack`)
 //! {prefix}tombs/{name}         deleted (block, pack) pairs (see `pack`)
 //! {prefix}probe/{name}         the conditional-write probe, removed after use
 //! ```
@@ -82,6 +83,19 @@ impl Keys {
         key.filename()?.strip_suffix(".idx")?.parse().ok()
     }
 
+    pub(crate) fn merged_dir(&self) -> Path {
+        self.path("indexes")
+    }
+
+    pub(crate) fn merged(&self, name: PackName) -> Path {
+        self.path(&format!("indexes/{name}"))
+    }
+
+    /// The name of a merged index key, `None` for anything else.
+    pub(crate) fn parse_merged(&self, key: &Path) -> Option<PackName> {
+        key.filename()?.parse().ok()
+    }
+
     pub(crate) fn tombs_dir(&self) -> Path {
         self.path("tombs")
     }
@@ -128,5 +142,6 @@ mod tests {
         assert_eq!(keys.parse_pack_index(&keys.pack_index(name)), Some(name));
         assert_eq!(keys.parse_pack_index(&keys.pack(name)), None);
         assert_eq!(keys.parse_tomb(&keys.tomb(name)), Some(name));
+        assert_eq!(keys.parse_merged(&keys.merged(name)), Some(name));
     }
 }

@@ -11,6 +11,16 @@
 //!            | BLAKE3 of everything before [32]
 //! ```
 //!
+//! Merged index (`indexes/{name}`): the entries of many packs' indexes in
+//! one object, written by the device that uploaded those packs every few
+//! packs, so that a new device reads a few objects instead of one index
+//! per pack. It repeats what the packs' own indexes say (those stay the
+//! authority: an entry is used only for a pack the bucket lists).
+//!
+//! ```text
+//! "POUCHMIX" | version u8 = 1 | count u32 | count × (pack [16] | index entry [45]) | BLAKE3 [32]
+//! ```
+//!
 //! Tombstones (deletes) name (block, pack) pairs rather than blocks, so a
 //! block put again after a delete lands in a new pack that no tombstone
 //! names: no clocks are compared between devices.
@@ -35,9 +45,11 @@ use pouch_backend::{Block, BlockId, Codec};
 
 const INDEX_MAGIC: &[u8; 8] = b"POUCHIDX";
 const TOMB_MAGIC: &[u8; 8] = b"POUCHTMB";
+const MERGED_MAGIC: &[u8; 8] = b"POUCHMIX";
 const VERSION: u8 = 1;
 const INDEX_ENTRY: usize = 32 + 1 + 8 + 4;
 const TOMB_ENTRY: usize = 32 + 16;
+const MERGED_ENTRY: usize = 16 + INDEX_ENTRY;
 
 /// A random 128-bit object name, shown as 32 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,27 +197,61 @@ fn header(magic: &[u8; 8], count: usize, entry: usize) -> BytesMut {
 pub(crate) fn encode_index(entries: &[Entry]) -> Bytes {
     let mut out = header(INDEX_MAGIC, entries.len(), INDEX_ENTRY);
     for entry in entries {
-        out.put_slice(entry.id.as_bytes());
-        out.put_u8(entry.codec.tag());
-        out.put_u64_le(entry.offset);
-        out.put_u32_le(entry.len);
+        put_entry(&mut out, entry);
     }
     seal(out)
+}
+
+fn put_entry(out: &mut BytesMut, entry: &Entry) {
+    out.put_slice(entry.id.as_bytes());
+    out.put_u8(entry.codec.tag());
+    out.put_u64_le(entry.offset);
+    out.put_u32_le(entry.len);
+}
+
+fn read_entry(e: &[u8], what: &'static str) -> Result<Entry, FormatError> {
+    Ok(Entry {
+        id: BlockId::from_slice(&e[..32]).expect("32 bytes"),
+        codec: Codec::from_tag(e[32]).ok_or(FormatError::Damaged(what))?,
+        offset: u64::from_le_bytes(e[33..41].try_into().expect("8 bytes")),
+        len: u32::from_le_bytes(e[41..45].try_into().expect("4 bytes")),
+    })
 }
 
 /// Decodes a pack index, checking it whole.
 pub(crate) fn decode_index(data: &[u8]) -> Result<Vec<Entry>, FormatError> {
     let body = open(data, INDEX_MAGIC, "pack index", INDEX_ENTRY)?;
     body.chunks_exact(INDEX_ENTRY)
-        .map(|e| {
-            Ok(Entry {
-                id: BlockId::from_slice(&e[..32]).expect("32 bytes"),
-                codec: Codec::from_tag(e[32]).ok_or(FormatError::Damaged("pack index"))?,
-                offset: u64::from_le_bytes(e[33..41].try_into().expect("8 bytes")),
-                len: u32::from_le_bytes(e[41..45].try_into().expect("4 bytes")),
-            })
-        })
+        .map(|e| read_entry(e, "pack index"))
         .collect()
+}
+
+/// Encodes a merged index of `packs`.
+pub(crate) fn encode_merged(packs: &[(PackName, Vec<Entry>)]) -> Bytes {
+    let count = packs.iter().map(|(_, entries)| entries.len()).sum();
+    let mut out = header(MERGED_MAGIC, count, MERGED_ENTRY);
+    for (pack, entries) in packs {
+        for entry in entries {
+            out.put_slice(&pack.0.to_le_bytes());
+            put_entry(&mut out, entry);
+        }
+    }
+    seal(out)
+}
+
+/// Decodes a merged index, checking it whole: each pack with its entries.
+pub(crate) fn decode_merged(data: &[u8]) -> Result<Vec<(PackName, Vec<Entry>)>, FormatError> {
+    let body = open(data, MERGED_MAGIC, "merged index", MERGED_ENTRY)?;
+    let mut packs: Vec<(PackName, Vec<Entry>)> = Vec::new();
+    for e in body.chunks_exact(MERGED_ENTRY) {
+        let pack = PackName(u128::from_le_bytes(e[..16].try_into().expect("16 bytes")));
+        let entry = read_entry(&e[16..], "merged index")?;
+        match packs.last_mut() {
+            Some((last, entries)) if *last == pack => entries.push(entry),
+            _ => packs.push((pack, vec![entry])),
+        }
+    }
+    Ok(packs)
 }
 
 /// Encodes a tombstone file.
@@ -278,6 +324,24 @@ mod tests {
         let tombs = vec![(pack.entries[0].id, pack.name)];
         assert_eq!(decode_tombs(&encode_tombs(&tombs)).unwrap(), tombs);
         assert!(matches!(decode_tombs(&encoded), Err(FormatError::Magic(_))));
+
+        let other = &build_packs(vec![block(3, 50)], 1 << 20)[0];
+        let merged = vec![
+            (pack.name, pack.entries.clone()),
+            (other.name, other.entries.clone()),
+        ];
+        let encoded = encode_merged(&merged);
+        assert_eq!(decode_merged(&encoded).unwrap(), merged);
+        let mut flipped = encoded.to_vec();
+        flipped[30] ^= 1;
+        assert!(matches!(
+            decode_merged(&flipped),
+            Err(FormatError::Damaged(_))
+        ));
+        assert!(matches!(
+            decode_merged(&encode_index(&pack.entries)),
+            Err(FormatError::Magic(_))
+        ));
     }
 
     #[test]

@@ -223,3 +223,58 @@ async fn a_damaged_block_in_a_pack_is_quarantined_and_healed_by_a_put() {
     let third = S3Backend::connect(common::config(&server.endpoint, &bucket), None).unwrap();
     assert_eq!(third.get_block(id).await.unwrap(), raw);
 }
+
+/// A device that uploads many packs writes merged indexes every 16: a new
+/// device reads those and the few packs' indexes they miss, not one index
+/// per pack. A damaged merged index only loses the shortcut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_reads_merged_indexes_instead_of_one_per_pack() {
+    let server = s3::server();
+    let bucket = server.fresh_bucket().await;
+    let mut small_packs = common::config(&server.endpoint, &bucket);
+    small_packs.pack_size = 64 << 10;
+    let writer = S3Backend::connect(small_packs, None).unwrap();
+    let raws: Vec<Bytes> = (0..40u64)
+        .map(|i| conformance::noise(i, 60 << 10))
+        .collect();
+    writer
+        .put_blocks(raws.iter().cloned().map(Block::encode).collect())
+        .await
+        .unwrap();
+    let keys = server.keys(&bucket).await;
+    let count = |part: &str| keys.iter().filter(|k| k.contains(part)).count();
+    assert_eq!(count(".idx"), 40, "{keys:?}");
+    assert_eq!(count("ns/indexes/"), 2, "{keys:?}");
+
+    let ids: Vec<_> = raws.iter().map(|r| pouch_backend::BlockId::of(r)).collect();
+    let proxy = FaultProxy::start(&server.endpoint, Faults::default()).await;
+    let reader = S3Backend::connect(common::config(&proxy.url, &bucket), None).unwrap();
+    assert!(reader.has_blocks(&ids).await.unwrap().iter().all(|&h| h));
+    let requests = proxy
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // Three listings, two merged indexes, the 8 indexes they leave out.
+    assert_eq!(requests, 13, "{requests} requests to learn 40 packs");
+    assert_eq!(reader.get_block(ids[3]).await.unwrap(), raws[3]);
+
+    // A damaged merged index: the packs it covers are read one by one.
+    let merged = keys.iter().find(|k| k.contains("ns/indexes/")).unwrap();
+    server
+        .put(&bucket, merged, Bytes::from_static(b"not an index"))
+        .await;
+    let proxy = FaultProxy::start(&server.endpoint, Faults::default()).await;
+    let reader = S3Backend::connect(common::config(&proxy.url, &bucket), None).unwrap();
+    assert!(reader.has_blocks(&ids).await.unwrap().iter().all(|&h| h));
+    let requests = proxy
+        .counters
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        requests, 29,
+        "{requests} requests with one merged index damaged"
+    );
+    for (id, raw) in ids.iter().zip(&raws) {
+        assert_eq!(&reader.get_block(*id).await.unwrap(), raw);
+    }
+}
