@@ -131,6 +131,7 @@ pub async fn run(
     let mut dirty = Dirty::everything();
     // What the last sync wrote itself: the watcher's echo of it is dropped.
     let mut written: HashMap<RelPath, Instant> = HashMap::new();
+    let mut echo_prune = tokio::time::interval(ECHO_WINDOW);
     let mut retry_at: Option<Instant> = None;
     let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
     let mut paused = shared.paused.subscribe();
@@ -227,6 +228,13 @@ pub async fn run(
             _ = rescan.tick() => {
                 dirty.all();
                 pending = true;
+            }
+            // Forget old writes even when no sync comes (a big download's
+            // list would otherwise stay in memory while the daemon idles).
+            _ = echo_prune.tick(), if !written.is_empty() => {
+                let now = Instant::now();
+                written.retain(|_, at| now.duration_since(*at) < ECHO_WINDOW);
+                written.shrink_to_fit();
             }
             Ok(()) = paused.changed() => pending = true,
             _ = migration_tick.tick(), if options.migration.is_some() => {

@@ -276,20 +276,23 @@ impl Engine {
                 });
             }
             let planned = self.scan_and_plan(&mut report, Record::Yes, &scope)?;
+            let scanned_changes = planned.scanned_changes;
             self.apply(
                 planned.ops.into_iter().filter(|op| !op.is_push()),
                 &planned.local,
                 &mut report,
             )
             .await?;
-            // A whole scan is made again (changes made meanwhile, a `rm
-            // -rf` still running, go into this push, where the mass-delete
-            // guard sees them together) unless the apply wrote files: the
-            // apply recorded those, and re-reading every file just written
-            // (racily clean) would cost more than the download. The
-            // daemon's watcher names what changed meanwhile for its next
-            // sync; `pouch sync` finds it at the next run.
-            if scope == Scope::Everything && !self.written.is_empty() {
+            // A whole scan that found changes is made again (changes made
+            // meanwhile, a `rm -rf` still running, go into this push, where
+            // the mass-delete guard sees them together) unless the apply
+            // wrote files: the apply recorded those, and re-reading every
+            // file just written (racily clean) would cost more than the
+            // download. One that found nothing is not: a second walk of a
+            // large unchanged tree would double the cost of a no-change
+            // sync. The daemon's watcher names what changed meanwhile for
+            // its next sync; `pouch sync` finds it at the next run.
+            if scope == Scope::Everything && (!self.written.is_empty() || scanned_changes == 0) {
                 scope = Scope::Paths(Vec::new());
             }
 

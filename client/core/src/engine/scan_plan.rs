@@ -44,6 +44,8 @@ pub(super) struct Planned {
     pub ops: Vec<Op>,
     /// The ignore rules it planned with.
     pub rules: IgnoreRules,
+    /// How many Local entries the scan changed.
+    pub scanned_changes: usize,
 }
 
 impl Engine {
@@ -85,23 +87,28 @@ impl Engine {
         if record == Record::No {
             let (local, rules) = self.scan_local(report, Record::No)?;
             let ops = self.plan_everything(&local, &rules)?;
-            return Ok(Planned { local, ops, rules });
+            return Ok(Planned {
+                local,
+                ops,
+                rules,
+                scanned_changes: 0,
+            });
         }
         let (_, fingerprint) = self.rules()?;
         let rules_changed = self.db.rules_fingerprint()?.as_deref() != Some(&fingerprint);
-        let rules = match scope {
+        let (rules, scanned_changes) = match scope {
             Scope::Paths(paths) if !rules_changed => {
                 let paths: Vec<RelPath> = paths.iter().chain(&self.scan_next).cloned().collect();
                 self.scan_some(&paths, report)?
             }
-            _ => self.scan_local(report, Record::Yes)?.1,
+            _ => self.scan_whole(report)?,
         };
         self.scan_next.clear();
         if rules_changed {
             // Recorded only now that the whole root was scanned with them.
             self.db.new_rules(&fingerprint)?;
         }
-        self.plan_unsettled(rules)
+        self.plan_unsettled(rules, scanned_changes)
     }
 
     /// Scans the whole root, adding each problem to `report` once; records
@@ -112,20 +119,41 @@ impl Engine {
         report: &mut SyncReport,
         record: Record,
     ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules)> {
+        let (entries, rules, _) = self.scan_everything(report, record)?;
+        Ok((entries, rules))
+    }
+
+    /// Scans the whole root and records what changed; how many entries.
+    fn scan_whole(&mut self, report: &mut SyncReport) -> Result<(IgnoreRules, usize)> {
+        let (_, rules, changed) = self.scan_everything(report, Record::Yes)?;
+        Ok((rules, changed))
+    }
+
+    fn scan_everything(
+        &mut self,
+        report: &mut SyncReport,
+        record: Record,
+    ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules, usize)> {
         let previous = self.db.local()?;
         let (mut rules, _) = self.rules()?;
         let started = now_ns();
         let outcome = scan(&self.root, &previous, self.db.scan_started()?, &rules)?;
         note_problems(report, &outcome, &mut rules);
+        let mut changed = 0;
         if record == Record::Yes {
             let changes = changes(&previous, &outcome);
+            changed = changes.len();
             self.db.apply_local(&changes, Some(started))?;
         }
-        Ok((outcome.entries, rules))
+        Ok((outcome.entries, rules, changed))
     }
 
     /// Scans `paths` only (see [`Scope::Paths`]) and records what changed.
-    fn scan_some(&mut self, paths: &[RelPath], report: &mut SyncReport) -> Result<IgnoreRules> {
+    fn scan_some(
+        &mut self,
+        paths: &[RelPath],
+        report: &mut SyncReport,
+    ) -> Result<(IgnoreRules, usize)> {
         let (mut rules, _) = self.rules()?;
         let roots = self.scan_roots(paths)?;
         let mut previous = BTreeMap::new();
@@ -140,8 +168,9 @@ impl Engine {
             &rules,
         )?;
         note_problems(report, &outcome, &mut rules);
-        self.db.apply_local(&changes(&previous, &outcome), None)?;
-        Ok(rules)
+        let changes = changes(&previous, &outcome);
+        self.db.apply_local(&changes, None)?;
+        Ok((rules, changes.len()))
     }
 
     /// Where to scan for `paths`: each path, or its highest ancestor that
@@ -175,7 +204,8 @@ impl Engine {
     /// Plans over the unsettled paths, leaving ignored ones out of all
     /// three trees: an ignored path is neither sent, nor fetched, nor
     /// deleted.
-    fn plan_unsettled(&self, rules: IgnoreRules) -> Result<Planned> {
+    fn plan_unsettled(&self, rules: IgnoreRules, scanned_changes: usize) -> Result<Planned> {
+        self.db.settle_identical()?;
         let mut local = BTreeMap::new();
         let mut local_nodes = BTreeMap::new();
         let mut remote = BTreeMap::new();
@@ -196,7 +226,12 @@ impl Engine {
             }
         }
         let ops = plan(&local_nodes, &remote, &synced);
-        Ok(Planned { local, ops, rules })
+        Ok(Planned {
+            local,
+            ops,
+            rules,
+            scanned_changes,
+        })
     }
 
     /// Plans over the whole of the three trees, with `local` as the Local
@@ -227,6 +262,7 @@ impl Engine {
     /// After a sync: settles every unsettled path whose three trees agree
     /// now (or which the rules leave out).
     pub(super) fn settle(&mut self, rules: &IgnoreRules) -> Result<()> {
+        self.db.settle_identical()?;
         let agreed: Vec<(RelPath, i64)> = self
             .db
             .candidates()?

@@ -155,6 +155,23 @@ impl LocalState {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Unmarks every path whose three rows are identical (the same node
+    /// text, or absent, in each tree): nothing to do there, whatever the
+    /// rules. One statement in SQLite, without reading the nodes out: after
+    /// a large download or upload almost every marked path is one of them.
+    pub fn settle_identical(&self) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM unsettled WHERE path IN (
+                 SELECT u.path FROM unsettled u
+                 LEFT JOIN local l ON l.path = u.path
+                 LEFT JOIN remote r ON r.path = u.path
+                 LEFT JOIN synced s ON s.path = u.path
+                 WHERE l.node IS s.node AND r.node IS s.node)",
+            [],
+        )?;
+        Ok(())
+    }
+
     /// Unmarks paths a plan found nothing to do for, each only if no write
     /// marked it again since the plan read it (`marks` unchanged).
     pub fn settle(&mut self, settled: &[(RelPath, i64)]) -> Result<()> {
