@@ -299,13 +299,10 @@ impl LocalState {
         let rows = stmt.query_map([], |row| {
             let path: String = row.get(0)?;
             let node: String = row.get(1)?;
-            let stat = Stat {
-                size: row.get::<_, i64>(2)? as u64,
-                mtime_ns: row.get(3)?,
-                ino: row.get::<_, i64>(4)? as u64,
-                ctime_ns: row.get(5)?,
-            };
-            Ok((rel(path.clone())?, (stat, from_json(&path, &node)?)))
+            Ok((
+                rel(path.clone())?,
+                (stat_of(row, 2)?, from_json(&path, &node)?),
+            ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -318,23 +315,7 @@ impl LocalState {
 
     /// Records one path's Local entry after Pouch itself changed the disk.
     pub fn set_local(&self, path: &RelPath, entry: Option<&LocalEntry>) -> Result<()> {
-        match entry {
-            Some((stat, node)) => self.conn().execute(
-                UPSERT_LOCAL,
-                params![
-                    path.as_str(),
-                    to_json(node),
-                    stat.size as i64,
-                    stat.mtime_ns,
-                    stat.ino as i64,
-                    stat.ctime_ns
-                ],
-            )?,
-            None => self
-                .conn()
-                .execute("DELETE FROM local WHERE path = ?1", [path.as_str()])?,
-        };
-        Ok(())
+        write_local(&self.conn(), path, entry)
     }
 
     /// Records downloaded files (their stat data now, and their node as
@@ -344,17 +325,7 @@ impl LocalState {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (path, (stat, node)) in done {
-            tx.execute(
-                UPSERT_LOCAL,
-                params![
-                    path.as_str(),
-                    to_json(node),
-                    stat.size as i64,
-                    stat.mtime_ns,
-                    stat.ino as i64,
-                    stat.ctime_ns
-                ],
-            )?;
+            write_local(&tx, path, Some(&(*stat, node.clone())))?;
             set_node(&tx, Tree::Synced, path, Some(node))?;
         }
         tx.commit()?;
@@ -483,6 +454,34 @@ const UPSERT_LOCAL: &str =
     "INSERT INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
      ON CONFLICT (path) DO UPDATE SET node = excluded.node, size = excluded.size,
          mtime_ns = excluded.mtime_ns, ino = excluded.ino, ctime_ns = excluded.ctime_ns";
+
+/// Writes (`Some`) or removes one path's Local entry.
+fn write_local(conn: &Connection, path: &RelPath, entry: Option<&LocalEntry>) -> Result<()> {
+    match entry {
+        Some((stat, node)) => conn.prepare_cached(UPSERT_LOCAL)?.execute(params![
+            path.as_str(),
+            to_json(node),
+            stat.size as i64,
+            stat.mtime_ns,
+            stat.ino as i64,
+            stat.ctime_ns
+        ])?,
+        None => conn
+            .prepare_cached("DELETE FROM local WHERE path = ?1")?
+            .execute([path.as_str()])?,
+    };
+    Ok(())
+}
+
+/// The stat data in columns `first..first + 4` (size, mtime, inode, ctime).
+fn stat_of(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Stat> {
+    Ok(Stat {
+        size: row.get::<_, i64>(first)? as u64,
+        mtime_ns: row.get(first + 1)?,
+        ino: row.get::<_, i64>(first + 2)? as u64,
+        ctime_ns: row.get(first + 3)?,
+    })
+}
 
 fn set_node(conn: &Connection, tree: Tree, path: &RelPath, node: Option<&Node>) -> Result<()> {
     match node {

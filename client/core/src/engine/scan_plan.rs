@@ -94,14 +94,14 @@ impl Engine {
                 scanned_changes: 0,
             });
         }
-        let (_, fingerprint) = self.rules()?;
+        let (mut rules, fingerprint) = self.rules()?;
         let rules_changed = self.db.rules_fingerprint()?.as_deref() != Some(&fingerprint);
-        let (rules, scanned_changes) = match scope {
+        let scanned_changes = match scope {
             Scope::Paths(paths) if !rules_changed => {
                 let paths: Vec<RelPath> = paths.iter().chain(&self.scan_next).cloned().collect();
-                self.scan_some(&paths, report)?
+                self.scan_some(&paths, &mut rules, report)?
             }
-            _ => self.scan_whole(report)?,
+            _ => self.scan_everything(&mut rules, report, Record::Yes)?.1,
         };
         self.scan_next.clear();
         if rules_changed {
@@ -119,42 +119,40 @@ impl Engine {
         report: &mut SyncReport,
         record: Record,
     ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules)> {
-        let (entries, rules, _) = self.scan_everything(report, record)?;
+        let (mut rules, _) = self.rules()?;
+        let (entries, _) = self.scan_everything(&mut rules, report, record)?;
         Ok((entries, rules))
     }
 
-    /// Scans the whole root and records what changed; how many entries.
-    fn scan_whole(&mut self, report: &mut SyncReport) -> Result<(IgnoreRules, usize)> {
-        let (_, rules, changed) = self.scan_everything(report, Record::Yes)?;
-        Ok((rules, changed))
-    }
-
+    /// Scans the whole root with `rules` and, when `record` says so,
+    /// records what changed: every entry found, and how many changed.
     fn scan_everything(
         &mut self,
+        rules: &mut IgnoreRules,
         report: &mut SyncReport,
         record: Record,
-    ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules, usize)> {
+    ) -> Result<(BTreeMap<RelPath, LocalEntry>, usize)> {
         let previous = self.db.local()?;
-        let (mut rules, _) = self.rules()?;
         let started = now_ns();
-        let outcome = scan(&self.root, &previous, self.db.scan_started()?, &rules)?;
-        note_problems(report, &outcome, &mut rules);
+        let outcome = scan(&self.root, &previous, self.db.scan_started()?, rules)?;
+        note_problems(report, &outcome, rules);
         let mut changed = 0;
         if record == Record::Yes {
             let changes = changes(&previous, &outcome);
             changed = changes.len();
             self.db.apply_local(&changes, Some(started))?;
         }
-        Ok((outcome.entries, rules, changed))
+        Ok((outcome.entries, changed))
     }
 
-    /// Scans `paths` only (see [`Scope::Paths`]) and records what changed.
+    /// Scans `paths` only (see [`Scope::Paths`]) with `rules` and records
+    /// what changed; how many entries.
     fn scan_some(
         &mut self,
         paths: &[RelPath],
+        rules: &mut IgnoreRules,
         report: &mut SyncReport,
-    ) -> Result<(IgnoreRules, usize)> {
-        let (mut rules, _) = self.rules()?;
+    ) -> Result<usize> {
         let roots = self.scan_roots(paths)?;
         let mut previous = BTreeMap::new();
         for root in &roots {
@@ -165,12 +163,12 @@ impl Engine {
             &roots,
             &previous,
             self.db.scan_started()?,
-            &rules,
+            rules,
         )?;
-        note_problems(report, &outcome, &mut rules);
+        note_problems(report, &outcome, rules);
         let changes = changes(&previous, &outcome);
         self.db.apply_local(&changes, None)?;
-        Ok((rules, changes.len()))
+        Ok(changes.len())
     }
 
     /// Where to scan for `paths`: each path, or its highest ancestor that

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{LocalState, Tree, UPSERT_LOCAL, from_json, rel, to_json};
+use super::{LocalState, Tree, from_json, rel, stat_of, write_local};
 use crate::Result;
-use crate::local::{LocalEntry, Stat};
+use crate::local::LocalEntry;
 use crate::node::Node;
 use crate::path::RelPath;
 
@@ -54,26 +54,8 @@ impl LocalState {
             .get_mut()
             .expect("state lock")
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut upsert = tx.prepare_cached(UPSERT_LOCAL)?;
-            let mut delete = tx.prepare_cached("DELETE FROM local WHERE path = ?1")?;
-            for (path, entry) in changes {
-                match entry {
-                    Some((stat, node)) => {
-                        upsert.execute(params![
-                            path.as_str(),
-                            to_json(node),
-                            stat.size as i64,
-                            stat.mtime_ns,
-                            stat.ino as i64,
-                            stat.ctime_ns
-                        ])?;
-                    }
-                    None => {
-                        delete.execute([path.as_str()])?;
-                    }
-                }
-            }
+        for (path, entry) in changes {
+            write_local(&tx, path, entry.as_ref())?;
         }
         if let Some(started) = full_scan_started {
             tx.execute(
@@ -237,13 +219,4 @@ impl LocalState {
         )?;
         Ok(n as usize)
     }
-}
-
-fn stat_of(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Stat> {
-    Ok(Stat {
-        size: row.get::<_, i64>(first)? as u64,
-        mtime_ns: row.get(first + 1)?,
-        ino: row.get::<_, i64>(first + 2)? as u64,
-        ctime_ns: row.get(first + 3)?,
-    })
 }
