@@ -3,7 +3,9 @@
 `pouch-store` process on 127.0.0.1, beside `cp -a` of the same tree on the
 same disk (followed by `sync`, as Pouch's download is durable), in one run.
 
-Usage: bench/new_device_local.py [--full]   (the corpus of new_device_s3.py)
+Usage: bench/new_device_local.py [--full]   (the corpus of new_device_s3.py;
+       POUCH_BIN=path runs another pouch build for the device that downloads,
+       POUCH_BASELINE=path also runs that build, as one more row)
 """
 
 import json
@@ -26,15 +28,17 @@ def pouch(binary, config, *args, env=None):
                                    stderr=subprocess.DEVNULL)
 
 
-def new_device(binary, work, name, store_args, src, env):
+def new_device(binary, work, name, store_args, src, env, downloader=None):
     up = os.path.join(work, f"{name}-a.toml")
     down = os.path.join(work, f"{name}-b.toml")
     dest = os.path.join(work, f"{name}-dest")
     pouch(binary, up, "init", "--device", "A", "--root", src, *store_args, env=env)
     pouch(binary, up, "sync", env=env)
-    pouch(binary, down, "init", "--device", "B", "--root", dest, *store_args, env=env)
+    downloader = downloader or binary
+    pouch(downloader, down, "init", "--device", "B", "--root", dest, *store_args, env=env)
+    subprocess.check_call(["sync"])
     start = time.perf_counter()
-    report = json.loads(pouch(binary, down, "sync", "--json", env=env))
+    report = json.loads(pouch(downloader, down, "sync", "--json", env=env))
     seconds = time.perf_counter() - start
     if corpus.tree_hash(dest) != corpus.tree_hash(src):
         sys.exit(f"{name}: the new device's tree differs")
@@ -51,6 +55,8 @@ def main():
                            "-p", "pouch-backend-own", "--bin", "pouch", "--bin", "pouch-store"],
                           cwd=base.ROOT)
     binary = os.path.join(base.ROOT, "target/release/pouch")
+    downloader = os.environ.get("POUCH_BIN", binary)
+    baseline = os.environ.get("POUCH_BASELINE")
     work = tempfile.mkdtemp(prefix="pouch-bench-local-", dir=os.environ.get("BENCH_DIR"))
     # The machine's list of synced folders is the run's own.
     env = dict(os.environ, POUCH_LOG="warn", POUCH_STORE_TOKEN=TOKEN,
@@ -62,8 +68,14 @@ def main():
         subprocess.check_call(["sync"])
         rows = []
         seconds, files = new_device(binary, work, "embedded",
-                                    ["--store", os.path.join(work, "store")], src, env)
+                                    ["--store", os.path.join(work, "store")], src, env,
+                                    downloader)
         rows.append(("pouch, embedded store", seconds, files))
+        if baseline:
+            seconds, files = new_device(binary, work, "baseline",
+                                        ["--store", os.path.join(work, "store-b")], src, env,
+                                        baseline)
+            rows.append(("baseline build, embedded store", seconds, files))
 
         server = subprocess.Popen([os.path.join(base.ROOT, "target/release/pouch-store"), "serve",
                                    "--listen", "127.0.0.1:0", "--data",
@@ -71,7 +83,8 @@ def main():
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   text=True)
         addr = server.stdout.readline().strip().removeprefix("pouch-store listening on ")
-        seconds, files = new_device(binary, work, "server", ["--url", f"http://{addr}"], src, env)
+        seconds, files = new_device(binary, work, "server", ["--url", f"http://{addr}"], src, env,
+                                    downloader)
         rows.append(("pouch, pouch-store over HTTP", seconds, files))
 
         dest = os.path.join(work, "cp-dest")

@@ -91,6 +91,96 @@ fn the_daemon_holds_back_only_the_deletes_and_keeps_syncing() {
     daemon.stop();
 }
 
+/// A slow `rm -rf` under the daemon: a sync lands between its first
+/// deletes and the rest. The first slice alone is no mass delete, but it
+/// is not sent either (new deletes wait a moment), so the next sync sees
+/// the whole of it and holds all of it back.
+#[test]
+fn a_sync_in_the_middle_of_an_rm_rf_sends_none_of_it() {
+    let (_dir, a, b) = pair();
+    for i in 0..150 {
+        std::fs::write(a.path(&format!("f{i:03}")), format!("{i}")).unwrap();
+    }
+    a.sync();
+    b.sync();
+    let daemon = Daemon::start(&a);
+    for i in 0..60 {
+        std::fs::remove_file(a.path(&format!("f{i:03}"))).unwrap();
+    }
+    // An edit goes at once (new paths wait with the deletes, as a move is
+    // both): the daemon syncs the first slice 100 ms after the last event.
+    std::fs::write(a.path("f149"), b"edited meanwhile").unwrap();
+    wait_for("the first slice's sync to send the edit", || {
+        b.sync();
+        std::fs::read(b.path("f149")).unwrap() == b"edited meanwhile"
+    });
+    assert_eq!(count(&b), 150, "the first slice of deletes was sent");
+    for i in 60..120 {
+        std::fs::remove_file(a.path(&format!("f{i:03}"))).unwrap();
+    }
+    wait_for("the daemon's status to name the held-back deletes", || {
+        a.ok(&["status"]).contains("--allow-mass-delete")
+    });
+    b.sync();
+    assert_eq!(count(&b), 150, "deletes reached B without being allowed");
+    a.ok(&["resume", "--allow-mass-delete"]);
+    wait_for("the allowed deletes on B", || {
+        b.sync();
+        count(&b) == 30
+    });
+    daemon.stop();
+}
+
+/// Deletes the daemon sees are sent once they stayed deleted a moment.
+#[test]
+fn the_daemon_sends_a_small_delete_after_a_moment() {
+    let (_dir, a, b) = pair();
+    for i in 0..10 {
+        std::fs::write(a.path(&format!("f{i}")), format!("{i}")).unwrap();
+    }
+    a.sync();
+    b.sync();
+    let daemon = Daemon::start(&a);
+    std::fs::remove_file(a.path("f3")).unwrap();
+    wait_for("the delete on B", || {
+        b.sync();
+        !b.path("f3").exists()
+    });
+    assert_eq!(count(&b), 9);
+    daemon.stop();
+}
+
+/// A folder of 150 files turned into a file is a mass delete, and the
+/// file waits with the deletes: the other device never sees a file with
+/// children (it would try to write the file over a full folder).
+#[test]
+fn a_folder_turned_into_a_file_waits_with_its_held_deletes() {
+    let (_dir, a, b) = pair();
+    std::fs::create_dir(a.path("big")).unwrap();
+    for i in 0..150 {
+        std::fs::write(a.path(&format!("big/f{i:03}")), format!("{i}")).unwrap();
+    }
+    a.sync();
+    b.sync();
+    std::fs::remove_dir_all(a.path("big")).unwrap();
+    std::fs::write(a.path("big"), b"a file now").unwrap();
+    std::fs::write(a.path("other.txt"), b"still synced").unwrap();
+    let out = a.run(&["sync"]);
+    assert!(!out.status.success(), "the guard did not stop the sync");
+    let report = b.sync();
+    assert!(
+        report["problems"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert!(b.path("big").is_dir());
+    assert_eq!(std::fs::read_dir(b.path("big")).unwrap().count(), 150);
+    assert_eq!(std::fs::read(b.path("other.txt")).unwrap(), b"still synced");
+
+    a.ok(&["sync", "--allow-mass-delete"]);
+    b.sync();
+    assert_eq!(std::fs::read(b.path("big")).unwrap(), b"a file now");
+}
+
 #[test]
 fn deletes_in_small_batches_count_together() {
     let (_dir, a, b) = pair();

@@ -2,6 +2,7 @@
 //! files written to a temp file, verified, fsynced and renamed into place,
 //! and nothing replaced that changed since the plan was made.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -63,25 +64,47 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Finishes a fully written temp file: sets its permission bits to `mode`
-/// and its mtime, fsyncs it, and renames it over `target`. The rename is
-/// durable only once the caller fsyncs the folder, which it must do before
-/// it records the file as synced (a batch of files in one folder then
-/// shares one folder fsync).
-pub fn commit_temp(
-    mut file: File,
-    temp: &Path,
-    target: &Path,
-    mode: u32,
-    mtime_ns: i64,
-) -> Result<()> {
+/// and its mtime. Its bytes are durable only after `make_durable`, which
+/// must come before it is renamed over its target.
+pub fn finish_temp(file: &mut File, temp: &Path, mode: u32, mtime_ns: i64) -> Result<()> {
     file.flush().map_err(Error::io(temp))?;
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
         .map_err(Error::io(temp))?;
     file.set_modified(system_time(mtime_ns))
-        .map_err(Error::io(temp))?;
-    file.sync_all().map_err(Error::io(temp))?;
-    drop(file);
-    std::fs::rename(temp, target).map_err(Error::io(target))
+        .map_err(Error::io(temp))
+}
+
+/// Batches at least this large are made durable by a `syncfs` of each file
+/// system they are on; smaller ones by an fsync of each file and folder,
+/// which waits for nothing else written to the disk meanwhile.
+#[cfg(target_os = "linux")]
+const SYNCFS_FROM: usize = 16;
+
+/// Makes `files` (open handles, with their paths; contents and metadata)
+/// and the entries of `dirs` (each file's folder among them) durable.
+pub fn make_durable(files: &[(&File, &Path)], dirs: &BTreeSet<&Path>) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    if files.len() + dirs.len() >= SYNCFS_FROM {
+        // A file is on its folder's file system: one folder of each is
+        // enough to name it.
+        use std::os::unix::fs::MetadataExt;
+        let mut systems = BTreeSet::new();
+        for dir in dirs {
+            let handle = File::open(dir).map_err(Error::io(dir))?;
+            let device = handle.metadata().map_err(Error::io(dir))?.dev();
+            if systems.insert(device) {
+                rustix::fs::syncfs(&handle).map_err(|e| Error::io(dir)(e.into()))?;
+            }
+        }
+        return Ok(());
+    }
+    for (file, path) in files {
+        file.sync_all().map_err(Error::io(path))?;
+    }
+    for dir in dirs {
+        fsync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Sets a file's permission bits and mtime in place and makes that durable.

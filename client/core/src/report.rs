@@ -27,6 +27,9 @@ pub struct SyncReport {
     pub bytes_uploaded: u64,
     /// Blocks fetched from the store.
     pub blocks_downloaded: u64,
+    /// Raw bytes of those blocks.
+    #[serde(default)]
+    pub bytes_downloaded: u64,
     /// Blocks the store had lost that this device sent again.
     #[serde(default)]
     pub blocks_resent: u64,

@@ -55,6 +55,9 @@ pub struct DaemonOptions {
     pub remote_wait: Duration,
     /// Pause before retrying a failed sync.
     pub retry_after: Duration,
+    /// How long a delete is seen before it is sent (see
+    /// [`SyncOptions::hold_new_deletes`]).
+    pub hold_deletes: Duration,
     /// Behave as if the OS refused to watch the folder for running out of
     /// watches: the seam that tests the fallback.
     pub simulate_watch_limit: bool,
@@ -78,6 +81,7 @@ impl DaemonOptions {
             fallback_rescan_every: Duration::from_secs(30),
             remote_wait: Duration::from_secs(25),
             retry_after: Duration::from_secs(5),
+            hold_deletes: Duration::from_secs(2),
             simulate_watch_limit: false,
             migration: None,
             limits: None,
@@ -153,6 +157,7 @@ pub async fn run(
                     .allow_mass_delete
                     .load(std::sync::atomic::Ordering::SeqCst),
                 scope: dirty.take(),
+                hold_new_deletes: Some(options.hold_deletes),
                 ..SyncOptions::default()
             };
             let outcome = sync(&mut engine, &shared, allowed.clone()).await;
@@ -167,6 +172,8 @@ pub async fn run(
             }
             match outcome {
                 Ok(()) => {
+                    // Deletes held back as new are sent when due.
+                    retry_at = engine.deletes_due().map(Instant::from_std);
                     if allowed.allow_mass_delete {
                         shared
                             .allow_mass_delete

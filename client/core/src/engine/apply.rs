@@ -37,7 +37,7 @@ impl Engine {
         self.downloaded.batching = false;
         self.prefetch = None;
         self.local_blocks = super::reuse::LocalBlocks::default();
-        let recorded = self.flush_downloads();
+        let recorded = self.flush_downloads(report);
         applied.and(recorded)
     }
 
@@ -77,6 +77,11 @@ impl Engine {
                 && local.get(&path).is_some_and(|(_, node)| node.is_dir())
             {
                 moved.push(path.clone());
+            }
+            // Only downloads wait to be finished together: anything else
+            // may move or delete a folder a written file waits in.
+            if !matches!(op, Op::Download { .. } | Op::Agree { .. }) {
+                self.flush_downloads(report)?;
             }
             match self.apply_one(op, local, report).await {
                 Ok(()) => {}
@@ -197,10 +202,7 @@ impl Engine {
                     report.note(&path, Action::Downloaded);
                     return Ok(());
                 }
-                self.download(&path, &node, stat_of(&path), report).await?;
-                report.downloaded += 1;
-                report.note(&path, Action::Downloaded);
-                Ok(())
+                self.download(&path, &node, stat_of(&path), report).await
             }
             Op::DeleteLocal { path } => {
                 let full = path.to_fs(&self.root);
@@ -273,10 +275,7 @@ impl Engine {
                 self.scan_next.extend([path.clone(), copy.clone()]);
                 report.conflicts += 1;
                 report.note(&copy, Action::Conflict);
-                self.download(&path, &node, None, report).await?;
-                report.downloaded += 1;
-                report.note(&path, Action::Downloaded);
-                Ok(())
+                self.download(&path, &node, None, report).await
             }
             Op::Upload { .. } | Op::DeleteRemote { .. } => unreachable!("pushed, not applied"),
         }

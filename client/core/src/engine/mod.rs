@@ -32,9 +32,10 @@ pub use lock::{SyncLock, lock_path};
 pub use restore::Pick;
 pub use scan_plan::Scope;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pouch_backend::{Backend, BlockId, Error as BackendError};
 
@@ -92,6 +93,11 @@ pub struct Engine {
     /// the watcher's echo of them need not be scanned (see
     /// [`Engine::take_written`]).
     written: Vec<RelPath>,
+    /// When each delete (or new path) waiting to be sent was first
+    /// planned (see [`SyncOptions::hold_new_deletes`]).
+    held_since: HashMap<RelPath, Instant>,
+    /// When the deletes held back as new are due.
+    deletes_due: Option<Instant>,
 }
 
 /// What one sync may do beyond the usual.
@@ -105,6 +111,12 @@ pub struct SyncOptions {
     pub check_blocks: bool,
     /// What to scan: the whole root, or only what the watcher saw change.
     pub scope: Scope,
+    /// Deletes are sent only once they were seen for this long (the
+    /// daemon's: a sync that lands in the middle of an `rm -rf` sends
+    /// none of it, and the next one, seeing the whole of it, meets the
+    /// mass-delete guard). `None`: sent at once (`pouch sync`, run after
+    /// the deletes are done).
+    pub hold_new_deletes: Option<Duration>,
 }
 
 /// When a scan's deletes are too many to propagate without asking.
@@ -169,6 +181,8 @@ impl Engine {
             downloaded: download::Downloaded::default(),
             scan_next: Vec::new(),
             written: Vec::new(),
+            held_since: HashMap::new(),
+            deletes_due: None,
         })
     }
 
@@ -248,6 +262,13 @@ impl Engine {
         std::mem::take(&mut self.written)
     }
 
+    /// When deletes the last sync held back as new (see
+    /// [`SyncOptions::hold_new_deletes`]) are due to be sent; a sync then
+    /// sends them.
+    pub fn deletes_due(&self) -> Option<Instant> {
+        self.deletes_due
+    }
+
     /// The local state, for status and listings.
     pub fn db(&self) -> &LocalState {
         &self.db
@@ -261,6 +282,7 @@ impl Engine {
     /// One full sync in both directions, with `options`.
     pub async fn sync_with(&mut self, options: SyncOptions) -> Result<SyncReport> {
         self.written.clear();
+        self.deletes_due = None;
         self.check_store().await?;
         let mut report = SyncReport::default();
         let mut scope = options.scope.clone();

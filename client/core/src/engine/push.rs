@@ -2,7 +2,8 @@
 //! always go before the commit naming them. A lost race (`SlotTaken`)
 //! surfaces to `sync_once`, which pulls, re-plans and retries.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use pouch_backend::{Block, BlockId};
 
@@ -32,7 +33,9 @@ impl Engine {
     ) -> Result<()> {
         let is_delete = |op: &Op| matches!(op, Op::DeleteRemote { .. });
         let deletes = ops.iter().filter(|op| is_delete(op)).count();
+        self.deletes_due = None;
         if deletes == 0 {
+            self.held_since.clear();
             return self.push_ops(ops, local, report).await;
         }
         let now = self.clock.unix_secs();
@@ -45,7 +48,12 @@ impl Engine {
             return window.save(&self.db);
         }
         if MassDeleteGuard::trips(window.committed + deletes, window.baseline) {
-            ops.retain(|op| !is_delete(op));
+            let held: HashSet<RelPath> = ops
+                .iter()
+                .filter(|op| is_delete(op))
+                .map(|op| op.path().clone())
+                .collect();
+            hold_back(&mut ops, &held);
             tracing::warn!(
                 deletes,
                 "holding back a mass delete; syncing everything else"
@@ -56,10 +64,72 @@ impl Engine {
                 total: window.baseline,
             });
         }
+        if let Some(hold) = options.hold_new_deletes {
+            self.hold_new_deletes(&mut ops, hold)?;
+        }
         let before = report.deleted_remote;
         self.push_ops(ops, local, report).await?;
         window.committed += (report.deleted_remote - before) as usize;
         window.save(&self.db)
+    }
+
+    /// Takes out of `ops` the deletes first planned less than `hold` ago,
+    /// and notes when they are due. The guard above counted them: a sync
+    /// that lands while an `rm -rf` is still running sends none of what it
+    /// saw, and the next, seeing the rest too, holds the whole of it back
+    /// as one mass delete instead of letting its first slice through.
+    /// While deletes wait, new paths first planned less than `hold` ago
+    /// wait too: a move is a delete and a new path, and the other device
+    /// sees it as a move (a rename, not a copy and a delete) only when
+    /// both come in one commit. A folder turned into a file waits with the
+    /// deletes of its insides. Nothing waits much longer than `hold`, and
+    /// edits of existing paths go at once.
+    fn hold_new_deletes(&mut self, ops: &mut Vec<Op>, hold: Duration) -> Result<()> {
+        let now = Instant::now();
+        let deletes: HashSet<RelPath> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::DeleteRemote { path } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        let fresh = |seen: &HashMap<RelPath, Instant>, path: &RelPath| {
+            seen.get(path).is_none_or(|at| *at + hold > now)
+        };
+        if !deletes.iter().any(|path| fresh(&self.held_since, path)) {
+            // Nothing new to wait for: everything goes.
+            self.held_since.clear();
+            return Ok(());
+        }
+        let mut new_paths = HashSet::new();
+        for op in ops.iter() {
+            if let Op::Upload { path, .. } = op
+                && self.db.node(Tree::Remote, path)?.is_none()
+            {
+                new_paths.insert(path.clone());
+            }
+        }
+        // A path no longer planned so (it came back, it went) starts over.
+        self.held_since
+            .retain(|path, _| deletes.contains(path) || new_paths.contains(path));
+        for path in deletes.iter().chain(&new_paths) {
+            self.held_since.entry(path.clone()).or_insert(now);
+        }
+        let seen = &self.held_since;
+        let held_deletes: HashSet<RelPath> = deletes
+            .iter()
+            .filter(|path| fresh(seen, path))
+            .cloned()
+            .collect();
+        let due = held_deletes.iter().map(|path| seen[path] + hold).min();
+        ops.retain(|op| match op {
+            Op::Upload { path, .. } => !(new_paths.contains(path) && fresh(seen, path)),
+            _ => true,
+        });
+        hold_back(ops, &held_deletes);
+        tracing::debug!("holding new deletes and new paths back for {hold:?}");
+        self.deletes_due = due;
+        Ok(())
     }
 
     /// Uploads what the push operations need and appends one commit.
@@ -114,6 +184,7 @@ impl Engine {
         }
         // Blocks go before the commit that names them.
         self.send(&mut outbox, report).await?;
+        outbox.finish(report).await?;
         if changes.is_empty() {
             return Ok(());
         }
@@ -171,70 +242,129 @@ impl Engine {
         outbox: &mut Outbox,
         report: &mut SyncReport,
     ) -> Result<()> {
+        use std::io::Read;
         let full = path.to_fs(&self.root);
-        let file = std::fs::File::open(&full).map_err(Error::io(&full))?;
-        let mut seen = Vec::with_capacity(planned.len());
-        for piece in chunk::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
-            let piece = piece.map_err(Error::io(&full))?;
-            seen.push(piece.block);
-            if seen.len() > planned.len() || seen[seen.len() - 1] != planned[seen.len() - 1] {
+        let mut file = std::fs::File::open(&full).map_err(Error::io(&full))?;
+        // The scan cut the file into these blocks: read them at their
+        // offsets and check each one's hash, rather than cutting it again
+        // (the rolling hash costs more than BLAKE3). A file that changed
+        // since has other bytes somewhere, so some hash (or its length)
+        // differs.
+        for block in planned {
+            let mut data = vec![0; block.len as usize];
+            match file.read_exact(&mut data) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(changed_since_plan());
+                }
+                Err(e) => return Err(Error::io(&full)(e)),
+            }
+            if BlockId::of(&data) != block.id {
+                // Blocks of it already queued or sent are harmless: unnamed
+                // by any commit, they are garbage for the collector.
                 return Err(changed_since_plan());
             }
-            self.progress.advance(u64::from(piece.block.len));
-            if outbox.known.contains(&piece.block.id) {
+            self.progress.advance(u64::from(block.len));
+            if outbox.known.contains(&block.id) {
                 continue;
             }
-            outbox.bytes += piece.data.len();
-            outbox.queue.push(piece);
+            outbox.bytes += data.len();
+            outbox.queue.push(chunk::Chunk {
+                data: data.into(),
+                block: *block,
+            });
             if outbox.bytes >= UPLOAD_BATCH_BYTES {
                 self.send(outbox, report).await?;
             }
         }
-        if seen.len() != planned.len() {
-            // Blocks of it already queued or sent are harmless: unnamed by
-            // any commit, they are garbage for the collector.
-            return Err(changed_since_plan());
+        let mut more = [0u8; 1];
+        match file.read(&mut more) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(changed_since_plan()),
+            Err(e) => Err(Error::io(&full)(e)),
         }
-        Ok(())
     }
 
-    /// Sends the queued blocks the store lacks.
+    /// Hands the queued blocks to a task that sends those the store lacks,
+    /// after the batch before it is done: one batch is sent while the next
+    /// is read.
     async fn send(&self, outbox: &mut Outbox, report: &mut SyncReport) -> Result<()> {
         let batch = std::mem::take(&mut outbox.queue);
         outbox.bytes = 0;
         if batch.is_empty() {
             return Ok(());
         }
-        let ids: Vec<BlockId> = batch.iter().map(|c| c.block.id).collect();
-        let stored = self.backend.has_blocks(&ids).await?;
-        let mut missing = Vec::new();
-        let mut missing_ids = HashSet::new();
-        for (piece, stored) in batch.into_iter().zip(stored) {
-            if !stored && missing_ids.insert(piece.block.id) {
-                report.bytes_uploaded += piece.data.len() as u64;
-                missing.push(piece.data);
+        outbox.finish(report).await?;
+        // Counted as stored from now on: if the send fails, so does the
+        // push, and nothing names them.
+        outbox.known.extend(batch.iter().map(|c| c.block.id));
+        let backend = self.backend.clone();
+        outbox.in_flight = Some(tokio::spawn(async move {
+            let ids: Vec<BlockId> = batch.iter().map(|c| c.block.id).collect();
+            let stored = backend.has_blocks(&ids).await?;
+            let mut missing = Vec::new();
+            let mut missing_ids = HashSet::new();
+            let mut sent = Sent::default();
+            for (piece, stored) in batch.into_iter().zip(stored) {
+                if !stored && missing_ids.insert(piece.block.id) {
+                    sent.bytes += piece.data.len() as u64;
+                    missing.push(piece.data);
+                }
             }
-        }
-        report.blocks_uploaded += missing.len() as u64;
-        if !missing.is_empty() {
-            let blocks = tokio::task::spawn_blocking(move || {
-                missing.into_iter().map(Block::encode).collect::<Vec<_>>()
-            })
-            .await
-            .expect("encoding blocks does not panic");
-            self.backend.put_blocks(blocks).await?;
-        }
-        outbox.known.extend(ids);
+            sent.blocks = missing.len() as u64;
+            if !missing.is_empty() {
+                let blocks = tokio::task::spawn_blocking(move || {
+                    missing.into_iter().map(Block::encode).collect::<Vec<_>>()
+                })
+                .await
+                .expect("encoding blocks does not panic");
+                backend.put_blocks(blocks).await?;
+            }
+            Ok(sent)
+        }));
         Ok(())
     }
 }
 
-/// Blocks waiting to be sent, and the ids known to be stored.
+/// What one batch's send stored.
+#[derive(Debug, Default)]
+struct Sent {
+    blocks: u64,
+    bytes: u64,
+}
+
+/// Blocks waiting to be sent, the batch being sent, and the ids known to
+/// be stored (or on their way).
 #[derive(Default)]
 struct Outbox {
     queue: Vec<chunk::Chunk>,
     bytes: usize,
     known: HashSet<BlockId>,
+    in_flight: Option<tokio::task::JoinHandle<pouch_backend::Result<Sent>>>,
+}
+
+impl Outbox {
+    /// Waits for the batch being sent, and counts what it stored.
+    async fn finish(&mut self, report: &mut SyncReport) -> Result<()> {
+        if let Some(task) = self.in_flight.take() {
+            let sent = task.await.expect("a send does not panic")?;
+            report.blocks_uploaded += sent.blocks;
+            report.bytes_uploaded += sent.bytes;
+        }
+        Ok(())
+    }
+}
+
+/// Takes the deletes of `held` out of `ops`, and with them the uploads
+/// of their ancestors: a folder turned into a file goes with the deletes
+/// of what was in it, so the remote tree never has a file with children.
+fn hold_back(ops: &mut Vec<Op>, held: &HashSet<RelPath>) {
+    let above: HashSet<RelPath> = held.iter().flat_map(RelPath::ancestors).collect();
+    ops.retain(|op| match op {
+        Op::DeleteRemote { path } => !held.contains(path),
+        Op::Upload { path, .. } => !above.contains(path),
+        _ => true,
+    });
 }
 
 /// How long deletes count together for the mass-delete guard.

@@ -88,6 +88,9 @@ impl Device {
     ) -> Result<pouch_core::Result<pouch_core::SyncReport>, String> {
         let options = SyncOptions {
             scope: self.scope(rescan),
+            // As the daemon does, but due at the next sync: deletes and
+            // new paths are held back one sync, then sent.
+            hold_new_deletes: Some(std::time::Duration::from_millis(1)),
             ..SyncOptions::default()
         };
         let outcome = runtime.block_on(self.engine()?.sync_with(options));
@@ -453,6 +456,11 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
                     dev.name, report.problems
                 ));
             }
+            // Deletes held back are sent by the next round.
+            changed |= dev
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.deletes_due().is_some());
             changed |= report.commits
                 + report.downloaded
                 + report.deleted_local
