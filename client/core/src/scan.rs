@@ -18,6 +18,10 @@ use crate::names::is_temp_name;
 use crate::node::Node;
 use crate::path::RelPath;
 
+mod merged;
+
+pub use merged::{MergedOutcome, scan_merged};
+
 /// What a scan found.
 #[derive(Debug, Default)]
 pub struct ScanOutcome {
@@ -153,60 +157,102 @@ impl<'a> Walk<'a> {
 
     /// Records one path (a folder goes on the stack to be listed).
     fn item(&mut self, full: PathBuf, path: RelPath) {
-        let out = &mut self.out;
-        if is_temp_name(path.name()) {
-            remove_if_abandoned(&full, path.name());
-            return;
-        }
-        let meta = match std::fs::symlink_metadata(&full) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                if !self.rules.is_ignored(&path, false) {
-                    out.problems.push(format!("{}: {e}", full.display()));
-                    keep_previous(&path, self.previous, out);
+        let previous = self.previous.get(&path);
+        let seen = look(
+            &full,
+            &path,
+            previous,
+            self.previous_started_ns,
+            self.rules,
+            &mut self.out.problems,
+            &mut self.out.hashed,
+        );
+        match seen {
+            Look::Entry(entry) => {
+                if entry.1.is_dir() {
+                    self.stack.push(full);
                 }
-                return;
+                self.out.entries.insert(path, entry);
             }
-        };
-        let kind = meta.file_type();
-        if self.rules.is_ignored(&path, kind.is_dir()) {
-            return;
-        }
-        let stat = Stat::of(&meta);
-        if kind.is_dir() {
-            out.entries.insert(path, (stat, Node::Dir));
-            self.stack.push(full);
-        } else if kind.is_symlink() {
-            match std::fs::read_link(&full).map(|t| t.to_str().map(str::to_owned)) {
-                Ok(Some(target)) => {
-                    out.entries.insert(path, (stat, Node::Symlink { target }));
+            Look::Keep => {
+                if let Some(entry) = previous {
+                    self.out.entries.insert(path, entry.clone());
                 }
-                Ok(None) => out.problems.push(format!(
+            }
+            Look::Nothing => {}
+        }
+    }
+}
+
+/// What the scanner makes of one path.
+pub(crate) enum Look {
+    /// Its entry (a folder's is to be listed).
+    Entry(LocalEntry),
+    /// It could not be read (the problem is noted): its previous entry, if
+    /// any, stands, so a problem never looks like a delete.
+    Keep,
+    /// Nothing to sync there: gone, ignored, one of Pouch's temp files, a
+    /// special file.
+    Nothing,
+}
+
+/// Looks at `path` (at `full`), with `previous` its entry in the Local
+/// tree, recorded by a scan that started at `previous_started_ns`.
+pub(crate) fn look(
+    full: &Path,
+    path: &RelPath,
+    previous: Option<&LocalEntry>,
+    previous_started_ns: Option<i64>,
+    rules: &IgnoreRules,
+    problems: &mut Vec<String>,
+    hashed: &mut u64,
+) -> Look {
+    if is_temp_name(path.name()) {
+        remove_if_abandoned(full, path.name());
+        return Look::Nothing;
+    }
+    let meta = match std::fs::symlink_metadata(full) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Look::Nothing,
+        Err(e) => {
+            if rules.is_ignored(path, false) {
+                return Look::Nothing;
+            }
+            problems.push(format!("{}: {e}", full.display()));
+            return Look::Keep;
+        }
+    };
+    let kind = meta.file_type();
+    if rules.is_ignored(path, kind.is_dir()) {
+        return Look::Nothing;
+    }
+    let stat = Stat::of(&meta);
+    if kind.is_dir() {
+        Look::Entry((stat, Node::Dir))
+    } else if kind.is_symlink() {
+        match std::fs::read_link(full).map(|t| t.to_str().map(str::to_owned)) {
+            Ok(Some(target)) => Look::Entry((stat, Node::Symlink { target })),
+            Ok(None) => {
+                problems.push(format!(
                     "{}: the link target is not valid UTF-8 and cannot be synced",
                     full.display()
-                )),
-                Err(e) => {
-                    out.problems.push(format!("{}: {e}", full.display()));
-                    keep_previous(&path, self.previous, out);
-                }
+                ));
+                Look::Nothing
             }
-        } else if kind.is_file() {
-            scan_file(
-                &full,
-                path,
-                &meta,
-                self.previous,
-                self.previous_started_ns,
-                out,
-            );
-        } else {
-            out.problems.push(format!(
-                "{}: {} cannot be synced; skipped",
-                full.display(),
-                special_kind(&kind)
-            ));
+            Err(e) => {
+                problems.push(format!("{}: {e}", full.display()));
+                Look::Keep
+            }
         }
+    } else if kind.is_file() {
+        scan_file(full, &meta, previous, previous_started_ns, problems, hashed)
+    } else {
+        problems.push(format!(
+            "{}: {} cannot be synced; skipped",
+            full.display(),
+            special_kind(&kind)
+        ));
+        Look::Nothing
     }
 }
 
@@ -248,12 +294,12 @@ fn remove_if_abandoned(full: &Path, name: &str) {
 
 fn scan_file(
     full: &Path,
-    path: RelPath,
     meta: &Metadata,
-    previous: &BTreeMap<RelPath, LocalEntry>,
+    previous: Option<&LocalEntry>,
     previous_started_ns: Option<i64>,
-    out: &mut ScanOutcome,
-) {
+    problems: &mut Vec<String>,
+    hashed: &mut u64,
+) -> Look {
     let stat = Stat::of(meta);
     let mode = meta.permissions().mode() & 0o777;
     let exec = mode & 0o100 != 0;
@@ -261,7 +307,7 @@ fn scan_file(
         previous_started_ns
             .is_some_and(|started| old.mtime_ns.max(old.ctime_ns) < started - RACY_WINDOW_NS)
     };
-    if let Some((old_stat, node @ Node::File { .. })) = previous.get(&path)
+    if let Some((old_stat, node @ Node::File { .. })) = previous
         && *old_stat == stat
         && settled(old_stat)
     {
@@ -276,16 +322,15 @@ fn scan_file(
         {
             (*old_exec, *old_mode) = (exec, Some(mode));
         }
-        out.entries.insert(path, (stat, node));
-        return;
+        return Look::Entry((stat, node));
     }
-    let hashed = std::fs::File::open(full).and_then(|file| {
+    let read = std::fs::File::open(full).and_then(|file| {
         let (blocks, size) = chunk::blocklist(std::io::BufReader::with_capacity(1 << 20, file))?;
         let after = std::fs::symlink_metadata(full)?;
         Ok((blocks, size, Stat::of(&after)))
     });
-    out.hashed += 1;
-    match hashed {
+    *hashed += 1;
+    match read {
         Ok((blocks, size, after)) if after == stat && size == stat.size => {
             let node = Node::File {
                 size,
@@ -294,25 +339,19 @@ fn scan_file(
                 mode: Some(mode),
                 blocks,
             };
-            out.entries.insert(path, (stat, node));
+            Look::Entry((stat, node))
         }
         Ok(_) => {
-            out.problems.push(format!(
+            problems.push(format!(
                 "{}: changed while being read; will retry",
                 full.display()
             ));
-            keep_previous(&path, previous, out);
+            Look::Keep
         }
         Err(e) => {
-            out.problems.push(format!("{}: {e}", full.display()));
-            keep_previous(&path, previous, out);
+            problems.push(format!("{}: {e}", full.display()));
+            Look::Keep
         }
-    }
-}
-
-fn keep_previous(path: &RelPath, previous: &BTreeMap<RelPath, LocalEntry>, out: &mut ScanOutcome) {
-    if let Some(entry) = previous.get(path) {
-        out.entries.insert(path.clone(), entry.clone());
     }
 }
 

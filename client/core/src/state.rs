@@ -116,6 +116,46 @@ pub struct LocalState {
     // A mutex makes the database `Sync`, so the engine's futures are `Send`
     // and can run on any runtime thread; one sync uses it at a time anyway.
     conn: Mutex<Connection>,
+    /// The database file, for a second connection's snapshot reads.
+    path: std::path::PathBuf,
+}
+
+/// The Local tree in path order (see [`LocalState::local_in_order`]).
+pub struct LocalInOrder {
+    conn: Connection,
+    /// The last path read; the next page starts after it.
+    after: String,
+    page: std::collections::VecDeque<(RelPath, LocalEntry)>,
+    done: bool,
+}
+
+impl LocalInOrder {
+    /// Entries read from the database at a time.
+    const PAGE: i64 = 4096;
+
+    /// The next entry, in path order; `None` after the last.
+    pub fn next_entry(&mut self) -> Result<Option<(RelPath, LocalEntry)>> {
+        if self.page.is_empty() && !self.done {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT path, node, size, mtime_ns, ino, ctime_ns FROM local
+                 WHERE path > ?1 ORDER BY path LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![self.after, Self::PAGE], |row| {
+                let path: String = row.get(0)?;
+                let node: String = row.get(1)?;
+                Ok((
+                    rel(path.clone())?,
+                    (stat_of(row, 2)?, from_json(&path, &node)?),
+                ))
+            })?;
+            self.page = rows.collect::<rusqlite::Result<_>>()?;
+            self.done = (self.page.len() as i64) < Self::PAGE;
+            if let Some((last, _)) = self.page.back() {
+                self.after = last.as_str().to_owned();
+            }
+        }
+        Ok(self.page.pop_front())
+    }
 }
 
 fn to_json(node: &Node) -> String {
@@ -182,6 +222,7 @@ impl LocalState {
         tx.commit()?;
         Ok(Self {
             conn: Mutex::new(conn),
+            path: path.to_owned(),
         })
     }
 
@@ -305,6 +346,24 @@ impl LocalState {
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The Local tree in path order, read a page at a time from a snapshot
+    /// (its own connection's read transaction, begun at the first read):
+    /// what is written meanwhile, a scan's own changes, is not seen.
+    pub fn local_in_order(&self) -> Result<LocalInOrder> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch("BEGIN")?;
+        Ok(LocalInOrder {
+            conn,
+            after: String::new(),
+            page: std::collections::VecDeque::new(),
+            done: false,
+        })
     }
 
     /// When the scan that recorded the Local tree started (ns since the

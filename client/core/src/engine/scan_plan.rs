@@ -20,8 +20,11 @@ use crate::node::{Node, same};
 use crate::path::RelPath;
 use crate::plan::{Op, plan};
 use crate::report::SyncReport;
-use crate::scan::{ScanOutcome, scan, scan_paths};
+use crate::scan::{ScanOutcome, scan, scan_merged, scan_paths};
 use crate::state::{LocalChange, Tree};
+
+/// Changes a whole scan writes to the Local tree in one transaction.
+const SCAN_RECORD_BATCH: usize = 4096;
 
 /// What a sync scans.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,7 +104,7 @@ impl Engine {
                 let paths: Vec<RelPath> = paths.iter().chain(&self.scan_next).cloned().collect();
                 self.scan_some(&paths, &mut rules, report)?
             }
-            _ => self.scan_everything(&mut rules, report, Record::Yes)?.1,
+            _ => self.scan_all_recorded(&mut rules, report)?,
         };
         self.scan_next.clear();
         if rules_changed {
@@ -135,7 +138,7 @@ impl Engine {
         let previous = self.db.local()?;
         let started = now_ns();
         let outcome = scan(&self.root, &previous, self.db.scan_started()?, rules)?;
-        note_problems(report, &outcome, rules);
+        note_problems(report, &outcome.problems, rules);
         let mut changed = 0;
         if record == Record::Yes {
             let changes = changes(&previous, &outcome);
@@ -143,6 +146,40 @@ impl Engine {
             self.db.apply_local(&changes, Some(started))?;
         }
         Ok((outcome.entries, changed))
+    }
+
+    /// Scans the whole root with `rules` and records what changed as it
+    /// goes, in path-ordered batches, against the Local tree read in the
+    /// same order (`scan::scan_merged`): memory is bounded by the folders
+    /// being walked, not by the tree. How many entries changed.
+    fn scan_all_recorded(
+        &mut self,
+        rules: &mut IgnoreRules,
+        report: &mut SyncReport,
+    ) -> Result<usize> {
+        let started = now_ns();
+        let previous_started = self.db.scan_started()?;
+        let mut previous = self.db.local_in_order()?;
+        let mut batch: Vec<LocalChange> = Vec::new();
+        let db = &mut self.db;
+        let outcome = scan_merged(
+            &self.root,
+            || previous.next_entry(),
+            previous_started,
+            rules,
+            |change| {
+                batch.push(change);
+                if batch.len() >= SCAN_RECORD_BATCH {
+                    db.apply_local(&std::mem::take(&mut batch), None)?;
+                }
+                Ok(())
+            },
+        )?;
+        drop(previous);
+        // Its start is recorded only now that all of it is.
+        self.db.apply_local(&batch, Some(started))?;
+        note_problems(report, &outcome.problems, rules);
+        Ok(outcome.changes)
     }
 
     /// Scans `paths` only (see [`Scope::Paths`]) with `rules` and records
@@ -165,7 +202,7 @@ impl Engine {
             self.db.scan_started()?,
             rules,
         )?;
-        note_problems(report, &outcome, rules);
+        note_problems(report, &outcome.problems, rules);
         let changes = changes(&previous, &outcome);
         self.db.apply_local(&changes, None)?;
         Ok(changes.len())
@@ -301,9 +338,8 @@ fn changes(previous: &BTreeMap<RelPath, LocalEntry>, outcome: &ScanOutcome) -> V
 }
 
 /// Adds a scan's and the rules' problems to `report`, each once.
-fn note_problems(report: &mut SyncReport, outcome: &ScanOutcome, rules: &mut IgnoreRules) {
-    for problem in outcome
-        .problems
+fn note_problems(report: &mut SyncReport, problems: &[String], rules: &mut IgnoreRules) {
+    for problem in problems
         .iter()
         .cloned()
         .chain(std::mem::take(&mut rules.problems))
