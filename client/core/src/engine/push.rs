@@ -230,9 +230,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Reads a file again, queues the blocks the store may lack (sending
-    /// whenever the queue is full), and checks that the file still has the
-    /// blocklist the plan saw. The queue is shared by all the files of a
+    /// Reads a file's planned blocks, checks that the file still has the
+    /// blocklist the plan saw, and queues the blocks the store may lack
+    /// (sending whenever the queue is full). The queue is shared by all the files of a
     /// push, so many small files travel in one `put_blocks` call (one pack
     /// on an object store) rather than one call each.
     async fn upload_file(
