@@ -37,6 +37,10 @@ pub struct SyncReport {
     /// the store.
     #[serde(default)]
     pub blocks_reused: u64,
+    /// Files the scan read and hashed (those whose stat data it could
+    /// not trust: new, changed, or recorded too close to a change).
+    #[serde(default)]
+    pub files_hashed: u64,
     /// Commits appended to the journal.
     pub commits: u64,
     /// Things that could not be synced this time, each with why.

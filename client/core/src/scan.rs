@@ -162,7 +162,7 @@ impl<'a> Walk<'a> {
             &full,
             &path,
             previous,
-            self.previous_started_ns,
+            Recorded::by_scan(self.previous_started_ns),
             self.rules,
             &mut self.out.problems,
             &mut self.out.hashed,
@@ -196,13 +196,47 @@ pub(crate) enum Look {
     Nothing,
 }
 
+/// When a previous entry's stat data was taken, for telling racily clean
+/// entries (see [`RACY_WINDOW_NS`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Recorded {
+    /// By a scan that started then (ns), or later: the entry is trusted if
+    /// the file's last change (its mtime and ctime) came well before.
+    pub scan_from: Option<i64>,
+    /// By Pouch right after it wrote the file itself (a download), from
+    /// then on: the file's mtime is the synced one Pouch set, which any
+    /// later write moves to its own time, so the entry is trusted if that
+    /// mtime is well before then (its ctime is the write's own).
+    pub written_from: Option<i64>,
+}
+
+impl Recorded {
+    /// Taken by the scan that started at `started`, or later.
+    pub(crate) fn by_scan(started: Option<i64>) -> Self {
+        Self {
+            scan_from: started,
+            written_from: None,
+        }
+    }
+
+    /// Whether an entry with stat data `old`, still on disk, can be
+    /// trusted without reading the file.
+    fn settled(&self, old: &Stat) -> bool {
+        self.scan_from
+            .is_some_and(|started| old.mtime_ns.max(old.ctime_ns) < started - RACY_WINDOW_NS)
+            || self
+                .written_from
+                .is_some_and(|written| old.mtime_ns < written - RACY_WINDOW_NS)
+    }
+}
+
 /// Looks at `path` (at `full`), with `previous` its entry in the Local
-/// tree, recorded by a scan that started at `previous_started_ns`.
+/// tree, recorded as `recorded` says.
 pub(crate) fn look(
     full: &Path,
     path: &RelPath,
     previous: Option<&LocalEntry>,
-    previous_started_ns: Option<i64>,
+    recorded: Recorded,
     rules: &IgnoreRules,
     problems: &mut Vec<String>,
     hashed: &mut u64,
@@ -245,7 +279,7 @@ pub(crate) fn look(
             }
         }
     } else if kind.is_file() {
-        scan_file(full, &meta, previous, previous_started_ns, problems, hashed)
+        scan_file(full, &meta, previous, recorded, problems, hashed)
     } else {
         problems.push(format!(
             "{}: {} cannot be synced; skipped",
@@ -296,20 +330,16 @@ fn scan_file(
     full: &Path,
     meta: &Metadata,
     previous: Option<&LocalEntry>,
-    previous_started_ns: Option<i64>,
+    recorded: Recorded,
     problems: &mut Vec<String>,
     hashed: &mut u64,
 ) -> Look {
     let stat = Stat::of(meta);
     let mode = meta.permissions().mode() & 0o777;
     let exec = mode & 0o100 != 0;
-    let settled = |old: &Stat| {
-        previous_started_ns
-            .is_some_and(|started| old.mtime_ns.max(old.ctime_ns) < started - RACY_WINDOW_NS)
-    };
     if let Some((old_stat, node @ Node::File { .. })) = previous
         && *old_stat == stat
-        && settled(old_stat)
+        && recorded.settled(old_stat)
     {
         // The bytes are as recorded; the mode is read again (an entry
         // recorded before modes were synced gets it without a re-read).

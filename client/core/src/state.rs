@@ -61,6 +61,12 @@ const MIGRATIONS: &[&str] = &[
          INSERT INTO unsettled (path, n) VALUES (NEW.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;
      CREATE TRIGGER synced_delete AFTER DELETE ON synced BEGIN
          INSERT INTO unsettled (path, n) VALUES (OLD.path, 1) ON CONFLICT (path) DO UPDATE SET n = n + 1; END;",
+    // 3 -> 4: when Pouch took a Local entry's stat data right after writing
+    // the file itself (a download): the next whole scan trusts such an
+    // entry by its mtime (the synced one, which any later write moves)
+    // rather than reading every downloaded file again because its ctime is
+    // newer than the scan before (`scan::Recorded`). NULL: a scan's entry.
+    "ALTER TABLE local ADD COLUMN recorded_ns INTEGER;",
 ];
 
 /// One version of one path, as the journal recorded it.
@@ -125,7 +131,7 @@ pub struct LocalInOrder {
     conn: Connection,
     /// The last path read; the next page starts after it.
     after: String,
-    page: std::collections::VecDeque<(RelPath, LocalEntry)>,
+    page: std::collections::VecDeque<(RelPath, LocalEntry, Option<i64>)>,
     done: bool,
 }
 
@@ -133,11 +139,13 @@ impl LocalInOrder {
     /// Entries read from the database at a time.
     const PAGE: i64 = 4096;
 
-    /// The next entry, in path order; `None` after the last.
-    pub fn next_entry(&mut self) -> Result<Option<(RelPath, LocalEntry)>> {
+    /// The next entry, in path order, with when Pouch took its stat data
+    /// right after writing the file, if it did (see migration 3 -> 4);
+    /// `None` after the last.
+    pub fn next_entry(&mut self) -> Result<Option<(RelPath, LocalEntry, Option<i64>)>> {
         if self.page.is_empty() && !self.done {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT path, node, size, mtime_ns, ino, ctime_ns FROM local
+                "SELECT path, node, size, mtime_ns, ino, ctime_ns, recorded_ns FROM local
                  WHERE path > ?1 ORDER BY path LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![self.after, Self::PAGE], |row| {
@@ -146,11 +154,12 @@ impl LocalInOrder {
                 Ok((
                     rel(path.clone())?,
                     (stat_of(row, 2)?, from_json(&path, &node)?),
+                    row.get(6)?,
                 ))
             })?;
             self.page = rows.collect::<rusqlite::Result<_>>()?;
             self.done = (self.page.len() as i64) < Self::PAGE;
-            if let Some((last, _)) = self.page.back() {
+            if let Some((last, _, _)) = self.page.back() {
                 self.after = last.as_str().to_owned();
             }
         }
@@ -377,14 +386,24 @@ impl LocalState {
         write_local(&self.conn(), path, entry)
     }
 
-    /// Records downloaded files (their stat data now, and their node as
-    /// both the Local and the Synced entry) in one transaction: one commit,
-    /// one fsync, for a whole batch of files.
-    pub fn record_downloads(&self, done: &[(RelPath, LocalEntry)]) -> Result<()> {
+    /// Records downloaded files (their stat data, taken after
+    /// `stat_taken_from` (ns since the epoch), and their node as both the
+    /// Local and the Synced entry) in one transaction: one commit, one
+    /// fsync, for a whole batch of files.
+    pub fn record_downloads(
+        &self,
+        done: &[(RelPath, LocalEntry)],
+        stat_taken_from: i64,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (path, (stat, node)) in done {
-            write_local(&tx, path, Some(&(*stat, node.clone())))?;
+            write_local_at(
+                &tx,
+                path,
+                Some(&(*stat, node.clone())),
+                Some(stat_taken_from),
+            )?;
             set_node(&tx, Tree::Synced, path, Some(node))?;
         }
         tx.commit()?;
@@ -510,12 +529,26 @@ impl LocalState {
 /// `unsettled` trigger sees whether its node changed (a REPLACE would be
 /// a delete and an insert).
 const UPSERT_LOCAL: &str =
-    "INSERT INTO local (path, node, size, mtime_ns, ino, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    "INSERT INTO local (path, node, size, mtime_ns, ino, ctime_ns, recorded_ns)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
      ON CONFLICT (path) DO UPDATE SET node = excluded.node, size = excluded.size,
-         mtime_ns = excluded.mtime_ns, ino = excluded.ino, ctime_ns = excluded.ctime_ns";
+         mtime_ns = excluded.mtime_ns, ino = excluded.ino, ctime_ns = excluded.ctime_ns,
+         recorded_ns = excluded.recorded_ns";
 
 /// Writes (`Some`) or removes one path's Local entry.
 fn write_local(conn: &Connection, path: &RelPath, entry: Option<&LocalEntry>) -> Result<()> {
+    write_local_at(conn, path, entry, None)
+}
+
+/// Writes (`Some`) or removes one path's Local entry; `stat_taken_from`:
+/// Pouch took its stat data after then, right after writing the file (see
+/// migration 3 -> 4).
+fn write_local_at(
+    conn: &Connection,
+    path: &RelPath,
+    entry: Option<&LocalEntry>,
+    stat_taken_from: Option<i64>,
+) -> Result<()> {
     match entry {
         Some((stat, node)) => conn.prepare_cached(UPSERT_LOCAL)?.execute(params![
             path.as_str(),
@@ -523,7 +556,8 @@ fn write_local(conn: &Connection, path: &RelPath, entry: Option<&LocalEntry>) ->
             stat.size as i64,
             stat.mtime_ns,
             stat.ino as i64,
-            stat.ctime_ns
+            stat.ctime_ns,
+            stat_taken_from
         ])?,
         None => conn
             .prepare_cached("DELETE FROM local WHERE path = ?1")?

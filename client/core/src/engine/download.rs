@@ -105,6 +105,9 @@ impl Engine {
             }
             return Err(e);
         }
+        // The stat data below is taken after this: from 2 s after it, a
+        // whole scan trusts it without reading the files again.
+        let stat_taken_from = crate::clock::now_ns();
         let mut outcomes = Vec::with_capacity(files.len());
         let mut done = Vec::with_capacity(files.len());
         let mut renamed_in = BTreeSet::new();
@@ -128,7 +131,7 @@ impl Engine {
         }
         let renamed_in: BTreeSet<&Path> = renamed_in.iter().map(PathBuf::as_path).collect();
         fsops::make_durable(&[], &renamed_in)?;
-        self.db.record_downloads(&done)?;
+        self.db.record_downloads(&done, stat_taken_from)?;
         self.written.extend(done.into_iter().map(|(path, _)| path));
         Ok(outcomes)
     }

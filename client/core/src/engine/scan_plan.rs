@@ -179,6 +179,7 @@ impl Engine {
         // Its start is recorded only now that all of it is.
         self.db.apply_local(&batch, Some(started))?;
         note_problems(report, &outcome.problems, rules);
+        report.files_hashed += outcome.hashed;
         Ok(outcome.changes)
     }
 
@@ -203,6 +204,7 @@ impl Engine {
             rules,
         )?;
         note_problems(report, &outcome.problems, rules);
+        report.files_hashed += outcome.hashed;
         let changes = changes(&previous, &outcome);
         self.db.apply_local(&changes, None)?;
         Ok(changes.len())

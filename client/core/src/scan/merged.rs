@@ -14,7 +14,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::Path;
 
-use super::{Look, look};
+use super::{Look, Recorded, look};
 use crate::ignore_rules::IgnoreRules;
 use crate::local::LocalEntry;
 use crate::path::RelPath;
@@ -33,7 +33,9 @@ pub struct MergedOutcome {
 }
 
 /// Scans `root` against `previous` (the next Local entry in path order,
-/// each call; recorded by a scan that started at `previous_started_ns`),
+/// each call, with when Pouch took its stat data right after writing the
+/// file, if it did; every entry was taken by the scan that started at
+/// `previous_started_ns` or later, or by Pouch),
 /// handing each change to `record` in path order: a new or changed entry,
 /// or `None` for a path gone from disk.
 ///
@@ -41,7 +43,7 @@ pub struct MergedOutcome {
 /// never read as "everything was deleted".
 pub fn scan_merged(
     root: &Path,
-    mut previous: impl FnMut() -> crate::Result<Option<(RelPath, LocalEntry)>>,
+    mut previous: impl FnMut() -> crate::Result<Option<(RelPath, LocalEntry, Option<i64>)>>,
     previous_started_ns: Option<i64>,
     rules: &IgnoreRules,
     mut record: impl FnMut(LocalChange) -> crate::Result<()>,
@@ -60,27 +62,31 @@ pub fn scan_merged(
     let mut next = previous()?;
     while let Some(Reverse(path)) = pending.pop() {
         // Local entries the walk passed are gone from disk.
-        while next.as_ref().is_some_and(|(p, _)| *p < path) {
-            let (p, _) = next.take().expect("just checked");
+        while next.as_ref().is_some_and(|(p, _, _)| *p < path) {
+            let (p, _, _) = next.take().expect("just checked");
             gone(p, &unread, &mut out, &mut record)?;
             next = previous()?;
         }
-        let prev = match next.take() {
-            Some((p, entry)) if p == path => {
+        let (prev, taken) = match next.take() {
+            Some((p, entry, taken)) if p == path => {
                 next = previous()?;
-                Some(entry)
+                (Some(entry), taken)
             }
             other => {
                 next = other;
-                None
+                (None, None)
             }
         };
         let full = path.to_fs(root);
+        let recorded = Recorded {
+            scan_from: previous_started_ns,
+            written_from: taken,
+        };
         let seen = look(
             &full,
             &path,
             prev.as_ref(),
-            previous_started_ns,
+            recorded,
             rules,
             &mut out.problems,
             &mut out.hashed,
@@ -108,7 +114,7 @@ pub fn scan_merged(
             }
         }
     }
-    while let Some((p, _)) = next.take() {
+    while let Some((p, _, _)) = next.take() {
         gone(p, &unread, &mut out, &mut record)?;
         next = previous()?;
     }
@@ -173,7 +179,7 @@ mod tests {
         started: Option<i64>,
     ) -> (Vec<LocalChange>, MergedOutcome) {
         let rules = IgnoreRules::load(root);
-        let mut entries = previous.clone().into_iter();
+        let mut entries = previous.clone().into_iter().map(|(p, e)| (p, e, None));
         let mut changes = Vec::new();
         let outcome = scan_merged(
             root,
