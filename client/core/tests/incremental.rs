@@ -174,3 +174,67 @@ async fn a_whole_scan_does_not_read_downloaded_files_again() {
     assert_eq!(report.files_hashed, 2, "{report:?}");
     assert_eq!(report.uploaded, 1, "{report:?}");
 }
+
+/// A push of more than 10,000 changes is several commits, and the tree
+/// the journal describes after each one is whole: no path without its
+/// folder (a deleted folder goes after everything in it), no file with
+/// children.
+#[tokio::test]
+async fn a_large_push_is_several_whole_commits() {
+    use pouch_backend::Seq;
+    use pouch_core::commit::Commit;
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> =
+        Arc::new(EmbeddedBackend::open(&dir.path().join("store")).unwrap());
+    backend.init_identity(StoreId::random()).await.unwrap();
+    let mut a = device(dir.path(), "a", backend.clone()).await;
+    let mut b = device(dir.path(), "b", backend.clone()).await;
+    for i in 0..10_050 {
+        a.write(&format!("big/d{}/f{i}", i % 50), b"x");
+    }
+    let report = a.sync(Scope::Everything).await;
+    assert_eq!((report.uploaded, report.commits), (10_101, 2));
+    assert_eq!(b.sync(Scope::Everything).await.downloaded, 10_101);
+
+    // The folder goes, and a file takes its name.
+    std::fs::remove_dir_all(a.root.join("big")).unwrap();
+    a.write("big", b"a file now");
+    let report = a
+        .engine
+        .sync_with(SyncOptions {
+            allow_mass_delete: true,
+            ..SyncOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((report.deleted_remote, report.commits), (10_100, 2));
+
+    // Replay the journal: after every entry, every path's folder is a
+    // folder in the tree.
+    let mut tree: BTreeMap<String, bool> = BTreeMap::new();
+    for entry in backend.read_journal(Seq::ZERO, 100).await.unwrap() {
+        let commit = Commit::decode(entry.seq.0, &entry.data).unwrap();
+        for change in commit.changes {
+            match change.node {
+                Some(node) => tree.insert(change.path, node.is_dir()),
+                None => tree.remove(&change.path),
+            };
+        }
+        for path in tree.keys() {
+            if let Some((parent, _)) = path.rsplit_once('/') {
+                assert_eq!(
+                    tree.get(parent),
+                    Some(&true),
+                    "after entry {}: {path} without its folder",
+                    entry.seq
+                );
+            }
+        }
+    }
+    assert_eq!(tree.len(), 1);
+    let report = b.sync(Scope::Everything).await;
+    assert_eq!(report.deleted_local, 10_100);
+    assert_eq!(std::fs::read(b.root.join("big")).unwrap(), b"a file now");
+}

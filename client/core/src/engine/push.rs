@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use pouch_backend::{Block, BlockId};
 
 use super::{Engine, MassDeleteGuard, SyncOptions, UPLOAD_BATCH_BYTES, changed_since_plan};
+
+/// Changes in one commit, at most (a few MiB of journal entry).
+const COMMIT_CHANGES: usize = 10_000;
 use crate::chunk;
 use crate::commit::{COMMIT_VERSION, Change, Commit};
 use crate::local::LocalEntry;
@@ -132,16 +135,29 @@ impl Engine {
         Ok(())
     }
 
-    /// Uploads what the push operations need and appends one commit.
+    /// Uploads what the push operations need and appends their commits:
+    /// one, or one per [`COMMIT_CHANGES`] changes for a large push (a
+    /// first sync of a big folder), so that no journal entry, and nothing
+    /// a device holds to write or read one, grows with the folder. Deletes
+    /// go first, children before their folders, then the rest, folders
+    /// before what is in them: the tree the journal describes after each
+    /// commit is whole (no path without its folder, no file with
+    /// children).
     async fn push_ops(
         &mut self,
-        ops: Vec<Op>,
+        mut ops: Vec<Op>,
         local: &BTreeMap<RelPath, LocalEntry>,
         report: &mut SyncReport,
     ) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
         }
+        ops.sort_by(|a, b| match (a, b) {
+            (Op::DeleteRemote { path: a }, Op::DeleteRemote { path: b }) => b.cmp(a),
+            (Op::DeleteRemote { .. }, _) => std::cmp::Ordering::Less,
+            (_, Op::DeleteRemote { .. }) => std::cmp::Ordering::Greater,
+            (a, b) => a.path().cmp(b.path()),
+        });
         let (files, total) = ops
             .iter()
             .filter_map(|op| match op {
@@ -162,32 +178,63 @@ impl Engine {
                 outbox.known.extend(blocks.iter().map(|b| b.id));
             }
         }
-        let mut changes = Vec::new();
-        for op in ops {
-            match op {
-                Op::Upload { path, node } => {
-                    if let Node::File { blocks, .. } = &node {
-                        match self.upload_file(&path, blocks, &mut outbox, report).await {
-                            Ok(()) => {}
-                            Err(Error::Backend(e)) => return Err(Error::Backend(e)),
-                            Err(e) => {
-                                report.problems.push(format!("{path}: {e}"));
-                                continue;
-                            }
-                        }
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let mut changes = Vec::new();
+            for op in ops.by_ref() {
+                if let Some(change) = self.stage(op, &mut outbox, report).await? {
+                    changes.push(change);
+                    if changes.len() >= COMMIT_CHANGES {
+                        break;
                     }
-                    changes.push((path, Some(node)));
                 }
-                Op::DeleteRemote { path } => changes.push((path, None)),
-                other => unreachable!("not a push operation: {other:?}"),
+            }
+            // Blocks go before the commit that names them.
+            self.send(&mut outbox, report).await?;
+            outbox.finish(report).await?;
+            if !changes.is_empty() {
+                self.commit(changes, local, report).await?;
             }
         }
-        // Blocks go before the commit that names them.
-        self.send(&mut outbox, report).await?;
-        outbox.finish(report).await?;
-        if changes.is_empty() {
-            return Ok(());
+        Ok(())
+    }
+
+    /// Uploads the blocks of one push operation (queued, sent in batches)
+    /// and returns the change it commits; `None` if the file changed since
+    /// the plan (a problem, left for the next sync).
+    async fn stage(
+        &mut self,
+        op: Op,
+        outbox: &mut Outbox,
+        report: &mut SyncReport,
+    ) -> Result<Option<(RelPath, Option<Node>)>> {
+        match op {
+            Op::Upload { path, node } => {
+                if let Node::File { blocks, .. } = &node {
+                    match self.upload_file(&path, blocks, outbox, report).await {
+                        Ok(()) => {}
+                        Err(Error::Backend(e)) => return Err(Error::Backend(e)),
+                        Err(e) => {
+                            report.problems.push(format!("{path}: {e}"));
+                            return Ok(None);
+                        }
+                    }
+                }
+                Ok(Some((path, Some(node))))
+            }
+            Op::DeleteRemote { path } => Ok(Some((path, None))),
+            other => unreachable!("not a push operation: {other:?}"),
         }
+    }
+
+    /// Appends one commit of `changes` (their blocks are stored) and folds
+    /// it into the local state.
+    async fn commit(
+        &mut self,
+        changes: Vec<(RelPath, Option<Node>)>,
+        local: &BTreeMap<RelPath, LocalEntry>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
         let time = self.clock.unix_secs();
         let commit = Commit {
             v: COMMIT_VERSION,
