@@ -38,7 +38,7 @@ pub mod state;
 
 pub use clock::{Clock, SystemClock, now_ns, unix_secs};
 pub use engine::{
-    Engine, HealReport, MassDeleteGuard, Pick, Readback, Scope, SyncLock, SyncOptions,
+    Engine, HealReport, Left, MassDeleteGuard, Pick, Readback, Scope, SyncLock, SyncOptions,
 };
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Phase, Progress};

@@ -10,10 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::engine::Scope;
-use crate::local::Stat;
-use crate::node::Node;
 use crate::path::RelPath;
-use crate::state::LocalState;
 
 /// More distinct paths than this and a whole scan is cheaper (and the
 /// set's memory stays bounded).
@@ -24,20 +21,6 @@ pub fn relative(root: &Path, path: &Path) -> Option<RelPath> {
     match RelPath::from_fs(path.strip_prefix(root).ok()?) {
         Some(Ok(path)) => Some(path),
         _ => None,
-    }
-}
-
-/// Whether the disk at `path` still is what the Local tree records: then
-/// an event about it is the echo of Pouch's own write, with nothing to
-/// scan. A folder is itself while it is a folder (what changes inside it
-/// has events of its own).
-pub fn is_echo(state: &LocalState, root: &Path, path: &RelPath) -> bool {
-    let on_disk = std::fs::symlink_metadata(path.to_fs(root));
-    match (state.local_entry(path), on_disk) {
-        (Ok(None), Err(e)) => e.kind() == std::io::ErrorKind::NotFound,
-        (Ok(Some((_, Node::Dir))), Ok(meta)) => meta.is_dir(),
-        (Ok(Some((stat, _))), Ok(meta)) => Stat::of(&meta) == stat,
-        _ => false,
     }
 }
 

@@ -30,7 +30,7 @@ use self::debounce::Debouncer;
 use self::dirty::Dirty;
 use pouch_protocol::{Event, MigrationStatus, State, Transfer};
 
-use crate::engine::{Engine, SyncLock, SyncOptions};
+use crate::engine::{Engine, Left, SyncLock, SyncOptions};
 use crate::names::is_temp_name;
 use crate::own_files::OwnFiles;
 use crate::path::RelPath;
@@ -134,7 +134,7 @@ pub async fn run(
     let mut pending = true; // a whole scan at start
     let mut dirty = Dirty::everything();
     // What the last sync wrote itself: the watcher's echo of it is dropped.
-    let mut written: HashMap<RelPath, Instant> = HashMap::new();
+    let mut written: HashMap<RelPath, (Instant, Left)> = HashMap::new();
     let mut echo_prune = tokio::time::interval(ECHO_WINDOW);
     let mut retry_at: Option<Instant> = None;
     let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
@@ -164,8 +164,13 @@ pub async fn run(
             // Echoes may come after later syncs (a big download's arrive
             // for seconds): what a sync wrote is remembered a while.
             let now = Instant::now();
-            written.retain(|_, at| now.duration_since(*at) < ECHO_WINDOW);
-            written.extend(engine.take_written().into_iter().map(|path| (path, now)));
+            written.retain(|_, (at, _)| now.duration_since(*at) < ECHO_WINDOW);
+            written.extend(
+                engine
+                    .take_written()
+                    .into_iter()
+                    .map(|(path, left)| (path, (now, left))),
+            );
             if outcome.is_err() {
                 // What it was to scan is scanned at the next try.
                 dirty.restore(allowed.scope.clone());
@@ -214,9 +219,11 @@ pub async fn run(
                         let fresh: Vec<&PathBuf> = paths
                             .iter()
                             .filter(|path| {
+                                // A stat, no lookup in the local state: a
+                                // download of a million files echoes a
+                                // million times.
                                 !dirty::relative(&watched_root, path).is_some_and(|rel| {
-                                    written.contains_key(&rel)
-                                        && dirty::is_echo(engine.db(), &watched_root, &rel)
+                                    written.get(&rel).is_some_and(|(_, left)| left.is_on_disk(path))
                                 })
                             })
                             .collect();
@@ -240,7 +247,7 @@ pub async fn run(
             // list would otherwise stay in memory while the daemon idles).
             _ = echo_prune.tick(), if !written.is_empty() => {
                 let now = Instant::now();
-                written.retain(|_, at| now.duration_since(*at) < ECHO_WINDOW);
+                written.retain(|_, (at, _)| now.duration_since(*at) < ECHO_WINDOW);
                 written.shrink_to_fit();
             }
             Ok(()) = paused.changed() => pending = true,

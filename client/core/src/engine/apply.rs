@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use pouch_backend::Error as BackendError;
 
-use super::{Engine, changed_since_plan};
+use super::{Engine, Left, changed_since_plan};
 use crate::fsops::{self, prepare_parent, unchanged};
 use crate::local::{LocalEntry, Stat};
 use crate::names::conflict_name;
@@ -196,7 +196,7 @@ impl Engine {
                     let stat =
                         Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
                     self.db.set_local(&path, Some(&(stat, node.clone())))?;
-                    self.written.push(path.clone());
+                    self.written.push((path.clone(), Left::Entry(stat)));
                     self.db.set_synced(&path, Some(&node))?;
                     report.downloaded += 1;
                     report.note(&path, Action::Downloaded);
@@ -225,7 +225,7 @@ impl Engine {
                 }
                 fsops::fsync_dir(full.parent().expect("inside the root"))?;
                 self.db.set_local(&path, None)?;
-                self.written.push(path.clone());
+                self.written.push((path.clone(), Left::Gone));
                 self.db.set_synced(&path, None)?;
                 report.deleted_local += 1;
                 report.note(&path, Action::DeletedHere);
@@ -244,7 +244,10 @@ impl Engine {
                 self.db.set_synced(&from, None)?;
                 self.db.set_local(&to, Some(&(stat, node.clone())))?;
                 self.db.set_synced(&to, Some(&node))?;
-                self.written.extend([from.clone(), to.clone()]);
+                self.written.extend([
+                    (from.clone(), Left::Gone),
+                    (to.clone(), Left::of(stat, &node)),
+                ]);
                 report.renamed_local += 1;
                 report.note(&to, Action::Renamed);
                 Ok(())

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use pouch_backend::Error as BackendError;
 
-use super::{Engine, changed_since_plan};
+use super::{Engine, Left, changed_since_plan};
 use crate::fsops::{self, finish_temp, prepare_parent, unchanged};
 use crate::local::Stat;
 use crate::names::temp_path;
@@ -132,7 +132,10 @@ impl Engine {
         let renamed_in: BTreeSet<&Path> = renamed_in.iter().map(PathBuf::as_path).collect();
         fsops::make_durable(&[], &renamed_in)?;
         self.db.record_downloads(&done, stat_taken_from)?;
-        self.written.extend(done.into_iter().map(|(path, _)| path));
+        self.written.extend(
+            done.into_iter()
+                .map(|(path, (stat, node))| (path, Left::of(stat, &node))),
+        );
         Ok(outcomes)
     }
 
@@ -224,7 +227,7 @@ impl Engine {
         }
         let stat = Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
         self.db.set_local(path, Some(&(stat, node.clone())))?;
-        self.written.push(path.clone());
+        self.written.push((path.clone(), Left::of(stat, node)));
         self.db.set_synced(path, Some(node))?;
         report.downloaded += 1;
         report.note(path, Action::Downloaded);

@@ -92,12 +92,44 @@ pub struct Engine {
     /// Paths this sync changed on disk and recorded in the Local tree:
     /// the watcher's echo of them need not be scanned (see
     /// [`Engine::take_written`]).
-    written: Vec<RelPath>,
+    written: Vec<(RelPath, Left)>,
     /// When each delete (or new path) waiting to be sent was first
     /// planned (see [`SyncOptions::hold_new_deletes`]).
     held_since: HashMap<RelPath, Instant>,
     /// When the deletes held back as new are due.
     deletes_due: Option<Instant>,
+}
+
+/// What the engine left at a path it changed on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// Nothing: it deleted or moved away what was there.
+    Gone,
+    /// A folder (its stat data moves with what is put inside).
+    Folder,
+    /// A file or link with this stat data.
+    Entry(crate::local::Stat),
+}
+
+impl Left {
+    /// What a recorded Local entry says is at its path.
+    pub fn of(stat: crate::local::Stat, node: &crate::node::Node) -> Self {
+        if node.is_dir() {
+            Left::Folder
+        } else {
+            Left::Entry(stat)
+        }
+    }
+
+    /// Whether the disk at `full` still holds it.
+    pub fn is_on_disk(&self, full: &Path) -> bool {
+        match (self, std::fs::symlink_metadata(full)) {
+            (Left::Gone, Err(e)) => e.kind() == std::io::ErrorKind::NotFound,
+            (Left::Folder, Ok(meta)) => meta.is_dir(),
+            (Left::Entry(stat), Ok(meta)) => crate::local::Stat::of(&meta) == *stat,
+            _ => false,
+        }
+    }
 }
 
 /// What one sync may do beyond the usual.
@@ -255,10 +287,11 @@ impl Engine {
     }
 
     /// The paths the last sync changed on disk itself (downloads, local
-    /// deletes and renames), each recorded in the Local tree as it left
-    /// it; the list starts over. The daemon drops the watcher's echo of
-    /// those writes: a path whose disk still matches its Local entry.
-    pub fn take_written(&mut self) -> Vec<RelPath> {
+    /// deletes and renames), each with what it left there (as recorded in
+    /// the Local tree); the list starts over. The daemon drops the
+    /// watcher's echo of those writes: a path whose disk still is what the
+    /// engine left.
+    pub fn take_written(&mut self) -> Vec<(RelPath, Left)> {
         std::mem::take(&mut self.written)
     }
 
@@ -305,6 +338,9 @@ impl Engine {
                 &mut report,
             )
             .await?;
+            // Not held through the second plan (a first sync's is the
+            // whole tree).
+            drop(planned.local);
             // A whole scan that found changes is made again (changes made
             // meanwhile, a `rm -rf` still running, go into this push, where
             // the mass-delete guard sees them together) unless the apply

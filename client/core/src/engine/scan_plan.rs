@@ -247,7 +247,7 @@ impl Engine {
         let mut local_nodes = BTreeMap::new();
         let mut remote = BTreeMap::new();
         let mut synced = BTreeMap::new();
-        for candidate in self.db.candidates()? {
+        self.db.each_candidate(|candidate| {
             let path = candidate.path;
             if let Some(entry) = candidate.local
                 && kept(&rules, &path, Some(&entry.1)).is_some()
@@ -255,13 +255,18 @@ impl Engine {
                 local_nodes.insert(path.clone(), entry.1.clone());
                 local.insert(path.clone(), entry);
             }
-            if let Some(node) = kept(&rules, &path, candidate.remote.as_ref()) {
-                remote.insert(path.clone(), node.clone());
+            if let Some(node) = candidate.remote
+                && kept(&rules, &path, Some(&node)).is_some()
+            {
+                remote.insert(path.clone(), node);
             }
-            if let Some(node) = kept(&rules, &path, candidate.synced.as_ref()) {
-                synced.insert(path, node.clone());
+            if let Some(node) = candidate.synced
+                && kept(&rules, &path, Some(&node)).is_some()
+            {
+                synced.insert(path, node);
             }
-        }
+            Ok(())
+        })?;
         let ops = plan(&local_nodes, &remote, &synced);
         Ok(Planned {
             local,
@@ -300,18 +305,16 @@ impl Engine {
     /// now (or which the rules leave out).
     pub(super) fn settle(&mut self, rules: &IgnoreRules) -> Result<()> {
         self.db.settle_identical()?;
-        let agreed: Vec<(RelPath, i64)> = self
-            .db
-            .candidates()?
-            .into_iter()
-            .filter(|c| {
-                let l = kept(rules, &c.path, c.local.as_ref().map(|(_, node)| node));
-                let r = kept(rules, &c.path, c.remote.as_ref());
-                let s = kept(rules, &c.path, c.synced.as_ref());
-                same(l, r) && same(l, s)
-            })
-            .map(|c| (c.path, c.marks))
-            .collect();
+        let mut agreed: Vec<(RelPath, i64)> = Vec::new();
+        self.db.each_candidate(|c| {
+            let l = kept(rules, &c.path, c.local.as_ref().map(|(_, node)| node));
+            let r = kept(rules, &c.path, c.remote.as_ref());
+            let s = kept(rules, &c.path, c.synced.as_ref());
+            if same(l, r) && same(l, s) {
+                agreed.push((c.path, c.marks));
+            }
+            Ok(())
+        })?;
         self.db.settle(&agreed)
     }
 }

@@ -104,8 +104,10 @@ impl LocalState {
             .optional()?)
     }
 
-    /// Every unsettled path with its three rows, in path order.
-    pub fn candidates(&self) -> Result<Vec<Candidate>> {
+    /// Hands every unsettled path with its three rows to `each`, in path
+    /// order, one at a time (none is held here): `each` must not use the
+    /// local state.
+    pub fn each_candidate(&self, mut each: impl FnMut(Candidate) -> Result<()>) -> Result<()> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT u.path, u.n, l.node, l.size, l.mtime_ns, l.ino, l.ctime_ns, r.node, s.node
@@ -134,7 +136,10 @@ impl LocalState {
                 synced: node(8)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        for candidate in rows {
+            each(candidate?)?;
+        }
+        Ok(())
     }
 
     /// Unmarks every path whose three rows are identical (the same node
