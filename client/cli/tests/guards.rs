@@ -9,14 +9,20 @@ fn count(device: &Device) -> usize {
     std::fs::read_dir(&device.root).unwrap().count()
 }
 
-#[test]
-fn a_mass_delete_is_held_back_until_allowed() {
-    let (_dir, a, b) = pair();
-    for i in 0..150 {
+/// Two devices sharing `files` small files `f000`, `f001`, ...
+fn synced_pair(files: usize) -> (tempfile::TempDir, Device, Device) {
+    let (dir, a, b) = pair();
+    for i in 0..files {
         std::fs::write(a.path(&format!("f{i:03}")), format!("{i}")).unwrap();
     }
     a.sync();
     b.sync();
+    (dir, a, b)
+}
+
+#[test]
+fn a_mass_delete_is_held_back_until_allowed() {
+    let (_dir, a, b) = synced_pair(150);
     assert_eq!(count(&b), 150);
 
     for i in 0..120 {
@@ -56,12 +62,7 @@ fn a_mass_delete_is_held_back_until_allowed() {
 /// sends the deletes once the user allows them.
 #[test]
 fn the_daemon_holds_back_only_the_deletes_and_keeps_syncing() {
-    let (_dir, a, b) = pair();
-    for i in 0..150 {
-        std::fs::write(a.path(&format!("f{i:03}")), format!("{i}")).unwrap();
-    }
-    a.sync();
-    b.sync();
+    let (_dir, a, b) = synced_pair(150);
     let daemon = Daemon::start(&a);
     for i in 0..120 {
         std::fs::remove_file(a.path(&format!("f{i:03}"))).unwrap();
@@ -97,12 +98,7 @@ fn the_daemon_holds_back_only_the_deletes_and_keeps_syncing() {
 /// the whole of it and holds all of it back.
 #[test]
 fn a_sync_in_the_middle_of_an_rm_rf_sends_none_of_it() {
-    let (_dir, a, b) = pair();
-    for i in 0..150 {
-        std::fs::write(a.path(&format!("f{i:03}")), format!("{i}")).unwrap();
-    }
-    a.sync();
-    b.sync();
+    let (_dir, a, b) = synced_pair(150);
     let daemon = Daemon::start(&a);
     for i in 0..60 {
         std::fs::remove_file(a.path(&format!("f{i:03}"))).unwrap();
@@ -134,17 +130,12 @@ fn a_sync_in_the_middle_of_an_rm_rf_sends_none_of_it() {
 /// Deletes the daemon sees are sent once they stayed deleted a moment.
 #[test]
 fn the_daemon_sends_a_small_delete_after_a_moment() {
-    let (_dir, a, b) = pair();
-    for i in 0..10 {
-        std::fs::write(a.path(&format!("f{i}")), format!("{i}")).unwrap();
-    }
-    a.sync();
-    b.sync();
+    let (_dir, a, b) = synced_pair(10);
     let daemon = Daemon::start(&a);
-    std::fs::remove_file(a.path("f3")).unwrap();
+    std::fs::remove_file(a.path("f003")).unwrap();
     wait_for("the delete on B", || {
         b.sync();
-        !b.path("f3").exists()
+        !b.path("f003").exists()
     });
     assert_eq!(count(&b), 9);
     daemon.stop();
@@ -183,12 +174,7 @@ fn a_folder_turned_into_a_file_waits_with_its_held_deletes() {
 
 #[test]
 fn deletes_in_small_batches_count_together() {
-    let (_dir, a, b) = pair();
-    for i in 0..150 {
-        std::fs::write(a.path(&format!("f{i:03}")), format!("{i}")).unwrap();
-    }
-    a.sync();
-    b.sync();
+    let (_dir, a, b) = synced_pair(150);
     // A slow `rm -rf`: three batches, each too small to trip the guard.
     for batch in 0..3 {
         for i in batch * 40..(batch + 1) * 40 {

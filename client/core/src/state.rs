@@ -149,13 +149,8 @@ impl LocalInOrder {
                  WHERE path > ?1 ORDER BY path LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![self.after, Self::PAGE], |row| {
-                let path: String = row.get(0)?;
-                let node: String = row.get(1)?;
-                Ok((
-                    rel(path.clone())?,
-                    (stat_of(row, 2)?, from_json(&path, &node)?),
-                    row.get(6)?,
-                ))
+                let (path, entry) = local_row(row)?;
+                Ok((path, entry, row.get(6)?))
             })?;
             self.page = rows.collect::<rusqlite::Result<_>>()?;
             self.done = (self.page.len() as i64) < Self::PAGE;
@@ -346,14 +341,7 @@ impl LocalState {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT path, node, size, mtime_ns, ino, ctime_ns FROM local")?;
-        let rows = stmt.query_map([], |row| {
-            let path: String = row.get(0)?;
-            let node: String = row.get(1)?;
-            Ok((
-                rel(path.clone())?,
-                (stat_of(row, 2)?, from_json(&path, &node)?),
-            ))
-        })?;
+        let rows = stmt.query_map([], local_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -564,6 +552,17 @@ fn write_local_at(
             .execute([path.as_str()])?,
     };
     Ok(())
+}
+
+/// A Local entry from a row that starts `path, node, size, mtime_ns, ino,
+/// ctime_ns`.
+fn local_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RelPath, LocalEntry)> {
+    let path: String = row.get(0)?;
+    let node: String = row.get(1)?;
+    Ok((
+        rel(path.clone())?,
+        (stat_of(row, 2)?, from_json(&path, &node)?),
+    ))
 }
 
 /// The stat data in columns `first..first + 4` (size, mtime, inode, ctime).

@@ -52,18 +52,24 @@ impl Device {
     }
 }
 
+/// Devices "a" and "b" on one embedded store in a temp folder.
+async fn two_devices() -> (tempfile::TempDir, Arc<dyn Backend>, Device, Device) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> =
+        Arc::new(EmbeddedBackend::open(&dir.path().join("store")).unwrap());
+    backend.init_identity(StoreId::random()).await.unwrap();
+    let a = device(dir.path(), "a", backend.clone()).await;
+    let b = device(dir.path(), "b", backend.clone()).await;
+    (dir, backend, a, b)
+}
+
 fn paths(paths: &[&str]) -> Scope {
     Scope::Paths(paths.iter().map(|p| RelPath::parse(p).unwrap()).collect())
 }
 
 #[tokio::test]
 async fn a_sync_of_some_paths_scans_only_them_and_settles_what_agrees() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn Backend> =
-        Arc::new(EmbeddedBackend::open(&dir.path().join("store")).unwrap());
-    backend.init_identity(StoreId::random()).await.unwrap();
-    let mut a = device(dir.path(), "a", backend.clone()).await;
-    let mut b = device(dir.path(), "b", backend.clone()).await;
+    let (dir, _, mut a, mut b) = two_devices().await;
     for i in 0..200 {
         a.write(
             &format!("d{}/f{i}.txt", i % 10),
@@ -146,12 +152,7 @@ async fn a_sync_of_some_paths_scans_only_them_and_settles_what_agrees() {
 /// is read again.
 #[tokio::test]
 async fn a_whole_scan_does_not_read_downloaded_files_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn Backend> =
-        Arc::new(EmbeddedBackend::open(&dir.path().join("store")).unwrap());
-    backend.init_identity(StoreId::random()).await.unwrap();
-    let mut a = device(dir.path(), "a", backend.clone()).await;
-    let mut b = device(dir.path(), "b", backend.clone()).await;
+    let (_dir, _, mut a, mut b) = two_devices().await;
     // B's whole scan starts before anything arrives.
     assert_eq!(b.sync(Scope::Everything).await.files_hashed, 0);
     let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
@@ -185,12 +186,7 @@ async fn a_large_push_is_several_whole_commits() {
     use pouch_core::commit::Commit;
     use std::collections::BTreeMap;
 
-    let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn Backend> =
-        Arc::new(EmbeddedBackend::open(&dir.path().join("store")).unwrap());
-    backend.init_identity(StoreId::random()).await.unwrap();
-    let mut a = device(dir.path(), "a", backend.clone()).await;
-    let mut b = device(dir.path(), "b", backend.clone()).await;
+    let (_dir, backend, mut a, mut b) = two_devices().await;
     for i in 0..10_050 {
         a.write(&format!("big/d{}/f{i}", i % 50), b"x");
     }

@@ -8,9 +8,6 @@ use std::time::{Duration, Instant};
 use pouch_backend::{Block, BlockId};
 
 use super::{Engine, MassDeleteGuard, SyncOptions, UPLOAD_BATCH_BYTES, changed_since_plan};
-
-/// Changes in one commit, at most (a few MiB of journal entry).
-const COMMIT_CHANGES: usize = 10_000;
 use crate::chunk;
 use crate::commit::{COMMIT_VERSION, Change, Commit};
 use crate::local::LocalEntry;
@@ -21,6 +18,9 @@ use crate::progress::Phase;
 use crate::report::{Action, SyncReport};
 use crate::state::{LocalState, Origin, Tree};
 use crate::{Error, Result};
+
+/// Changes in one commit, at most (a few MiB of journal entry).
+const COMMIT_CHANGES: usize = 10_000;
 
 impl Engine {
     /// Pushes `ops`, holding back its deletes when, with the deletes sent
@@ -279,9 +279,9 @@ impl Engine {
 
     /// Reads a file's planned blocks, checks that the file still has the
     /// blocklist the plan saw, and queues the blocks the store may lack
-    /// (sending whenever the queue is full). The queue is shared by all the files of a
-    /// push, so many small files travel in one `put_blocks` call (one pack
-    /// on an object store) rather than one call each.
+    /// (sending whenever the queue is full). The queue is shared by all the
+    /// files of a push, so many small files travel in one `put_blocks` call
+    /// (one pack on an object store) rather than one call each.
     async fn upload_file(
         &self,
         path: &RelPath,

@@ -123,29 +123,15 @@ impl Engine {
         record: Record,
     ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules)> {
         let (mut rules, _) = self.rules()?;
-        let (entries, _) = self.scan_everything(&mut rules, report, record)?;
-        Ok((entries, rules))
-    }
-
-    /// Scans the whole root with `rules` and, when `record` says so,
-    /// records what changed: every entry found, and how many changed.
-    fn scan_everything(
-        &mut self,
-        rules: &mut IgnoreRules,
-        report: &mut SyncReport,
-        record: Record,
-    ) -> Result<(BTreeMap<RelPath, LocalEntry>, usize)> {
         let previous = self.db.local()?;
         let started = now_ns();
-        let outcome = scan(&self.root, &previous, self.db.scan_started()?, rules)?;
-        note_problems(report, &outcome.problems, rules);
-        let mut changed = 0;
+        let outcome = scan(&self.root, &previous, self.db.scan_started()?, &rules)?;
+        note_problems(report, &outcome.problems, &mut rules);
         if record == Record::Yes {
-            let changes = changes(&previous, &outcome);
-            changed = changes.len();
-            self.db.apply_local(&changes, Some(started))?;
+            self.db
+                .apply_local(&changes(&previous, &outcome), Some(started))?;
         }
-        Ok((outcome.entries, changed))
+        Ok((outcome.entries, rules))
     }
 
     /// Scans the whole root with `rules` and records what changed as it

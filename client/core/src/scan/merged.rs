@@ -285,7 +285,7 @@ mod tests {
     /// Entries the Local tree holds and the disk does not are deletes,
     /// each one, in order.
     #[test]
-    fn paths_gone_mid_scan_are_deletes_with_their_insides() {
+    fn local_entries_missing_on_disk_are_deletes_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut previous = BTreeMap::new();

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{LocalState, Tree, from_json, rel, stat_of, write_local};
+use super::{LocalState, Tree, from_json, local_row, rel, stat_of, write_local};
 use crate::Result;
 use crate::local::LocalEntry;
 use crate::node::Node;
@@ -78,14 +78,7 @@ impl LocalState {
         )?;
         let rows = stmt.query_map(
             params![path.as_str(), format!("{path}/"), format!("{path}0")],
-            |row| {
-                let path: String = row.get(0)?;
-                let node: String = row.get(1)?;
-                Ok((
-                    rel(path.clone())?,
-                    (stat_of(row, 2)?, from_json(&path, &node)?),
-                ))
-            },
+            local_row,
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
