@@ -14,7 +14,8 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{Stream, StreamExt};
 use pouch_backend::{
-    Backend, Block, BlockId, Codec, Error, JournalEntry, Result, Seq, Snapshot, StoreId,
+    Backend, Block, BlockId, Codec, Error, GcLease, JournalEntry, LeaseRequest, Result, Seq,
+    Snapshot, StoreId, StoredBlock, SweepReport,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
@@ -171,6 +172,8 @@ async fn error_of(response: Response) -> Error {
             head: head.unwrap_or(Seq::ZERO),
         },
         (_, "invalid") => Error::InvalidInput("the store refused the request as malformed"),
+        (_, "fenced") => Error::Fenced(message.trim().to_owned()),
+        (_, "unsupported") => Error::Unsupported(message.trim().to_owned()),
         (s, _) if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
             unavailable(format!("the store answered {s}: {}", message.trim()))
         }
@@ -293,6 +296,93 @@ impl Backend for RemoteBackend {
             .await?;
         }
         Ok(())
+    }
+
+    async fn gc_lease(&self, request: LeaseRequest) -> Result<GcLease> {
+        let mut url = self.url(&format!("/gc/lease?ttl_ms={}", request.ttl.as_millis()));
+        if let Some(generation) = request.generation {
+            url.push_str(&format!("&generation={generation}"));
+        }
+        let holder = Bytes::from(request.holder.clone());
+        let response = self
+            .call(|http| {
+                http.post(&url)
+                    .timeout(REQUEST_TIMEOUT)
+                    .body(holder.clone())
+            })
+            .await?;
+        let text = body(response).await?;
+        wire::decode_lease(&String::from_utf8_lossy(&text)).map_err(|e| Error::InvalidInput(e.0))
+    }
+
+    async fn gc_list(&self, after: Option<BlockId>, limit: usize) -> Result<Vec<StoredBlock>> {
+        let mut out = Vec::new();
+        let mut after = after;
+        while out.len() < limit {
+            let want = (limit - out.len()).min(wire::MAX_LIST);
+            let mut url = self.url(&format!("/gc/list?limit={want}"));
+            if let Some(id) = after {
+                url.push_str(&format!("&after={id}"));
+            }
+            let response = self
+                .call(|http| http.get(&url).timeout(REQUEST_TIMEOUT))
+                .await?;
+            let page = wire::decode_stored(&body(response).await?)
+                .map_err(|e| Error::InvalidInput(e.0))?;
+            let done = page.len() < want;
+            after = page.last().map(|b| b.id);
+            out.extend(page);
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn gc_mark(&self, generation: u64, mark: &[BlockId], unmark: &[BlockId]) -> Result<()> {
+        for (route, ids) in [("/gc/mark", mark), ("/gc/unmark", unmark)] {
+            for chunk in ids.chunks(100_000) {
+                let payload = wire::encode_ids(chunk);
+                let url = self.url(&format!("{route}?generation={generation}"));
+                self.call(|http| {
+                    http.post(&url)
+                        .timeout(REQUEST_TIMEOUT)
+                        .body(payload.clone())
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn gc_sweep(
+        &self,
+        generation: u64,
+        ids: &[BlockId],
+        marked_by_ms: i64,
+    ) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        for chunk in ids.chunks(100_000) {
+            let payload = wire::encode_ids(chunk);
+            let url = self.url(&format!(
+                "/gc/sweep?generation={generation}&marked_by_ms={marked_by_ms}"
+            ));
+            let response = self
+                .call(|http| {
+                    http.post(&url)
+                        .timeout(REQUEST_TIMEOUT)
+                        .body(payload.clone())
+                })
+                .await?;
+            let text = body(response).await?;
+            let text = String::from_utf8_lossy(&text);
+            let mut fields = text.split_whitespace().map(str::parse::<u64>);
+            match (fields.next(), fields.next()) {
+                (Some(Ok(blocks)), Some(Ok(bytes))) => report += SweepReport { blocks, bytes },
+                _ => return Err(Error::InvalidInput("the store's sweep answer is malformed")),
+            }
+        }
+        Ok(report)
     }
 
     async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot, StoreId};
+use pouch_backend::{
+    Backend, Block, BlockId, Error, GcLease, JournalEntry, LeaseRequest, Result, Seq, Snapshot,
+    StoreId, StoredBlock, SweepReport,
+};
 use tokio::time::Instant;
 
 use crate::storage::{Store, StoreOptions};
@@ -105,6 +108,32 @@ impl Backend for EmbeddedBackend {
     async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()> {
         let ids = ids.to_vec();
         self.blocking(move |store| store.delete_blocks(&ids)).await
+    }
+
+    async fn gc_lease(&self, request: LeaseRequest) -> Result<GcLease> {
+        self.blocking(move |store| store.gc_lease(&request)).await
+    }
+
+    async fn gc_list(&self, after: Option<BlockId>, limit: usize) -> Result<Vec<StoredBlock>> {
+        self.blocking(move |store| store.gc_list(after, limit))
+            .await
+    }
+
+    async fn gc_mark(&self, generation: u64, mark: &[BlockId], unmark: &[BlockId]) -> Result<()> {
+        let (mark, unmark) = (mark.to_vec(), unmark.to_vec());
+        self.blocking(move |store| store.gc_mark(generation, &mark, &unmark))
+            .await
+    }
+
+    async fn gc_sweep(
+        &self,
+        generation: u64,
+        ids: &[BlockId],
+        marked_by_ms: i64,
+    ) -> Result<SweepReport> {
+        let ids = ids.to_vec();
+        self.blocking(move |store| store.gc_sweep(generation, &ids, marked_by_ms))
+            .await
     }
 
     async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {

@@ -9,10 +9,14 @@
 //!           block), { id [32] | codec u8 | length u32 | payload };
 //!           1 = not stored, 2 = damaged (refused)
 //! entries:  repeated { seq u64 | length u32 | data }
+//! stored:   repeated { id [32] | stored length u64 | mark ms i64 (MIN: none) }
+//! lease:    text "generation expires_ms now_ms"
 //! ```
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use pouch_backend::{Block, BlockId, Codec, JournalEntry, MAX_BLOCK_SIZE, Seq};
+use pouch_backend::{
+    Block, BlockId, Codec, GcLease, JournalEntry, MAX_BLOCK_SIZE, Seq, StoredBlock,
+};
 
 /// A body that does not follow its format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,6 +205,63 @@ pub fn decode_ids(body: &[u8]) -> Result<Vec<BlockId>, Malformed> {
         .collect())
 }
 
+/// The most blocks one `gc/list` answer carries.
+pub const MAX_LIST: usize = 100_000;
+
+/// Encodes a `gc/list` answer: per block its id, stored length (u64 LE)
+/// and mark time (i64 LE, `i64::MIN` for none).
+pub fn encode_stored(blocks: &[StoredBlock]) -> Bytes {
+    let mut out = BytesMut::with_capacity(blocks.len() * 48);
+    for block in blocks {
+        out.put_slice(block.id.as_bytes());
+        out.put_u64_le(block.stored_len);
+        out.put_i64_le(block.marked_ms.unwrap_or(i64::MIN));
+    }
+    out.freeze()
+}
+
+/// Decodes a `gc/list` answer.
+pub fn decode_stored(body: &[u8]) -> Result<Vec<StoredBlock>, Malformed> {
+    if !body.len().is_multiple_of(48) {
+        return Err(Malformed("a block list is not a multiple of 48 bytes"));
+    }
+    Ok(body
+        .chunks_exact(48)
+        .map(|c| {
+            let marked = i64::from_le_bytes(c[40..48].try_into().expect("8 bytes"));
+            StoredBlock {
+                id: BlockId::from_slice(&c[..32]).expect("32 bytes"),
+                stored_len: u64::from_le_bytes(c[32..40].try_into().expect("8 bytes")),
+                marked_ms: (marked != i64::MIN).then_some(marked),
+            }
+        })
+        .collect())
+}
+
+/// Encodes a lease (`generation expires_ms now_ms`, text).
+pub fn encode_lease(lease: &GcLease) -> String {
+    format!(
+        "{} {} {}\n",
+        lease.generation, lease.expires_ms, lease.now_ms
+    )
+}
+
+/// Decodes a lease.
+pub fn decode_lease(body: &str) -> Result<GcLease, Malformed> {
+    let mut fields = body.split_whitespace().map(str::parse::<i64>);
+    let mut next = || {
+        fields
+            .next()
+            .and_then(Result::ok)
+            .ok_or(Malformed("a lease answer is malformed"))
+    };
+    Ok(GcLease {
+        generation: next()? as u64,
+        expires_ms: next()?,
+        now_ms: next()?,
+    })
+}
+
 /// Encodes journal entries.
 pub fn encode_entries(entries: &[JournalEntry]) -> Bytes {
     let mut out = BytesMut::with_capacity(entries.iter().map(|e| 12 + e.data.len()).sum());
@@ -235,6 +296,31 @@ pub fn decode_entries(mut body: Bytes) -> Result<Vec<JournalEntry>, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_lists_and_leases_round_trip() {
+        let blocks = vec![
+            StoredBlock {
+                id: BlockId::of(b"a"),
+                stored_len: 77,
+                marked_ms: None,
+            },
+            StoredBlock {
+                id: BlockId::of(b"b"),
+                stored_len: 1 << 40,
+                marked_ms: Some(1_700_000_000_123),
+            },
+        ];
+        assert_eq!(decode_stored(&encode_stored(&blocks)).unwrap(), blocks);
+        assert!(decode_stored(&[0; 47]).is_err());
+        let lease = GcLease {
+            generation: 9,
+            expires_ms: 0,
+            now_ms: -5,
+        };
+        assert_eq!(decode_lease(&encode_lease(&lease)).unwrap(), lease);
+        assert!(decode_lease("9 1").is_err());
+    }
 
     #[test]
     fn answers_round_trip_whatever_the_chunking() {

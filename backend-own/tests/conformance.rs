@@ -10,11 +10,17 @@ use pouch_backend_own::EmbeddedBackend;
 async fn embedded_store_passes_the_conformance_suite() {
     let root = tempfile::tempdir().unwrap();
     let mut n = 0;
-    run_all(Capabilities { push: true }, || {
-        n += 1;
-        let dir = root.path().join(format!("store-{n}"));
-        async move { Arc::new(EmbeddedBackend::open(&dir).unwrap()) as Arc<dyn Backend> }
-    })
+    run_all(
+        Capabilities {
+            push: true,
+            gc: true,
+        },
+        || {
+            n += 1;
+            let dir = root.path().join(format!("store-{n}"));
+            async move { Arc::new(EmbeddedBackend::open(&dir).unwrap()) as Arc<dyn Backend> }
+        },
+    )
     .await;
 }
 
@@ -24,19 +30,25 @@ async fn conformance_holds_across_volume_rolls() {
     use pouch_backend_own::storage::{Store, StoreOptions};
     let root = tempfile::tempdir().unwrap();
     let mut n = 0;
-    run_all(Capabilities { push: true }, || {
-        n += 1;
-        let dir = root.path().join(format!("store-{n}"));
-        async move {
-            let store = Store::open(
-                &dir,
-                StoreOptions {
-                    volume_size: 64 << 10,
-                },
-            )
-            .unwrap();
-            Arc::new(EmbeddedBackend::new(Arc::new(store))) as Arc<dyn Backend>
-        }
-    })
+    run_all(
+        Capabilities {
+            push: true,
+            gc: true,
+        },
+        || {
+            n += 1;
+            let dir = root.path().join(format!("store-{n}"));
+            async move {
+                let store = Store::open(
+                    &dir,
+                    StoreOptions {
+                        volume_size: 64 << 10,
+                    },
+                )
+                .unwrap();
+                Arc::new(EmbeddedBackend::new(Arc::new(store))) as Arc<dyn Backend>
+            }
+        },
+    )
     .await;
 }

@@ -222,13 +222,20 @@ async fn request_bodies_in_flight_stay_within_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pouch_store_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), 16);
+    // One namespace per check.
+    let server = start(dir.path(), 24);
     let mut n = 0;
-    run_all(Capabilities { push: true }, || {
-        let backend = Arc::new(client(&server, n)) as Arc<dyn Backend>;
-        n += 1;
-        async move { backend }
-    })
+    run_all(
+        Capabilities {
+            push: true,
+            gc: true,
+        },
+        || {
+            let backend = Arc::new(client(&server, n)) as Arc<dyn Backend>;
+            n += 1;
+            async move { backend }
+        },
+    )
     .await;
 }
 

@@ -7,7 +7,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use crate::{Block, BlockId, JournalEntry, Result, Seq, Snapshot, StoreId};
+use crate::{
+    Block, BlockId, GcLease, JournalEntry, LeaseRequest, Result, Seq, Snapshot, StoreId,
+    StoredBlock, SweepReport,
+};
 
 /// One namespace on one store: its blocks and its journal.
 ///
@@ -62,10 +65,58 @@ pub trait Backend: Send + Sync + 'static {
     /// of thousands of ids; a backend answers them in few round trips.
     async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>>;
 
-    /// Deletes blocks, for garbage collection. Idempotent: deleting a block
-    /// that is not stored succeeds. After `Ok`, `get_block` of any of them
-    /// returns `BlockNotFound` (unless it is put again).
+    /// Deletes blocks, unconditionally: for repair tools and tests. The
+    /// garbage collector never calls it; it sweeps ([`Backend::gc_sweep`]),
+    /// which deletes only what stayed marked through the grace period.
+    /// Idempotent: deleting a block that is not stored succeeds. After
+    /// `Ok`, `get_block` of any of them returns `BlockNotFound` (unless it
+    /// is put again).
     async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()>;
+
+    /// Takes, renews or releases the garbage collector's lease (see
+    /// [`crate::gc`]). Taking it fails with
+    /// [`Error::Fenced`](crate::Error::Fenced) while another holder's is
+    /// unexpired; renewing or releasing fails so once it expired or another
+    /// took it. Every taking gets a higher generation than any before.
+    async fn gc_lease(&self, request: LeaseRequest) -> Result<GcLease> {
+        let _ = request;
+        Err(gc_unsupported(self.describe()))
+    }
+
+    /// Up to `limit` stored blocks with ids above `after` (all when
+    /// `None`), in id order, with their marks. Fewer than `limit` means
+    /// the end.
+    async fn gc_list(&self, after: Option<BlockId>, limit: usize) -> Result<Vec<StoredBlock>> {
+        let _ = (after, limit);
+        Err(gc_unsupported(self.describe()))
+    }
+
+    /// Marks the blocks of `mark` that are stored and unmarked (a block
+    /// already marked keeps its older mark), by the store's clock now, and
+    /// takes the marks of `unmark` away. Refused with
+    /// [`Error::Fenced`](crate::Error::Fenced) unless lease `generation` is
+    /// the current, unexpired one.
+    ///
+    /// Every backend that implements it also *revives*: a `put_blocks` or
+    /// `has_blocks` call naming a marked block takes its mark away before
+    /// it answers, atomically with respect to [`Backend::gc_sweep`].
+    async fn gc_mark(&self, generation: u64, mark: &[BlockId], unmark: &[BlockId]) -> Result<()> {
+        let _ = (generation, mark, unmark);
+        Err(gc_unsupported(self.describe()))
+    }
+
+    /// Deletes each block of `ids` that is still marked, with a mark made
+    /// at or before `marked_by_ms` (store time); leaves every other one.
+    /// Fenced like [`Backend::gc_mark`]. Returns what it deleted.
+    async fn gc_sweep(
+        &self,
+        generation: u64,
+        ids: &[BlockId],
+        marked_by_ms: i64,
+    ) -> Result<SweepReport> {
+        let _ = (generation, ids, marked_by_ms);
+        Err(gc_unsupported(self.describe()))
+    }
 
     /// Appends journal entry `seq`, create-only.
     ///
@@ -108,6 +159,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Create-only: of racing callers exactly one id wins, and all of them
     /// get it back. Durable on `Ok`.
     async fn init_identity(&self, proposed: StoreId) -> Result<StoreId>;
+}
+
+/// The answer of a backend that has no garbage collection yet.
+fn gc_unsupported(store: String) -> crate::Error {
+    crate::Error::Unsupported(format!(
+        "{store} has no garbage collection yet; nothing was deleted"
+    ))
 }
 
 /// Conveniences built on the required methods.

@@ -23,6 +23,9 @@ pub struct Capabilities {
     /// `wait_journal` wakes up when another writer appends (a long-poll or
     /// an in-process notification) instead of returning at once.
     pub push: bool,
+    /// Garbage collection: the lease, marks, revival and sweeps of
+    /// [`crate::gc`].
+    pub gc: bool,
 }
 
 /// Runs every check, each on a fresh, empty namespace from `fresh`.
@@ -49,6 +52,215 @@ where
     }
     snapshot_overwrite_and_read_back(fresh().await).await;
     identity_is_made_once(fresh().await).await;
+    if caps.gc {
+        gc_lease_is_exclusive_and_fenced(fresh().await).await;
+        gc_sweeps_only_blocks_marked_before_the_cutoff(fresh().await).await;
+        gc_puts_and_checks_revive_marked_blocks(fresh().await).await;
+        gc_lists_every_block_in_pages(fresh().await).await;
+    }
+}
+
+fn lease_request(holder: &str, generation: Option<u64>, ttl: Duration) -> crate::LeaseRequest {
+    crate::LeaseRequest {
+        holder: holder.to_owned(),
+        generation,
+        ttl,
+    }
+}
+
+/// One collector at a time: a second cannot take an unexpired lease;
+/// renewing keeps the generation; after a release the next taker gets a
+/// higher one, and the old holder's marks and sweeps are refused.
+pub async fn gc_lease_is_exclusive_and_fenced(backend: Arc<dyn Backend>) {
+    let minute = Duration::from_secs(60);
+    let a = backend
+        .gc_lease(lease_request("collector a", None, minute))
+        .await
+        .expect("take the lease");
+    assert!(a.expires_ms > a.now_ms, "a lease that lasts: {a:?}");
+    match backend
+        .gc_lease(lease_request("collector b", None, minute))
+        .await
+    {
+        Err(Error::Fenced(message)) => assert!(
+            message.contains("collector a"),
+            "the refusal names the holder: {message}"
+        ),
+        other => panic!("a second collector took a held lease: {other:?}"),
+    }
+    let renewed = backend
+        .gc_lease(lease_request("collector a", Some(a.generation), minute))
+        .await
+        .expect("renew");
+    assert_eq!(renewed.generation, a.generation);
+    backend
+        .gc_lease(lease_request(
+            "collector a",
+            Some(a.generation),
+            Duration::ZERO,
+        ))
+        .await
+        .expect("release");
+    let b = backend
+        .gc_lease(lease_request("collector b", None, minute))
+        .await
+        .expect("take a released lease");
+    assert!(b.generation > a.generation, "{b:?} after {a:?}");
+
+    let block = Block::encode(noise(9100, 2000));
+    backend.put_blocks(vec![block.clone()]).await.unwrap();
+    assert!(matches!(
+        backend.gc_mark(a.generation, &[block.id()], &[]).await,
+        Err(Error::Fenced(_))
+    ));
+    assert!(matches!(
+        backend
+            .gc_sweep(a.generation, &[block.id()], i64::MAX)
+            .await,
+        Err(Error::Fenced(_))
+    ));
+    assert!(matches!(
+        backend
+            .gc_lease(lease_request("collector a", Some(a.generation), minute))
+            .await,
+        Err(Error::Fenced(_))
+    ));
+    backend
+        .gc_mark(b.generation, &[block.id()], &[])
+        .await
+        .unwrap();
+    backend
+        .gc_lease(lease_request(
+            "collector b",
+            Some(b.generation),
+            Duration::ZERO,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            backend
+                .gc_sweep(b.generation, &[block.id()], i64::MAX)
+                .await,
+            Err(Error::Fenced(_))
+        ),
+        "a released lease sweeps nothing"
+    );
+    assert_eq!(backend.has_blocks(&[block.id()]).await.unwrap(), [true]);
+}
+
+/// A sweep deletes what is marked since before its cutoff, and nothing
+/// else: not unmarked blocks, not blocks marked later, not ids never put.
+pub async fn gc_sweeps_only_blocks_marked_before_the_cutoff(backend: Arc<dyn Backend>) {
+    let blocks: Vec<Block> = (0..3)
+        .map(|i| Block::encode(noise(9200 + i, 5000)))
+        .collect();
+    let ids: Vec<BlockId> = blocks.iter().map(Block::id).collect();
+    backend.put_blocks(blocks).await.unwrap();
+    let lease = backend
+        .gc_lease(lease_request("sweeper", None, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let never = BlockId::of(b"never put, marked");
+    backend
+        .gc_mark(lease.generation, &[ids[0], ids[1], never], &[])
+        .await
+        .unwrap();
+    let listed = backend.gc_list(None, 100).await.unwrap();
+    assert_eq!(listed.len(), 3, "an unstored id is not marked into being");
+    for block in &listed {
+        let marked = block.id != ids[2];
+        assert_eq!(block.marked_ms.is_some(), marked, "{block:?}");
+        if let Some(at) = block.marked_ms {
+            assert!(at >= lease.now_ms, "marked by the store's clock");
+        }
+        assert!(block.stored_len >= 5000 / 2, "{block:?}");
+    }
+    let none = backend
+        .gc_sweep(lease.generation, &ids, lease.now_ms - 1)
+        .await
+        .unwrap();
+    assert_eq!(none.blocks, 0, "marks made after the cutoff stay");
+    backend
+        .gc_mark(lease.generation, &[], &[ids[1]])
+        .await
+        .unwrap();
+    let swept = backend
+        .gc_sweep(lease.generation, &[ids[0], ids[1], ids[2], never], i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(swept.blocks, 1, "only the block still marked goes");
+    assert!(swept.bytes > 0);
+    assert_eq!(backend.has_blocks(&ids).await.unwrap(), [false, true, true]);
+    assert!(matches!(
+        backend.get_block(ids[0]).await,
+        Err(Error::BlockNotFound(_))
+    ));
+    // Put again, it is a new, unmarked copy: the old mark is gone with it.
+    backend
+        .put_blocks(vec![Block::encode(noise(9200, 5000))])
+        .await
+        .unwrap();
+    let again = backend
+        .gc_sweep(lease.generation, &[ids[0]], i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(again.blocks, 0);
+    assert_eq!(backend.get_block(ids[0]).await.unwrap(), noise(9200, 5000));
+}
+
+/// A put or an existence check of a marked block takes its mark away, so
+/// a device that was just told "stored" never commits a block a sweep
+/// then deletes.
+pub async fn gc_puts_and_checks_revive_marked_blocks(backend: Arc<dyn Backend>) {
+    let blocks: Vec<Block> = (0..3)
+        .map(|i| Block::encode(noise(9300 + i, 4000)))
+        .collect();
+    let ids: Vec<BlockId> = blocks.iter().map(Block::id).collect();
+    backend.put_blocks(blocks.clone()).await.unwrap();
+    let lease = backend
+        .gc_lease(lease_request("reviver", None, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    backend.gc_mark(lease.generation, &ids, &[]).await.unwrap();
+    backend.put_blocks(vec![blocks[0].clone()]).await.unwrap();
+    assert_eq!(backend.has_blocks(&ids[1..2]).await.unwrap(), [true]);
+    let marks: Vec<bool> = backend
+        .gc_list(None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.marked_ms.is_some())
+        .collect();
+    assert_eq!(marks.iter().filter(|m| **m).count(), 1, "{marks:?}");
+    let swept = backend
+        .gc_sweep(lease.generation, &ids, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(swept.blocks, 1, "only the untouched block goes");
+    assert_eq!(backend.has_blocks(&ids).await.unwrap(), [true, true, false]);
+}
+
+/// Listing pages through every stored block in id order.
+pub async fn gc_lists_every_block_in_pages(backend: Arc<dyn Backend>) {
+    let blocks: Vec<Block> = (0..25)
+        .map(|i| Block::encode(noise(9400 + i, 300)))
+        .collect();
+    let mut want: Vec<BlockId> = blocks.iter().map(Block::id).collect();
+    want.sort();
+    backend.put_blocks(blocks).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = backend.gc_list(after, 10).await.unwrap();
+        assert!(page.len() <= 10);
+        seen.extend(page.iter().map(|b| b.id));
+        if page.len() < 10 {
+            break;
+        }
+        after = page.last().map(|b| b.id);
+    }
+    assert_eq!(seen, want);
 }
 
 /// Deterministic incompressible bytes (xorshift), so checks need no RNG crate.

@@ -56,6 +56,12 @@ pub enum Error {
     #[error("the store cannot be used: {0}")]
     Unsupported(String),
 
+    /// A garbage collector's lease is not this caller's: another collector
+    /// holds it, or this one's expired or was taken over. Nothing was
+    /// changed; a collector that gets this stops and starts over.
+    #[error("garbage collection is fenced off: {0}")]
+    Fenced(String),
+
     /// The store refused our credentials.
     #[error("access denied by the store: check the credentials or token")]
     Unauthorized,

@@ -25,6 +25,7 @@ mod block_id;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod gc;
 mod identity;
 mod journal;
 #[cfg(feature = "tls")]
@@ -34,5 +35,6 @@ pub use backend::{Backend, BackendExt, end_after_fatal};
 pub use block::{Block, Codec, MAX_BLOCK_SIZE};
 pub use block_id::{BlockId, ParseBlockIdError};
 pub use error::{Error, Result, error_chain};
+pub use gc::{GcLease, LeaseRequest, StoredBlock, SweepReport};
 pub use identity::{ParseStoreIdError, StoreId};
 pub use journal::{JournalEntry, Seq, Snapshot};

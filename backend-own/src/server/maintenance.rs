@@ -1,5 +1,6 @@
 //! Background workers per namespace: the scrubber walks every block at a
-//! bounded rate, and compaction runs on a timer.
+//! bounded rate, and compaction runs on a timer and after every sweep of
+//! the garbage collector.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,10 @@ async fn scrub(server: Arc<Server>, namespace: String, store: Arc<Store>, settin
 async fn compact(namespace: String, store: Arc<Store>, settings: Maintenance) {
     let every = Duration::from_secs(settings.compact_every_secs);
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = store.swept() => {}
+        }
         let store = store.clone();
         let threshold = settings.compact_threshold;
         match tokio::task::spawn_blocking(move || store.compact(threshold)).await {

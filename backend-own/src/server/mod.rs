@@ -123,6 +123,11 @@ impl Server {
             .route("/v1/{ns}/blocks/read", post(read_blocks))
             .route("/v1/{ns}/blocks/delete", post(delete_blocks))
             .route("/v1/{ns}/blocks/{id}", get(get_block))
+            .route("/v1/{ns}/gc/lease", post(gc_lease))
+            .route("/v1/{ns}/gc/list", get(gc_list))
+            .route("/v1/{ns}/gc/mark", post(gc_mark))
+            .route("/v1/{ns}/gc/unmark", post(gc_unmark))
+            .route("/v1/{ns}/gc/sweep", post(gc_sweep))
             .route("/v1/{ns}/journal", get(read_journal))
             .route("/v1/{ns}/journal/wait", get(wait_journal))
             .route("/v1/{ns}/journal/{seq}", put(append))
@@ -259,6 +264,8 @@ impl IntoResponse for ApiError {
             }
             Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Fenced(_) => (StatusCode::CONFLICT, "fenced"),
+            Error::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -402,6 +409,90 @@ async fn delete_blocks(Extension(backend): Authorized, body: Bytes) -> ApiResult
     let ids = wire::decode_ids(&body)?;
     backend.delete_blocks(&ids).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct LeaseQuery {
+    generation: Option<u64>,
+    ttl_ms: u64,
+}
+
+async fn gc_lease(
+    Extension(backend): Authorized,
+    Query(query): Query<LeaseQuery>,
+    holder: Bytes,
+) -> ApiResult<String> {
+    let holder = String::from_utf8_lossy(&holder).chars().take(200).collect();
+    let lease = backend
+        .gc_lease(pouch_backend::LeaseRequest {
+            holder,
+            generation: query.generation,
+            ttl: Duration::from_millis(query.ttl_ms),
+        })
+        .await?;
+    Ok(wire::encode_lease(&lease))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: usize,
+}
+
+async fn gc_list(
+    Extension(backend): Authorized,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Bytes> {
+    let after = match query.after {
+        Some(hex) => Some(
+            hex.parse()
+                .map_err(|_| ApiError(Error::InvalidInput("`after` is not a block id")))?,
+        ),
+        None => None,
+    };
+    let blocks = backend
+        .gc_list(after, query.limit.min(wire::MAX_LIST))
+        .await?;
+    Ok(wire::encode_stored(&blocks))
+}
+
+#[derive(Deserialize)]
+struct FencedQuery {
+    generation: u64,
+    marked_by_ms: Option<i64>,
+}
+
+async fn gc_mark(
+    Extension(backend): Authorized,
+    Query(query): Query<FencedQuery>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let ids = wire::decode_ids(&body)?;
+    backend.gc_mark(query.generation, &ids, &[]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn gc_unmark(
+    Extension(backend): Authorized,
+    Query(query): Query<FencedQuery>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let ids = wire::decode_ids(&body)?;
+    backend.gc_mark(query.generation, &[], &ids).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn gc_sweep(
+    Extension(backend): Authorized,
+    Query(query): Query<FencedQuery>,
+    body: Bytes,
+) -> ApiResult<String> {
+    let ids = wire::decode_ids(&body)?;
+    let marked_by = query
+        .marked_by_ms
+        .ok_or(ApiError(Error::InvalidInput("`marked_by_ms` is missing")))?;
+    let report = backend.gc_sweep(query.generation, &ids, marked_by).await?;
+    Ok(format!("{} {}\n", report.blocks, report.bytes))
 }
 
 async fn append(

@@ -115,6 +115,31 @@ pub(super) fn index_deletes(
     tx.commit().map_err(db_error(context))
 }
 
+/// Takes the garbage collector's marks off `ids` (a put or an existence
+/// check of a marked block revives it); a no-op read when nothing is
+/// marked, as nearly always.
+pub(super) fn revive(conn: &mut Connection, ids: &[BlockId]) -> Result<()> {
+    let context = "reviving marked blocks";
+    let none: bool = conn
+        .query_row("SELECT NOT EXISTS (SELECT 1 FROM gc_marks)", [], |row| {
+            row.get(0)
+        })
+        .map_err(db_error(context))?;
+    if none || ids.is_empty() {
+        return Ok(());
+    }
+    let tx = immediate(conn, context)?;
+    {
+        let mut stmt = tx
+            .prepare_cached("DELETE FROM gc_marks WHERE id = ?1")
+            .map_err(db_error(context))?;
+        for id in ids {
+            stmt.execute([id.as_bytes()]).map_err(db_error(context))?;
+        }
+    }
+    tx.commit().map_err(db_error(context))
+}
+
 /// The unsealed volume (id, indexed length), if there is one.
 pub(super) fn active_volume(conn: &Connection) -> Result<Option<(u64, u64)>> {
     conn.query_row(

@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
 
-use pouch_backend::{BlockId, Codec, Error, Result};
+use pouch_backend::{BlockId, Error, Result};
 
 use super::lifecycle::active_file;
-use super::volume::{RECORD_HEADER_LEN, RecordHeader, RecordKind};
-use super::writer::Flock;
+use super::volume::RECORD_HEADER_LEN;
+use super::writer::{Active, Flock, Writer};
 use super::{Store, block_index};
 
 impl Store {
@@ -34,27 +34,33 @@ impl Store {
         if doomed.is_empty() {
             return Ok(());
         }
+        self.write_deletes(writer, &mut conn, &active, &doomed)
+    }
+
+    /// Appends a tombstone per block of `doomed` (`(id, volume, payload
+    /// length)`) to the active volume, makes them durable, then takes the
+    /// blocks out of the index. Called with the writer lock held.
+    pub(super) fn write_deletes(
+        &self,
+        writer: &Writer,
+        conn: &mut rusqlite::Connection,
+        active: &Active,
+        doomed: &[(BlockId, u64, u64)],
+    ) -> Result<()> {
         let mut buf = Vec::with_capacity(doomed.len() * RECORD_HEADER_LEN as usize);
-        for (id, _, _) in &doomed {
-            let header = RecordHeader {
-                kind: RecordKind::Tombstone,
-                codec: Codec::Raw,
-                payload_len: 0,
-                id: *id,
-            };
-            buf.extend_from_slice(&header.encode());
+        for (id, _, _) in doomed {
+            buf.extend_from_slice(&super::gc::tombstone(*id).encode());
         }
         let file = active_file(&writer.active, active.id);
         file.write_all_at(&buf, active.len)
             .map_err(Error::io("writing tombstones"))?;
         file.sync_data().map_err(Error::io("syncing a volume"))?;
-
         block_index::index_deletes(
-            &mut conn,
+            conn,
             active.id,
             active.len + buf.len() as u64,
             buf.len() as u64,
-            &doomed,
+            doomed,
         )
     }
 }

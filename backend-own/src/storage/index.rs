@@ -65,6 +65,25 @@ const MIGRATIONS: &[&str] = &[
         reason  TEXT NOT NULL,
         time    INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 3 -> 4: garbage collection (see `gc`): blocks marked as candidates,
+    // and since when (store time, ms); the one collector's lease. A block
+    // written or deleted loses its mark, whatever wrote or deleted it (a
+    // put, a tail recovery, a sweep, a quarantine), so a mark never
+    // outlives the copy it was made on.
+    "CREATE TABLE gc_marks (
+        id      BLOB PRIMARY KEY,
+        time_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE gc_lease (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        holder     TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE TRIGGER blocks_insert_unmarks AFTER INSERT ON blocks BEGIN
+        DELETE FROM gc_marks WHERE id = NEW.id; END;
+    CREATE TRIGGER blocks_delete_unmarks AFTER DELETE ON blocks BEGIN
+        DELETE FROM gc_marks WHERE id = OLD.id; END;",
 ];
 
 /// How long a writer waits for another process's transaction before giving

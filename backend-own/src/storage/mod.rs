@@ -20,6 +20,7 @@
 mod block_index;
 mod compact;
 mod delete;
+mod gc;
 mod identity;
 mod index;
 mod journal;
@@ -128,6 +129,9 @@ pub struct Store {
     /// The highest journal entry this process appended or saw, so that
     /// in-process waiters wake at once.
     head: watch::Sender<Seq>,
+    /// Told when a sweep deleted blocks, so that compaction (the server's
+    /// worker) gives the space back soon rather than at its next round.
+    swept: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Store {
@@ -175,6 +179,7 @@ impl Store {
             put_queue: Mutex::new(Vec::new()),
             readers: Mutex::new(HashMap::new()),
             head: watch::Sender::new(Seq::ZERO),
+            swept: tokio::sync::Notify::new(),
         };
         recovery::check_tail_at_open(&store)?;
         let head = store.journal_head()?;
@@ -213,6 +218,12 @@ impl Store {
     /// A receiver that changes whenever this process appends to the journal.
     pub fn subscribe_head(&self) -> watch::Receiver<Seq> {
         self.head.subscribe()
+    }
+
+    /// Completes after the next sweep that deletes blocks (or at once if
+    /// one did since the last wait).
+    pub async fn swept(&self) {
+        self.swept.notified().await;
     }
 
     /// Where block `id` is stored, `None` if it is not.
@@ -353,7 +364,15 @@ impl Store {
                 .collect::<rusqlite::Result<Vec<bool>>>()
                 .map_err(index::db_error("checking blocks"))?
         };
+        let marked = Self::any_marked(&tx, ids)?;
         tx.finish().map_err(index::db_error("checking blocks"))?;
+        if marked {
+            // The answer "stored" must hold until the asker commits: a
+            // marked block is revived under the writer lock, where no
+            // sweep can come between.
+            drop(conn);
+            return self.revive_and_check(ids);
+        }
         Ok(answer)
     }
 

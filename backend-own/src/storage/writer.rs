@@ -165,11 +165,17 @@ impl Store {
         let mut active = self.prepare_active(&mut writer.active, &mut conn)?;
 
         let mut fresh = Vec::with_capacity(blocks.len());
+        let mut stored = Vec::new();
         for block in blocks {
-            if !block_index::is_stored(&conn, &block.id())? {
+            if block_index::is_stored(&conn, &block.id())? {
+                stored.push(block.id());
+            } else {
                 fresh.push(block);
             }
         }
+        // A put of a block the collector marked revives it (fresh ones
+        // lose any old mark as they are indexed).
+        block_index::revive(&mut conn, &stored)?;
 
         let mut segment: Vec<&Block> = Vec::new();
         let mut segment_len = 0u64;

@@ -41,13 +41,44 @@ pub enum Command {
         #[arg(long)]
         blocks: bool,
     },
-    /// List the versions of a file, deletes included, oldest first.
+    /// List the versions of a file, deletes included, oldest first, each
+    /// marked when the folder's retention no longer keeps it; or, with
+    /// `--deleted`, the files deleted within the retention period.
     History {
-        /// The path, relative to the synced folder.
-        path: String,
+        /// The path, relative to the synced folder (with `--deleted`: the
+        /// folder to list deleted files under [default: all]).
+        #[arg(required_unless_present = "deleted")]
+        path: Option<String>,
+        /// List deleted files that can still be restored.
+        #[arg(long)]
+        deleted: bool,
         /// Print as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Show or set how long old versions and deleted files are kept, for
+    /// every device of the folder: `pouch retention set 90d --keep-last 10`.
+    Retention {
+        /// What to do [default: show].
+        #[command(subcommand)]
+        action: Option<RetentionAction>,
+    },
+    /// Collect garbage: delete from the store the blocks that no version
+    /// within the folder's retention names. Blocks are first marked and
+    /// deleted by a later run once the grace period passed (sooner with
+    /// `--grace`), so no device in the middle of a sync loses a block.
+    Gc {
+        /// Count what would be deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// How long a marked block waits before it is deleted (`24h`,
+        /// `0s`). Shorten it only when no device is in the middle of a
+        /// sync [default: 24h].
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        grace: Option<std::time::Duration>,
     },
     /// Bring back a version of a file (a deleted one too); the next sync
     /// sends it as the newest version, and the current one stays in history.
@@ -127,6 +158,30 @@ pub enum Command {
         #[arg(long)]
         remote: bool,
     },
+}
+
+/// `pouch retention` actions.
+#[derive(Debug, Subcommand)]
+pub enum RetentionAction {
+    /// Show the policy in force.
+    Show,
+    /// Set the policy, for every device of the folder.
+    Set {
+        /// How long a replaced or deleted version stays restorable: `30d`,
+        /// `90d`, `12h`; `0d` keeps only the current tree.
+        #[arg(value_parser = duration)]
+        period: std::time::Duration,
+        /// Also keep at least this many of the latest versions of every
+        /// file that still exists, however old.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_last: u32,
+    },
+}
+
+/// A duration: `90d`, `36h`, `10m`, `0s`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}): use 30d, 12h, 0s"))
 }
 
 /// Bandwidth limits for one run, over the config's `[limits]`.

@@ -20,12 +20,15 @@ struct Bar(Mutex<Option<ProgressBar>>);
 impl Progress for Bar {
     fn phase(&self, phase: Phase, _items: u64, total_bytes: u64) {
         let bar = ProgressBar::new(total_bytes).with_message(phase.name());
+        let template = match (phase.counts_bytes(), total_bytes) {
+            (true, _) => "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            (false, 0) => "{msg:>12} {pos} blocks {per_sec}",
+            (false, _) => "{msg:>12} [{bar:30}] {pos}/{len} blocks eta {eta}",
+        };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template(template)
+                .expect("a valid template")
+                .progress_chars("=> "),
         );
         if let Some(old) = self.0.lock().expect("progress lock").replace(bar) {
             old.finish_and_clear();
@@ -66,7 +69,11 @@ impl Progress for Lines {
             total: total_bytes,
             ..LineState::default()
         };
-        eprintln!("{name} {items} ({})", indicatif::HumanBytes(total_bytes));
+        if phase.counts_bytes() {
+            eprintln!("{name} {items} ({})", indicatif::HumanBytes(total_bytes));
+        } else {
+            eprintln!("{name} {items} blocks");
+        }
     }
 
     fn advance(&self, bytes: u64) {

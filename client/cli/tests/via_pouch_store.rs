@@ -2,67 +2,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
-use common::{Daemon, Device, noise, pouch, pouch_store_binary, snapshot, today, wait_for};
-
-const TOKEN: &str = "end-to-end-token-0123456789";
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(data: &Path) -> Server {
-    let mut child = Command::new(pouch_store_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("POUCH_STORE_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("pouch-store listening on ")
-        .unwrap()
-        .to_owned();
-    Server(child, format!("http://{addr}"))
-}
-
-/// A runtime for the test's own S3 calls, the S3 test server and a fresh
-/// bucket on it.
-fn s3_fixture() -> (
-    tokio::runtime::Runtime,
-    &'static pouch_testkit::s3::TestS3,
-    String,
-) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = pouch_testkit::s3::server();
-    let bucket = rt.block_on(server.fresh_bucket());
-    (rt, server, bucket)
-}
+use common::{
+    Daemon, Device, TOKEN, init_on_server, noise, pouch, s3_fixture, snapshot, start_server, today,
+    wait_for,
+};
 
 /// A device on the server at `url` whose commands carry the token in the
 /// environment; `init` must not write it into the config.
 fn init(dir: &Path, name: &str, url: &str) -> Device {
-    let device = Device::new(dir, name, vec![("POUCH_STORE_TOKEN".into(), TOKEN.into())]);
-    let root = device.root.to_str().unwrap().to_owned();
-    device.ok(&["init", "--device", name, "--url", url, "--root", &root]);
+    let device = init_on_server(dir, name, url);
     let text = std::fs::read_to_string(&device.config).unwrap();
     assert!(
         !text.contains(TOKEN),

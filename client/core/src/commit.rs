@@ -34,6 +34,11 @@ pub struct Commit {
     /// the engine's `heal`). Older readers ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<pouch_backend::BlockId>,
+    /// Set on an entry that changes the namespace's retention policy (the
+    /// last such entry is in force; none means the default). Older readers
+    /// ignore it and collect nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::retention::Retention>,
 }
 
 /// One path's new state: a node, or `None` for a delete.

@@ -346,6 +346,18 @@ impl Backend for Dual {
         Ok(())
     }
 
+    async fn gc_lease(
+        &self,
+        _request: pouch_backend::LeaseRequest,
+    ) -> Result<pouch_backend::GcLease> {
+        // Two stores, each with its own marks: collecting from one while
+        // blocks are copied to the other could sweep what the copy needs.
+        Err(pouch_backend::Error::Unsupported(format!(
+            "{} is moving between stores; collect garbage after the move is finished",
+            self.describe()
+        )))
+    }
+
     async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {
         self.primary.append(seq, data.clone()).await?;
         if !self.mirrors_writes() {

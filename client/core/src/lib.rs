@@ -21,6 +21,7 @@ pub mod dual;
 pub mod engine;
 mod error;
 pub mod fsops;
+pub mod gc;
 pub mod ignore_rules;
 pub mod limit;
 pub mod local;
@@ -33,12 +34,13 @@ pub mod path;
 pub mod plan;
 mod progress;
 mod report;
+pub mod retention;
 pub mod scan;
 pub mod state;
 
 pub use clock::{Clock, SystemClock, now_ns, unix_secs};
 pub use engine::{
-    Engine, HealReport, Left, MassDeleteGuard, Pick, Readback, Scope, SyncLock, SyncOptions,
+    Engine, HealReport, Kept, Left, MassDeleteGuard, Pick, Readback, Scope, SyncLock, SyncOptions,
 };
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Phase, Progress};

@@ -18,7 +18,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use pouch_backend::{Backend, Block, BlockId, JournalEntry, Result, Seq, Snapshot, StoreId};
+use pouch_backend::{
+    Backend, Block, BlockId, GcLease, JournalEntry, LeaseRequest, Result, Seq, Snapshot, StoreId,
+    StoredBlock, SweepReport,
+};
 use tokio::time::Instant;
 
 /// How much unused time a pacer may bank after being idle: a transfer
@@ -164,6 +167,27 @@ impl Backend for Limited {
 
     async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()> {
         self.inner.delete_blocks(ids).await
+    }
+
+    async fn gc_lease(&self, request: LeaseRequest) -> Result<GcLease> {
+        self.inner.gc_lease(request).await
+    }
+
+    async fn gc_list(&self, after: Option<BlockId>, limit: usize) -> Result<Vec<StoredBlock>> {
+        self.inner.gc_list(after, limit).await
+    }
+
+    async fn gc_mark(&self, generation: u64, mark: &[BlockId], unmark: &[BlockId]) -> Result<()> {
+        self.inner.gc_mark(generation, mark, unmark).await
+    }
+
+    async fn gc_sweep(
+        &self,
+        generation: u64,
+        ids: &[BlockId],
+        marked_by_ms: i64,
+    ) -> Result<SweepReport> {
+        self.inner.gc_sweep(generation, ids, marked_by_ms).await
     }
 
     async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {

@@ -12,6 +12,11 @@ pub enum Phase {
     Copying,
     /// A migration reads every block back from the new store.
     Verifying,
+    /// The garbage collector goes through the stored blocks (counted in
+    /// blocks, total unknown).
+    Listing,
+    /// The garbage collector deletes blocks (counted in blocks).
+    Sweeping,
 }
 
 impl Phase {
@@ -22,14 +27,23 @@ impl Phase {
             Phase::Downloading => "downloading",
             Phase::Copying => "copying",
             Phase::Verifying => "verifying",
+            Phase::Listing => "listing",
+            Phase::Sweeping => "sweeping",
         }
+    }
+
+    /// Whether its amounts are bytes (else blocks).
+    pub fn counts_bytes(self) -> bool {
+        !matches!(self, Phase::Listing | Phase::Sweeping)
     }
 }
 
 /// Where a sync or a copy reports its progress.
 pub trait Progress: Send + Sync {
     /// A phase starts that will move about `total_bytes` in `items` files
-    /// (or blocks, for a migration).
+    /// (or blocks, for a migration). For a phase that does not count bytes
+    /// ([`Phase::counts_bytes`]) the amounts are blocks, `total_bytes`
+    /// 0 when unknown.
     fn phase(&self, phase: Phase, items: u64, total_bytes: u64);
     /// `bytes` more were moved.
     fn advance(&self, bytes: u64);

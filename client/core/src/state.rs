@@ -461,6 +461,26 @@ impl LocalState {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The paths whose last recorded change is a delete, at or under
+    /// `folder` (all when `None`), in path order.
+    pub fn deleted_paths(&self, folder: Option<&RelPath>) -> Result<Vec<RelPath>> {
+        let conn = self.conn();
+        let (exact, low, high) = match folder {
+            // Everything under `p/` sorts from "p/" up to "p0" ('0' follows '/').
+            Some(f) => (f.to_string(), format!("{f}/"), format!("{f}0")),
+            None => (String::new(), String::new(), "\u{10FFFF}".to_owned()),
+        };
+        let mut stmt = conn.prepare(
+            "SELECT h.path FROM history h
+             WHERE h.node IS NULL
+               AND h.seq = (SELECT MAX(seq) FROM history WHERE path = h.path)
+               AND (h.path = ?1 OR (h.path >= ?2 AND h.path < ?3))
+             ORDER BY h.path",
+        )?;
+        let rows = stmt.query_map(params![exact, low, high], |row| rel(row.get(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The first journal entry whose changes this device recorded in its
     /// history (journals made before history existed start later than 1).
     pub fn history_from(&self) -> Result<Seq> {

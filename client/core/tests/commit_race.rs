@@ -47,6 +47,7 @@ impl Backend for RivalFirst {
                 time: None,
                 moved_to: None,
                 missing: Vec::new(),
+                retention: None,
                 v: COMMIT_VERSION,
                 device: "rival".into(),
                 changes: vec![Change {

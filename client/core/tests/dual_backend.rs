@@ -19,14 +19,20 @@ fn store(dir: &std::path::Path, name: &str) -> Arc<dyn Backend> {
 async fn a_migrating_pair_passes_the_conformance_suite() {
     let root = tempfile::tempdir().unwrap();
     let mut n = 0;
-    run_all(Capabilities { push: true }, || {
-        n += 1;
-        let (old, new) = (
-            store(root.path(), &format!("old-{n}")),
-            store(root.path(), &format!("new-{n}")),
-        );
-        async move { Arc::new(Dual::migrating(old, new, 0.5)) as Arc<dyn Backend> }
-    })
+    run_all(
+        Capabilities {
+            push: true,
+            gc: false,
+        },
+        || {
+            n += 1;
+            let (old, new) = (
+                store(root.path(), &format!("old-{n}")),
+                store(root.path(), &format!("new-{n}")),
+            );
+            async move { Arc::new(Dual::migrating(old, new, 0.5)) as Arc<dyn Backend> }
+        },
+    )
     .await;
 }
 
@@ -34,14 +40,20 @@ async fn a_migrating_pair_passes_the_conformance_suite() {
 async fn a_falling_back_pair_passes_the_conformance_suite() {
     let root = tempfile::tempdir().unwrap();
     let mut n = 0;
-    run_all(Capabilities { push: true }, || {
-        n += 1;
-        let (new, old) = (
-            store(root.path(), &format!("new-{n}")),
-            store(root.path(), &format!("old-{n}")),
-        );
-        async move { Arc::new(Dual::falling_back(new, old)) as Arc<dyn Backend> }
-    })
+    run_all(
+        Capabilities {
+            push: true,
+            gc: false,
+        },
+        || {
+            n += 1;
+            let (new, old) = (
+                store(root.path(), &format!("new-{n}")),
+                store(root.path(), &format!("old-{n}")),
+            );
+            async move { Arc::new(Dual::falling_back(new, old)) as Arc<dyn Backend> }
+        },
+    )
     .await;
 }
 

@@ -15,15 +15,17 @@ use crate::session::Session;
 pub(super) fn history(config_path: &Path, path: &str, json: bool) -> anyhow::Result<ExitCode> {
     let engine = Session::open(config_path)?.engine;
     let path = rel_path(path)?;
-    let (revisions, from) = engine.history(&path)?;
+    let (_, from) = engine.history(&path)?;
+    let versions = engine.kept_history(&path, pouch_core::unix_secs())?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&revisions)?);
+        println!("{}", serde_json::to_string_pretty(&versions)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if revisions.is_empty() {
+    if versions.is_empty() {
         say!("{path}: no versions recorded");
     }
-    for revision in &revisions {
+    for kept in &versions {
+        let revision = &kept.revision;
         let when = revision
             .time
             .map_or_else(|| "(time unknown)".to_owned(), crate::time::format);
@@ -36,14 +38,63 @@ pub(super) fn history(config_path: &Path, path: &str, json: bool) -> anyhow::Res
                 indicatif::HumanBytes(node.size())
             ),
         };
+        let expired = if kept.retained { "" } else { "  (expired)" };
         say!(
-            "rev {:<6} {when}  {:<16} {what}",
+            "rev {:<6} {when}  {:<16} {what}{expired}",
             revision.seq,
             revision.device
         );
     }
+    if versions.iter().any(|k| !k.retained) {
+        say!(
+            "(expired versions are past the folder's retention, {}, and cannot be restored)",
+            engine.retention()?.describe()
+        );
+    }
     if from > 1 {
         say!("(this device keeps history from journal entry {from} on)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pouch history --deleted`: files deleted within the retention period,
+/// newest deletes first, like Dropbox's deleted-files page.
+pub(super) async fn deleted(
+    config_path: &Path,
+    folder: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut engine = Session::open(config_path)?.engine;
+    engine.pull_only().await?;
+    let folder = folder.map(rel_path).transpose()?;
+    let files = engine.deleted_files(folder.as_ref(), pouch_core::unix_secs())?;
+    if json {
+        let listed: Vec<serde_json::Value> = files
+            .iter()
+            .map(|(path, kept)| {
+                serde_json::json!({
+                    "path": path.as_str(),
+                    "deleted_at": kept.replaced_at,
+                    "last_version": kept.revision,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if files.is_empty() {
+        say!("no deleted files within the retention period");
+    }
+    for (path, kept) in &files {
+        let when = kept
+            .replaced_at
+            .map_or_else(|| "(time unknown)".to_owned(), crate::time::format);
+        let size = kept.revision.node.as_ref().map_or(0, |n| n.size());
+        say!(
+            "{when}  {path}  ({}, rev {}; `pouch restore {path}` brings it back)",
+            indicatif::HumanBytes(size),
+            kept.revision.seq
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 
 mod daemon;
 mod doctor;
+mod gc;
 mod history;
 mod init;
 mod limit;
@@ -41,7 +42,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate { action } => migrate::migrate(&config_path, action).await,
         Command::Doctor { blocks } => doctor::doctor(&config_path, blocks).await,
-        Command::History { path, json } => history::history(&config_path, &path, json),
+        Command::History {
+            path,
+            deleted: true,
+            json,
+        } => history::deleted(&config_path, path.as_deref(), json).await,
+        Command::History { path, json, .. } => {
+            history::history(&config_path, path.as_deref().unwrap_or_default(), json)
+        }
+        Command::Retention { action } => gc::retention(&config_path, action).await,
+        Command::Gc {
+            dry_run,
+            json,
+            grace,
+        } => gc::gc(&config_path, dry_run, json, grace).await,
         Command::Restore { path, rev, at } => {
             let pick = match (rev, at) {
                 (Some(seq), _) => Pick::Seq(seq),

@@ -272,3 +272,81 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The token of every namespace a test's `pouch-store` serves.
+pub const TOKEN: &str = "end-to-end-token-0123456789";
+
+/// A `pouch-store` process and its URL, killed when dropped.
+pub struct PouchStore(pub std::process::Child, pub String);
+
+impl Drop for PouchStore {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `pouch-store serve` on a free port of 127.0.0.1 over `data`,
+/// namespace `default` with [`TOKEN`].
+pub fn start_server(data: &Path) -> PouchStore {
+    use std::io::BufRead;
+    let mut child = Command::new(pouch_store_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("POUCH_STORE_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("pouch-store listening on ")
+        .unwrap()
+        .to_owned();
+    PouchStore(child, format!("http://{addr}"))
+}
+
+/// A device on the `pouch-store` at `url`, the token in its environment.
+pub fn init_on_server(dir: &Path, name: &str, url: &str) -> Device {
+    let device = Device::new(dir, name, vec![("POUCH_STORE_TOKEN".into(), TOKEN.into())]);
+    let root = device.root.to_str().unwrap().to_owned();
+    device.ok(&["init", "--device", name, "--url", url, "--root", &root]);
+    device
+}
+
+/// Bytes of every file under `dir`, recursively (what a store takes on
+/// disk, apparent size).
+pub fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            bytes_under(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+/// A runtime for the test's own S3 calls, the S3 test server and a fresh
+/// bucket on it.
+pub fn s3_fixture() -> (
+    tokio::runtime::Runtime,
+    &'static pouch_testkit::s3::TestS3,
+    String,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = pouch_testkit::s3::server();
+    let bucket = rt.block_on(server.fresh_bucket());
+    (rt, server, bucket)
+}

@@ -52,7 +52,10 @@ fn action(action: Action) -> wire::Action {
 pub(super) fn transfer_phase(phase: Phase) -> wire::TransferPhase {
     match phase {
         Phase::Downloading => wire::TransferPhase::Downloading,
-        Phase::Uploading | Phase::Copying | Phase::Verifying => wire::TransferPhase::Uploading,
+        // The daemon runs no collection; its phases would show as sending.
+        Phase::Uploading | Phase::Copying | Phase::Verifying | Phase::Listing | Phase::Sweeping => {
+            wire::TransferPhase::Uploading
+        }
     }
 }
 

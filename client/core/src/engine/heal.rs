@@ -320,6 +320,7 @@ impl Engine {
         }
         let commit = Commit {
             v: COMMIT_VERSION,
+            retention: None,
             device: self.device.clone(),
             time: Some(now),
             moved_to: None,

@@ -22,6 +22,7 @@ mod prefetch;
 mod pull;
 mod push;
 mod restore;
+mod retention;
 mod reuse;
 mod scan_plan;
 mod selective;
@@ -30,6 +31,7 @@ mod store_check;
 pub use heal::{AUDIT_INTERVAL_SECS, HealReport, Readback};
 pub use lock::{SyncLock, lock_path};
 pub use restore::Pick;
+pub use retention::Kept;
 pub use scan_plan::Scope;
 
 use std::collections::{HashMap, HashSet};
@@ -57,6 +59,9 @@ const UPLOAD_BATCH_BYTES: usize = 16 << 20;
 const PULL_PAGE: usize = 256;
 /// The local state's key for a move pulled and not followed yet.
 const MOVED_META: &str = "moved_to";
+/// The local state's key for the namespace's retention policy, as last
+/// pulled.
+const RETENTION_META: &str = "retention";
 
 /// The sync engine for one device.
 pub struct Engine {
@@ -98,6 +103,9 @@ pub struct Engine {
     held_since: HashMap<RelPath, Instant>,
     /// When the deletes held back as new are due.
     deletes_due: Option<Instant>,
+    /// How long a store's "stored" answer is trusted before a commit
+    /// names the block (see [`pouch_backend::gc::COMMIT_WINDOW`]).
+    commit_window: Duration,
 }
 
 /// What the engine left at a path it changed on disk.
@@ -215,7 +223,16 @@ impl Engine {
             written: Vec::new(),
             held_since: HashMap::new(),
             deletes_due: None,
+            commit_window: pouch_backend::gc::COMMIT_WINDOW,
         })
+    }
+
+    /// Trusts the store's answers about blocks for `window` before a
+    /// commit names them, instead of [`pouch_backend::gc::COMMIT_WINDOW`]:
+    /// for tests that let a collector run between a push's upload and its
+    /// commit (zero: every commit asks again).
+    pub fn set_commit_window(&mut self, window: Duration) {
+        self.commit_window = window;
     }
 
     /// Sends progress to `progress` from now on (the daemon reports it in

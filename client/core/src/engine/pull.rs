@@ -34,6 +34,12 @@ impl Engine {
                                     .expect("a store location always serialises"),
                             )?;
                         }
+                        if let Some(policy) = &commit.retention {
+                            self.db.set_meta(
+                                super::RETENTION_META,
+                                &serde_json::to_string(policy).expect("a policy always serialises"),
+                            )?;
+                        }
                         self.want(&commit.missing)?;
                         origin = Origin {
                             device: commit.device,

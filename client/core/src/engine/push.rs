@@ -170,12 +170,15 @@ impl Engine {
         // so the store is asked only about the others. Those of the
         // versions being replaced are the ones an edit shares; looking
         // them up path by path keeps a push's cost that of its files.
+        // (Named by the Remote tree at the head this push commits on, they
+        // are live for the collector until a later entry drops them, and
+        // such an entry would take the slot this push needs.)
         let mut outbox = Outbox::default();
         for op in &ops {
             if let Op::Upload { path, .. } = op
                 && let Some(Node::File { blocks, .. }) = self.db.node(Tree::Remote, path)?
             {
-                outbox.known.extend(blocks.iter().map(|b| b.id));
+                outbox.known.extend(blocks.iter().map(|b| (b.id, None)));
             }
         }
         let mut ops = ops.into_iter().peekable();
@@ -192,6 +195,7 @@ impl Engine {
             // Blocks go before the commit that names them.
             self.send(&mut outbox, report).await?;
             outbox.finish(report).await?;
+            self.confirm_window(&changes, &mut outbox).await?;
             if !changes.is_empty() {
                 self.commit(changes, local, report).await?;
             }
@@ -238,6 +242,7 @@ impl Engine {
         let time = self.clock.unix_secs();
         let commit = Commit {
             v: COMMIT_VERSION,
+            retention: None,
             device: self.device.clone(),
             time: Some(time),
             moved_to: None,
@@ -312,7 +317,7 @@ impl Engine {
                 return Err(changed_since_plan());
             }
             self.progress.advance(u64::from(block.len));
-            if outbox.known.contains(&block.id) {
+            if outbox.known.contains_key(&block.id) {
                 continue;
             }
             outbox.bytes += data.len();
@@ -332,6 +337,48 @@ impl Engine {
         }
     }
 
+    /// Asks the store again about the blocks `changes` name that were put
+    /// or found stored longer than the commit window ago ([`pouch_backend::gc::COMMIT_WINDOW`]) (a push of many
+    /// commits, a laptop that slept): the collector sweeps only blocks no
+    /// one touched for longer than that, and asking revives a marked one.
+    /// A block gone meanwhile fails the push; the next sync sends it again.
+    async fn confirm_window(
+        &self,
+        changes: &[(RelPath, Option<Node>)],
+        outbox: &mut Outbox,
+    ) -> Result<()> {
+        let now = crate::clock::since_boot();
+        let mut stale: Vec<BlockId> = changes
+            .iter()
+            .filter_map(|(_, node)| match node {
+                Some(Node::File { blocks, .. }) => Some(blocks),
+                _ => None,
+            })
+            .flatten()
+            .filter(|block| {
+                matches!(outbox.known.get(&block.id), Some(Some(at)) if now.saturating_sub(*at) >= self.commit_window)
+            })
+            .map(|block| block.id)
+            .collect();
+        stale.sort_unstable();
+        stale.dedup();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let stored = self.backend.has_blocks(&stale).await?;
+        if stored.iter().any(|s| !s) {
+            tracing::warn!(
+                blocks = stored.iter().filter(|s| !**s).count(),
+                "blocks sent earlier in this push are gone from the store (collected); sending them again next sync"
+            );
+            return Err(Error::ChangedDuringSync);
+        }
+        for id in stale {
+            outbox.known.insert(id, Some(now));
+        }
+        Ok(())
+    }
+
     /// Hands the queued blocks to a task that sends those the store lacks,
     /// after the batch before it is done: one batch is sent while the next
     /// is read.
@@ -343,8 +390,12 @@ impl Engine {
         }
         outbox.finish(report).await?;
         // Counted as stored from now on: if the send fails, so does the
-        // push, and nothing names them.
-        outbox.known.extend(batch.iter().map(|c| c.block.id));
+        // push, and nothing names them. The store's answer is trusted for
+        // the commit window from before it was asked.
+        let asked = crate::clock::since_boot();
+        outbox
+            .known
+            .extend(batch.iter().map(|c| (c.block.id, Some(asked))));
         let backend = self.backend.clone();
         outbox.in_flight = Some(tokio::spawn(async move {
             let ids: Vec<BlockId> = batch.iter().map(|c| c.block.id).collect();
@@ -381,12 +432,13 @@ struct Sent {
 }
 
 /// Blocks waiting to be sent, the batch being sent, and the ids known to
-/// be stored (or on their way).
+/// be stored (or on their way): since when the store said so (time since
+/// boot), or `None` for blocks the Remote tree names.
 #[derive(Default)]
 struct Outbox {
     queue: Vec<chunk::Chunk>,
     bytes: usize,
-    known: HashSet<BlockId>,
+    known: HashMap<BlockId, Option<Duration>>,
     in_flight: Option<tokio::task::JoinHandle<pouch_backend::Result<Sent>>>,
 }
 

@@ -1,8 +1,8 @@
 //! `restore`: bring back an earlier version of a path, deleted files
-//! included. Every version the journal ever named stays restorable while
-//! its blocks are stored (no collection deletes blocks yet).
+//! included, while the namespace's retention keeps it (see
+//! [`crate::retention`]); an expired one is refused, saying so.
 
-use super::{Engine, Record};
+use super::{Engine, Kept, Record};
 use crate::node::{Node, same};
 use crate::path::RelPath;
 use crate::report::SyncReport;
@@ -36,19 +36,38 @@ impl Engine {
             path: path.to_string(),
             reason,
         };
-        let history = self.db.history(path)?;
-        let restorable =
-            |r: &&Revision| matches!(r.node, Some(Node::File { .. } | Node::Symlink { .. }));
-        let revision = match pick {
+        let now = self.clock.unix_secs();
+        let history = self.kept_history(path, now)?;
+        let restorable = |k: &&Kept| {
+            matches!(
+                k.revision.node,
+                Some(Node::File { .. } | Node::Symlink { .. })
+            )
+        };
+        let chosen = match pick {
             Pick::Latest => history.iter().rev().find(restorable),
-            Pick::Seq(seq) => history.iter().find(|r| r.seq == seq),
+            Pick::Seq(seq) => history.iter().find(|k| k.revision.seq == seq),
             Pick::At(time) => history
                 .iter()
                 .rev()
-                .find(|r| r.time.is_some_and(|t| t <= time)),
+                .find(|k| k.revision.time.is_some_and(|t| t <= time)),
         }
-        .cloned()
         .ok_or_else(|| refuse("no such version; `pouch history` lists them".into()))?;
+        if !chosen.retained {
+            let policy = self.retention()?;
+            let expired = chosen
+                .replaced_at
+                .map(|at| at.saturating_add(i64::try_from(policy.keep_secs).unwrap_or(i64::MAX)));
+            return Err(refuse(format!(
+                "version {} expired{} under the folder's retention ({}): it is no longer kept and may already be collected",
+                chosen.revision.seq,
+                expired
+                    .map(|t| format!(" at {}", crate::retention::format_time(t)))
+                    .unwrap_or_default(),
+                policy.describe()
+            )));
+        }
+        let revision: Revision = chosen.revision.clone();
         let Some(node) = revision.node.clone().filter(|n| !n.is_dir()) else {
             return Err(refuse(format!(
                 "version {} is {}, not a file; pick another with --rev",

@@ -36,7 +36,11 @@ impl CopyPhase {
     fn of(phase: Phase) -> Self {
         match phase {
             Phase::Verifying => CopyPhase::Verifying,
-            Phase::Copying | Phase::Uploading | Phase::Downloading => CopyPhase::Copying,
+            Phase::Copying
+            | Phase::Uploading
+            | Phase::Downloading
+            | Phase::Listing
+            | Phase::Sweeping => CopyPhase::Copying,
         }
     }
 }

@@ -42,6 +42,7 @@ pub async fn freeze(
         }
         let entry = Commit {
             v: COMMIT_VERSION,
+            retention: None,
             device: device.to_owned(),
             time: Some(time),
             changes: Vec::new(),

@@ -1,0 +1,121 @@
+//! `pouch gc` and `pouch retention`: collecting the blocks retention let
+//! go, and the policy that decides it.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::HumanBytes;
+use pouch_backend_own::EmbeddedBackend;
+use pouch_config::{BackendConfig, OwnStore};
+use pouch_core::gc::{GcOptions, collect};
+use pouch_core::retention::Retention;
+
+use crate::cli::RetentionAction;
+use crate::session::Session;
+
+/// A volume is rewritten after a collection once this share of it is dead.
+const COMPACT_THRESHOLD: f64 = 0.2;
+
+pub(super) async fn gc(
+    config_path: &Path,
+    dry_run: bool,
+    json: bool,
+    grace: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let Session {
+        config,
+        mut engine,
+        backend,
+        ..
+    } = Session::open(config_path)?;
+    // Checks that this is the folder's store, and learns its policy.
+    engine.pull_only().await?;
+    let mut options = GcOptions::new(format!("{}, pid {}", config.device, std::process::id()));
+    options.dry_run = dry_run;
+    options.lease_note = Some(config.state.with_extension("gc-lease"));
+    if let Some(grace) = grace {
+        options.grace = grace;
+    }
+    let progress = crate::progress::for_stderr();
+    let report = collect(backend.as_ref(), &options, progress.as_ref()).await?;
+    drop(progress);
+
+    // The embedded store gives the space back now; a pouch-store server
+    // compacts by itself after a sweep.
+    let mut reclaimed = None;
+    if !dry_run
+        && report.blocks_deleted > 0
+        && config.migration.is_none()
+        && let BackendConfig::Own(OwnStore::Embedded { store }) = &config.backend
+    {
+        let store = EmbeddedBackend::open(store)?.store().clone();
+        let compacted = tokio::task::spawn_blocking(move || store.compact(COMPACT_THRESHOLD))
+            .await
+            .context("compaction stopped")??;
+        reclaimed = Some(compacted.bytes_reclaimed);
+    }
+
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(bytes) = reclaimed {
+            value["bytes_reclaimed_on_disk"] = bytes.into();
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!(
+        "retention: {}; {} versions past it",
+        report.retention,
+        report.versions_expired
+    );
+    say!(
+        "store: {} blocks ({}), {} named by kept versions, {} unreferenced ({})",
+        report.blocks_stored,
+        HumanBytes(report.bytes_stored),
+        report.blocks_live,
+        report.blocks_unreferenced,
+        HumanBytes(report.bytes_unreferenced)
+    );
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    say!(
+        "{verb} {} blocks ({}); {} wait out the grace period ({})",
+        report.blocks_deleted,
+        HumanBytes(report.bytes_deleted),
+        report.blocks_waiting,
+        humantime::format_duration(options.grace)
+    );
+    if let Some(bytes) = reclaimed {
+        say!("compaction gave {} back to the disk", HumanBytes(bytes));
+    }
+    if let Some(why) = &report.skipped {
+        say!("{why}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn retention(
+    config_path: &Path,
+    action: Option<RetentionAction>,
+) -> anyhow::Result<ExitCode> {
+    let Session { mut engine, .. } = Session::open(config_path)?;
+    match action.unwrap_or(RetentionAction::Show) {
+        RetentionAction::Show => {
+            engine.pull_only().await?;
+            say!("{}", engine.retention()?.describe());
+        }
+        RetentionAction::Set { period, keep_last } => {
+            let policy = Retention {
+                keep_secs: period.as_secs(),
+                keep_last,
+            };
+            engine.set_retention(policy).await?;
+            say!(
+                "every device of this folder now keeps {}",
+                policy.describe()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
