@@ -23,7 +23,7 @@ pub enum Command {
     /// Write a config: which folder to sync, as which device, to which store.
     Init(Box<InitArgs>),
     /// Move this folder to another store while everything keeps syncing:
-    /// `start` (write to both, copy the journal, every version's blocks and
+    /// `start` (write to both, copy the journal, every kept version's blocks and
     /// the snapshot), `switch` (the cutover the other devices follow),
     /// `finish` or `cancel`; or `copy` and `verify` alone. Safe to
     /// interrupt and repeat.

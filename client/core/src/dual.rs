@@ -224,7 +224,9 @@ impl Dual {
 
     /// Appends `entry` to the new store after the blocks it names that the
     /// new store lacks (a double write of blocks may have failed): an entry
-    /// there never names a block it does not have.
+    /// there never names a block it does not have, but for blocks the old
+    /// store no longer has either (collected: only expired versions named
+    /// them).
     async fn mirror(&self, entry: &JournalEntry) -> Result<()> {
         let ids: Vec<BlockId> = crate::migrate::blocks_of(entry)
             .into_iter()
@@ -235,7 +237,16 @@ impl Dual {
             let mut missing = Vec::new();
             for (id, here) in ids.iter().zip(present) {
                 if !here {
-                    missing.push(Block::encode(self.primary.get_block(*id).await?));
+                    match self.primary.get_block(*id).await {
+                        Ok(raw) => missing.push(Block::encode(raw)),
+                        // Collected there (only expired versions named it)
+                        // or lost: the old store cannot give it, and the
+                        // entry still goes, so the journals stay one.
+                        Err(BackendError::BlockNotFound(_)) => {
+                            tracing::debug!(block = %id, "not in the old store; mirrored without it");
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             if !missing.is_empty() {

@@ -1,14 +1,14 @@
 //! The live set: every block a retained version names, from the journal
 //! read whole. The collector never deletes a block in it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use pouch_backend::{Backend, BlockId, Seq};
 
+use crate::Result;
 use crate::commit::Commit;
-use crate::node::Node;
+use crate::node::{BlockRef, Node};
 use crate::retention::{self, Retention, Version};
-use crate::{Error, Result};
 
 /// Entries read per request.
 const PAGE: usize = 1000;
@@ -18,7 +18,7 @@ struct Rev {
     /// Index of its entry (seq − 1), for its time.
     entry: usize,
     /// Its blocks (empty for folders, links and deletes).
-    blocks: Box<[BlockId]>,
+    blocks: Box<[BlockRef]>,
     content: bool,
     deleted: bool,
 }
@@ -32,12 +32,17 @@ pub struct Fold {
     pub policy: Option<Retention>,
     /// The last entry read.
     pub head: Seq,
+    /// Entries that could not be read (a newer format, damage): what they
+    /// name is unknown.
+    pub unreadable: Vec<Seq>,
+    /// The entry that moved the namespace to another store, if one did.
+    pub moved_at: Option<Seq>,
 }
 
 /// What the live set holds, and what retention let go.
 pub struct Live {
-    /// Blocks that must stay.
-    pub blocks: HashSet<BlockId>,
+    /// Blocks that must stay, with their raw lengths.
+    pub blocks: HashMap<BlockId, u32>,
     /// Versions past retention (their blocks may be collected).
     pub versions_expired: u64,
     /// The policy applied.
@@ -45,44 +50,39 @@ pub struct Live {
 }
 
 impl Fold {
-    /// Reads the journal after `self.head` to its end and folds it in.
-    /// Refuses an entry it cannot read (a newer format, damage): what such
-    /// an entry names is unknown, so nothing may be collected; and a
-    /// journal that moved to another store, which the old one serves only
-    /// as a fallback.
+    /// Reads the journal after `self.head` to its end and folds it in. An
+    /// entry it cannot read is noted in `unreadable` and a move in
+    /// `moved_at`; the collector refuses to run over either.
     pub async fn read(&mut self, backend: &dyn Backend) -> Result<Changes> {
         let mut changes = Changes::default();
         loop {
             let entries = backend.read_journal(self.head, PAGE).await?;
             let done = entries.len() < PAGE;
             for entry in entries {
-                let commit =
-                    Commit::decode(entry.seq.0, &entry.data).map_err(|e| Error::Refused {
-                        path: "the namespace journal".into(),
-                        reason: format!(
-                            "{e}; no garbage is collected while an entry cannot be read"
-                        ),
-                    })?;
+                let at = self.times.len();
+                let commit = match Commit::decode(entry.seq.0, &entry.data) {
+                    Ok(commit) => commit,
+                    Err(e) => {
+                        tracing::warn!(seq = %entry.seq, "an entry the collector cannot read: {e}");
+                        self.unreadable.push(entry.seq);
+                        self.times.push(None);
+                        self.head = entry.seq;
+                        continue;
+                    }
+                };
                 if commit.moved_to.is_some() {
-                    return Err(Error::Refused {
-                        path: backend.describe(),
-                        reason: format!(
-                            "the namespace moved away at entry {}: this store is kept as a fallback, not collected",
-                            entry.seq
-                        ),
-                    });
+                    self.moved_at = Some(entry.seq);
                 }
                 if let Some(policy) = commit.retention {
                     self.policy = Some(policy);
                     changes.policy = true;
                 }
-                let at = self.times.len();
                 self.times.push(commit.time);
                 for change in commit.changes {
                     let (blocks, content, deleted) = match &change.node {
                         Some(Node::File { blocks, .. }) => {
                             changes.blocks.extend(blocks.iter().map(|b| b.id));
-                            (blocks.iter().map(|b| b.id).collect(), true, false)
+                            (blocks.clone().into_boxed_slice(), true, false)
                         }
                         Some(Node::Symlink { .. }) => (Box::default(), true, false),
                         Some(Node::Dir) => (Box::default(), false, false),
@@ -107,7 +107,7 @@ impl Fold {
     pub fn live(&self, now: i64) -> Live {
         let policy = self.policy.unwrap_or_default();
         let times = retention::entry_times(&self.times, now);
-        let mut blocks = HashSet::new();
+        let mut blocks = HashMap::new();
         let mut versions_expired = 0;
         let mut versions = Vec::new();
         for revs in self.paths.values() {
@@ -122,7 +122,7 @@ impl Fold {
                 .zip(retention::retained(&policy, &versions, now))
             {
                 if keep {
-                    blocks.extend(rev.blocks.iter().copied());
+                    blocks.extend(rev.blocks.iter().map(|b| (b.id, b.len)));
                 } else if rev.content {
                     versions_expired += 1;
                 }
@@ -140,7 +140,7 @@ impl Fold {
 #[derive(Default)]
 pub struct Changes {
     /// Every block the new entries name.
-    pub blocks: HashSet<BlockId>,
+    pub blocks: std::collections::HashSet<BlockId>,
     /// Whether one of them set a retention policy.
     pub policy: bool,
 }

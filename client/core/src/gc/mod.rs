@@ -20,9 +20,9 @@ use pouch_backend::gc::DEFAULT_GRACE;
 use pouch_backend::{Backend, BlockId, GcLease, LeaseRequest, SweepReport};
 use serde::Serialize;
 
-use crate::Result;
 use crate::progress::{Phase, Progress};
 use crate::retention::Retention;
+use crate::{Error, Result};
 
 pub use live::Fold;
 
@@ -113,6 +113,7 @@ pub async fn collect(
     // after the marks, decides what may go.
     let mut fold = Fold::default();
     fold.read(backend).await?;
+    refuse_unsafe(backend, &fold)?;
     if options.dry_run {
         return run(backend, options, fold, None, progress).await;
     }
@@ -144,6 +145,29 @@ pub async fn collect(
         let _ = std::fs::remove_file(note);
     }
     outcome
+}
+
+/// Refuses a journal the collector cannot account for: an entry it cannot
+/// read names unknown blocks, so nothing may be collected; and a store the
+/// namespace moved away from is kept whole as a fallback.
+fn refuse_unsafe(backend: &dyn Backend, fold: &Fold) -> Result<()> {
+    let refuse = |reason: String| {
+        Err(Error::Refused {
+            path: backend.describe(),
+            reason,
+        })
+    };
+    if let Some(seq) = fold.unreadable.first() {
+        return refuse(format!(
+            "journal entry {seq} cannot be read (a newer Pouch wrote it, or it is damaged); no garbage is collected while an entry cannot be read"
+        ));
+    }
+    if let Some(seq) = fold.moved_at {
+        return refuse(format!(
+            "the namespace moved away at journal entry {seq}: this store is kept whole as a fallback, not collected"
+        ));
+    }
+    Ok(())
 }
 
 async fn release(backend: &dyn Backend, options: &GcOptions, generation: u64) -> Result<()> {
@@ -193,7 +217,7 @@ async fn run(
     report.versions_expired = live.versions_expired;
     report.journal_entries = fold.head.0;
     report.blocks_live = live.blocks.len() as u64;
-    let mut live_blocks = live.blocks;
+    let live_blocks = live.blocks;
 
     let mut candidates: Vec<BlockId> = Vec::new();
     let mut mark = Vec::new();
@@ -210,7 +234,7 @@ async fn run(
         for block in page {
             report.blocks_stored += 1;
             report.bytes_stored += block.stored_len;
-            if live_blocks.contains(&block.id) {
+            if live_blocks.contains_key(&block.id) {
                 if block.marked_ms.is_some() {
                     unmark.push(block.id);
                 }
@@ -252,6 +276,7 @@ async fn run(
     let lease = renew(backend, options, &lease).await?;
     let cutoff = lease.now_ms - grace_ms(options.grace);
     let news = fold.read(backend).await?;
+    refuse_unsafe(backend, &fold)?;
     if news.policy {
         report.skipped = Some(
             "the retention policy changed during the run; nothing was deleted, run again".into(),
@@ -259,9 +284,8 @@ async fn run(
         report.blocks_waiting = report.blocks_unreferenced;
         return Ok(report);
     }
-    live_blocks.extend(news.blocks);
     report.journal_entries = fold.head.0;
-    candidates.retain(|id| !live_blocks.contains(id));
+    candidates.retain(|id| !live_blocks.contains_key(id) && !news.blocks.contains(id));
     drop(live_blocks);
 
     progress.phase(

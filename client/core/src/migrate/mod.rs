@@ -23,7 +23,6 @@ pub use recorded::{CopyPhase, CopyProgress, RecordedProgress, clear_progress, re
 pub use switch::{Follow, can_follow, follow_in_config, freeze, switch_in_config};
 pub use verify::{VerifyReport, verify};
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -60,26 +59,19 @@ pub struct CopyReport {
     pub snapshot_copied: bool,
 }
 
-/// Every block any entry of `from`'s journal names, in first-seen order,
-/// and the journal's head.
+/// Every block a version that the namespace's retention keeps names (with
+/// its length), and the journal's head: what a copy must bring. Blocks
+/// only expired versions named may be collected already, and a new store
+/// need not hold them.
 pub(super) async fn referenced_blocks(from: &dyn Backend) -> Result<(Vec<(BlockId, u32)>, Seq)> {
-    let mut seen = HashSet::new();
-    let mut blocks = Vec::new();
-    let mut cursor = Seq::ZERO;
-    loop {
-        let entries = from.read_journal(cursor, PAGE).await?;
-        let Some(last) = entries.last() else {
-            return Ok((blocks, cursor));
-        };
-        cursor = last.seq;
-        for entry in &entries {
-            for block in blocks_of(entry) {
-                if seen.insert(block.0) {
-                    blocks.push(block);
-                }
-            }
-        }
-    }
+    let mut fold = crate::gc::Fold::default();
+    fold.read(from).await?;
+    let live = fold.live(crate::unix_secs());
+    let mut blocks: Vec<(BlockId, u32)> = live.blocks.into_iter().collect();
+    // Block ids are random: sorted, two copies of one journal meet the
+    // blocks in the same order.
+    blocks.sort_unstable();
+    Ok((blocks, fold.head))
 }
 
 /// The blocks (and their lengths) one journal entry names. A malformed

@@ -13,7 +13,13 @@
 //! - no content is lost: every file content a sync ever saw on a device is
 //!   still somewhere (at its path, renamed, or as a conflicted copy) unless
 //!   a user's own operation overwrote or deleted it;
-//! - every block the journal names is stored;
+//! - garbage collection (collector steps between syncs, with time moved
+//!   forward past retention and grace, faults and crashes of the collector;
+//!   and collections in the middle of a device's sync, between its uploads
+//!   and its commit) never deletes a block of a version retention keeps:
+//!   every block of a version retained now, and by every collection that
+//!   saw it, is stored; and after a last collection with no grace, nothing
+//!   else is;
 //! - device 0 runs on a migration's store pair (`Dual`), double-writing to
 //!   a second namespace that fails on its own schedule: that target's
 //!   journal stays a prefix of the journal naming only blocks it holds, and
@@ -39,7 +45,7 @@ use pouch_core::node::Node;
 use pouch_core::path::RelPath;
 use pouch_core::{Clock, Engine, NoProgress, Scope, SyncOptions};
 
-use backend::{Faults, Namespace, SimBackend};
+use backend::{Collection, Faults, Namespace, SimBackend};
 
 /// Conflicted copies are named with the date; a fixed clock keeps runs
 /// identical.
@@ -385,6 +391,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
         .build()
         .unwrap();
     let mut ledger = Ledger::default();
+    let mut collections: Vec<Collection> = Vec::new();
     let observe = |device: &Device, ledger: &mut Ledger| {
         ledger
             .seen
@@ -403,6 +410,39 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
             Step::Restart { device } => {
                 fleet[*device].engine = None;
                 fleet[*device].dirty = None;
+            }
+            Step::Collect {
+                advance_secs,
+                grace_secs,
+                faults,
+            } => {
+                shared.lock().unwrap().now_ms += *advance_secs as i64 * 1000;
+                let (done, outcome) = runtime.block_on(backend::collect(
+                    &shared,
+                    std::time::Duration::from_secs(*grace_secs),
+                    *faults,
+                ));
+                collections.push(done);
+                if let Err(e) = outcome
+                    && *faults == Faults::NONE
+                    && !e.contains("fenced")
+                {
+                    return Err(format!("a collection without faults failed: {e}"));
+                }
+            }
+            Step::SetRetention {
+                device,
+                keep_secs,
+                keep_last,
+            } => {
+                let policy = pouch_core::retention::Retention {
+                    keep_secs: *keep_secs,
+                    keep_last: *keep_last,
+                };
+                let dev = &mut fleet[*device];
+                runtime
+                    .block_on(dev.engine()?.set_retention(policy))
+                    .map_err(|e| format!("{}: setting the retention failed: {e}", dev.name))?;
             }
             Step::Sync { device, faults } => {
                 let dev = &mut fleet[*device];
@@ -512,8 +552,31 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
             lost.len()
         ));
     }
-    // The journal names only stored blocks.
-    names_only_stored_blocks(&shared.lock().unwrap(), "the journal")?;
+    // Collections run in the middle of syncs, then a last one with no
+    // grace: what retention keeps is stored, and nothing else is.
+    for dev in &fleet {
+        collections.extend(dev.backend.collections.lock().unwrap().iter().copied());
+    }
+    // Past the lease of a collector that crashed holding it.
+    shared.lock().unwrap().now_ms += 120_000;
+    let (last, outcome) = runtime.block_on(backend::collect(
+        &shared,
+        std::time::Duration::ZERO,
+        Faults::NONE,
+    ));
+    collections.push(last);
+    outcome.map_err(|e| format!("the last collection failed: {e}"))?;
+    {
+        let ns = shared.lock().unwrap();
+        let now = ns.now_ms / 1000;
+        keeps_what_retention_keeps(&ns, &collections, now, "the store")?;
+        let live = retained_blocks(&ns.journal, ns.journal.len(), now);
+        if let Some(extra) = ns.blocks.keys().find(|id| !live.contains(id)) {
+            return Err(format!(
+                "block {extra} is still stored after a collection with no grace, though no retained version names it"
+            ));
+        }
+    }
 
     // The migration target (written by device 0's double writes, under
     // its own faults) holds a prefix of the journal naming only blocks it
@@ -523,7 +586,8 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
         if to.journal.len() > ns.journal.len() || to.journal[..] != ns.journal[..to.journal.len()] {
             return Err("the migration target's journal is not a prefix of the journal".into());
         }
-        names_only_stored_blocks(&to, "the migration target's journal")?;
+        let now = ns.now_ms / 1000;
+        keeps_what_retention_keeps(&to, &collections, now, "the migration target")?;
     }
     let (from, to) = (
         SimBackend::new(shared.clone()),
@@ -538,22 +602,119 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
     Ok(())
 }
 
-/// Every block a journal entry of `ns` names is stored in `ns`.
-fn names_only_stored_blocks(ns: &Namespace, what: &str) -> Result<(), String> {
-    for (i, entry) in ns.journal.iter().enumerate() {
-        let commit = Commit::decode(i as u64 + 1, entry).map_err(|e| e.to_string())?;
+/// One version in a journal: its entry's index, its path, and what it
+/// names.
+struct JournalVersion {
+    entry: usize,
+    path: String,
+    blocks: Vec<pouch_backend::BlockId>,
+}
+
+/// Every version of `journal[..upto]`, and whether retention keeps each at
+/// `now` under the policy of that prefix (the same rule the collector and
+/// `restore` apply, computed here from the raw entries).
+fn versions(journal: &[bytes::Bytes], upto: usize, now: i64) -> Vec<(JournalVersion, bool)> {
+    use pouch_core::retention::{Retention, Version, entry_times, retained};
+    let mut policy = Retention::default();
+    let mut times = Vec::new();
+    let mut by_path: BTreeMap<String, Vec<(usize, Option<Node>)>> = BTreeMap::new();
+    for (i, entry) in journal[..upto].iter().enumerate() {
+        let Ok(commit) = Commit::decode(i as u64 + 1, entry) else {
+            times.push(None);
+            continue;
+        };
+        if let Some(set) = commit.retention {
+            policy = set;
+        }
+        times.push(commit.time);
         for change in commit.changes {
-            if let Some(Node::File { blocks, .. }) = change.node {
-                for block in blocks {
-                    if !ns.blocks.contains_key(&block.id) {
-                        return Err(format!(
-                            "{what}: entry {} names block {} which is not stored",
-                            i + 1,
-                            block.id
-                        ));
-                    }
-                }
-            }
+            by_path
+                .entry(change.path)
+                .or_default()
+                .push((i, change.node));
+        }
+    }
+    let times = entry_times(&times, now);
+    let mut out = Vec::new();
+    for (path, revs) in by_path {
+        let rule: Vec<Version> = revs
+            .iter()
+            .enumerate()
+            .map(|(j, (_, node))| Version {
+                replaced_at: revs.get(j + 1).map(|(next, _)| times[*next]),
+                content: matches!(node, Some(Node::File { .. } | Node::Symlink { .. })),
+                deleted: node.is_none(),
+            })
+            .collect();
+        for ((entry, node), keep) in revs.into_iter().zip(retained(&policy, &rule, now)) {
+            let blocks = match node {
+                Some(Node::File { blocks, .. }) => blocks.iter().map(|b| b.id).collect(),
+                _ => Vec::new(),
+            };
+            out.push((
+                JournalVersion {
+                    entry,
+                    path: path.clone(),
+                    blocks,
+                },
+                keep,
+            ));
+        }
+    }
+    out
+}
+
+/// The blocks of the versions of `journal[..upto]` retained at `now`.
+fn retained_blocks(
+    journal: &[bytes::Bytes],
+    upto: usize,
+    now: i64,
+) -> HashSet<pouch_backend::BlockId> {
+    versions(journal, upto, now)
+        .into_iter()
+        .filter(|(_, keep)| *keep)
+        .flat_map(|(v, _)| v.blocks)
+        .collect()
+}
+
+/// Every block of a version that retention keeps at `now` and that every
+/// collection kept too (one that had not read its entry had to keep it
+/// by the protocol; one that had read it kept it if retention did then)
+/// is stored in `ns`. A version retention let go at some collection may
+/// be gone: a policy lowered, then raised, does not bring blocks back.
+fn keeps_what_retention_keeps(
+    ns: &Namespace,
+    collections: &[Collection],
+    now: i64,
+    what: &str,
+) -> Result<(), String> {
+    let journal = &ns.journal;
+    let seen_by: Vec<(Collection, HashSet<(usize, String)>)> = collections
+        .iter()
+        .map(|k| {
+            let upto = (k.read_up_to as usize).min(journal.len());
+            let kept = versions(journal, upto, k.now)
+                .into_iter()
+                .filter(|(_, keep)| *keep)
+                .map(|(v, _)| (v.entry, v.path))
+                .collect();
+            (*k, kept)
+        })
+        .collect();
+    for (version, keep) in versions(journal, journal.len(), now) {
+        let kept_by_all = seen_by.iter().all(|(k, kept)| {
+            version.entry as u64 >= k.read_up_to
+                || kept.contains(&(version.entry, version.path.clone()))
+        });
+        if !(keep && kept_by_all) {
+            continue;
+        }
+        if let Some(id) = version.blocks.iter().find(|id| !ns.blocks.contains_key(id)) {
+            return Err(format!(
+                "{what}: entry {} ({}) is retained, and was by every collection, but its block {id} is not stored",
+                version.entry + 1,
+                version.path
+            ));
         }
     }
     Ok(())

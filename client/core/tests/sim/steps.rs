@@ -12,6 +12,20 @@ pub enum Step {
     Sync { device: usize, faults: Faults },
     /// The device's process restarts (engine reopened from its journal).
     Restart { device: usize },
+    /// Time moves on by `advance_secs` (the store's clock and the time
+    /// retention is measured at), then a garbage collection runs with
+    /// `grace_secs` of grace under `faults` (a crash kills the collector).
+    Collect {
+        advance_secs: u64,
+        grace_secs: u64,
+        faults: Faults,
+    },
+    /// A device sets the namespace's retention policy.
+    SetRetention {
+        device: usize,
+        keep_secs: u64,
+        keep_last: u32,
+    },
 }
 
 /// Changes a user makes.
@@ -59,6 +73,8 @@ pub enum LocalOp {
         path: String,
     },
 }
+
+const DAY: u64 = 86_400;
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d.txt"];
 /// Lengths repeat on purpose: same-size rewrites are where stat-based
@@ -116,7 +132,7 @@ pub fn generate(seed: u64) -> (usize, Vec<Step>) {
                 },
             };
             Step::Op { device, op }
-        } else if roll < 95 {
+        } else if roll < 90 {
             let faulty = rng.chance(400);
             Step::Sync {
                 device,
@@ -126,10 +142,33 @@ pub fn generate(seed: u64) -> (usize, Vec<Step>) {
                         fail_per_mille: *rng.pick(&[0, 50, 200]),
                         lagging_reads: rng.chance(500),
                         crash_at_call: rng.chance(500).then(|| 1 + rng.below(12) as u32),
+                        collect_at_call: rng.chance(300).then(|| 1 + rng.below(10) as u32),
                     }
                 } else {
                     Faults::NONE
                 },
+            }
+        } else if roll < 95 {
+            Step::Collect {
+                advance_secs: *rng.pick(&[0, 30, 3600, 2 * DAY, 31 * DAY]),
+                grace_secs: *rng.pick(&[0, 0, 3600, DAY]),
+                faults: if rng.chance(300) {
+                    Faults {
+                        seed: rng.next_u64(),
+                        fail_per_mille: *rng.pick(&[0, 100]),
+                        lagging_reads: false,
+                        crash_at_call: Some(1 + rng.below(8) as u32),
+                        collect_at_call: None,
+                    }
+                } else {
+                    Faults::NONE
+                },
+            }
+        } else if roll < 97 {
+            Step::SetRetention {
+                device,
+                keep_secs: *rng.pick(&[0, 0, 3600, 30 * DAY]),
+                keep_last: *rng.pick(&[0, 0, 2]),
             }
         } else {
             Step::Restart { device }
