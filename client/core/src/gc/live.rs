@@ -37,6 +37,8 @@ pub struct Fold {
     pub unreadable: Vec<Seq>,
     /// The entry that moved the namespace to another store, if one did.
     pub moved_at: Option<Seq>,
+    /// Journal reads made.
+    pub reads: u64,
 }
 
 /// What the live set holds, and what retention let go.
@@ -57,6 +59,7 @@ impl Fold {
         let mut changes = Changes::default();
         loop {
             let entries = backend.read_journal(self.head, PAGE).await?;
+            self.reads += 1;
             let done = entries.len() < PAGE;
             for entry in entries {
                 let at = self.times.len();

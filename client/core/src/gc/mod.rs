@@ -96,6 +96,9 @@ pub struct GcReport {
     pub bytes_deleted: u64,
     /// Unreferenced blocks still in their grace period.
     pub blocks_waiting: u64,
+    /// Requests made to the store (journal pages, lease, list pages, mark
+    /// and sweep batches).
+    pub store_calls: u64,
     /// Whether nothing was changed.
     pub dry_run: bool,
     /// Why the sweep was skipped, if it was.
@@ -136,9 +139,12 @@ pub async fn collect(
             );
         }
     }
-    let outcome = run(backend, options, fold, Some(lease), progress).await;
+    let mut outcome = run(backend, options, fold, Some(lease), progress).await;
     // Let the next collector in at once; an expired lease would too.
     let released = release(backend, options, lease.generation).await;
+    if let Ok(report) = &mut outcome {
+        report.store_calls += 2; // taking and releasing the lease
+    }
     if let Err(e) = released {
         tracing::warn!("could not release the collector's lease (it expires by itself): {e}");
     } else if let Some(note) = &options.lease_note {
@@ -228,6 +234,7 @@ async fn run(
     progress.phase(Phase::Listing, 0, 0);
     loop {
         let page = backend.gc_list(after, LIST_PAGE).await?;
+        report.store_calls += 1;
         let done = page.len() < LIST_PAGE;
         progress.advance(page.len() as u64);
         after = page.last().map(|b| b.id);
@@ -255,6 +262,7 @@ async fn run(
         if let Some(held) = &mut lease {
             flush_marks(backend, held, &mut mark, &mut unmark, &mut report, done).await?;
             *held = renew(backend, options, held).await?;
+            report.store_calls += 1;
         }
         if done {
             break;
@@ -264,6 +272,7 @@ async fn run(
         report.marked = mark.len() as u64;
         report.unmarked = unmark.len() as u64;
         report.blocks_waiting = report.blocks_unreferenced - report.blocks_deleted;
+        report.store_calls += fold.reads;
         return Ok(report);
     }
     let Some(lease) = lease else {
@@ -274,6 +283,7 @@ async fn run(
     // that commits after this read names only blocks it put or checked
     // within its commit window, that is after T1 − grace: revived.
     let lease = renew(backend, options, &lease).await?;
+    report.store_calls += 1;
     let cutoff = lease.now_ms - grace_ms(options.grace);
     let news = fold.read(backend).await?;
     refuse_unsafe(backend, &fold)?;
@@ -282,6 +292,7 @@ async fn run(
             "the retention policy changed during the run; nothing was deleted, run again".into(),
         );
         report.blocks_waiting = report.blocks_unreferenced;
+        report.store_calls += fold.reads;
         return Ok(report);
     }
     report.journal_entries = fold.head.0;
@@ -299,10 +310,12 @@ async fn run(
         swept += backend.gc_sweep(lease.generation, batch, cutoff).await?;
         progress.advance(batch.len() as u64);
         lease = renew(backend, options, &lease).await?;
+        report.store_calls += 2;
     }
     report.blocks_deleted = swept.blocks;
     report.bytes_deleted = swept.bytes;
     report.blocks_waiting = report.blocks_unreferenced.saturating_sub(swept.blocks);
+    report.store_calls += fold.reads;
     tracing::info!(?report, "garbage collection done");
     Ok(report)
 }
@@ -317,7 +330,10 @@ async fn flush_marks(
     all: bool,
 ) -> Result<()> {
     if all || mark.len() + unmark.len() >= BATCH {
-        backend.gc_mark(lease.generation, mark, unmark).await?;
+        if !mark.is_empty() || !unmark.is_empty() {
+            backend.gc_mark(lease.generation, mark, unmark).await?;
+            report.store_calls += 1;
+        }
         report.marked += mark.len() as u64;
         report.unmarked += unmark.len() as u64;
         mark.clear();
