@@ -25,20 +25,30 @@ const CROSS_PROCESS_POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone)]
 pub struct EmbeddedBackend {
     store: Arc<Store>,
+    /// Whether a sweep that deleted blocks compacts the store before it
+    /// returns (in-process use, where nothing else would; a server has a
+    /// compaction worker instead).
+    compact_after_sweep: bool,
 }
 
+/// A volume is rewritten after a sweep once this share of it is dead.
+const SWEEP_COMPACT_THRESHOLD: f64 = 0.3;
+
 impl EmbeddedBackend {
-    /// Opens (creating if needed) the store in `dir` with default options.
+    /// Opens (creating if needed) the store in `dir` with default options,
+    /// for use in this process: a sweep compacts the store right after.
     pub fn open(dir: &Path) -> Result<Self> {
-        Ok(Self::new(Arc::new(Store::open(
-            dir,
-            StoreOptions::default(),
-        )?)))
+        let mut backend = Self::new(Arc::new(Store::open(dir, StoreOptions::default())?));
+        backend.compact_after_sweep = true;
+        Ok(backend)
     }
 
-    /// Wraps an opened store.
+    /// Wraps an opened store (compaction is the caller's).
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            compact_after_sweep: false,
+        }
     }
 
     /// The store underneath, for figures and maintenance.
@@ -132,8 +142,20 @@ impl Backend for EmbeddedBackend {
         marked_by_ms: i64,
     ) -> Result<SweepReport> {
         let ids = ids.to_vec();
-        self.blocking(move |store| store.gc_sweep(generation, &ids, marked_by_ms))
-            .await
+        let compact = self.compact_after_sweep;
+        self.blocking(move |store| {
+            let swept = store.gc_sweep(generation, &ids, marked_by_ms)?;
+            if compact && swept.blocks > 0 {
+                let compacted = store.compact(SWEEP_COMPACT_THRESHOLD)?;
+                tracing::info!(
+                    volumes = compacted.volumes,
+                    bytes = compacted.bytes_reclaimed,
+                    "compacted after a sweep"
+                );
+            }
+            Ok(swept)
+        })
+        .await
     }
 
     async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {

@@ -73,6 +73,32 @@ pub struct Config {
     /// the daemon; the daemon's can change at run time (`pouch limit`).
     #[serde(default, skip_serializing_if = "Limits::is_unlimited")]
     pub limits: Limits,
+    /// Garbage collection by the daemon (`[gc] every_hours = 24`).
+    #[serde(default, skip_serializing_if = "GcSettings::is_default")]
+    pub gc: GcSettings,
+}
+
+/// How often the daemon collects garbage on stores that can be collected
+/// (the embedded store, pouch-store); a run holds the store's lease, so
+/// several devices doing so take turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcSettings {
+    /// Hours between collections; 0 turns the daemon's collection off
+    /// (`pouch gc` still runs one).
+    pub every_hours: u64,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        Self { every_hours: 24 }
+    }
+}
+
+impl GcSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A migration under way to another store.
@@ -258,6 +284,7 @@ mod tests {
             previous_backend: None,
             migration: None,
             limits: Limits::default(),
+            gc: GcSettings::default(),
         };
         let server = Config {
             backend: BackendConfig::Own(OwnStore::Server {

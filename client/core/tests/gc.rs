@@ -384,3 +384,47 @@ async fn a_push_whose_blocks_were_collected_before_its_commit_sends_them_again()
     b.sync().await;
     assert_eq!(tree_bytes(&b.root), tree_bytes(&a.root));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_collects_garbage_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (embedded, backend) = store(dir.path()).await;
+    let mut a = device(dir.path(), "a", backend.clone());
+    a.write("notes.bin", &noise(21, 1 << 20));
+    a.sync().await;
+    a.write("notes.bin", &noise(22, 1 << 20));
+    a.sync().await;
+    a.engine
+        .set_retention(Retention {
+            keep_secs: 0,
+            keep_last: 0,
+        })
+        .await
+        .unwrap();
+    let before = embedded.store().stats().unwrap().blocks;
+
+    let mut options = pouch_core::daemon::DaemonOptions::new(dir.path().join("daemon.sock"));
+    options.collect = Some((Duration::from_millis(200), Duration::ZERO));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let root = a.root.clone();
+    let daemon = tokio::spawn(async move {
+        pouch_core::daemon::run(a.engine, backend, &root, options, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let state = pouch_core::state::LocalState::open(&dir.path().join("a.sqlite")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Collected, and the run remembered for the next start.
+    while embedded.store().stats().unwrap().blocks >= before
+        || state.meta("gc_last").unwrap().is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never collected the replaced version"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(()).unwrap();
+    daemon.await.unwrap().unwrap();
+}

@@ -45,6 +45,12 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
         let mut options = DaemonOptions::new(socket);
         options.migration = migration;
         options.limits = Some(pacers.clone());
+        if config.gc.every_hours > 0 {
+            options.collect = Some((
+                std::time::Duration::from_secs(config.gc.every_hours * 3600),
+                pouch_backend::gc::DEFAULT_GRACE,
+            ));
+        }
         let reopen = AtomicBool::new(false);
         let stop = async {
             tokio::select! {

@@ -1,22 +1,17 @@
 //! `pouch gc` and `pouch retention`: collecting the blocks retention let
-//! go, and the policy that decides it.
+//! go, and the policy that decides it. The embedded store compacts itself
+//! after a sweep; a pouch-store server compacts by itself too.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use indicatif::HumanBytes;
-use pouch_backend_own::EmbeddedBackend;
-use pouch_config::{BackendConfig, OwnStore};
 use pouch_core::gc::{GcOptions, collect};
 use pouch_core::retention::Retention;
 
 use crate::cli::RetentionAction;
 use crate::session::Session;
-
-/// A volume is rewritten after a collection once this share of it is dead.
-const COMPACT_THRESHOLD: f64 = 0.2;
 
 pub(super) async fn gc(
     config_path: &Path,
@@ -42,27 +37,8 @@ pub(super) async fn gc(
     let report = collect(backend.as_ref(), &options, progress.as_ref()).await?;
     drop(progress);
 
-    // The embedded store gives the space back now; a pouch-store server
-    // compacts by itself after a sweep.
-    let mut reclaimed = None;
-    if !dry_run
-        && report.blocks_deleted > 0
-        && config.migration.is_none()
-        && let BackendConfig::Own(OwnStore::Embedded { store }) = &config.backend
-    {
-        let store = EmbeddedBackend::open(store)?.store().clone();
-        let compacted = tokio::task::spawn_blocking(move || store.compact(COMPACT_THRESHOLD))
-            .await
-            .context("compaction stopped")??;
-        reclaimed = Some(compacted.bytes_reclaimed);
-    }
-
     if json {
-        let mut value = serde_json::to_value(&report)?;
-        if let Some(bytes) = reclaimed {
-            value["bytes_reclaimed_on_disk"] = bytes.into();
-        }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     say!(
@@ -86,9 +62,6 @@ pub(super) async fn gc(
         report.blocks_waiting,
         humantime::format_duration(options.grace)
     );
-    if let Some(bytes) = reclaimed {
-        say!("compaction gave {} back to the disk", HumanBytes(bytes));
-    }
     if let Some(why) = &report.skipped {
         say!("{why}");
     }

@@ -63,6 +63,7 @@ pub(super) async fn init(
         previous_backend: None,
         migration: None,
         limits: pouch_config::Limits::default(),
+        gc: pouch_config::GcSettings::default(),
     };
     config.save(config_path)?;
     if let Some(registry) = pouch_config::folders::registry_path() {

@@ -68,6 +68,9 @@ pub struct DaemonOptions {
     /// [`crate::limit::Limited`] store): shown in the status and changed
     /// through the control socket.
     pub limits: Option<Arc<crate::limit::Limits>>,
+    /// Collect garbage this often, with this grace (see [`crate::gc`]),
+    /// on a store that can be collected; `None`: never.
+    pub collect: Option<(Duration, Duration)>,
 }
 
 impl DaemonOptions {
@@ -85,6 +88,7 @@ impl DaemonOptions {
             simulate_watch_limit: false,
             migration: None,
             limits: None,
+            collect: None,
         }
     }
 }
@@ -124,7 +128,7 @@ pub async fn run(
     let (cursor_tx, cursor_rx) = watch::channel(engine.db().cursor()?);
     let (remote_tx, mut remote_rx) = mpsc::unbounded_channel::<()>();
     let remote = tokio::spawn(watch_remote(
-        backend,
+        backend.clone(),
         cursor_rx,
         remote_tx,
         options.remote_wait,
@@ -142,6 +146,7 @@ pub async fn run(
     // The copy runs in another process (`pouch migrate`) and records its
     // progress in the local journal; the status picks it up from there.
     let mut migration_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut collector = Collector::new(&engine, &backend, options.collect)?;
     tokio::pin!(shutdown);
 
     // Ends with the reason the daemon stops; the clean-up below runs for
@@ -266,6 +271,12 @@ pub async fn run(
                     pending = true;
                 }
             }
+            () = sleep_until(collector.due()), if !*paused.borrow() => collector.start(),
+            Some(finished) = collector.finished() => {
+                if let Err(e) = collector.record(&engine, finished) {
+                    break Err(e);
+                }
+            }
         }
     };
     drop(watcher);
@@ -274,6 +285,120 @@ pub async fn run(
     let _ = std::fs::remove_file(&options.socket);
     tracing::info!("daemon stopped");
     outcome
+}
+
+/// The daemon's garbage collections: one at a time, in a task of its own
+/// (syncs go on meanwhile: the protocol is made for that), every interval
+/// counted from the last one that finished, kept across restarts in the
+/// local state.
+struct Collector {
+    backend: Arc<dyn Backend>,
+    every: Duration,
+    grace: Duration,
+    device: String,
+    next: Option<Instant>,
+    running: Option<tokio::task::JoinHandle<Result<crate::gc::GcReport>>>,
+}
+
+/// The local state's key for when the daemon last collected (seconds).
+const GC_LAST_META: &str = "gc_last";
+
+impl Collector {
+    fn new(
+        engine: &Engine,
+        backend: &Arc<dyn Backend>,
+        collect: Option<(Duration, Duration)>,
+    ) -> Result<Self> {
+        let (every, grace) = collect.unwrap_or((Duration::MAX, Duration::ZERO));
+        let next = match collect {
+            None => None,
+            Some(_) => {
+                let last: Option<i64> =
+                    engine.db().meta(GC_LAST_META)?.and_then(|v| v.parse().ok());
+                // A first collection a whole interval after the first
+                // start (a new device is busy enough); an overdue one soon,
+                // but not in the way of the start's whole scan.
+                let wait = match last {
+                    None => every,
+                    Some(at) => {
+                        let since = Duration::from_secs(
+                            crate::unix_secs().saturating_sub(at).max(0) as u64,
+                        );
+                        every
+                            .saturating_sub(since)
+                            .max(every.min(Duration::from_secs(600)))
+                    }
+                };
+                Some(Instant::now() + wait)
+            }
+        };
+        Ok(Self {
+            backend: backend.clone(),
+            every,
+            grace,
+            device: engine.device().to_owned(),
+            next,
+            running: None,
+        })
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.next.filter(|_| self.running.is_none())
+    }
+
+    fn start(&mut self) {
+        self.next = None;
+        let backend = self.backend.clone();
+        let mut options = crate::gc::GcOptions::new(format!(
+            "{} (daemon, pid {})",
+            self.device,
+            std::process::id()
+        ));
+        options.grace = self.grace;
+        self.running = Some(tokio::spawn(async move {
+            crate::gc::collect(backend.as_ref(), &options, &crate::NoProgress).await
+        }));
+    }
+
+    /// Completes when the running collection does.
+    async fn finished(&mut self) -> Option<Result<crate::gc::GcReport>> {
+        let running = self.running.as_mut()?;
+        let outcome = running.await.unwrap_or_else(|e| {
+            Err(crate::Error::Backend(pouch_backend::Error::Internal {
+                context: "a garbage collection",
+                source: Box::new(e),
+            }))
+        });
+        self.running = None;
+        Some(outcome)
+    }
+
+    /// Notes a finished collection and when the next is due. A store that
+    /// cannot be collected (S3, a migration's pair) is not asked again.
+    fn record(&mut self, engine: &Engine, outcome: Result<crate::gc::GcReport>) -> Result<()> {
+        match outcome {
+            Ok(report) => {
+                tracing::info!(
+                    deleted = report.blocks_deleted,
+                    bytes = report.bytes_deleted,
+                    waiting = report.blocks_waiting,
+                    "collected garbage"
+                );
+                engine
+                    .db()
+                    .set_meta(GC_LAST_META, &crate::unix_secs().to_string())?;
+                self.next = Some(Instant::now() + self.every);
+            }
+            Err(crate::Error::Backend(pouch_backend::Error::Unsupported(why))) => {
+                tracing::info!("no garbage collection here: {why}");
+            }
+            Err(e) => {
+                tracing::warn!("garbage collection failed (tried again in an hour): {e}");
+                self.next = Some(Instant::now() + self.every.min(Duration::from_secs(3600)));
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -324,6 +324,11 @@ impl Engine {
         &self.db
     }
 
+    /// This device's name, as its commits carry it.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
     /// One full sync in both directions.
     pub async fn sync_once(&mut self) -> Result<SyncReport> {
         self.sync_with(SyncOptions::default()).await
