@@ -676,3 +676,59 @@ async fn a_batched_read_falls_back_to_single_reads_on_an_older_server() {
         "{got:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_collects_garbage_on_its_timer() {
+    use pouch_journal::commit::{COMMIT_VERSION, Change, Commit};
+    use pouch_journal::node::{BlockRef, Node};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(
+        dir.path(),
+        1,
+        "",
+        "[maintenance]\ncollect_every_secs = 1\ncollect_grace_secs = 0\ncompact_every_secs = 3600\n",
+    );
+    let backend = client(&server, 0);
+    let kept = Block::encode(pouch_backend::conformance::noise(31, 300_000));
+    let garbage = Block::encode(pouch_backend::conformance::noise(32, 300_000));
+    backend
+        .put_blocks(vec![kept.clone(), garbage.clone()])
+        .await
+        .unwrap();
+    // A journal naming the first block: a device's commit.
+    let commit = Commit {
+        v: COMMIT_VERSION,
+        device: "d".into(),
+        time: Some(pouch_backend::gc::now_ms() / 1000),
+        changes: vec![Change {
+            path: "kept.bin".into(),
+            node: Some(Node::File {
+                size: 300_000,
+                mtime_ns: 0,
+                exec: false,
+                mode: None,
+                blocks: vec![BlockRef {
+                    id: kept.id(),
+                    len: 300_000,
+                }],
+            }),
+        }],
+        moved_to: None,
+        missing: Vec::new(),
+        retention: None,
+    };
+    backend.append(Seq(1), commit.encode()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while backend.has_blocks(&[garbage.id()]).await.unwrap() == [true] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never collected the unreferenced block"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(backend.has_blocks(&[kept.id()]).await.unwrap(), [true]);
+    assert_eq!(
+        backend.get_block(kept.id()).await.unwrap(),
+        pouch_backend::conformance::noise(31, 300_000)
+    );
+}

@@ -64,6 +64,12 @@ pub struct Maintenance {
     pub compact_threshold: f64,
     /// Seconds between compaction passes; 0 turns compaction off.
     pub compact_every_secs: u64,
+    /// Seconds between garbage collections of each namespace (the blocks
+    /// no version its retention keeps names); 0 turns them off.
+    pub collect_every_secs: u64,
+    /// How long a block the collector marked waits before it is deleted:
+    /// longer than any device's upload-to-commit window.
+    pub collect_grace_secs: u64,
 }
 
 impl Default for Maintenance {
@@ -73,6 +79,8 @@ impl Default for Maintenance {
             scrub_tick_ms: 1000,
             compact_threshold: 0.5,
             compact_every_secs: 3600,
+            collect_every_secs: 24 * 3600,
+            collect_grace_secs: pouch_backend::gc::DEFAULT_GRACE.as_secs(),
         }
     }
 }

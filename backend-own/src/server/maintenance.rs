@@ -1,6 +1,7 @@
 //! Background workers per namespace: the scrubber walks every block at a
-//! bounded rate, and compaction runs on a timer and after every sweep of
-//! the garbage collector.
+//! bounded rate, the garbage collector runs on a timer, and compaction
+//! runs on a timer and after every sweep of a collector (this server's or
+//! a device's).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,9 @@ pub fn spawn(server: &Arc<Server>, settings: &Maintenance) {
         }
         if settings.compact_every_secs > 0 {
             tokio::spawn(compact(name.clone(), store, settings.clone()));
+        }
+        if settings.collect_every_secs > 0 {
+            tokio::spawn(collect(name.clone(), backend.clone(), settings.clone()));
         }
     }
 }
@@ -49,6 +53,35 @@ async fn scrub(server: Arc<Server>, namespace: String, store: Arc<Store>, settin
             Err(e) => tracing::error!(%namespace, "scrub worker failed: {e}"),
         }
         tokio::time::sleep(tick).await;
+    }
+}
+
+async fn collect(
+    namespace: String,
+    backend: crate::embedded::EmbeddedBackend,
+    settings: Maintenance,
+) {
+    let every = Duration::from_secs(settings.collect_every_secs);
+    let mut options =
+        pouch_journal::gc::GcOptions::new(format!("pouch-store (pid {})", std::process::id()));
+    options.grace = Duration::from_secs(settings.collect_grace_secs);
+    loop {
+        tokio::time::sleep(every).await;
+        options.now = pouch_backend::gc::now_ms() / 1000;
+        match pouch_journal::gc::collect(&backend, &options, &pouch_journal::gc::Quiet).await {
+            Ok(report) => tracing::info!(
+                %namespace,
+                deleted = report.blocks_deleted,
+                bytes = report.bytes_deleted,
+                waiting = report.blocks_waiting,
+                "collected garbage"
+            ),
+            // Another collector (a device's) holds the lease: its turn.
+            Err(pouch_journal::Error::Backend(pouch_backend::Error::Fenced(why))) => {
+                tracing::debug!(%namespace, "collection skipped: {why}");
+            }
+            Err(e) => tracing::warn!(%namespace, "garbage collection failed: {e}"),
+        }
     }
 }
 

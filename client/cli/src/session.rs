@@ -10,7 +10,7 @@ use pouch_backend::{Backend, StoreId};
 use pouch_config::Config;
 use pouch_core::dual::DualStats;
 use pouch_core::limit::{Limited, Limits};
-use pouch_core::location::StoreLocation;
+use pouch_core::location::{ConfigLocation, StoreLocation};
 use pouch_core::migrate::{Follow, can_follow, follow_in_config};
 use pouch_core::own_files::OwnFiles;
 use pouch_core::state::LocalState;

@@ -12,7 +12,7 @@ use pouch_backend_own::{EmbeddedBackend, RemoteBackend};
 use pouch_backend_s3::{S3Backend, S3Config};
 use pouch_config::{BackendConfig, Config, OwnStore};
 use pouch_core::dual::{Dual, DualStats};
-use pouch_core::location::{S3Location, StoreLocation};
+use pouch_core::location::{ConfigLocation, S3Location, StoreLocation};
 
 use crate::cli::{BackendKind, StoreArgs};
 

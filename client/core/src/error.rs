@@ -2,6 +2,19 @@
 
 use std::path::PathBuf;
 
+impl From<pouch_journal::Error> for Error {
+    fn from(e: pouch_journal::Error) -> Self {
+        match e {
+            pouch_journal::Error::Backend(e) => Error::Backend(e),
+            pouch_journal::Error::BadEntry { seq, reason } => Error::BadEntry { seq, reason },
+            pouch_journal::Error::Refused { store, reason } => Error::Refused {
+                path: store,
+                reason,
+            },
+        }
+    }
+}
+
 /// A result with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -15,26 +15,22 @@
 
 pub mod chunk;
 mod clock;
-pub mod commit;
 pub mod daemon;
 pub mod dual;
 pub mod engine;
 mod error;
 pub mod fsops;
-pub mod gc;
 pub mod ignore_rules;
 pub mod limit;
 pub mod local;
 pub mod location;
 pub mod migrate;
 pub mod names;
-pub mod node;
 pub mod own_files;
 pub mod path;
 pub mod plan;
 mod progress;
 mod report;
-pub mod retention;
 pub mod scan;
 pub mod state;
 
@@ -43,5 +39,9 @@ pub use engine::{
     Engine, HealReport, Kept, Left, MassDeleteGuard, Pick, Readback, Scope, SyncLock, SyncOptions,
 };
 pub use error::{Error, Result};
-pub use progress::{NoProgress, Phase, Progress};
+/// The journal's format, retention and the collector live in
+/// `pouch-journal`, which a store server can use too; they read here as
+/// this crate's own modules.
+pub use pouch_journal::{commit, gc, node, retention};
+pub use progress::{CollectorProgress, NoProgress, Phase, Progress};
 pub use report::{Action, Changed, MAX_CHANGED_LISTED, SyncReport};

@@ -40,6 +40,17 @@ pub fn civil_date(unix_secs: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// `2026-12-01 22:30 UTC`, for messages.
+pub fn format_time(secs: i64) -> String {
+    let (year, month, day) = civil_date(secs);
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
 /// The name Dropbox users know for the losing side of a conflict:
 /// `name (DEVICE's conflicted copy YYYY-MM-DD).ext`, with ` 2`, ` 3`, ...
 /// inside the parentheses when `taken` says a name is in use.

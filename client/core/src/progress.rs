@@ -57,3 +57,38 @@ impl Progress for NoProgress {
     fn phase(&self, _: Phase, _: u64, _: u64) {}
     fn advance(&self, _: u64) {}
 }
+
+/// A [`Progress`] as the garbage collector reports to it: listing and
+/// sweeping, counted in blocks.
+pub struct CollectorProgress<'a> {
+    inner: &'a dyn Progress,
+    listing: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> CollectorProgress<'a> {
+    /// Reports to `inner`.
+    pub fn new(inner: &'a dyn Progress) -> Self {
+        Self {
+            inner,
+            listing: false.into(),
+        }
+    }
+}
+
+impl pouch_journal::gc::GcProgress for CollectorProgress<'_> {
+    fn listed(&self, blocks: u64) {
+        if !self
+            .listing
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.inner.phase(Phase::Listing, 0, 0);
+        }
+        self.inner.advance(blocks);
+    }
+    fn sweeping(&self, total: u64) {
+        self.inner.phase(Phase::Sweeping, total, total);
+    }
+    fn swept(&self, blocks: u64) {
+        self.inner.advance(blocks);
+    }
+}

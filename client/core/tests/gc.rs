@@ -67,7 +67,9 @@ async fn gc(backend: &dyn Backend, grace: Duration, now: i64) -> GcReport {
     let mut options = GcOptions::new("test collector".into());
     options.grace = grace;
     options.now = now;
-    collect(backend, &options, &NoProgress).await.unwrap()
+    collect(backend, &options, &pouch_core::gc::Quiet)
+        .await
+        .unwrap()
 }
 
 /// Every block the device's Remote tree names is stored.

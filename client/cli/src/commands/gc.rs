@@ -34,7 +34,12 @@ pub(super) async fn gc(
         options.grace = grace;
     }
     let progress = crate::progress::for_stderr();
-    let report = collect(backend.as_ref(), &options, progress.as_ref()).await?;
+    let report = collect(
+        backend.as_ref(),
+        &options,
+        &pouch_core::CollectorProgress::new(progress.as_ref()),
+    )
+    .await?;
     drop(progress);
 
     if json {

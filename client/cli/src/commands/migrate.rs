@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use pouch_backend::{Backend, StoreId};
 use pouch_config::{Config, Migration};
-use pouch_core::location::StoreLocation;
+use pouch_core::location::{ConfigLocation, StoreLocation};
 use pouch_core::migrate::{CopyOptions, CopyReport, RecordedProgress, freeze, switch_in_config};
 use pouch_core::state::LocalState;
 use pouch_core::{SyncOptions, unix_secs};

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use pouch_backend::BackendExt;
+use pouch_core::location::ConfigLocation;
 use pouch_core::migrate::CopyProgress;
 use pouch_core::plan::Op;
 use pouch_protocol::{DaemonStatus, Request, Response, request};

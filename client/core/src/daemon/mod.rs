@@ -356,7 +356,9 @@ impl Collector {
         ));
         options.grace = self.grace;
         self.running = Some(tokio::spawn(async move {
-            crate::gc::collect(backend.as_ref(), &options, &crate::NoProgress).await
+            crate::gc::collect(backend.as_ref(), &options, &crate::gc::Quiet)
+                .await
+                .map_err(crate::Error::from)
         }));
     }
 

@@ -62,7 +62,7 @@ impl Engine {
                 "version {} expired{} under the folder's retention ({}): it is no longer kept and may already be collected",
                 chosen.revision.seq,
                 expired
-                    .map(|t| format!(" at {}", crate::retention::format_time(t)))
+                    .map(|t| format!(" at {}", crate::names::format_time(t)))
                     .unwrap_or_default(),
                 policy.describe()
             )));

@@ -10,7 +10,7 @@ use pouch_backend::{Backend, BackendExt, Seq};
 use pouch_config::{BackendConfig, Config};
 
 use crate::commit::{COMMIT_VERSION, Commit};
-use crate::location::StoreLocation;
+use crate::location::{ConfigLocation, StoreLocation};
 use crate::{Error, Result};
 
 /// Ends `from`'s journal with an entry naming `to` (no secrets: followers

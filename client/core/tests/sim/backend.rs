@@ -127,7 +127,7 @@ pub async fn collect(
     let mut options = pouch_core::gc::GcOptions::new("sim collector".into());
     options.grace = grace;
     options.now = now;
-    let outcome = pouch_core::gc::collect(&handle, &options, &pouch_core::NoProgress)
+    let outcome = pouch_core::gc::collect(&handle, &options, &pouch_core::gc::Quiet)
         .await
         .map_err(|e| e.to_string());
     let read_up_to = handle.read_up_to.load(std::sync::atomic::Ordering::SeqCst);

@@ -20,7 +20,6 @@ use pouch_backend::gc::DEFAULT_GRACE;
 use pouch_backend::{Backend, BlockId, GcLease, LeaseRequest, SweepReport};
 use serde::Serialize;
 
-use crate::progress::{Phase, Progress};
 use crate::retention::Retention;
 use crate::{Error, Result};
 
@@ -34,6 +33,26 @@ const LEASE_TTL: Duration = Duration::from_secs(60);
 const LIST_PAGE: usize = 10_000;
 /// Blocks marked, unmarked or swept per request.
 const BATCH: usize = 10_000;
+
+/// Where a collection reports how far it is.
+pub trait GcProgress: Send + Sync {
+    /// Stored blocks are being listed (and marked); `blocks` more listed.
+    fn listed(&self, blocks: u64);
+    /// Sweeping starts: `total` candidate blocks.
+    fn sweeping(&self, total: u64);
+    /// `blocks` more candidates were swept (or left).
+    fn swept(&self, blocks: u64);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl GcProgress for Quiet {
+    fn listed(&self, _: u64) {}
+    fn sweeping(&self, _: u64) {}
+    fn swept(&self, _: u64) {}
+}
 
 /// How to collect.
 #[derive(Debug, Clone)]
@@ -61,7 +80,9 @@ impl GcOptions {
             grace: DEFAULT_GRACE,
             dry_run: false,
             holder,
-            now: crate::unix_secs(),
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
             lease_note: None,
         }
     }
@@ -110,7 +131,7 @@ pub struct GcReport {
 pub async fn collect(
     backend: &dyn Backend,
     options: &GcOptions,
-    progress: &dyn Progress,
+    progress: &dyn GcProgress,
 ) -> Result<GcReport> {
     // The first fold needs no lease: only the second read of the journal,
     // after the marks, decides what may go.
@@ -159,7 +180,7 @@ pub async fn collect(
 fn refuse_unsafe(backend: &dyn Backend, fold: &Fold) -> Result<()> {
     let refuse = |reason: String| {
         Err(Error::Refused {
-            path: backend.describe(),
+            store: backend.describe(),
             reason,
         })
     };
@@ -212,7 +233,7 @@ async fn run(
     options: &GcOptions,
     mut fold: Fold,
     mut lease: Option<GcLease>,
-    progress: &dyn Progress,
+    progress: &dyn GcProgress,
 ) -> Result<GcReport> {
     let mut report = GcReport {
         dry_run: options.dry_run,
@@ -231,12 +252,11 @@ async fn run(
     // A dry run counts as swept what is marked since before the grace.
     let dry_cutoff = pouch_backend::gc::now_ms() - grace_ms(options.grace);
     let mut after = None;
-    progress.phase(Phase::Listing, 0, 0);
     loop {
         let page = backend.gc_list(after, LIST_PAGE).await?;
         report.store_calls += 1;
         let done = page.len() < LIST_PAGE;
-        progress.advance(page.len() as u64);
+        progress.listed(page.len() as u64);
         after = page.last().map(|b| b.id);
         for block in page {
             report.blocks_stored += 1;
@@ -299,16 +319,12 @@ async fn run(
     candidates.retain(|id| !live_blocks.contains_key(id) && !news.blocks.contains(id));
     drop(live_blocks);
 
-    progress.phase(
-        Phase::Sweeping,
-        candidates.len() as u64,
-        candidates.len() as u64,
-    );
+    progress.sweeping(candidates.len() as u64);
     let mut swept = SweepReport::default();
     let mut lease = lease;
     for batch in candidates.chunks(BATCH) {
         swept += backend.gc_sweep(lease.generation, batch, cutoff).await?;
-        progress.advance(batch.len() as u64);
+        progress.swept(batch.len() as u64);
         lease = renew(backend, options, &lease).await?;
         report.store_calls += 2;
     }

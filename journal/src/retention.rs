@@ -58,17 +58,6 @@ impl Retention {
     }
 }
 
-/// `2026-12-01 22:30 UTC`, for messages.
-pub fn format_time(secs: i64) -> String {
-    let (year, month, day) = crate::names::civil_date(secs);
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
 /// One version of a path, oldest first, as the rule sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Version {
@@ -217,11 +206,6 @@ mod tests {
             [10, 10, 10, 20, 20, 99]
         );
         assert!(entry_times(&[], 0).is_empty());
-    }
-
-    #[test]
-    fn times_read_plainly() {
-        assert_eq!(format_time(1_795_478_410), "2026-11-24 00:00 UTC");
     }
 
     #[test]
