@@ -338,10 +338,11 @@ impl Engine {
     }
 
     /// Asks the store again about the blocks `changes` name that were put
-    /// or found stored longer than the commit window ago ([`pouch_backend::gc::COMMIT_WINDOW`]) (a push of many
-    /// commits, a laptop that slept): the collector sweeps only blocks no
-    /// one touched for longer than that, and asking revives a marked one.
-    /// A block gone meanwhile fails the push; the next sync sends it again.
+    /// or found stored longer than the commit window ago (see
+    /// [`pouch_backend::gc::COMMIT_WINDOW`]; a push of many commits, a
+    /// laptop that slept): the collector sweeps only blocks no one touched
+    /// for longer than that, and asking revives a marked one. A block gone
+    /// meanwhile fails the push; the next sync sends it again.
     async fn confirm_window(
         &self,
         changes: &[(RelPath, Option<Node>)],
