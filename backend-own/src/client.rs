@@ -25,6 +25,8 @@ use crate::wire;
 const ATTEMPTS: u32 = 5;
 /// Timeout of one ordinary request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most ids sent in one request of ids (has, delete, mark, sweep).
+const ID_BATCH: usize = 100_000;
 /// Largest batch of payload bytes sent in one put request.
 const PUT_BATCH_BYTES: usize = 32 << 20;
 
@@ -70,6 +72,30 @@ impl RemoteBackend {
             token,
             attempts: ATTEMPTS,
         })
+    }
+
+    /// Posts `ids` to `path` (under the namespace) in requests of at most
+    /// [`ID_BATCH`] ids each, and returns each answer's body with the ids it
+    /// answers for.
+    async fn post_ids<'a>(
+        &self,
+        path: &str,
+        ids: &'a [BlockId],
+    ) -> Result<Vec<(&'a [BlockId], Bytes)>> {
+        let url = self.url(path);
+        let mut answers = Vec::new();
+        for chunk in ids.chunks(ID_BATCH) {
+            let payload = wire::encode_ids(chunk);
+            let response = self
+                .call(|http| {
+                    http.post(&url)
+                        .timeout(REQUEST_TIMEOUT)
+                        .body(payload.clone())
+                })
+                .await?;
+            answers.push((chunk, body(response).await?));
+        }
+        Ok(answers)
     }
 
     /// Sets how many times a call is tried when it fails temporarily (at
@@ -263,17 +289,7 @@ impl Backend for RemoteBackend {
 
     async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>> {
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(100_000) {
-            let payload = wire::encode_ids(chunk);
-            let url = self.url("/blocks/has");
-            let response = self
-                .call(|http| {
-                    http.post(&url)
-                        .timeout(REQUEST_TIMEOUT)
-                        .body(payload.clone())
-                })
-                .await?;
-            let answer = body(response).await?;
+        for (chunk, answer) in self.post_ids("/blocks/has", ids).await? {
             if answer.len() != chunk.len() {
                 return Err(Error::InvalidInput(
                     "the store answered for a different number of ids",
@@ -285,17 +301,7 @@ impl Backend for RemoteBackend {
     }
 
     async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()> {
-        for chunk in ids.chunks(100_000) {
-            let payload = wire::encode_ids(chunk);
-            let url = self.url("/blocks/delete");
-            self.call(|http| {
-                http.post(&url)
-                    .timeout(REQUEST_TIMEOUT)
-                    .body(payload.clone())
-            })
-            .await?;
-        }
-        Ok(())
+        self.post_ids("/blocks/delete", ids).await.map(drop)
     }
 
     async fn gc_lease(&self, request: LeaseRequest) -> Result<GcLease> {
@@ -341,16 +347,8 @@ impl Backend for RemoteBackend {
 
     async fn gc_mark(&self, generation: u64, mark: &[BlockId], unmark: &[BlockId]) -> Result<()> {
         for (route, ids) in [("/gc/mark", mark), ("/gc/unmark", unmark)] {
-            for chunk in ids.chunks(100_000) {
-                let payload = wire::encode_ids(chunk);
-                let url = self.url(&format!("{route}?generation={generation}"));
-                self.call(|http| {
-                    http.post(&url)
-                        .timeout(REQUEST_TIMEOUT)
-                        .body(payload.clone())
-                })
+            self.post_ids(&format!("{route}?generation={generation}"), ids)
                 .await?;
-            }
         }
         Ok(())
     }
@@ -361,21 +359,10 @@ impl Backend for RemoteBackend {
         ids: &[BlockId],
         marked_by_ms: i64,
     ) -> Result<SweepReport> {
+        let path = format!("/gc/sweep?generation={generation}&marked_by_ms={marked_by_ms}");
         let mut report = SweepReport::default();
-        for chunk in ids.chunks(100_000) {
-            let payload = wire::encode_ids(chunk);
-            let url = self.url(&format!(
-                "/gc/sweep?generation={generation}&marked_by_ms={marked_by_ms}"
-            ));
-            let response = self
-                .call(|http| {
-                    http.post(&url)
-                        .timeout(REQUEST_TIMEOUT)
-                        .body(payload.clone())
-                })
-                .await?;
-            let text = body(response).await?;
-            let text = String::from_utf8_lossy(&text);
+        for (_, answer) in self.post_ids(&path, ids).await? {
+            let text = String::from_utf8_lossy(&answer);
             let mut fields = text.split_whitespace().map(str::parse::<u64>);
             match (fields.next(), fields.next()) {
                 (Some(Ok(blocks)), Some(Ok(bytes))) => report += SweepReport { blocks, bytes },

@@ -115,17 +115,21 @@ pub(super) fn index_deletes(
     tx.commit().map_err(db_error(context))
 }
 
+/// Whether no block is marked by the garbage collector: nearly always, and
+/// one cheap read, so the write path skips its mark work.
+pub(super) fn nothing_marked(conn: &Connection) -> Result<bool> {
+    conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM gc_marks)", [], |row| {
+        row.get(0)
+    })
+    .map_err(db_error("checking for marked blocks"))
+}
+
 /// Takes the garbage collector's marks off `ids` (a put or an existence
 /// check of a marked block revives it); a no-op read when nothing is
 /// marked, as nearly always.
 pub(super) fn revive(conn: &mut Connection, ids: &[BlockId]) -> Result<()> {
     let context = "reviving marked blocks";
-    let none: bool = conn
-        .query_row("SELECT NOT EXISTS (SELECT 1 FROM gc_marks)", [], |row| {
-            row.get(0)
-        })
-        .map_err(db_error(context))?;
-    if none || ids.is_empty() {
+    if ids.is_empty() || nothing_marked(conn)? {
         return Ok(());
     }
     let tx = immediate(conn, context)?;

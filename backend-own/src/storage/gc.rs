@@ -227,12 +227,7 @@ impl Store {
     /// Whether any of `ids` is marked, in one read.
     pub(super) fn any_marked(conn: &Connection, ids: &[BlockId]) -> Result<bool> {
         let context = "checking for marked blocks";
-        let none: bool = conn
-            .query_row("SELECT NOT EXISTS (SELECT 1 FROM gc_marks)", [], |row| {
-                row.get(0)
-            })
-            .map_err(db_error(context))?;
-        if none {
+        if block_index::nothing_marked(conn)? {
             return Ok(false);
         }
         let mut stmt = conn

@@ -2,12 +2,15 @@
 //! retention lets go is deleted, what it keeps stays restorable, and no
 //! interleaving with a device's push lets the journal name a missing block.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use common::{Device, device};
 use pouch_backend::conformance::noise;
 use pouch_backend::{
     Backend, Block, BlockId, GcLease, JournalEntry, LeaseRequest, Result as BackendResult, Seq,
@@ -19,42 +22,9 @@ use pouch_core::node::Node;
 use pouch_core::path::RelPath;
 use pouch_core::retention::Retention;
 use pouch_core::state::Tree;
-use pouch_core::{Engine, Error, NoProgress, Pick, SystemClock};
+use pouch_core::{Error, Pick, Scope};
 
 const DAY: i64 = 86_400;
-
-struct Device {
-    root: std::path::PathBuf,
-    engine: Engine,
-}
-
-fn device(dir: &Path, name: &str, backend: Arc<dyn Backend>) -> Device {
-    let root = dir.join(name);
-    std::fs::create_dir_all(&root).unwrap();
-    let engine = Engine::open(
-        &root,
-        name,
-        &dir.join(format!("{name}.sqlite")),
-        backend,
-        Arc::new(SystemClock),
-        Arc::new(NoProgress),
-    )
-    .unwrap();
-    Device { root, engine }
-}
-
-impl Device {
-    async fn sync(&mut self) {
-        let report = self.engine.sync_once().await.unwrap();
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-    }
-
-    fn write(&self, path: &str, bytes: &[u8]) {
-        let full = self.root.join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, bytes).unwrap();
-    }
-}
 
 async fn store(dir: &Path) -> (Arc<EmbeddedBackend>, Arc<dyn Backend>) {
     let embedded = Arc::new(EmbeddedBackend::open(&dir.join("store")).unwrap());
@@ -70,6 +40,19 @@ async fn gc(backend: &dyn Backend, grace: Duration, now: i64) -> GcReport {
     collect(backend, &options, &pouch_core::gc::Quiet)
         .await
         .unwrap()
+}
+
+/// Sets the namespace's retention to zero days, keeping the last
+/// `keep_last` versions of existing files.
+async fn zero_retention(device: &mut Device, keep_last: u32) {
+    device
+        .engine
+        .set_retention(Retention {
+            keep_secs: 0,
+            keep_last,
+        })
+        .await
+        .unwrap();
 }
 
 /// Every block the device's Remote tree names is stored.
@@ -113,10 +96,10 @@ async fn what_retention_lets_go_is_collected_and_the_rest_syncs_to_a_new_device(
     a.write("big.bin", &noise(1, 6 << 20));
     a.write("edited.bin", &noise(2, 3 << 20));
     a.write("kept/small.txt", b"small and current");
-    a.sync().await;
+    a.sync(Scope::Everything).await;
     std::fs::remove_file(a.root.join("big.bin")).unwrap();
     a.write("edited.bin", &noise(3, 3 << 20));
-    a.sync().await;
+    a.sync(Scope::Everything).await;
     let now = pouch_core::unix_secs();
     let before = embedded.store().stats().unwrap();
 
@@ -153,7 +136,7 @@ async fn what_retention_lets_go_is_collected_and_the_rest_syncs_to_a_new_device(
 
     every_named_block_is_stored(&a, backend.as_ref()).await;
     let mut b = device(dir.path(), "b", backend.clone());
-    b.sync().await;
+    b.sync(Scope::Everything).await;
     assert_eq!(tree_bytes(&b.root), tree_bytes(&a.root));
     // A second collection finds nothing more.
     let again = gc(backend.as_ref(), Duration::ZERO, later).await;
@@ -167,10 +150,10 @@ async fn the_policy_is_the_namespaces_and_restore_refuses_what_it_let_go() {
     let mut a = device(dir.path(), "a", backend.clone());
     let mut b = device(dir.path(), "b", backend.clone());
     a.write("notes.txt", b"first");
-    a.sync().await;
+    a.sync(Scope::Everything).await;
     a.write("notes.txt", b"second");
-    a.sync().await;
-    b.sync().await;
+    a.sync(Scope::Everything).await;
+    b.sync(Scope::Everything).await;
     let path = RelPath::parse("notes.txt").unwrap();
     assert!(
         b.engine
@@ -179,14 +162,8 @@ async fn the_policy_is_the_namespaces_and_restore_refuses_what_it_let_go() {
             .retained
     );
 
-    a.engine
-        .set_retention(Retention {
-            keep_secs: 0,
-            keep_last: 0,
-        })
-        .await
-        .unwrap();
-    b.sync().await;
+    zero_retention(&mut a, 0).await;
+    b.sync(Scope::Everything).await;
     assert_eq!(
         b.engine.retention().unwrap().keep_secs,
         0,
@@ -211,14 +188,8 @@ async fn the_policy_is_the_namespaces_and_restore_refuses_what_it_let_go() {
     assert_eq!(std::fs::read(b.root.join("notes.txt")).unwrap(), b"second");
 
     // Keep-last holds the previous version however old.
-    a.engine
-        .set_retention(Retention {
-            keep_secs: 0,
-            keep_last: 2,
-        })
-        .await
-        .unwrap();
-    b.sync().await;
+    zero_retention(&mut a, 2).await;
+    b.sync(Scope::Everything).await;
     b.engine
         .restore(&path, Pick::Seq(history[0].revision.seq))
         .await
@@ -236,10 +207,10 @@ async fn deleted_files_are_listed_while_retention_keeps_them() {
     a.write("docs/gone.txt", b"bye");
     a.write("docs/stays.txt", b"hi");
     a.write("other/gone too.txt", b"bye bye");
-    a.sync().await;
+    a.sync(Scope::Everything).await;
     std::fs::remove_file(a.root.join("docs/gone.txt")).unwrap();
     std::fs::remove_dir_all(a.root.join("other")).unwrap();
-    a.sync().await;
+    a.sync(Scope::Everything).await;
     let now = pouch_core::unix_secs();
     let listed = |folder: Option<&str>, at: i64| -> Vec<String> {
         let folder = folder.map(|f| RelPath::parse(f).unwrap());
@@ -380,10 +351,10 @@ async fn a_push_whose_blocks_were_collected_before_its_commit_sends_them_again()
         0,
         "nothing was committed"
     );
-    a.sync().await;
+    a.sync(Scope::Everything).await;
     every_named_block_is_stored(&a, store.as_ref()).await;
     let mut b = device(dir.path(), "b", store.clone());
-    b.sync().await;
+    b.sync(Scope::Everything).await;
     assert_eq!(tree_bytes(&b.root), tree_bytes(&a.root));
 }
 
@@ -393,16 +364,10 @@ async fn the_daemon_collects_garbage_on_its_own() {
     let (embedded, backend) = store(dir.path()).await;
     let mut a = device(dir.path(), "a", backend.clone());
     a.write("notes.bin", &noise(21, 1 << 20));
-    a.sync().await;
+    a.sync(Scope::Everything).await;
     a.write("notes.bin", &noise(22, 1 << 20));
-    a.sync().await;
-    a.engine
-        .set_retention(Retention {
-            keep_secs: 0,
-            keep_last: 0,
-        })
-        .await
-        .unwrap();
+    a.sync(Scope::Everything).await;
+    zero_retention(&mut a, 0).await;
     let before = embedded.store().stats().unwrap().blocks;
 
     let mut options = pouch_core::daemon::DaemonOptions::new(dir.path().join("daemon.sock"));

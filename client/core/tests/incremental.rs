@@ -3,54 +3,15 @@
 //! misses nothing a whole sync would do. On a real embedded store and
 //! real folders.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 
+use common::{Device, device};
 use pouch_backend::{Backend, StoreId};
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::path::RelPath;
-use pouch_core::{Engine, NoProgress, Scope, SyncOptions, SyncReport, SystemClock};
-
-struct Device {
-    root: std::path::PathBuf,
-    engine: Engine,
-}
-
-async fn device(dir: &Path, name: &str, backend: Arc<dyn Backend>) -> Device {
-    let root = dir.join(name);
-    std::fs::create_dir_all(&root).unwrap();
-    let engine = Engine::open(
-        &root,
-        name,
-        &dir.join(format!("{name}.sqlite")),
-        backend,
-        Arc::new(SystemClock),
-        Arc::new(NoProgress),
-    )
-    .unwrap();
-    Device { root, engine }
-}
-
-impl Device {
-    async fn sync(&mut self, scope: Scope) -> SyncReport {
-        let report = self
-            .engine
-            .sync_with(SyncOptions {
-                scope,
-                ..SyncOptions::default()
-            })
-            .await
-            .unwrap();
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-        report
-    }
-
-    fn write(&self, path: &str, bytes: &[u8]) {
-        let full = self.root.join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, bytes).unwrap();
-    }
-}
+use pouch_core::{Scope, SyncOptions};
 
 /// Devices "a" and "b" on one embedded store in a temp folder.
 async fn two_devices() -> (tempfile::TempDir, Arc<dyn Backend>, Device, Device) {
@@ -58,8 +19,8 @@ async fn two_devices() -> (tempfile::TempDir, Arc<dyn Backend>, Device, Device) 
     let backend: Arc<dyn Backend> =
         Arc::new(EmbeddedBackend::open(&dir.path().join("store")).unwrap());
     backend.init_identity(StoreId::random()).await.unwrap();
-    let a = device(dir.path(), "a", backend.clone()).await;
-    let b = device(dir.path(), "b", backend.clone()).await;
+    let a = device(dir.path(), "a", backend.clone());
+    let b = device(dir.path(), "b", backend.clone());
     (dir, backend, a, b)
 }
 

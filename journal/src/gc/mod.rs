@@ -20,7 +20,6 @@ use pouch_backend::gc::DEFAULT_GRACE;
 use pouch_backend::{Backend, BlockId, GcLease, LeaseRequest, SweepReport};
 use serde::Serialize;
 
-use crate::retention::Retention;
 use crate::{Error, Result};
 
 pub use live::Fold;
@@ -370,12 +369,4 @@ async fn renew(backend: &dyn Backend, options: &GcOptions, lease: &GcLease) -> R
 
 fn grace_ms(grace: Duration) -> i64 {
     i64::try_from(grace.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
-/// The policy in force in `backend`'s journal (the default if none was
-/// set), read whole.
-pub async fn policy_of(backend: &dyn Backend) -> Result<Retention> {
-    let mut fold = Fold::default();
-    fold.read(backend).await?;
-    Ok(fold.policy.unwrap_or_default())
 }
