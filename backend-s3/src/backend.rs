@@ -12,7 +12,10 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
-use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot, StoreId};
+use pouch_backend::{
+    Backend, Block, BlockId, Error, GcLease, JournalEntry, LeaseRequest, ReclaimReport, Result,
+    Seq, Snapshot, StoreId, StoredBlock, SweepReport,
+};
 
 use crate::errors::{is_taken, map};
 use crate::index::{DiskCache, Index};
@@ -29,6 +32,7 @@ pub(crate) const HAS_REFRESH: Duration = Duration::from_secs(10);
 pub(crate) const PACKS: &str = "packs";
 pub(crate) const TOMBS: &str = "tombs";
 pub(crate) const MERGED: &str = "merged";
+pub(crate) const CONDEMNED: &str = "condemned";
 
 /// Packs this process uploads before it writes them a merged index.
 pub(crate) const MERGE_EVERY: usize = 16;
@@ -49,6 +53,8 @@ pub struct S3Backend {
     pub(crate) known_head: AtomicU64,
     /// The store's identity once read (it never changes).
     pub(crate) identity: Mutex<Option<StoreId>>,
+    /// A collector's listing of every stored block, kept between its pages.
+    pub(crate) gc_listing: Mutex<Option<std::sync::Arc<Vec<StoredBlock>>>>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -136,6 +142,7 @@ impl S3Backend {
             cache: DiskCache::new(cache_dir),
             known_head: AtomicU64::new(0),
             identity: Mutex::new(None),
+            gc_listing: Mutex::new(None),
         })
     }
 
@@ -200,6 +207,31 @@ impl Backend for S3Backend {
 
     async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()> {
         self.delete_blocks_in(ids).await
+    }
+
+    async fn gc_lease(&self, request: LeaseRequest) -> Result<GcLease> {
+        self.gc_lease_in(request).await
+    }
+
+    async fn gc_list(&self, after: Option<BlockId>, limit: usize) -> Result<Vec<StoredBlock>> {
+        self.gc_list_in(after, limit).await
+    }
+
+    async fn gc_mark(&self, generation: u64, mark: &[BlockId], unmark: &[BlockId]) -> Result<()> {
+        self.gc_mark_in(generation, mark, unmark).await
+    }
+
+    async fn gc_sweep(
+        &self,
+        generation: u64,
+        ids: &[BlockId],
+        marked_by_ms: i64,
+    ) -> Result<SweepReport> {
+        self.gc_sweep_in(generation, ids, marked_by_ms).await
+    }
+
+    async fn gc_reclaim(&self, generation: u64) -> Result<ReclaimReport> {
+        self.gc_reclaim_in(generation).await
     }
 
     async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {

@@ -10,7 +10,7 @@ use object_store::PutPayload;
 use object_store::path::Path;
 use pouch_backend::{Block, BlockId, Error, Result};
 
-use crate::backend::{HAS_REFRESH, MERGE_EVERY, MERGED, PACKS, S3Backend, TOMBS};
+use crate::backend::{CONDEMNED, HAS_REFRESH, MERGE_EVERY, MERGED, PACKS, S3Backend, TOMBS};
 use crate::pack::{self, PackName};
 
 impl S3Backend {
@@ -30,10 +30,13 @@ impl S3Backend {
             return Ok(());
         }
         let listed_at = Instant::now();
+        let viewed_at = pouch_backend::gc::since_boot();
         let (packs_dir, tombs_dir) = (self.keys.packs_dir(), self.keys.tombs_dir());
-        let (pack_keys, tomb_keys) = tokio::try_join!(
+        let condemned_dir = self.keys.condemned_dir();
+        let (pack_keys, tomb_keys, condemned_listed) = tokio::try_join!(
             self.requests.list(&packs_dir, None),
-            self.requests.list(&tombs_dir, None)
+            self.requests.list(&tombs_dir, None),
+            self.requests.list_meta(&condemned_dir)
         )?;
         let packs: Vec<PackName> = pack_keys
             .iter()
@@ -62,6 +65,36 @@ impl S3Backend {
                 .filter(|t| !index.knows_tombs(*t))
                 .collect()
         };
+        let condemned_times: std::collections::HashMap<PackName, i64> = condemned_listed
+            .iter()
+            .filter_map(|meta| {
+                let name = self.keys.parse_condemned(&meta.location)?;
+                Some((name, meta.last_modified.timestamp_millis()))
+            })
+            .collect();
+        let (new_condemned, gone_condemned): (Vec<PackName>, Vec<PackName>) = {
+            let index = self.index.lock().unwrap();
+            (
+                condemned_times
+                    .keys()
+                    .copied()
+                    .filter(|n| !index.knows_condemned(*n))
+                    .collect(),
+                index
+                    .condemned_files()
+                    .map(|(n, _)| n)
+                    .filter(|n| !condemned_times.contains_key(n))
+                    .collect(),
+            )
+        };
+        let fetched_condemned = self
+            .fetch_all(
+                new_condemned,
+                CONDEMNED,
+                |n| self.keys.condemned(n),
+                pack::decode_condemned,
+            )
+            .await?;
         // Tombstones first, so that a pack's dead entries never show live.
         let fetched_tombs = self
             .fetch_all(new_tombs, TOMBS, |n| self.keys.tomb(n), pack::decode_tombs)
@@ -112,11 +145,24 @@ impl S3Backend {
         for name in merged_names {
             index.add_merged(name);
         }
+        for (name, pairs) in fetched_condemned {
+            let own_time = condemned_times[&name];
+            let resolved = pairs
+                .into_iter()
+                .map(|(id, pack, since)| (id, pack, if since == 0 { own_time } else { since }))
+                .collect();
+            index.add_condemned(name, resolved);
+        }
+        for name in gone_condemned {
+            index.remove_condemned(name);
+            self.cache.remove(CONDEMNED, name);
+        }
         for name in gone {
             index.remove_pack(name);
             self.cache.remove(PACKS, name);
         }
         index.refreshed = Some(listed_at);
+        index.viewed_at = Some(viewed_at);
         tracing::debug!(
             blocks = index.number_of_blocks(),
             new_packs = fetched_packs.len() + merged_packs.len(),
@@ -129,7 +175,7 @@ impl S3Backend {
     /// Index or tombstone files `names`, decoded: from the disk cache when
     /// a cached copy decodes, else fetched (`parallel` at a time), decoded
     /// once, and cached.
-    async fn fetch_all<T>(
+    pub(crate) async fn fetch_all<T>(
         &self,
         names: Vec<PackName>,
         kind: &'static str,
@@ -162,7 +208,7 @@ impl S3Backend {
 
     /// Uploads one pack, then its index: once the index exists, so does
     /// every byte it points at.
-    async fn upload_pack(&self, pack: pack::Pack) -> Result<()> {
+    pub(crate) async fn upload_pack(&self, pack: pack::Pack) -> Result<()> {
         let payload = PutPayload::from_iter(pack.parts);
         let pack_key = self.keys.pack(pack.name);
         self.requests
@@ -228,6 +274,11 @@ impl S3Backend {
         })
         .await
         .map_err(Error::internal("verifying blocks"))??;
+        if self.view_is_stale() {
+            // What counts as stored is decided from a recent view of the
+            // condemned copies (see `pouch_backend::gc::VIEW_WINDOW`).
+            self.refresh().await?;
+        }
         let fresh: Vec<Block> = {
             let index = self.index.lock().unwrap();
             let mut seen = std::collections::HashSet::new();
@@ -327,11 +378,20 @@ impl S3Backend {
             let missing = ids.iter().any(|id| !index.has(id));
             missing && index.refreshed.is_none_or(|at| at.elapsed() > HAS_REFRESH)
         };
-        if stale {
+        if stale || self.view_is_stale() {
             self.refresh().await?;
         }
         let index = self.index.lock().unwrap();
         Ok(ids.iter().map(|id| index.has(id)).collect())
+    }
+
+    /// Whether the view of the condemned copies is older than
+    /// [`VIEW_WINDOW`](pouch_backend::gc::VIEW_WINDOW), suspend included.
+    fn view_is_stale(&self) -> bool {
+        let viewed_at = self.index.lock().unwrap().viewed_at;
+        viewed_at.is_none_or(|at| {
+            pouch_backend::gc::since_boot().saturating_sub(at) > pouch_backend::gc::VIEW_WINDOW
+        })
     }
 
     pub(crate) async fn delete_blocks_in(&self, ids: &[BlockId]) -> Result<()> {
@@ -346,7 +406,7 @@ impl S3Backend {
     }
 
     /// Writes tombstones for `tombs` (block, pack) copies and applies them.
-    async fn write_tombs(&self, tombs: Vec<(BlockId, PackName)>) -> Result<()> {
+    pub(crate) async fn write_tombs(&self, tombs: Vec<(BlockId, PackName)>) -> Result<()> {
         if tombs.is_empty() {
             return Ok(());
         }
@@ -368,7 +428,9 @@ impl S3Backend {
 
 /// A merged index's packs; a damaged one is only a lost shortcut (each
 /// pack's own index is read instead), so it yields none.
-fn merged_or_nothing(data: &[u8]) -> Result<Vec<(PackName, Vec<pack::Entry>)>, pack::FormatError> {
+pub(crate) fn merged_or_nothing(
+    data: &[u8],
+) -> Result<Vec<(PackName, Vec<pack::Entry>)>, pack::FormatError> {
     Ok(pack::decode_merged(data).unwrap_or_else(|e| {
         tracing::warn!("a merged index is unreadable ({e}); reading each pack's index instead");
         Vec::new()

@@ -4,12 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pouch_backend::{BlockId, Codec};
 
-use crate::pack::{Entry, PackName};
+use crate::pack::{Condemned, Entry, PackName};
 
 /// A block's place: which pack, and where inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +25,24 @@ pub(crate) struct Location {
 pub(crate) struct Index {
     locations: HashMap<BlockId, Vec<Location>>,
     packs: HashSet<PackName>,
-    tomb_files: HashSet<PackName>,
+    /// Tombstone objects applied, with the packs each names.
+    tomb_files: HashMap<PackName, Vec<PackName>>,
     /// Merged index objects applied.
     merged_files: HashSet<PackName>,
     dead: HashSet<(BlockId, PackName)>,
+    /// Every pack's entries and bytes, dead ones included: what the pack
+    /// object holds.
+    pack_sizes: HashMap<PackName, (u32, u64)>,
+    /// Condemned-pairs objects applied, with their pairs (times resolved).
+    condemned_files: HashMap<PackName, Vec<Condemned>>,
+    /// Each condemned copy: the objects that name it, with their times.
+    condemned: HashMap<(BlockId, PackName), Vec<(PackName, i64)>>,
     /// When the bucket was last listed.
     pub(crate) refreshed: Option<Instant>,
+    /// The same moment on the clock that counts suspend
+    /// ([`pouch_backend::gc::since_boot`]): how old the view of the
+    /// condemned copies is.
+    pub(crate) viewed_at: Option<Duration>,
 }
 
 impl Index {
@@ -42,8 +54,83 @@ impl Index {
             .unwrap_or_default()
     }
 
+    /// Whether block `id` is stored and some copy of it is not condemned:
+    /// a condemned copy is still read, but never trusted as stored.
     pub(crate) fn has(&self, id: &BlockId) -> bool {
-        !self.find(id).is_empty()
+        self.find(id)
+            .iter()
+            .any(|p| !self.condemned.contains_key(&(*id, p.pack)))
+    }
+
+    /// Since when copy (`id`, `pack`) is condemned (store time, ms).
+    pub(crate) fn condemned_since(&self, id: &BlockId, pack: PackName) -> Option<i64> {
+        self.condemned
+            .get(&(*id, pack))
+            .and_then(|files| files.iter().map(|(_, since)| *since).min())
+    }
+
+    pub(crate) fn knows_condemned(&self, name: PackName) -> bool {
+        self.condemned_files.contains_key(&name)
+    }
+
+    /// The condemned-pairs objects applied, with their pairs.
+    pub(crate) fn condemned_files(&self) -> impl Iterator<Item = (PackName, &[Condemned])> + '_ {
+        self.condemned_files.iter().map(|(n, p)| (*n, p.as_slice()))
+    }
+
+    /// Applies condemned-pairs object `name` (times resolved).
+    pub(crate) fn add_condemned(&mut self, name: PackName, pairs: Vec<Condemned>) {
+        if self.condemned_files.contains_key(&name) {
+            return;
+        }
+        for (id, pack, since) in &pairs {
+            self.condemned
+                .entry((*id, *pack))
+                .or_default()
+                .push((name, *since));
+        }
+        self.condemned_files.insert(name, pairs);
+    }
+
+    /// Forgets condemned-pairs object `name` (unmarked, or gone).
+    pub(crate) fn remove_condemned(&mut self, name: PackName) {
+        let Some(pairs) = self.condemned_files.remove(&name) else {
+            return;
+        };
+        for (id, pack, _) in pairs {
+            if let Some(files) = self.condemned.get_mut(&(id, pack)) {
+                files.retain(|(file, _)| *file != name);
+                if files.is_empty() {
+                    self.condemned.remove(&(id, pack));
+                }
+            }
+        }
+    }
+
+    /// Tombstone objects applied, with the packs each names.
+    pub(crate) fn tomb_files(&self) -> impl Iterator<Item = (PackName, &[PackName])> + '_ {
+        self.tomb_files.iter().map(|(n, p)| (*n, p.as_slice()))
+    }
+
+    /// Forgets tombstone object `name` (deleted once its packs were): the
+    /// copies it killed stay dead.
+    pub(crate) fn forget_tombs(&mut self, name: PackName) {
+        self.tomb_files.remove(&name);
+    }
+
+    /// Every block with its live copies, for listing.
+    pub(crate) fn blocks(&self) -> impl Iterator<Item = (&BlockId, &[Location])> + '_ {
+        self.locations.iter().map(|(id, p)| (id, p.as_slice()))
+    }
+
+    /// Pack `pack`'s entries and bytes, dead ones included.
+    pub(crate) fn pack_size(&self, pack: PackName) -> Option<(u32, u64)> {
+        self.pack_sizes.get(&pack).copied()
+    }
+
+    /// Whether copy (`id`, `pack`) was tombstoned.
+    pub(crate) fn is_dead(&self, id: &BlockId, pack: PackName) -> bool {
+        self.dead.contains(&(*id, pack))
     }
 
     pub(crate) fn knows_pack(&self, pack: PackName) -> bool {
@@ -51,7 +138,7 @@ impl Index {
     }
 
     pub(crate) fn knows_tombs(&self, name: PackName) -> bool {
-        self.tomb_files.contains(&name)
+        self.tomb_files.contains_key(&name)
     }
 
     pub(crate) fn knows_merged(&self, name: PackName) -> bool {
@@ -72,6 +159,8 @@ impl Index {
         if !self.packs.insert(pack) {
             return;
         }
+        let bytes = entries.iter().map(|e| u64::from(e.len)).sum();
+        self.pack_sizes.insert(pack, (entries.len() as u32, bytes));
         for entry in entries {
             if self.dead.contains(&(entry.id, pack)) {
                 continue;
@@ -88,6 +177,7 @@ impl Index {
     /// Forgets a pack that is gone from the bucket (collected).
     pub(crate) fn remove_pack(&mut self, pack: PackName) {
         if self.packs.remove(&pack) {
+            self.pack_sizes.remove(&pack);
             self.locations.retain(|_, places| {
                 places.retain(|p| p.pack != pack);
                 !places.is_empty()
@@ -97,9 +187,13 @@ impl Index {
 
     /// Applies tombstone file `name`.
     pub(crate) fn add_tombs(&mut self, name: PackName, tombs: &[(BlockId, PackName)]) {
-        if !self.tomb_files.insert(name) {
+        if self.tomb_files.contains_key(&name) {
             return;
         }
+        let mut packs: Vec<PackName> = tombs.iter().map(|(_, pack)| *pack).collect();
+        packs.sort_unstable();
+        packs.dedup();
+        self.tomb_files.insert(name, packs);
         for &(id, pack) in tombs {
             self.dead.insert((id, pack));
             if let Some(places) = self.locations.get_mut(&id) {
@@ -198,6 +292,28 @@ mod tests {
         index.remove_pack(b);
         assert!(!index.has(&entry(1).id));
         assert_eq!(index.number_of_blocks(), 1);
+    }
+
+    #[test]
+    fn a_condemned_copy_is_read_but_not_trusted_until_unmarked() {
+        let (a, b) = (PackName(1), PackName(2));
+        let mut index = Index::default();
+        index.add_pack(a, &[entry(1), entry(2)]);
+        assert_eq!(index.pack_size(a), Some((2, 20)));
+        index.add_condemned(PackName(7), vec![(entry(1).id, a, 500)]);
+        assert!(!index.has(&entry(1).id), "condemned: not trusted as stored");
+        assert_eq!(index.find(&entry(1).id).len(), 1, "but still readable");
+        assert_eq!(index.condemned_since(&entry(1).id, a), Some(500));
+        // A rewrite keeps the older time while both objects are there.
+        index.add_condemned(PackName(8), vec![(entry(1).id, a, 500)]);
+        index.remove_condemned(PackName(7));
+        assert_eq!(index.condemned_since(&entry(1).id, a), Some(500));
+        // A new copy elsewhere is trusted.
+        index.add_pack(b, &[entry(1)]);
+        assert!(index.has(&entry(1).id));
+        index.remove_condemned(PackName(8));
+        assert_eq!(index.condemned_since(&entry(1).id, a), None);
+        assert!(index.has(&entry(2).id));
     }
 
     #[test]

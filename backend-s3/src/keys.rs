@@ -7,6 +7,8 @@
 //! {prefix}packs/{name}.idx     where each block of that pack is (see `pack`)
 //! {prefix}indexes/{name}       many packs' indexes merged (see `pack`)
 //! {prefix}tombs/{name}         deleted (block, pack) pairs (see `pack`)
+//! {prefix}condemned/{name}     (block, pack) pairs a collector marked (see `pack`)
+//! {prefix}gc/lease/{gen:020}   one collector's lease, created with If-None-Match: *
 //! {prefix}probe/{name}         the conditional-write probe, removed after use
 //! ```
 //!
@@ -78,6 +80,11 @@ impl Keys {
         self.path(&format!("packs/{name}.idx"))
     }
 
+    /// The pack named by a pack key, `None` for anything else.
+    pub(crate) fn parse_pack(&self, key: &Path) -> Option<PackName> {
+        key.filename()?.strip_suffix(".pack")?.parse().ok()
+    }
+
     /// The pack named by an index key, `None` for anything else.
     pub(crate) fn parse_pack_index(&self, key: &Path) -> Option<PackName> {
         key.filename()?.strip_suffix(".idx")?.parse().ok()
@@ -107,6 +114,36 @@ impl Keys {
     /// The name of a tombstone key, `None` for anything else.
     pub(crate) fn parse_tomb(&self, key: &Path) -> Option<PackName> {
         key.filename()?.parse().ok()
+    }
+
+    pub(crate) fn condemned_dir(&self) -> Path {
+        self.path("condemned")
+    }
+
+    pub(crate) fn condemned(&self, name: PackName) -> Path {
+        self.path(&format!("condemned/{name}"))
+    }
+
+    /// The name of a condemned-pairs key, `None` for anything else.
+    pub(crate) fn parse_condemned(&self, key: &Path) -> Option<PackName> {
+        key.filename()?.parse().ok()
+    }
+
+    pub(crate) fn lease_dir(&self) -> Path {
+        self.path("gc/lease")
+    }
+
+    pub(crate) fn lease(&self, generation: u64) -> Path {
+        self.path(&format!("gc/lease/{generation:020}"))
+    }
+
+    /// The generation of a lease key, `None` for anything else.
+    pub(crate) fn parse_lease(&self, key: &Path) -> Option<u64> {
+        let name = key.filename()?;
+        if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        name.parse().ok()
     }
 
     pub(crate) fn probe(&self, name: PackName) -> Path {
@@ -141,7 +178,13 @@ mod tests {
         let name = PackName::random();
         assert_eq!(keys.parse_pack_index(&keys.pack_index(name)), Some(name));
         assert_eq!(keys.parse_pack_index(&keys.pack(name)), None);
+        assert_eq!(keys.parse_pack(&keys.pack(name)), Some(name));
+        assert_eq!(keys.parse_pack(&keys.pack_index(name)), None);
         assert_eq!(keys.parse_tomb(&keys.tomb(name)), Some(name));
         assert_eq!(keys.parse_merged(&keys.merged(name)), Some(name));
+        assert_eq!(keys.parse_condemned(&keys.condemned(name)), Some(name));
+        assert_eq!(keys.lease(7).as_ref(), "gc/lease/00000000000000000007");
+        assert_eq!(keys.parse_lease(&keys.lease(7)), Some(7));
+        assert_eq!(keys.parse_lease(&keys.condemned(name)), None);
     }
 }

@@ -14,8 +14,11 @@
 //!   requests grow with bytes, not with the number of files. Reads are
 //!   ranged GETs; a cache of the pack indexes (in memory and on disk)
 //!   answers where a block is, and the bucket is listed again only on a
-//!   miss. Deletes write tombstones; see [`pack`](self) docs for the
-//!   collection design.
+//!   miss. Deletes write tombstones.
+//! - **Garbage collection** (`gc`): a lease object per collector run,
+//!   marks as condemned (block, pack) pairs that devices stop trusting,
+//!   sweeps as tombstones, then dead packs deleted and mostly dead ones
+//!   rewritten.
 //! - **Waiting** for journal entries polls with one HEAD per
 //!   [`S3Config::poll_interval_ms`]: S3 cannot push.
 
@@ -25,6 +28,7 @@ mod blocks;
 mod config;
 mod credentials;
 mod errors;
+mod gc;
 mod index;
 mod journal;
 mod keys;

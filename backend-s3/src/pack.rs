@@ -29,11 +29,24 @@
 //! "POUCHTMB" | version u8 = 1 | count u32 | count × (id [32] | pack [16]) | BLAKE3 [32]
 //! ```
 //!
-//! Garbage collection (built with the store's GC, designed here): a pack
-//! whose entries are all tombstoned is deleted with its index and the
-//! tombstones naming it; a pack mostly dead is repacked (its live blocks put
-//! into a new pack, whose index is written before the old pack's entries are
-//! tombstoned) so that readers always find every live block somewhere.
+//! Condemned pairs (`condemned/{name}`): copies a collector marked as
+//! garbage, each with the time its mark was first made (store time, ms; 0:
+//! this object's own `LastModified`). A marked copy is still read, but no
+//! longer counts as stored for `has_blocks` or a put's dedup; a sweep
+//! tombstones the pairs marked long enough ago. Unmarking rewrites the
+//! object without the pairs (the new one written before the old one goes,
+//! so a pair that stays is marked all along).
+//!
+//! ```text
+//! "POUCHCDN" | version u8 = 1 | count u32 | count × (id [32] | pack [16] | since_ms i64) | BLAKE3 [32]
+//! ```
+//!
+//! Space comes back in `gc::reclaim`: a pack whose entries are all
+//! tombstoned is deleted (index first); a pack mostly dead is rewritten
+//! (its live blocks put into a new pack, whose index is written before the
+//! old pack's entries are tombstoned) so that readers always find every
+//! live block somewhere; tombstone, condemned and merged-index objects go
+//! once every pack they name is gone.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -46,10 +59,12 @@ use pouch_backend::{Block, BlockId, Codec};
 const INDEX_MAGIC: &[u8; 8] = b"POUCHIDX";
 const TOMB_MAGIC: &[u8; 8] = b"POUCHTMB";
 const MERGED_MAGIC: &[u8; 8] = b"POUCHMIX";
+const CONDEMNED_MAGIC: &[u8; 8] = b"POUCHCDN";
 const VERSION: u8 = 1;
 const INDEX_ENTRY: usize = 32 + 1 + 8 + 4;
 const TOMB_ENTRY: usize = 32 + 16;
 const MERGED_ENTRY: usize = 16 + INDEX_ENTRY;
+const CONDEMNED_ENTRY: usize = 32 + 16 + 8;
 
 /// A random 128-bit object name, shown as 32 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -277,6 +292,35 @@ pub(crate) fn decode_tombs(data: &[u8]) -> Result<Vec<(BlockId, PackName)>, Form
         .collect())
 }
 
+/// One condemned copy: the block, its pack, and since when (store time,
+/// ms; 0 in a new object: the object's own time).
+pub(crate) type Condemned = (BlockId, PackName, i64);
+
+/// Encodes a condemned-pairs file.
+pub(crate) fn encode_condemned(pairs: &[Condemned]) -> Bytes {
+    let mut out = header(CONDEMNED_MAGIC, pairs.len(), CONDEMNED_ENTRY);
+    for (id, pack, since) in pairs {
+        out.put_slice(id.as_bytes());
+        out.put_slice(&pack.0.to_le_bytes());
+        out.put_i64_le(*since);
+    }
+    seal(out)
+}
+
+/// Decodes a condemned-pairs file, checking it whole.
+pub(crate) fn decode_condemned(data: &[u8]) -> Result<Vec<Condemned>, FormatError> {
+    let body = open(data, CONDEMNED_MAGIC, "condemned pairs", CONDEMNED_ENTRY)?;
+    Ok(body
+        .chunks_exact(CONDEMNED_ENTRY)
+        .map(|e| {
+            let id = BlockId::from_slice(&e[..32]).expect("32 bytes");
+            let pack = u128::from_le_bytes(e[32..48].try_into().expect("16 bytes"));
+            let since = i64::from_le_bytes(e[48..56].try_into().expect("8 bytes"));
+            (id, PackName(pack), since)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +368,18 @@ mod tests {
         let tombs = vec![(pack.entries[0].id, pack.name)];
         assert_eq!(decode_tombs(&encode_tombs(&tombs)).unwrap(), tombs);
         assert!(matches!(decode_tombs(&encoded), Err(FormatError::Magic(_))));
+        let condemned = vec![
+            (pack.entries[0].id, pack.name, 0),
+            (pack.entries[1].id, pack.name, 17),
+        ];
+        assert_eq!(
+            decode_condemned(&encode_condemned(&condemned)).unwrap(),
+            condemned
+        );
+        assert!(matches!(
+            decode_condemned(&encoded),
+            Err(FormatError::Magic(_))
+        ));
 
         let other = &build_packs(vec![block(3, 50)], 1 << 20)[0];
         let merged = vec![

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use pouch_backend::Result;
 
 use crate::errors::{is_not_found, is_taken, map};
@@ -90,14 +90,7 @@ impl Requests {
 
     /// Whether an object exists at `path`.
     pub(crate) async fn exists(&self, path: &Path, context: &'static str) -> Result<bool> {
-        self.retrying(|| async {
-            match self.store.head(path).await {
-                Ok(_) => Ok(true),
-                Err(e) if is_not_found(&e) => Ok(false),
-                Err(e) => Err(map(context, e)),
-            }
-        })
-        .await
+        Ok(self.head(path, context).await?.is_some())
     }
 
     /// Every key under `dir`, after `offset` when given.
@@ -112,6 +105,47 @@ impl Requests {
                 .try_collect()
                 .await
                 .map_err(|e| map("listing the bucket", e))
+        })
+        .await
+    }
+
+    /// Every object under `dir`, with its size and `LastModified` (the
+    /// store's clock).
+    pub(crate) async fn list_meta(&self, dir: &Path) -> Result<Vec<ObjectMeta>> {
+        self.retrying(|| async {
+            self.store
+                .list(Some(dir))
+                .try_collect()
+                .await
+                .map_err(|e| map("listing the bucket", e))
+        })
+        .await
+    }
+
+    /// The object's size and `LastModified`; `None` when there is none.
+    pub(crate) async fn head(
+        &self,
+        path: &Path,
+        context: &'static str,
+    ) -> Result<Option<ObjectMeta>> {
+        self.retrying(|| async {
+            match self.store.head(path).await {
+                Ok(meta) => Ok(Some(meta)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(map(context, e)),
+            }
+        })
+        .await
+    }
+
+    /// Deletes the object at `path`; one already gone is fine.
+    pub(crate) async fn delete(&self, path: &Path, context: &'static str) -> Result<()> {
+        self.retrying(|| async {
+            match self.store.delete(path).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(map(context, e)),
+            }
         })
         .await
     }

@@ -16,7 +16,7 @@ async fn s3_backend_passes_the_conformance_suite() {
     conformance::run_all(
         Capabilities {
             push: false,
-            gc: false,
+            gc: true,
         },
         common::fresh,
     )
@@ -261,8 +261,9 @@ async fn a_new_device_reads_merged_indexes_instead_of_one_per_pack() {
         .counters
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
-    // Three listings, two merged indexes, the 8 indexes they leave out.
-    assert_eq!(requests, 13, "{requests} requests to learn 40 packs");
+    // Four listings (packs, tombstones, condemned copies, merged indexes),
+    // two merged indexes, the 8 indexes they leave out.
+    assert_eq!(requests, 14, "{requests} requests to learn 40 packs");
     assert_eq!(reader.get_block(ids[3]).await.unwrap(), raws[3]);
 
     // A damaged merged index: the packs it covers are read one by one.
@@ -278,7 +279,7 @@ async fn a_new_device_reads_merged_indexes_instead_of_one_per_pack() {
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
-        requests, 29,
+        requests, 30,
         "{requests} requests with one merged index damaged"
     );
     for (id, raw) in ids.iter().zip(&raws) {

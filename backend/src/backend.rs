@@ -8,8 +8,8 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use crate::{
-    Block, BlockId, GcLease, JournalEntry, LeaseRequest, Result, Seq, Snapshot, StoreId,
-    StoredBlock, SweepReport,
+    Block, BlockId, GcLease, JournalEntry, LeaseRequest, ReclaimReport, Result, Seq, Snapshot,
+    StoreId, StoredBlock, SweepReport,
 };
 
 /// One namespace on one store: its blocks and its journal.
@@ -97,9 +97,15 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Error::Fenced`](crate::Error::Fenced) unless lease `generation` is
     /// the current, unexpired one.
     ///
-    /// Every backend that implements it also *revives*: a `put_blocks` or
-    /// `has_blocks` call naming a marked block takes its mark away before
-    /// it answers, atomically with respect to [`Backend::gc_sweep`].
+    /// Every backend that implements it also keeps a device from trusting
+    /// a marked block, in one of two ways. A store with a lock of its own
+    /// (pouch-store) *revives*: a `put_blocks` or `has_blocks` call naming
+    /// a marked block takes its mark away before it answers, atomically
+    /// with respect to [`Backend::gc_sweep`]. A store without one (S3)
+    /// *hides*: `has_blocks` answers "not stored" for a marked copy and
+    /// `put_blocks` stores a new, unmarked one, each deciding from a view
+    /// of the marks no older than [`crate::gc::VIEW_WINDOW`]; a sweep
+    /// deletes only the marked copy.
     async fn gc_mark(&self, generation: u64, mark: &[BlockId], unmark: &[BlockId]) -> Result<()> {
         let _ = (generation, mark, unmark);
         Err(gc_unsupported(self.describe()))
@@ -116,6 +122,16 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<SweepReport> {
         let _ = (generation, ids, marked_by_ms);
         Err(gc_unsupported(self.describe()))
+    }
+
+    /// Gives back the space of what sweeps deleted, where the store does
+    /// not do so by itself: S3 deletes packs with nothing live left and
+    /// rewrites mostly dead ones. Fenced like [`Backend::gc_mark`]. The
+    /// default, for stores that reclaim on their own (pouch-store compacts
+    /// its volumes after sweeps), has nothing to do.
+    async fn gc_reclaim(&self, generation: u64) -> Result<ReclaimReport> {
+        let _ = generation;
+        Ok(ReclaimReport::default())
     }
 
     /// Appends journal entry `seq`, create-only.

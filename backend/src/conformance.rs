@@ -146,7 +146,11 @@ pub async fn gc_lease_is_exclusive_and_fenced(backend: Arc<dyn Backend>) {
         ),
         "a released lease sweeps nothing"
     );
-    assert_eq!(backend.has_blocks(&[block.id()]).await.unwrap(), [true]);
+    assert_eq!(
+        backend.get_block(block.id()).await.unwrap(),
+        noise(9100, 2000),
+        "nothing a fenced collector asked for was deleted"
+    );
 }
 
 /// A sweep deletes what is marked since before its cutoff, and nothing
@@ -209,9 +213,11 @@ pub async fn gc_sweeps_only_blocks_marked_before_the_cutoff(backend: Arc<dyn Bac
     assert_eq!(backend.get_block(ids[0]).await.unwrap(), noise(9200, 5000));
 }
 
-/// A put or an existence check of a marked block takes its mark away, so
-/// a device that was just told "stored" never commits a block a sweep
-/// then deletes.
+/// A device told "stored" after a mark never loses the block to a sweep:
+/// a put of a marked block, and a `has_blocks` that answers "stored" for
+/// one, leave it stored whatever sweep follows. Stores with a lock revive
+/// (the mark goes, `has_blocks` says stored); stores without one hide
+/// (`has_blocks` says not stored, a put stores a new copy the sweep leaves).
 pub async fn gc_puts_and_checks_revive_marked_blocks(backend: Arc<dyn Backend>) {
     let blocks: Vec<Block> = (0..3)
         .map(|i| Block::encode(noise(9300 + i, 4000)))
@@ -224,21 +230,41 @@ pub async fn gc_puts_and_checks_revive_marked_blocks(backend: Arc<dyn Backend>) 
         .unwrap();
     backend.gc_mark(lease.generation, &ids, &[]).await.unwrap();
     backend.put_blocks(vec![blocks[0].clone()]).await.unwrap();
-    assert_eq!(backend.has_blocks(&ids[1..2]).await.unwrap(), [true]);
-    let marks: Vec<bool> = backend
+    let told = backend.has_blocks(&ids[1..2]).await.unwrap()[0];
+    let marked: Vec<bool> = backend
         .gc_list(None, 100)
         .await
         .unwrap()
         .iter()
         .map(|b| b.marked_ms.is_some())
         .collect();
-    assert_eq!(marks.iter().filter(|m| **m).count(), 1, "{marks:?}");
+    assert_eq!(marked.len(), 3, "{marked:?}");
+    assert!(
+        marked.iter().any(|m| *m),
+        "the untouched block stays marked"
+    );
     let swept = backend
         .gc_sweep(lease.generation, &ids, i64::MAX)
         .await
         .unwrap();
-    assert_eq!(swept.blocks, 1, "only the untouched block goes");
-    assert_eq!(backend.has_blocks(&ids).await.unwrap(), [true, true, false]);
+    let after = backend.has_blocks(&ids).await.unwrap();
+    assert!(after[0], "a block put after its mark survives the sweep");
+    assert_eq!(
+        backend.get_block(ids[0]).await.unwrap(),
+        noise(9300, 4000),
+        "and reads back"
+    );
+    if told {
+        assert!(after[1], "a block reported stored after its mark survives");
+        assert_eq!(swept.blocks, 1, "only the untouched block goes");
+    } else {
+        assert!(!after[1], "a hidden copy is swept like any marked one");
+    }
+    assert!(!after[2], "the untouched block goes");
+    assert!(matches!(
+        backend.get_block(ids[2]).await,
+        Err(Error::BlockNotFound(_))
+    ));
 }
 
 /// Listing pages through every stored block in id order.

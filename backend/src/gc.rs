@@ -22,6 +22,13 @@ use std::time::Duration;
 /// asks again.
 pub const COMMIT_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// The oldest view of the marks a store that *hides* marked copies (S3,
+/// which has no lock to revive them under) may answer `has_blocks` and
+/// `put_blocks` from: older, it lists the bucket again first. Measured on
+/// a clock that counts suspend, like [`COMMIT_WINDOW`]; the grace must be
+/// longer than both together.
+pub const VIEW_WINDOW: Duration = Duration::from_secs(5 * 60);
+
 /// The default time a marked block waits before a sweep may delete it; it
 /// must stay longer than [`COMMIT_WINDOW`] plus any request's time in
 /// flight. Only an operator who knows no device is mid-sync shortens it.
@@ -64,6 +71,20 @@ pub struct StoredBlock {
     pub marked_ms: Option<i64>,
 }
 
+/// What [`crate::Backend::gc_reclaim`] gave back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReclaimReport {
+    /// Pack objects deleted (every block in them dead, or moved).
+    pub packs_deleted: u64,
+    /// Of those, packs whose live blocks were first written to new packs.
+    pub packs_rewritten: u64,
+    /// Bytes of live blocks written again.
+    pub bytes_rewritten: u64,
+    /// Bytes the store holds less: deleted objects minus what was written
+    /// again.
+    pub bytes_freed: u64,
+}
+
 /// What a sweep deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -78,6 +99,15 @@ impl std::ops::AddAssign for SweepReport {
         self.blocks += other.blocks;
         self.bytes += other.bytes;
     }
+}
+
+/// Time since the machine booted, suspend included (`CLOCK_BOOTTIME`):
+/// for windows that must hold across a laptop's sleep, such as
+/// [`COMMIT_WINDOW`] and [`VIEW_WINDOW`] (an answer given before a night's
+/// sleep is asked again).
+pub fn since_boot() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// Milliseconds since the Unix epoch now, the store clock of the stores

@@ -35,6 +35,6 @@ pub use backend::{Backend, BackendExt, end_after_fatal};
 pub use block::{Block, Codec, MAX_BLOCK_SIZE};
 pub use block_id::{BlockId, ParseBlockIdError};
 pub use error::{Error, Result, error_chain};
-pub use gc::{GcLease, LeaseRequest, StoredBlock, SweepReport};
+pub use gc::{GcLease, LeaseRequest, ReclaimReport, StoredBlock, SweepReport};
 pub use identity::{ParseStoreIdError, StoreId};
 pub use journal::{JournalEntry, Seq, Snapshot};

@@ -139,6 +139,17 @@ impl TestS3 {
             .await
     }
 
+    /// The bytes every object of bucket `name` holds, together.
+    pub async fn bytes(&self, name: &str) -> u64 {
+        use futures_util::StreamExt;
+        use object_store::ObjectStore;
+        self.client(name)
+            .list(None)
+            .map(|meta| meta.expect("list the bucket").size)
+            .fold(0, |sum, size| async move { sum + size })
+            .await
+    }
+
     /// Object `key` of bucket `name`.
     pub async fn get(&self, name: &str, key: &str) -> bytes::Bytes {
         use object_store::ObjectStoreExt;

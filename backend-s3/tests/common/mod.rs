@@ -1,4 +1,6 @@
 //! Helpers shared by the S3 backend's tests.
+// Each test binary uses a part of these.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 

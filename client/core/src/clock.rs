@@ -33,10 +33,4 @@ pub fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// Time since the machine booted, suspend included (`CLOCK_BOOTTIME`):
-/// for windows that must hold across a laptop's sleep, such as the commit
-/// window (a block checked before a night's sleep is checked again).
-pub fn since_boot() -> std::time::Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
+pub use pouch_backend::gc::since_boot;

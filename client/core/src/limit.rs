@@ -19,8 +19,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use pouch_backend::{
-    Backend, Block, BlockId, GcLease, JournalEntry, LeaseRequest, Result, Seq, Snapshot, StoreId,
-    StoredBlock, SweepReport,
+    Backend, Block, BlockId, GcLease, JournalEntry, LeaseRequest, ReclaimReport, Result, Seq,
+    Snapshot, StoreId, StoredBlock, SweepReport,
 };
 use tokio::time::Instant;
 
@@ -188,6 +188,10 @@ impl Backend for Limited {
         marked_by_ms: i64,
     ) -> Result<SweepReport> {
         self.inner.gc_sweep(generation, ids, marked_by_ms).await
+    }
+
+    async fn gc_reclaim(&self, generation: u64) -> Result<ReclaimReport> {
+        self.inner.gc_reclaim(generation).await
     }
 
     async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {

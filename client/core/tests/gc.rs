@@ -13,8 +13,8 @@ use bytes::Bytes;
 use common::{Device, device};
 use pouch_backend::conformance::noise;
 use pouch_backend::{
-    Backend, Block, BlockId, GcLease, JournalEntry, LeaseRequest, Result as BackendResult, Seq,
-    Snapshot, StoreId, StoredBlock, SweepReport,
+    Backend, Block, BlockId, GcLease, JournalEntry, LeaseRequest, ReclaimReport,
+    Result as BackendResult, Seq, Snapshot, StoreId, StoredBlock, SweepReport,
 };
 use pouch_backend_own::EmbeddedBackend;
 use pouch_core::gc::{GcOptions, GcReport, collect};
@@ -303,6 +303,9 @@ impl Backend for CollectorStrikes {
         marked_by_ms: i64,
     ) -> BackendResult<SweepReport> {
         self.inner.gc_sweep(generation, ids, marked_by_ms).await
+    }
+    async fn gc_reclaim(&self, generation: u64) -> BackendResult<ReclaimReport> {
+        self.inner.gc_reclaim(generation).await
     }
     async fn append(&self, seq: Seq, data: Bytes) -> BackendResult<()> {
         self.inner.append(seq, data).await

@@ -10,7 +10,9 @@
 //! head, adding what the new entries name; then sweep the blocks outside
 //! the live set whose marks are older than T1 − grace. The store deletes
 //! only blocks still marked since then: a device that put or checked one
-//! meanwhile revived it.
+//! meanwhile revived it (or, on S3, was told it is not stored and put a
+//! new copy). Last, the store reclaims the space (S3 deletes and rewrites
+//! packs).
 
 mod live;
 
@@ -116,6 +118,13 @@ pub struct GcReport {
     pub bytes_deleted: u64,
     /// Unreferenced blocks still in their grace period.
     pub blocks_waiting: u64,
+    /// Pack objects the store deleted to give the space back (S3).
+    pub packs_deleted: u64,
+    /// Of those, packs whose live blocks were first written to new packs.
+    pub packs_rewritten: u64,
+    /// Bytes the store holds less after reclaiming (S3; pouch-store
+    /// compacts its volumes by itself).
+    pub bytes_reclaimed: u64,
     /// Requests made to the store (journal pages, lease, list pages, mark
     /// and sweep batches).
     pub store_calls: u64,
@@ -327,6 +336,13 @@ async fn run(
         lease = renew(backend, options, &lease).await?;
         report.store_calls += 2;
     }
+    // Sweeps free nothing on a store that packs blocks together (S3)
+    // until the packs go too.
+    let reclaimed = backend.gc_reclaim(lease.generation).await?;
+    report.store_calls += 1;
+    report.packs_deleted = reclaimed.packs_deleted;
+    report.packs_rewritten = reclaimed.packs_rewritten;
+    report.bytes_reclaimed = reclaimed.bytes_freed;
     report.blocks_deleted = swept.blocks;
     report.bytes_deleted = swept.bytes;
     report.blocks_waiting = report.blocks_unreferenced.saturating_sub(swept.blocks);

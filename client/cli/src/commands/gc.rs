@@ -1,6 +1,7 @@
 //! `pouch gc` and `pouch retention`: collecting the blocks retention let
 //! go, and the policy that decides it. The embedded store compacts itself
-//! after a sweep; a pouch-store server compacts by itself too.
+//! after a sweep; a pouch-store server compacts by itself too; on S3 the
+//! collection ends by deleting and rewriting packs.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -67,6 +68,14 @@ pub(super) async fn gc(
         report.blocks_waiting,
         humantime::format_duration(options.grace)
     );
+    if report.packs_deleted > 0 {
+        say!(
+            "gave back {}: {} packs deleted, {} of them rewritten first",
+            HumanBytes(report.bytes_reclaimed),
+            report.packs_deleted,
+            report.packs_rewritten
+        );
+    }
     if let Some(why) = &report.skipped {
         say!("{why}");
     }

@@ -376,7 +376,7 @@ impl Collector {
     }
 
     /// Notes a finished collection and when the next is due. A store that
-    /// cannot be collected (S3, a migration's pair) is not asked again.
+    /// cannot be collected (a migration's pair) is not asked again.
     fn record(&mut self, engine: &Engine, outcome: Result<crate::gc::GcReport>) -> Result<()> {
         match outcome {
             Ok(report) => {
