@@ -185,54 +185,108 @@ fn kill_gc(device: &Device, at: KillAt) {
     child.wait().unwrap();
 }
 
+/// A store the kill test runs on.
+struct Target<'a> {
+    /// Inits a device on the store.
+    init: Box<dyn Fn(&std::path::Path, &str) -> Device + 'a>,
+    /// Puts blocks no journal entry names (a device that died before its
+    /// commit).
+    put_uncommitted: Box<dyn Fn(Vec<Block>) + 'a>,
+    /// How many blocks the store holds.
+    stored: Box<dyn Fn() -> u64 + 'a>,
+    /// Checks the store's own consistency at the end.
+    verify: Box<dyn Fn() + 'a>,
+}
+
 #[test]
 fn a_collector_killed_anywhere_loses_nothing_and_the_next_one_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
-    let a = Device::init(dir.path(), "A", &store_dir);
+    let open = || Store::open(&store_dir, Default::default()).unwrap();
+    let target = Target {
+        init: Box::new(|dir, name| Device::init(dir, name, &store_dir)),
+        put_uncommitted: Box::new(|blocks| open().put_blocks(blocks).unwrap()),
+        stored: Box::new(|| open().stats().unwrap().blocks),
+        verify: Box::new(|| assert!(open().verify().unwrap().corrupt.is_empty())),
+    };
+    killed_collectors_lose_nothing(dir.path(), &target, 20);
+}
+
+#[test]
+fn a_collector_on_s3_killed_anywhere_loses_nothing_and_the_next_one_finishes() {
+    use pouch_backend::Backend;
+    let (rt, server, bucket) = common::s3_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let connect = || {
+        let mut config = pouch_backend_s3::S3Config::new(&bucket);
+        config.endpoint = Some(server.endpoint.clone());
+        config.path_style = true;
+        config.prefix = "folder".into();
+        config.credentials = Some(pouch_backend_s3::Credentials {
+            access_key_id: pouch_testkit::s3::ACCESS_KEY_ID.into(),
+            secret_access_key: pouch_testkit::s3::SECRET_ACCESS_KEY.into(),
+            session_token: None,
+        });
+        pouch_backend_s3::S3Backend::connect(config, None).unwrap()
+    };
+    let target = Target {
+        init: Box::new(|dir, name| Device::init_s3(dir, name, &server.endpoint, &bucket)),
+        put_uncommitted: Box::new(|blocks| rt.block_on(connect().put_blocks(blocks)).unwrap()),
+        stored: Box::new(|| {
+            rt.block_on(connect().gc_list(None, usize::MAX))
+                .unwrap()
+                .len() as u64
+        }),
+        // Every block listed reads back, verified.
+        verify: Box::new(|| {
+            let backend = connect();
+            let listed = rt.block_on(backend.gc_list(None, usize::MAX)).unwrap();
+            for block in listed {
+                rt.block_on(backend.get_block(block.id)).unwrap();
+            }
+        }),
+    };
+    killed_collectors_lose_nothing(dir.path(), &target, 12);
+}
+
+/// `rounds` times: fresh garbage, a collector killed with SIGKILL
+/// somewhere in its run, and a new device that must sync the whole live
+/// tree. Then a collection that finishes must leave only live blocks.
+fn killed_collectors_lose_nothing(dir: &std::path::Path, target: &Target, rounds: u64) {
+    let a = (target.init)(dir, "A");
     std::fs::write(a.path("stays.bin"), noise(3, 3 << 20)).unwrap();
     a.sync();
     a.ok(&["retention", "set", "0d"]);
     let (mut before_sweep, mut after_sweep) = (0, 0);
-    for round in 0..20u64 {
+    for round in 0..rounds {
         // Garbage of two kinds: an expired version, and blocks put but
         // never committed (a device that died before its commit).
         std::fs::write(a.path("edited.txt"), noise(100 + round, 300_000)).unwrap();
         a.sync();
-        {
-            let store = Store::open(&store_dir, Default::default()).unwrap();
-            let blocks: Vec<Block> = (0..12_000)
-                .map(|i| Block::encode(pouch_backend::conformance::noise(round * 10_000 + i, 1500)))
-                .collect();
-            store.put_blocks(blocks).unwrap();
-        }
-        let blocks_before = Store::open(&store_dir, Default::default())
-            .unwrap()
-            .stats()
-            .unwrap()
-            .blocks;
+        let blocks: Vec<Block> = (0..12_000)
+            .map(|i| Block::encode(pouch_backend::conformance::noise(round * 10_000 + i, 1500)))
+            .collect();
+        (target.put_uncommitted)(blocks);
+        let blocks_before = (target.stored)();
         // Kill points spread over the run: around taking the lease, while
-        // it lists and marks, as the sweep starts, between its batches.
+        // it lists and marks, as the sweep starts, between its batches
+        // (and, on S3, while it reclaims).
         let ms = |n: u64| Duration::from_millis(n);
         let at = match round % 4 {
             0 => KillAt::Delay(ms(round * 3)),
             1 => KillAt::Line("listing", ms(round * 2)),
             2 => KillAt::Line("sweeping", ms(round % 3)),
             // After its first batch of 10,000 (of some 12,000).
-            _ => KillAt::Line("sweeping 80%", ms(0)),
+            _ => KillAt::Line("sweeping 80%", ms(round * 5)),
         };
         kill_gc(&a, at);
-        let stats = Store::open(&store_dir, Default::default())
-            .unwrap()
-            .stats()
-            .unwrap();
-        if stats.blocks == blocks_before {
+        if (target.stored)() == blocks_before {
             before_sweep += 1;
         } else {
             after_sweep += 1;
         }
         // Whatever the collector got to, the live tree is whole.
-        let check = Device::init(dir.path(), &format!("check{round}"), &store_dir);
+        let check = (target.init)(dir, &format!("check{round}"));
         check.sync();
         assert_eq!(snapshot(&check.root), snapshot(&a.root), "round {round}");
     }
@@ -244,9 +298,8 @@ fn a_collector_killed_anywhere_loses_nothing_and_the_next_one_finishes() {
     let final_ = a.json(&["gc", "--grace", "0s", "--json"]);
     assert_eq!(final_["blocks_unreferenced"], 0, "{final_}");
     assert_eq!(final_["blocks_stored"], final_["blocks_live"], "{final_}");
-    let store = Store::open(&store_dir, Default::default()).unwrap();
-    assert!(store.verify().unwrap().corrupt.is_empty());
-    let last = Device::init(dir.path(), "last", &store_dir);
+    (target.verify)();
+    let last = (target.init)(dir, "last");
     last.sync();
     assert_eq!(snapshot(&last.root), snapshot(&a.root));
     eprintln!("{before_sweep} kills landed before the sweep, {after_sweep} after");
