@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""A garbage collection of many blocks on the embedded store and on a
-`pouch-store` process on 127.0.0.1, in one run: its time, the requests it
-made, and the space given back.
+"""A garbage collection of many blocks on the embedded store, on a
+`pouch-store` process on 127.0.0.1 and on S3 (moto on 127.0.0.1), in one
+run: its time, the requests it made, and the space given back.
 
 Usage: bench/gc.py [FILES]    (default 100000: that many files of 1-4 KiB,
                                one block each, in FILES/100 folders)
@@ -10,7 +10,8 @@ For each store: sync the files up, delete them all and sync that, set the
 retention to 0 days, then time `pouch gc --grace 0s` (the collection marks
 and sweeps in one run) and measure the store's folder before and after
 (a pouch-store server compacts by itself after the sweep: the script waits
-for its folder to shrink).
+for its folder to shrink), or the bucket's objects. moto is single-threaded
+Python: the S3 row measures Pouch's requests, not S3's speed.
 """
 
 import json
@@ -21,6 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import s3_vs_rclone as base  # noqa: E402
@@ -41,6 +45,24 @@ def bytes_under(path):
     return total
 
 
+def bucket_bytes(endpoint, bucket):
+    """The bytes every object of `bucket` holds (moto answers unsigned
+    listings)."""
+    total, token = 0, None
+    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    while True:
+        query = {"list-type": "2"}
+        if token:
+            query["continuation-token"] = token
+        url = f"{endpoint}/{bucket}?{urllib.parse.urlencode(query)}"
+        root = ET.fromstring(urllib.request.urlopen(url).read())
+        total += sum(int(e.text) for e in root.iter(f"{ns}Size"))
+        token_node = root.find(f"{ns}NextContinuationToken")
+        if token_node is None:
+            return total
+        token = token_node.text
+
+
 def make_files(root, count):
     rng = random.Random(7)
     folders = max(1, count // 100)
@@ -53,7 +75,7 @@ def make_files(root, count):
         f.write("the one file that stays\n")
 
 
-def collect(binary, work, name, store_args, store_dir, files, env):
+def collect(binary, work, name, store_args, size, files, env):
     config = os.path.join(work, f"{name}.toml")
     root = os.path.join(work, f"{name}-root")
     shutil.copytree(files, root)
@@ -64,15 +86,15 @@ def collect(binary, work, name, store_args, store_dir, files, env):
             shutil.rmtree(os.path.join(root, entry))
     pouch(binary, config, "sync", "--allow-mass-delete", env=env)
     pouch(binary, config, "retention", "set", "0d", env=env)
-    before = bytes_under(store_dir)
+    before = size()
     start = time.perf_counter()
     report = json.loads(pouch(binary, config, "gc", "--grace", "0s", "--json", env=env))
     seconds = time.perf_counter() - start
     # The server compacts after the sweep, on its own: wait for it.
     deadline = time.time() + 120
-    while bytes_under(store_dir) > before // 10 and time.time() < deadline:
+    while size() > before // 10 and time.time() < deadline:
         time.sleep(0.2)
-    after = bytes_under(store_dir)
+    after = size()
     return seconds, report, before, after
 
 
@@ -90,8 +112,8 @@ def main():
         make_files(files, count)
 
         store = os.path.join(work, "embedded-store")
-        rows.append(("embedded store", *collect(binary, work, "embedded",
-                                                ["--store", store], store, files, env)))
+        rows.append(("embedded store", *collect(binary, work, "embedded", ["--store", store],
+                                                lambda: bytes_under(store), files, env)))
 
         data = os.path.join(work, "server-data")
         server = subprocess.Popen([os.path.join(base.ROOT, "target/release/pouch-store"), "serve",
@@ -101,18 +123,32 @@ def main():
         try:
             addr = server.stdout.readline().strip().removeprefix("pouch-store listening on ")
             rows.append(("pouch-store over HTTP", *collect(
-                binary, work, "server", ["--url", f"http://{addr}"], data, files, env)))
+                binary, work, "server", ["--url", f"http://{addr}"],
+                lambda: bytes_under(data), files, env)))
         finally:
             server.terminate()
             server.wait()
 
+        moto = base.Moto(work)
+        try:
+            moto.bucket("pouch-gc")
+            s3_env = dict(base.env_with_keys(), XDG_CONFIG_HOME=env["XDG_CONFIG_HOME"])
+            rows.append(("S3 (moto)", *collect(
+                binary, work, "s3", ["--backend", "s3", "--bucket", "pouch-gc",
+                                     "--endpoint", moto.endpoint],
+                lambda: bucket_bytes(moto.endpoint, "pouch-gc"), files, s3_env)))
+        finally:
+            moto.stop()
+
     print(f"\n{count} files deleted, one block each; `pouch gc --grace 0s` "
           "(marks and sweeps in one run)\n")
-    print("| store | blocks deleted | seconds | requests | store on disk before | after |")
-    print("|---|---|---|---|---|---|")
+    print("| store | blocks deleted | seconds | collector's store calls | packs deleted "
+          "| store before | after |")
+    print("|---|---|---|---|---|---|---|")
     for name, seconds, report, before, after in rows:
         print(f"| {name} | {report['blocks_deleted']:,} | {seconds:.2f} | "
-              f"{report['store_calls']:,} | {before / 2**20:.1f} MiB | {after / 2**20:.2f} MiB |")
+              f"{report['store_calls']:,} | {report['packs_deleted']:,} | "
+              f"{before / 2**20:.1f} MiB | {after / 2**20:.2f} MiB |")
 
 
 if __name__ == "__main__":
