@@ -16,6 +16,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The store's snapshot does not parse, or is of a newer format.
+    #[error("the journal snapshot at entry {seq} is unusable: {reason}")]
+    BadSnapshot {
+        /// The entry it folds.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The collector will not run here, and says why (an entry it cannot
     /// read, a store the namespace moved away from).
     #[error("{store}: {reason}")]

@@ -5,6 +5,8 @@
 //!   versioned), with [`node`] (what a path holds) and [`location`] (the
 //!   secret-free store a move names);
 //! - [`retention`]: which versions a namespace keeps, by its policy;
+//! - [`snapshot`]: the journal compacted to what retention keeps, which a
+//!   new device reads instead of replaying every entry;
 //! - [`gc`]: the garbage collector, which folds the journal into the set
 //!   of blocks retained versions name and collects the rest through the
 //!   store's half of the protocol ([`pouch_backend::gc`]).
@@ -18,5 +20,6 @@ pub mod gc;
 pub mod location;
 pub mod node;
 pub mod retention;
+pub mod snapshot;
 
 pub use error::{Error, Result};

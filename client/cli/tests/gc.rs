@@ -185,10 +185,13 @@ fn kill_gc(device: &Device, at: KillAt) {
     child.wait().unwrap();
 }
 
+/// Inits a device named the `&str` in the folder on one store.
+type Init<'a> = Box<dyn Fn(&std::path::Path, &str) -> Device + 'a>;
+
 /// A store the kill test runs on.
 struct Target<'a> {
     /// Inits a device on the store.
-    init: Box<dyn Fn(&std::path::Path, &str) -> Device + 'a>,
+    init: Init<'a>,
     /// Puts blocks no journal entry names (a device that died before its
     /// commit).
     put_uncommitted: Box<dyn Fn(Vec<Block>) + 'a>,
@@ -252,7 +255,7 @@ fn a_collector_on_s3_killed_anywhere_loses_nothing_and_the_next_one_finishes() {
 /// `rounds` times: fresh garbage, a collector killed with SIGKILL
 /// somewhere in its run, and a new device that must sync the whole live
 /// tree. Then a collection that finishes must leave only live blocks.
-fn killed_collectors_lose_nothing(dir: &std::path::Path, target: &Target, rounds: u64) {
+fn killed_collectors_lose_nothing(dir: &std::path::Path, target: &Target<'_>, rounds: u64) {
     let a = (target.init)(dir, "A");
     std::fs::write(a.path("stays.bin"), noise(3, 3 << 20)).unwrap();
     a.sync();

@@ -7,6 +7,10 @@ impl From<pouch_journal::Error> for Error {
         match e {
             pouch_journal::Error::Backend(e) => Error::Backend(e),
             pouch_journal::Error::BadEntry { seq, reason } => Error::BadEntry { seq, reason },
+            pouch_journal::Error::BadSnapshot { seq, reason } => Error::BadEntry {
+                seq,
+                reason: format!("in the journal snapshot: {reason}"),
+            },
             pouch_journal::Error::Refused { store, reason } => Error::Refused {
                 path: store,
                 reason,

@@ -42,6 +42,6 @@ pub use error::{Error, Result};
 /// The journal's format, retention and the collector live in
 /// `pouch-journal`, which a store server can use too; they read here as
 /// this crate's own modules.
-pub use pouch_journal::{commit, gc, node, retention};
+pub use pouch_journal::{commit, gc, node, retention, snapshot};
 pub use progress::{CollectorProgress, NoProgress, Phase, Progress};
 pub use report::{Action, Changed, MAX_CHANGED_LISTED, SyncReport};

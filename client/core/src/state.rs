@@ -83,7 +83,7 @@ pub struct Revision {
 }
 
 /// Who made a journal entry, and when.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     /// The committing device's name.
     pub device: String,

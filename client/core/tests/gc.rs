@@ -398,3 +398,66 @@ async fn the_daemon_collects_garbage_on_its_own() {
     stop_tx.send(()).unwrap();
     daemon.await.unwrap().unwrap();
 }
+
+/// A collection writes the journal's snapshot, with retention applied; a
+/// new device starts from it (reading none of the entries it folds), ends
+/// with the same tree, sees only the retained history, and goes on with
+/// the entries after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_starts_from_the_snapshot_a_collection_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_embedded, backend) = store(dir.path()).await;
+    let mut a = device(dir.path(), "a", backend.clone());
+    for version in 0..3u64 {
+        a.write("notes.txt", format!("version {version}").as_bytes());
+        a.write(&format!("folder/{version}.txt"), b"stays");
+        a.sync(Scope::Everything).await;
+    }
+    a.write("gone.txt", b"deleted soon");
+    a.sync(Scope::Everything).await;
+    std::fs::remove_file(a.root.join("gone.txt")).unwrap();
+    a.sync(Scope::Everything).await;
+    zero_retention(&mut a, 0).await;
+    let head = pouch_backend::BackendExt::journal_head(backend.as_ref())
+        .await
+        .unwrap();
+
+    let report = gc(
+        backend.as_ref(),
+        Duration::ZERO,
+        pouch_core::unix_secs() + 1,
+    )
+    .await;
+    assert_eq!(report.snapshot_seq, Some(head.0), "{report:?}");
+    assert!(report.snapshot_bytes > 0);
+
+    let mut b = device(dir.path(), "b", backend.clone());
+    let pulled = b.sync(Scope::Everything).await;
+    assert_eq!(pulled.entries_pulled, 0, "every entry came in the snapshot");
+    assert_eq!(tree_bytes(&b.root), tree_bytes(&a.root));
+    let notes = RelPath::parse("notes.txt").unwrap();
+    assert_eq!(a.engine.db().history(&notes).unwrap().len(), 3);
+    assert_eq!(
+        b.engine.db().history(&notes).unwrap().len(),
+        1,
+        "only the retained version"
+    );
+    let gone = RelPath::parse("gone.txt").unwrap();
+    assert_eq!(
+        b.engine.db().history(&gone).unwrap().len(),
+        1,
+        "the delete, the current version"
+    );
+    assert!(!b.root.join("gone.txt").exists());
+    assert_eq!(
+        b.engine.retention().unwrap().keep_secs,
+        0,
+        "the policy came too"
+    );
+
+    a.write("notes.txt", b"after the snapshot");
+    a.sync(Scope::Everything).await;
+    let pulled = b.sync(Scope::Everything).await;
+    assert_eq!(pulled.entries_pulled, 1);
+    assert_eq!(tree_bytes(&b.root), tree_bytes(&a.root));
+}

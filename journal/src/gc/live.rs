@@ -14,20 +14,43 @@ use crate::retention::{self, Retention, Version};
 const PAGE: usize = 1000;
 
 /// One version of a path, as the fold keeps it.
-struct Rev {
-    /// Index of its entry (seq − 1), for its time.
-    entry: usize,
-    /// Its blocks (empty for folders, links and deletes).
-    blocks: Box<[BlockRef]>,
-    content: bool,
-    deleted: bool,
+pub(crate) struct Rev {
+    /// Index of its entry in [`Fold::entries`].
+    pub(crate) entry: usize,
+    /// What the path held: `None` for a delete.
+    pub(crate) node: Option<Node>,
+}
+
+impl Rev {
+    fn blocks(&self) -> &[BlockRef] {
+        match &self.node {
+            Some(Node::File { blocks, .. }) => blocks,
+            _ => &[],
+        }
+    }
+
+    fn content(&self) -> bool {
+        matches!(self.node, Some(Node::File { .. } | Node::Symlink { .. }))
+    }
+}
+
+/// What the fold keeps of one journal entry besides its changes.
+pub(crate) struct EntryMeta {
+    pub(crate) seq: Seq,
+    pub(crate) device: std::sync::Arc<str>,
+    /// The committing device's time, if it gave one.
+    pub(crate) time: Option<i64>,
+    pub(crate) retention: Option<Retention>,
+    pub(crate) moved_to: Option<crate::location::StoreLocation>,
 }
 
 /// The journal folded for collection.
 #[derive(Default)]
 pub struct Fold {
-    paths: HashMap<String, Vec<Rev>>,
-    times: Vec<Option<i64>>,
+    pub(crate) paths: HashMap<String, Vec<Rev>>,
+    pub(crate) entries: Vec<EntryMeta>,
+    /// Device names, shared by the entries.
+    devices: std::collections::HashSet<std::sync::Arc<str>>,
     /// The policy in force: the last entry that set one.
     pub policy: Option<Retention>,
     /// The last entry read.
@@ -62,43 +85,25 @@ impl Fold {
             self.reads += 1;
             let done = entries.len() < PAGE;
             for entry in entries {
-                let at = self.times.len();
                 let commit = match Commit::decode(entry.seq.0, &entry.data) {
                     Ok(commit) => commit,
                     Err(e) => {
                         tracing::warn!(seq = %entry.seq, "an entry the collector cannot read: {e}");
                         self.unreadable.push(entry.seq);
-                        self.times.push(None);
+                        self.push_meta(entry.seq, "", None, None, None);
                         self.head = entry.seq;
                         continue;
                     }
                 };
-                if commit.moved_to.is_some() {
-                    self.moved_at = Some(entry.seq);
-                }
-                if let Some(policy) = commit.retention {
-                    self.policy = Some(policy);
+                if commit.retention.is_some() {
                     changes.policy = true;
                 }
-                self.times.push(commit.time);
-                for change in commit.changes {
-                    let (blocks, content, deleted) = match &change.node {
-                        Some(Node::File { blocks, .. }) => {
-                            changes.blocks.extend(blocks.iter().map(|b| b.id));
-                            (blocks.clone().into_boxed_slice(), true, false)
-                        }
-                        Some(Node::Symlink { .. }) => (Box::default(), true, false),
-                        Some(Node::Dir) => (Box::default(), false, false),
-                        None => (Box::default(), false, true),
-                    };
-                    self.paths.entry(change.path).or_default().push(Rev {
-                        entry: at,
-                        blocks,
-                        content,
-                        deleted,
-                    });
+                for change in &commit.changes {
+                    if let Some(Node::File { blocks, .. }) = &change.node {
+                        changes.blocks.extend(blocks.iter().map(|b| b.id));
+                    }
                 }
-                self.head = entry.seq;
+                self.fold_commit(entry.seq, commit);
             }
             if done {
                 return Ok(changes);
@@ -106,27 +111,89 @@ impl Fold {
         }
     }
 
-    /// The blocks of every version retained at `now` under the policy.
-    pub fn live(&self, now: i64) -> Live {
+    /// Folds one entry's commit in (from the journal, or from a snapshot).
+    pub(crate) fn fold_commit(&mut self, seq: Seq, commit: Commit) {
+        if commit.moved_to.is_some() {
+            self.moved_at = Some(seq);
+        }
+        if let Some(policy) = commit.retention {
+            self.policy = Some(policy);
+        }
+        let at = self.entries.len();
+        self.push_meta(
+            seq,
+            &commit.device,
+            commit.time,
+            commit.retention,
+            commit.moved_to,
+        );
+        for change in commit.changes {
+            self.paths.entry(change.path).or_default().push(Rev {
+                entry: at,
+                node: change.node,
+            });
+        }
+        self.head = seq;
+    }
+
+    fn push_meta(
+        &mut self,
+        seq: Seq,
+        device: &str,
+        time: Option<i64>,
+        retention: Option<Retention>,
+        moved_to: Option<crate::location::StoreLocation>,
+    ) {
+        let device = match self.devices.get(device) {
+            Some(known) => known.clone(),
+            None => {
+                let name: std::sync::Arc<str> = device.into();
+                self.devices.insert(name.clone());
+                name
+            }
+        };
+        self.entries.push(EntryMeta {
+            seq,
+            device,
+            time,
+            retention,
+            moved_to,
+        });
+    }
+
+    /// Each entry's time for retention (see [`retention::entry_times`]).
+    pub(crate) fn times(&self, now: i64) -> Vec<i64> {
+        let raw: Vec<Option<i64>> = self.entries.iter().map(|e| e.time).collect();
+        retention::entry_times(&raw, now)
+    }
+
+    /// For each path, which of its versions are retained at `now`.
+    pub(crate) fn retained(&self, now: i64) -> impl Iterator<Item = (&String, &[Rev], Vec<bool>)> {
         let policy = self.policy.unwrap_or_default();
-        let times = retention::entry_times(&self.times, now);
-        let mut blocks = HashMap::new();
-        let mut versions_expired = 0;
+        let times = self.times(now);
         let mut versions = Vec::new();
-        for revs in self.paths.values() {
+        self.paths.iter().map(move |(path, revs)| {
             versions.clear();
             versions.extend(revs.iter().enumerate().map(|(i, rev)| Version {
                 replaced_at: revs.get(i + 1).map(|next| times[next.entry]),
-                content: rev.content,
-                deleted: rev.deleted,
+                content: rev.content(),
+                deleted: rev.node.is_none(),
             }));
-            for (rev, keep) in revs
-                .iter()
-                .zip(retention::retained(&policy, &versions, now))
-            {
+            let keep = retention::retained(&policy, &versions, now);
+            (path, revs.as_slice(), keep)
+        })
+    }
+
+    /// The blocks of every version retained at `now` under the policy.
+    pub fn live(&self, now: i64) -> Live {
+        let policy = self.policy.unwrap_or_default();
+        let mut blocks = HashMap::new();
+        let mut versions_expired = 0;
+        for (_, revs, keep) in self.retained(now) {
+            for (rev, keep) in revs.iter().zip(keep) {
                 if keep {
-                    blocks.extend(rev.blocks.iter().map(|b| (b.id, b.len)));
-                } else if rev.content {
+                    blocks.extend(rev.blocks().iter().map(|b| (b.id, b.len)));
+                } else if rev.content() {
                     versions_expired += 1;
                 }
             }

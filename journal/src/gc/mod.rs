@@ -128,6 +128,11 @@ pub struct GcReport {
     /// Requests made to the store (journal pages, lease, list pages, mark
     /// and sweep batches).
     pub store_calls: u64,
+    /// The journal entry the snapshot written at the end folds (a new
+    /// device starts there); `None` if none was written.
+    pub snapshot_seq: Option<u64>,
+    /// Its stored bytes.
+    pub snapshot_bytes: u64,
     /// Whether nothing was changed.
     pub dry_run: bool,
     /// Why the sweep was skipped, if it was.
@@ -347,8 +352,34 @@ async fn run(
     report.bytes_deleted = swept.bytes;
     report.blocks_waiting = report.blocks_unreferenced.saturating_sub(swept.blocks);
     report.store_calls += fold.reads;
+    write_snapshot(backend, &fold, options.now, &mut report).await;
     tracing::info!(?report, "garbage collection done");
     Ok(report)
+}
+
+/// Writes the snapshot of the journal as this run read it, with retention
+/// applied as this run applied it. Only a shortcut for new devices (the
+/// journal stays whole), so a failure is logged, not returned.
+async fn write_snapshot(backend: &dyn Backend, fold: &Fold, now: i64, report: &mut GcReport) {
+    if fold.head == pouch_backend::Seq::ZERO {
+        return;
+    }
+    let data = crate::snapshot::JournalSnapshot::of(fold, now).encode();
+    let bytes = data.len() as u64;
+    match backend
+        .put_snapshot(pouch_backend::Snapshot {
+            seq: fold.head,
+            data,
+        })
+        .await
+    {
+        Ok(()) => {
+            report.snapshot_seq = Some(fold.head.0);
+            report.snapshot_bytes = bytes;
+        }
+        Err(e) => tracing::warn!("the journal snapshot was not written: {e}"),
+    }
+    report.store_calls += 1;
 }
 
 /// Sends the marks and unmarks gathered so far (all of them at the end).

@@ -3,60 +3,103 @@
 
 use super::{Engine, PULL_PAGE};
 use crate::Result;
+use pouch_backend::Seq;
+
 use crate::commit::{Change, Commit};
 use crate::names::is_temp_name;
 use crate::node::Node;
 use crate::path::RelPath;
 use crate::report::SyncReport;
+use crate::snapshot::JournalSnapshot;
 use crate::state::Origin;
 
 impl Engine {
-    /// Folds every journal entry after the cursor into the Remote tree.
+    /// Folds every journal entry after the cursor into the Remote tree. A
+    /// device that has read nothing yet starts from the store's journal
+    /// snapshot, when there is one.
     pub(super) async fn pull(&mut self, report: &mut SyncReport) -> Result<()> {
+        let mut first = true;
         loop {
             let cursor = self.db.cursor()?;
             let entries = self.backend.read_journal(cursor, PULL_PAGE).await?;
             if entries.is_empty() {
                 return Ok(());
             }
+            if std::mem::take(&mut first)
+                && cursor == Seq::ZERO
+                && self.start_from_snapshot(report).await?
+            {
+                continue;
+            }
             for entry in entries {
-                let mut origin = Origin {
-                    device: String::new(),
-                    time: None,
-                };
-                let changes = match Commit::decode(entry.seq.0, &entry.data) {
-                    Ok(commit) => {
-                        if let Some(to) = &commit.moved_to {
-                            tracing::warn!(seq = %entry.seq, "the namespace moved to another store");
-                            self.db.set_meta(
-                                super::MOVED_META,
-                                &serde_json::to_string(&(entry.seq.0, to))
-                                    .expect("a store location always serialises"),
-                            )?;
-                        }
-                        if let Some(policy) = &commit.retention {
-                            self.db.set_meta(
-                                super::RETENTION_META,
-                                &serde_json::to_string(policy).expect("a policy always serialises"),
-                            )?;
-                        }
-                        self.want(&commit.missing)?;
-                        origin = Origin {
-                            device: commit.device,
-                            time: commit.time,
-                        };
-                        validated(entry.seq.0, commit.changes, &mut report.problems)
-                    }
-                    Err(e) => {
-                        tracing::error!(seq = %entry.seq, "refusing a journal entry: {e}");
-                        report.problems.push(e.to_string());
-                        Vec::new()
-                    }
-                };
-                self.db.fold(entry.seq, &origin, &changes, false)?;
+                let commit = Commit::decode(entry.seq.0, &entry.data);
+                self.fold_entry(entry.seq, commit, report)?;
                 report.entries_pulled += 1;
             }
         }
+    }
+
+    /// Folds the store's snapshot in, if it has one; whether it did. A
+    /// snapshot that cannot be read is only a lost shortcut: the journal
+    /// is whole, and is read instead.
+    async fn start_from_snapshot(&mut self, report: &mut SyncReport) -> Result<bool> {
+        let Some(stored) = self.backend.get_snapshot().await? else {
+            return Ok(false);
+        };
+        let snapshot = match JournalSnapshot::decode(stored.seq, &stored.data) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::warn!("reading the whole journal instead of its snapshot: {e}");
+                return Ok(false);
+            }
+        };
+        let seq = Seq(snapshot.seq);
+        tracing::info!(%seq, entries = snapshot.entries.len(), "starting from the journal snapshot");
+        for entry in snapshot.entries {
+            self.fold_entry(Seq(entry.seq), Ok(entry.commit), report)?;
+        }
+        self.db.fold(seq, &Origin::default(), &[], false)?;
+        Ok(true)
+    }
+
+    /// Folds one entry (or refuses it, reporting why) and moves the cursor.
+    fn fold_entry(
+        &mut self,
+        seq: Seq,
+        commit: std::result::Result<Commit, pouch_journal::Error>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let mut origin = Origin::default();
+        let changes = match commit {
+            Ok(commit) => {
+                if let Some(to) = &commit.moved_to {
+                    tracing::warn!(%seq, "the namespace moved to another store");
+                    self.db.set_meta(
+                        super::MOVED_META,
+                        &serde_json::to_string(&(seq.0, to))
+                            .expect("a store location always serialises"),
+                    )?;
+                }
+                if let Some(policy) = &commit.retention {
+                    self.db.set_meta(
+                        super::RETENTION_META,
+                        &serde_json::to_string(policy).expect("a policy always serialises"),
+                    )?;
+                }
+                self.want(&commit.missing)?;
+                origin = Origin {
+                    device: commit.device,
+                    time: commit.time,
+                };
+                validated(seq.0, commit.changes, &mut report.problems)
+            }
+            Err(e) => {
+                tracing::error!(%seq, "refusing a journal entry: {e}");
+                report.problems.push(e.to_string());
+                Vec::new()
+            }
+        };
+        self.db.fold(seq, &origin, &changes, false)
     }
 }
 

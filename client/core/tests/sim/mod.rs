@@ -578,6 +578,37 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
         }
     }
 
+    // A device that joins now starts from the snapshot the last
+    // collection wrote, reads none of the entries it folds, and ends with
+    // the same tree.
+    let mut newcomer = Device {
+        name: "newcomer".into(),
+        root: scratch.path().join("newcomer"),
+        journal: scratch.path().join("newcomer.sqlite"),
+        backend: Arc::new(SimBackend::new(shared.clone())),
+        target: None,
+        engine: None,
+        dirty: None,
+    };
+    std::fs::create_dir_all(&newcomer.root).unwrap();
+    let report = newcomer
+        .sync(&runtime, false)?
+        .map_err(|e| format!("a new device's first sync failed: {e}"))?;
+    if report.entries_pulled != 0 {
+        return Err(format!(
+            "a new device replayed {} journal entries its snapshot folds",
+            report.entries_pulled
+        ));
+    }
+    let joined = tree(&newcomer.root);
+    if joined != first {
+        return Err(format!(
+            "a new device started from the snapshot differs from {}: {}",
+            fleet[0].name,
+            describe_difference(&first, &joined)
+        ));
+    }
+
     // The migration target (written by device 0's double writes, under
     // its own faults) holds a prefix of the journal naming only blocks it
     // has; a copy then completes it, and it verifies.
