@@ -75,7 +75,7 @@ def make_files(root, count):
         f.write("the one file that stays\n")
 
 
-def collect(binary, work, name, store_args, size, files, env):
+def collect(binary, work, name, store_args, size, files, env, requests=None):
     config = os.path.join(work, f"{name}.toml")
     root = os.path.join(work, f"{name}-root")
     shutil.copytree(files, root)
@@ -87,9 +87,13 @@ def collect(binary, work, name, store_args, size, files, env):
     pouch(binary, config, "sync", "--allow-mass-delete", env=env)
     pouch(binary, config, "retention", "set", "0d", env=env)
     before = size()
+    sent = requests() if requests else None
     start = time.perf_counter()
     report = json.loads(pouch(binary, config, "gc", "--grace", "0s", "--json", env=env))
     seconds = time.perf_counter() - start
+    # HTTP requests the store served during the run (S3: the backend's
+    # own calls under the collector's, such as lease checks).
+    report["http_requests"] = requests() - sent if requests else report["store_calls"]
     # The server compacts after the sweep, on its own: wait for it.
     deadline = time.time() + 120
     while size() > before // 10 and time.time() < deadline:
@@ -136,18 +140,20 @@ def main():
             rows.append(("S3 (moto)", *collect(
                 binary, work, "s3", ["--backend", "s3", "--bucket", "pouch-gc",
                                      "--endpoint", moto.endpoint],
-                lambda: bucket_bytes(moto.endpoint, "pouch-gc"), files, s3_env)))
+                lambda: bucket_bytes(moto.endpoint, "pouch-gc"), files, s3_env,
+                requests=moto.requests)))
         finally:
             moto.stop()
 
     print(f"\n{count} files deleted, one block each; `pouch gc --grace 0s` "
           "(marks and sweeps in one run)\n")
-    print("| store | blocks deleted | seconds | collector's store calls | packs deleted "
-          "| store before | after |")
-    print("|---|---|---|---|---|---|---|")
+    print("| store | blocks deleted | seconds | collector's store calls | requests "
+          "| packs deleted | store before | after |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, seconds, report, before, after in rows:
         print(f"| {name} | {report['blocks_deleted']:,} | {seconds:.2f} | "
-              f"{report['store_calls']:,} | {report['packs_deleted']:,} | "
+              f"{report['store_calls']:,} | {report['http_requests']:,} | "
+              f"{report['packs_deleted']:,} | "
               f"{before / 2**20:.1f} MiB | {after / 2**20:.2f} MiB |")
 
 
