@@ -12,12 +12,20 @@ use common::{Device, bytes_under, init_on_server, noise, snapshot, start_server,
 use pouch_backend::Block;
 use pouch_backend_own::storage::Store;
 
-const DELETED: usize = 48 << 20;
+/// The bytes written and deleted: 48 MiB, or `POUCH_GC_TEST_MIB` (the
+/// long run in TESTING.md sets 1024).
+fn deleted() -> u64 {
+    std::env::var("POUCH_GC_TEST_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(48)
+        << 20
+}
 
 /// Writes a large file and a few small ones on `a`, syncs, deletes the
 /// large one, syncs, and sets a retention of zero days.
 fn deleted_past_retention(a: &Device) {
-    std::fs::write(a.path("large.bin"), noise(1, DELETED)).unwrap();
+    std::fs::write(a.path("large.bin"), noise(1, deleted() as usize)).unwrap();
     std::fs::create_dir_all(a.path("docs")).unwrap();
     for i in 0..20 {
         std::fs::write(a.path(&format!("docs/{i}.txt")), format!("note {i}")).unwrap();
@@ -37,7 +45,7 @@ fn gc_on_the_embedded_store_gives_the_space_back() {
     let a = Device::init(dir.path(), "A", &store);
     deleted_past_retention(&a);
     let before = bytes_under(&store);
-    assert!(before > DELETED as u64);
+    assert!(before > deleted());
 
     let dry = a.json(&["gc", "--dry-run", "--json"]);
     assert!(dry["blocks_unreferenced"].as_u64().unwrap() > 0, "{dry}");
@@ -50,13 +58,13 @@ fn gc_on_the_embedded_store_gives_the_space_back() {
     assert_eq!(marked["marked"], marked["blocks_unreferenced"], "{marked}");
     let report = a.json(&["gc", "--grace", "0s", "--json"]);
     assert!(
-        report["bytes_deleted"].as_u64().unwrap() >= DELETED as u64,
+        report["bytes_deleted"].as_u64().unwrap() >= deleted(),
         "{report}"
     );
     let after = bytes_under(&store);
     let live = report["bytes_stored"].as_u64().unwrap() - report["bytes_deleted"].as_u64().unwrap();
     assert!(
-        after < DELETED as u64 / 20 + live + (64 << 10),
+        after < deleted() / 20 + live + (64 << 10),
         "{after} bytes left on disk of {before}: {report}"
     );
 
@@ -82,13 +90,13 @@ fn gc_through_a_pouch_store_process_gives_the_space_back() {
     deleted_past_retention(&a);
     let report = a.json(&["gc", "--grace", "0s", "--json"]);
     assert!(
-        report["bytes_deleted"].as_u64().unwrap() >= DELETED as u64,
+        report["bytes_deleted"].as_u64().unwrap() >= deleted(),
         "{report}"
     );
     // The server compacts by itself after a sweep.
     let live = report["bytes_stored"].as_u64().unwrap() - report["bytes_deleted"].as_u64().unwrap();
     wait_for("the server to compact", || {
-        bytes_under(&data) < DELETED as u64 / 20 + live + (64 << 10)
+        bytes_under(&data) < deleted() / 20 + live + (64 << 10)
     });
     let c = init_on_server(dir.path(), "C", &server.1);
     c.sync();
@@ -102,7 +110,7 @@ fn gc_on_s3_gives_the_bucket_space_back() {
     let a = Device::init_s3(dir.path(), "A", &server.endpoint, &bucket);
     deleted_past_retention(&a);
     let before = rt.block_on(server.bytes(&bucket));
-    assert!(before > DELETED as u64);
+    assert!(before > deleted());
 
     let marked = a.json(&["gc", "--json"]);
     assert_eq!(marked["blocks_deleted"], 0, "{marked}");
@@ -113,14 +121,14 @@ fn gc_on_s3_gives_the_bucket_space_back() {
     );
     let report = a.json(&["gc", "--grace", "0s", "--json"]);
     assert!(
-        report["bytes_deleted"].as_u64().unwrap() >= DELETED as u64,
+        report["bytes_deleted"].as_u64().unwrap() >= deleted(),
         "{report}"
     );
     assert!(report["packs_deleted"].as_u64().unwrap() >= 3, "{report}");
     let after = rt.block_on(server.bytes(&bucket));
     let live = report["bytes_stored"].as_u64().unwrap() - report["bytes_deleted"].as_u64().unwrap();
     assert!(
-        after < DELETED as u64 / 20 + live + (64 << 10),
+        after < deleted() / 20 + live + (64 << 10),
         "{after} bytes left in the bucket of {before}: {report}"
     );
     let b = Device::init_s3(dir.path(), "B", &server.endpoint, &bucket);
