@@ -193,6 +193,9 @@ async fn error_of(response: Response) -> Error {
             reason: "the store refused the block: it is corrupt",
         },
         (_, "slot-taken") => Error::SlotTaken(Seq::ZERO),
+        (_, "trimmed") => Error::Trimmed {
+            through: head.unwrap_or(Seq::ZERO),
+        },
         (_, "gap") => Error::Gap {
             seq: Seq(0),
             head: head.unwrap_or(Seq::ZERO),
@@ -410,6 +413,18 @@ impl Backend for RemoteBackend {
             .and_then(|t| t.trim().parse().ok())
             .map(Seq)
             .ok_or(Error::InvalidInput("the store's head is not a number"))
+    }
+
+    async fn trim_journal(&self, through: Seq) -> Result<()> {
+        let url = self.url("/journal/trim");
+        let seq = through.to_string();
+        self.call(|http| {
+            http.post(&url)
+                .timeout(REQUEST_TIMEOUT)
+                .header("x-pouch-seq", &seq)
+        })
+        .await
+        .map(drop)
     }
 
     async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {

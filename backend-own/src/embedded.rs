@@ -162,6 +162,11 @@ impl Backend for EmbeddedBackend {
         self.blocking(move |store| store.append(seq, &data)).await
     }
 
+    async fn trim_journal(&self, through: Seq) -> Result<()> {
+        self.blocking(move |store| store.trim_journal(through))
+            .await
+    }
+
     async fn read_journal(&self, after: Seq, limit: usize) -> Result<Vec<JournalEntry>> {
         self.blocking(move |store| store.read_journal(after, limit))
             .await

@@ -49,8 +49,11 @@ pub struct S3Backend {
     /// Packs this process uploaded that no merged index names yet.
     pub(crate) unmerged: Mutex<Vec<(crate::pack::PackName, Vec<crate::pack::Entry>)>>,
     pub(crate) cache: DiskCache,
-    /// The highest journal entry known to exist.
+    /// The highest journal entry known to exist (or to have existed,
+    /// before a trim).
     pub(crate) known_head: AtomicU64,
+    /// The highest trim point seen.
+    pub(crate) known_trim: AtomicU64,
     /// The store's identity once read (it never changes).
     pub(crate) identity: Mutex<Option<StoreId>>,
     /// A collector's listing of every stored block, kept between its pages.
@@ -141,6 +144,7 @@ impl S3Backend {
             unmerged: Mutex::new(Vec::new()),
             cache: DiskCache::new(cache_dir),
             known_head: AtomicU64::new(0),
+            known_trim: AtomicU64::new(0),
             identity: Mutex::new(None),
             gc_listing: Mutex::new(None),
         })
@@ -244,6 +248,10 @@ impl Backend for S3Backend {
 
     async fn wait_journal(&self, after: Seq, timeout: Duration) -> Result<Seq> {
         self.wait_journal_in(after, timeout).await
+    }
+
+    async fn trim_journal(&self, through: Seq) -> Result<()> {
+        self.trim_journal_in(through).await
     }
 
     async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {

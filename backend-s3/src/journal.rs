@@ -16,20 +16,118 @@ use crate::errors::map;
 use crate::request::Created;
 
 impl S3Backend {
-    /// The last entry of the journal after `after`, listing from there.
+    /// The last entry of the journal after `after`, listing from there
+    /// (a trim point counts: its entries were there).
     pub(crate) async fn head_after(&self, after: Seq) -> Result<Seq> {
         let keys = self
             .requests
             .list(&self.keys.journal_dir(), Some(&self.keys.journal(after)))
             .await?;
+        let trim = self.note_trims(&keys);
         let head = keys
             .iter()
             .filter_map(|k| self.keys.parse_journal(k))
             .max()
             .unwrap_or(after)
-            .max(after);
+            .max(after)
+            .max(trim);
         self.known_head.fetch_max(head.0, Ordering::Relaxed);
         Ok(head)
+    }
+
+    /// The highest trim marker among `keys` (remembered), `Seq::ZERO` if
+    /// none.
+    fn note_trims(&self, keys: &[object_store::path::Path]) -> Seq {
+        let trim = keys
+            .iter()
+            .filter_map(|k| self.keys.parse_journal_trimmed(k))
+            .max()
+            .unwrap_or(Seq::ZERO);
+        self.known_trim.fetch_max(trim.0, Ordering::Relaxed);
+        trim
+    }
+
+    /// The journal's trim point: the highest marker, `Seq::ZERO` if none.
+    /// Markers sort after every entry, so this lists only them.
+    async fn trim_point(&self) -> Result<Seq> {
+        let keys = self
+            .requests
+            .list(
+                &self.keys.journal_dir(),
+                Some(&self.keys.journal_trimmed(Seq::ZERO)),
+            )
+            .await?;
+        let listed = self.note_trims(&keys);
+        Ok(listed.max(Seq(self.known_trim.load(Ordering::Relaxed))))
+    }
+
+    /// See [`pouch_backend::Backend::trim_journal`]: a create-only marker
+    /// first (so the trim point only grows, whoever trims), then every
+    /// entry up to it is replaced by an empty object. The keys stay, so a
+    /// create of a trimmed slot still fails: a device that slept through
+    /// the trim cannot win a slot another device already used.
+    pub(crate) async fn trim_journal_in(&self, through: Seq) -> Result<()> {
+        let folded = self
+            .requests
+            .get_range(&self.keys.snapshot(), 0..8, "reading the snapshot")
+            .await?
+            .map(|b| Seq(u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))));
+        if folded.is_none_or(|s| s < through) {
+            return Err(Error::InvalidInput(
+                "a journal is trimmed only up to a snapshot that folds it",
+            ));
+        }
+        if self.trim_point().await? < through {
+            self.requests
+                .create(
+                    &self.keys.journal_trimmed(through),
+                    Bytes::new(),
+                    "marking the journal trimmed",
+                )
+                .await?;
+            self.known_trim.fetch_max(through.0, Ordering::Relaxed);
+        }
+        self.known_head.fetch_max(through.0, Ordering::Relaxed);
+        let listed = self.requests.list_meta(&self.keys.journal_dir()).await?;
+        let emptied = listed.into_iter().filter(|meta| {
+            meta.size > 0
+                && self
+                    .keys
+                    .parse_journal(&meta.location)
+                    .is_some_and(|s| s <= through)
+        });
+        let stale_markers = self
+            .requests
+            .list(
+                &self.keys.journal_dir(),
+                Some(&self.keys.journal_trimmed(Seq::ZERO)),
+            )
+            .await?
+            .into_iter()
+            .filter(|k| {
+                self.keys
+                    .parse_journal_trimmed(k)
+                    .is_some_and(|s| s < through)
+            })
+            .collect::<Vec<_>>();
+        stream::iter(emptied.map(|meta| async move {
+            self.requests
+                .put(
+                    &meta.location,
+                    PutPayload::default(),
+                    "dropping a trimmed journal entry",
+                )
+                .await
+        }))
+        .buffer_unordered(self.config.parallel.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+        for key in stale_markers {
+            self.requests
+                .delete(&key, "removing an old trim marker")
+                .await?;
+        }
+        Ok(())
     }
 
     /// The head when there is no news above `after`, without listing when
@@ -61,8 +159,20 @@ impl S3Backend {
                 .exists(&self.keys.journal(previous), "looking for a journal entry")
                 .await?
         {
+            // Gone, or trimmed (the trim point is the head then).
             let head = self.head_after(Seq::ZERO).await?;
-            return Err(Error::Gap { seq, head });
+            if head < previous {
+                return Err(Error::Gap { seq, head });
+            }
+        }
+        // A trimmed slot is taken, though its object is gone.
+        let trim = if previous == Seq::ZERO {
+            self.trim_point().await?
+        } else {
+            Seq(self.known_trim.load(Ordering::Relaxed))
+        };
+        if seq <= trim {
+            return Err(Error::SlotTaken(seq));
         }
         let key = self.keys.journal(seq);
         let created = self
@@ -87,17 +197,26 @@ impl S3Backend {
         after: Seq,
         limit: usize,
     ) -> Result<Vec<JournalEntry>> {
+        let trimmed = |through: Seq| Err(Error::Trimmed { through });
+        let known_trim = Seq(self.known_trim.load(Ordering::Relaxed));
+        if after < known_trim {
+            return trimmed(known_trim);
+        }
         if limit == 0 {
             return Ok(Vec::new());
         }
         let offset = self.keys.journal(after);
         let dir = self.keys.journal_dir();
-        let seqs: Vec<Seq> = self
+        let (seqs, trim): (Vec<Seq>, Seq) = self
             .requests
             .retrying(|| async {
                 let mut listing = self.requests.store.list_with_offset(Some(&dir), &offset);
                 let mut seqs = Vec::new();
                 let mut expected = after.next();
+                let mut marker = Seq::ZERO;
+                // Asked for once, at the first empty entry: an empty entry
+                // up to the trim point is one the trim emptied.
+                let mut trim = None;
                 while seqs.len() < limit {
                     let Some(meta) = listing
                         .try_next()
@@ -106,20 +225,45 @@ impl S3Backend {
                     else {
                         break;
                     };
+                    if let Some(at) = self.keys.parse_journal_trimmed(&meta.location) {
+                        marker = marker.max(at);
+                        continue;
+                    }
                     match self.keys.parse_journal(&meta.location) {
                         Some(seq) if seq == expected => {
+                            if meta.size == 0 {
+                                let at = match trim {
+                                    Some(at) => at,
+                                    None => *trim.insert(self.trim_point().await?),
+                                };
+                                if seq <= at {
+                                    return Ok((seqs, at));
+                                }
+                            }
                             seqs.push(seq);
                             expected = seq.next();
                         }
                         // An entry racing in behind a later one cannot be:
                         // appends are create-only after their predecessor.
-                        Some(_) => break,
+                        // A copy that starts from a snapshot has no entries
+                        // up to its trim point.
+                        Some(_) => {
+                            let at = match trim {
+                                Some(at) => at,
+                                None => self.trim_point().await?,
+                            };
+                            return Ok((seqs, at));
+                        }
                         None => {}
                     }
                 }
-                Ok(seqs)
+                Ok((seqs, trim.unwrap_or(marker)))
             })
             .await?;
+        self.known_trim.fetch_max(trim.0, Ordering::Relaxed);
+        if seqs.is_empty() && after < trim {
+            return trimmed(trim);
+        }
         let entries: Vec<JournalEntry> = stream::iter(seqs.into_iter().map(|seq| async move {
             let data = self
                 .requests
@@ -144,6 +288,7 @@ impl S3Backend {
         let next = self.keys.journal(after.next());
         loop {
             if self.known_head.load(Ordering::Relaxed) > after.0
+                || self.known_trim.load(Ordering::Relaxed) > after.0
                 || self
                     .requests
                     .exists(&next, "looking for a journal entry")
@@ -160,6 +305,11 @@ impl S3Backend {
     }
 
     pub(crate) async fn put_snapshot_in(&self, snapshot: Snapshot) -> Result<()> {
+        if snapshot.seq < self.trim_point().await? {
+            return Err(Error::InvalidInput(
+                "a snapshot must fold every entry the journal dropped",
+            ));
+        }
         let mut body = Vec::with_capacity(8 + snapshot.data.len());
         body.extend_from_slice(&snapshot.seq.0.to_le_bytes());
         body.extend_from_slice(&snapshot.data);

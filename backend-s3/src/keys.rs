@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! {prefix}journal/{seq:020}    one journal entry, created with If-None-Match: *
+//! {prefix}journal/trimmed-{seq:020}  entries up to seq were dropped (the highest counts)
 //! {prefix}snapshot             the latest snapshot (8-byte seq, then its bytes)
 //! {prefix}packs/{name}.pack    encoded blocks back to back
 //! {prefix}packs/{name}.idx     where each block of that pack is (see `pack`)
@@ -49,6 +50,21 @@ impl Keys {
 
     pub(crate) fn journal(&self, seq: Seq) -> Path {
         self.path(&format!("journal/{:020}", seq.0))
+    }
+
+    /// The marker of a trim through `seq`. It sorts after every entry's
+    /// key, so a listing that reaches the end of the journal sees it.
+    pub(crate) fn journal_trimmed(&self, seq: Seq) -> Path {
+        self.path(&format!("journal/trimmed-{:020}", seq.0))
+    }
+
+    /// The trim point of a trim marker key, `None` for anything else.
+    pub(crate) fn parse_journal_trimmed(&self, key: &Path) -> Option<Seq> {
+        let digits = key.filename()?.strip_prefix("trimmed-")?;
+        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().map(Seq)
     }
 
     /// The sequence number of a journal key, `None` for anything else.
@@ -169,6 +185,11 @@ mod tests {
         assert!(nine.as_ref() < ten.as_ref());
         assert_eq!(keys.parse_journal(&ten), Some(Seq(10)));
         assert_eq!(keys.parse_journal(&keys.snapshot()), None);
+        let trimmed = keys.journal_trimmed(Seq(4));
+        assert!(trimmed.as_ref() > keys.journal(Seq(u64::MAX)).as_ref());
+        assert_eq!(keys.parse_journal(&trimmed), None);
+        assert_eq!(keys.parse_journal_trimmed(&trimmed), Some(Seq(4)));
+        assert_eq!(keys.parse_journal_trimmed(&ten), None);
     }
 
     #[test]

@@ -149,7 +149,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Reads up to `limit` entries with a sequence number above `after`, in
     /// order and without gaps. Fewer than `limit` (possibly none) means the
-    /// reader has reached the head as of the call.
+    /// reader has reached the head as of the call. From before the trim
+    /// point ([`Backend::trim_journal`]) it fails with
+    /// [`Error::Trimmed`](crate::Error::Trimmed).
     async fn read_journal(&self, after: Seq, limit: usize) -> Result<Vec<JournalEntry>>;
 
     /// Waits until the journal has an entry above `after` or `timeout`
@@ -157,6 +159,23 @@ pub trait Backend: Send + Sync + 'static {
     /// is news). A backend that cannot be told of appends may return the
     /// current head at once; callers then poll at their own pace.
     async fn wait_journal(&self, after: Seq, timeout: Duration) -> Result<Seq>;
+
+    /// Drops the journal's entries up to and including `through`, which the
+    /// store's snapshot must fold: refused with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) unless a
+    /// snapshot with `seq >= through` is stored. Numbering is kept: the
+    /// next append is still the one after the head; a `through` above the
+    /// head (a store that receives a copy starting from a snapshot) makes
+    /// it the head. Trimming no further than before changes nothing. After
+    /// `Ok`, [`Backend::read_journal`] from before `through` fails with
+    /// [`Error::Trimmed`](crate::Error::Trimmed), durably.
+    async fn trim_journal(&self, through: Seq) -> Result<()> {
+        let _ = through;
+        Err(crate::Error::Unsupported(format!(
+            "{} cannot drop journal entries",
+            self.describe()
+        )))
+    }
 
     /// Stores `snapshot` as the namespace's latest, replacing the previous
     /// one whole (readers see the old or the new one, never a mix).
@@ -190,6 +209,16 @@ pub trait BackendExt: Backend {
     /// The last entry of the journal (`Seq::ZERO` if it is empty).
     async fn journal_head(&self) -> Result<Seq> {
         self.wait_journal(Seq::ZERO, Duration::ZERO).await
+    }
+
+    /// Where the journal's entries begin: after `Seq::ZERO`, or after the
+    /// trim point when entries were dropped ([`Backend::trim_journal`]).
+    async fn journal_start(&self) -> Result<Seq> {
+        match self.read_journal(Seq::ZERO, 1).await {
+            Ok(_) => Ok(Seq::ZERO),
+            Err(crate::Error::Trimmed { through }) => Ok(through),
+            Err(e) => Err(e),
+        }
     }
 }
 

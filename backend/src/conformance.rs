@@ -51,6 +51,8 @@ where
         wait_wakes_on_append(fresh().await).await;
     }
     snapshot_overwrite_and_read_back(fresh().await).await;
+    trimming_drops_what_the_snapshot_folds(fresh().await).await;
+    a_copy_starts_from_a_snapshot(fresh().await).await;
     identity_is_made_once(fresh().await).await;
     if caps.gc {
         gc_lease_is_exclusive_and_fenced(fresh().await).await;
@@ -701,6 +703,120 @@ pub async fn snapshot_overwrite_and_read_back(backend: Arc<dyn Backend>) {
     };
     backend.put_snapshot(second.clone()).await.unwrap();
     assert_eq!(backend.get_snapshot().await.unwrap(), Some(second));
+}
+
+/// Trimming drops the entries a snapshot folds and nothing else: refused
+/// without a snapshot that folds them, reads from before the trim point
+/// say so, numbering and appends go on, and a snapshot older than the trim
+/// point is refused.
+pub async fn trimming_drops_what_the_snapshot_folds(backend: Arc<dyn Backend>) {
+    for i in 1..=5u64 {
+        backend
+            .append(Seq(i), Bytes::from(format!("entry {i}")))
+            .await
+            .unwrap();
+    }
+    assert!(
+        matches!(
+            backend.trim_journal(Seq(3)).await,
+            Err(Error::InvalidInput(_))
+        ),
+        "no snapshot folds the entries"
+    );
+    let snapshot = Snapshot {
+        seq: Seq(3),
+        data: Bytes::from_static(b"entries 1 to 3, folded"),
+    };
+    backend.put_snapshot(snapshot.clone()).await.unwrap();
+    assert!(
+        matches!(
+            backend.trim_journal(Seq(4)).await,
+            Err(Error::InvalidInput(_))
+        ),
+        "entry 4 is not in the snapshot"
+    );
+    backend.trim_journal(Seq(3)).await.unwrap();
+    backend.trim_journal(Seq(2)).await.unwrap();
+    let read = |after: u64| {
+        let backend = backend.clone();
+        async move { backend.read_journal(Seq(after), 10).await }
+    };
+    let tail: Vec<u64> = read(3).await.unwrap().iter().map(|e| e.seq.0).collect();
+    assert_eq!(tail, [4, 5]);
+    for after in [0, 2] {
+        match read(after).await {
+            Err(Error::Trimmed { through }) => assert_eq!(through, Seq(3)),
+            other => panic!("a read after {after}, before the trim point: {other:?}"),
+        }
+    }
+    assert_eq!(backend.journal_head().await.unwrap(), Seq(5));
+    assert!(matches!(
+        backend.append(Seq(3), Bytes::from_static(b"again")).await,
+        Err(Error::SlotTaken(_))
+    ));
+    backend
+        .append(Seq(6), Bytes::from_static(b"entry 6"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        backend
+            .put_snapshot(Snapshot {
+                seq: Seq(2),
+                data: Bytes::from_static(b"older than the trim"),
+            })
+            .await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert_eq!(backend.get_snapshot().await.unwrap(), Some(snapshot));
+    // Trimming at the head leaves an empty journal that still counts.
+    backend
+        .put_snapshot(Snapshot {
+            seq: Seq(6),
+            data: Bytes::from_static(b"all six"),
+        })
+        .await
+        .unwrap();
+    backend.trim_journal(Seq(6)).await.unwrap();
+    assert_eq!(read(6).await.unwrap(), []);
+    assert!(matches!(read(5).await, Err(Error::Trimmed { .. })));
+    assert_eq!(backend.journal_head().await.unwrap(), Seq(6));
+    backend
+        .append(Seq(7), Bytes::from_static(b"entry 7"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read(6).await.unwrap()[0].data,
+        Bytes::from_static(b"entry 7")
+    );
+}
+
+/// An empty store given a snapshot and trimmed to it (a migration's
+/// target) goes on from there: its head is the snapshot's entry.
+pub async fn a_copy_starts_from_a_snapshot(backend: Arc<dyn Backend>) {
+    backend
+        .put_snapshot(Snapshot {
+            seq: Seq(10),
+            data: Bytes::from_static(b"ten entries, folded"),
+        })
+        .await
+        .unwrap();
+    backend.trim_journal(Seq(10)).await.unwrap();
+    assert_eq!(backend.journal_head().await.unwrap(), Seq(10));
+    assert!(matches!(
+        backend.append(Seq(12), Bytes::from_static(b"twelve")).await,
+        Err(Error::Gap { .. })
+    ));
+    backend
+        .append(Seq(11), Bytes::from_static(b"eleven"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        backend.read_journal(Seq::ZERO, 10).await,
+        Err(Error::Trimmed { through }) if through == Seq(10)
+    ));
+    let tail = backend.read_journal(Seq(10), 10).await.unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].seq, Seq(11));
 }
 
 /// A fresh store has no identity; the first `init_identity` sets it, every

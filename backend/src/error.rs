@@ -36,6 +36,15 @@ pub enum Error {
         head: Seq,
     },
 
+    /// A journal read from before the store's trim point: entries up to
+    /// `through` were dropped, folded into the store's snapshot, which the
+    /// reader starts from instead.
+    #[error("journal entries up to {through} were folded into the snapshot and dropped")]
+    Trimmed {
+        /// The last entry dropped.
+        through: Seq,
+    },
+
     /// Bytes that do not hash to the block id they claim, on the way in
     /// (the put is refused) or on the way out (the read is refused).
     #[error("block {id} is corrupt: {reason}")]

@@ -142,6 +142,21 @@ impl JournalSnapshot {
 }
 
 impl Fold {
+    /// The last entry older than the retention period at `now` (by the
+    /// entries' effective times): what a trim after a snapshot of this
+    /// fold may drop. `None` if no entry is that old.
+    pub fn expired_through(&self, now: i64) -> Option<Seq> {
+        let keep = i64::try_from(self.policy.unwrap_or_default().keep_secs).unwrap_or(i64::MAX);
+        let cutoff = now.saturating_sub(keep);
+        let times = self.times(now);
+        self.entries
+            .iter()
+            .zip(times)
+            .rev()
+            .find(|(_, time)| *time < cutoff)
+            .map(|(meta, _)| meta.seq)
+    }
+
     /// Folds a snapshot in, as if its entries were read from the journal;
     /// the fold continues after the snapshot's entry.
     pub fn read_snapshot(&mut self, snapshot: JournalSnapshot) {

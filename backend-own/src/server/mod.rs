@@ -14,6 +14,7 @@
 //! PUT  /v1/{ns}/journal/{seq}     create-only append                     201 / 409
 //! GET  /v1/{ns}/journal?after=&limit=                                    200 entries
 //! GET  /v1/{ns}/journal/wait?after=&timeout_ms=   long-poll -> head      200
+//! POST /v1/{ns}/journal/trim     x-pouch-seq: drop entries up to it      204
 //! PUT  /v1/{ns}/snapshot          body, x-pouch-seq                      204
 //! GET  /v1/{ns}/snapshot                                                 200 / 404
 //! GET  /v1/{ns}/identity          the store's identity (32 hex digits)   200 / 404
@@ -130,6 +131,7 @@ impl Server {
             .route("/v1/{ns}/gc/sweep", post(gc_sweep))
             .route("/v1/{ns}/journal", get(read_journal))
             .route("/v1/{ns}/journal/wait", get(wait_journal))
+            .route("/v1/{ns}/journal/trim", post(trim_journal))
             .route("/v1/{ns}/journal/{seq}", put(append))
             .route("/v1/{ns}/snapshot", put(put_snapshot).get(get_snapshot))
             .route("/v1/{ns}/identity", put(put_identity).get(get_identity))
@@ -254,6 +256,10 @@ impl IntoResponse for ApiError {
                 (StatusCode::NOT_FOUND, "not-found")
             }
             Error::SlotTaken(_) => (StatusCode::CONFLICT, "slot-taken"),
+            Error::Trimmed { through } => {
+                headers.insert("x-pouch-head", header(&through.to_string()));
+                (StatusCode::GONE, "trimmed")
+            }
             Error::Gap { head, .. } => {
                 headers.insert("x-pouch-head", header(&head.to_string()));
                 (StatusCode::CONFLICT, "gap")
@@ -536,16 +542,26 @@ async fn wait_journal(
     Ok(head.to_string())
 }
 
+async fn trim_journal(Extension(backend): Authorized, headers: HeaderMap) -> ApiResult<StatusCode> {
+    backend.trim_journal(Seq(seq_header(&headers)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `x-pouch-seq` header's number.
+fn seq_header(headers: &HeaderMap) -> ApiResult<u64> {
+    headers
+        .get("x-pouch-seq")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or(ApiError(Error::InvalidInput("x-pouch-seq is missing")))
+}
+
 async fn put_snapshot(
     Extension(backend): Authorized,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let seq = headers
-        .get("x-pouch-seq")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or(ApiError(Error::InvalidInput("x-pouch-seq is missing")))?;
+    let seq = seq_header(&headers)?;
     backend
         .put_snapshot(Snapshot {
             seq: Seq(seq),

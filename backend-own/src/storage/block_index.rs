@@ -295,12 +295,72 @@ fn index_recovered_meta(
 }
 
 /// The journal's last entry, `Seq::ZERO` when empty.
+/// A trimmed journal's row 0 holds its trim point, as decimal text (see
+/// [`index_trim`]), which counts as the head when no entry is left.
 pub(super) fn journal_head(conn: &Connection) -> Result<Seq> {
-    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |row| {
-        row.get::<_, i64>(0)
-    })
+    conn.query_row(
+        "SELECT COALESCE(MAX(CASE WHEN seq = 0 THEN CAST(data AS INTEGER) ELSE seq END), 0) FROM journal",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
     .map(|head| Seq(head as u64))
     .map_err(db_error("reading the journal head"))
+}
+
+/// The journal's trim point: entries up to it were dropped (`Seq::ZERO`:
+/// none).
+pub(super) fn journal_trim(conn: &Connection) -> Result<Seq> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(CAST(data AS INTEGER)), 0) FROM journal WHERE seq = 0",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|trim| Seq(trim as u64))
+    .map_err(db_error("reading the journal's trim point"))
+}
+
+/// Drops journal entries up to `through` from the index and records the
+/// trim point, whose record (a journal record numbered 0, its bytes the
+/// point as decimal text: no entry is ever numbered 0) landed at `placed`.
+/// The dropped entries' records, and the older trim record, are garbage
+/// that compaction reclaims; compaction carries row 0 like any entry.
+pub(super) fn index_trim(conn: &mut Connection, through: Seq, placed: Placed) -> Result<()> {
+    let context = "trimming the journal";
+    let tx = immediate(conn, context)?;
+    let dead: Vec<(i64, i64, i64)> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT volume, COUNT(*), SUM(length(data)) FROM journal
+                 WHERE seq <= ?1 AND volume IS NOT NULL GROUP BY volume",
+            )
+            .map_err(db_error(context))?;
+        stmt.query_map([through.0 as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+        .map_err(db_error(context))?
+    };
+    for (volume, count, bytes) in dead {
+        let garbage = count * meta_record_len(0) as i64 + bytes;
+        tx.execute(
+            "UPDATE volumes SET garbage = garbage + ?2 WHERE id = ?1",
+            params![volume, garbage],
+        )
+        .map_err(db_error(context))?;
+    }
+    tx.execute("DELETE FROM journal WHERE seq <= ?1", [through.0 as i64])
+        .map_err(db_error(context))?;
+    tx.execute(
+        "INSERT INTO journal (seq, data, volume, offset) VALUES (0, ?1, ?2, ?3)",
+        params![
+            through.0.to_string().into_bytes(),
+            placed.volume as i64,
+            placed.offset as i64
+        ],
+    )
+    .map_err(db_error(context))?;
+    grow_volume(&tx, placed).map_err(db_error(context))?;
+    tx.commit().map_err(db_error(context))
 }
 
 /// Indexes journal entry `seq`, whose record landed at `placed`.

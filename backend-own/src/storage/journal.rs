@@ -1,5 +1,5 @@
-//! The namespace journal and its snapshot. Each entry and each snapshot is
-//! a record in the volumes (so the volumes alone hold the whole store; see
+//! The namespace journal, its snapshot and its trim point. Each entry,
+//! each snapshot and each trim is a record in the volumes (so the volumes alone hold the whole store; see
 //! `rebuild`) and a row in the index, which is what reads use. An append
 //! holds the writer lock, so checking the head and writing the next entry
 //! are one step across threads and processes: appends are create-only.
@@ -52,10 +52,50 @@ impl Store {
         Ok(())
     }
 
+    /// Drops entries up to `through`; see
+    /// [`pouch_backend::Backend::trim_journal`].
+    pub fn trim_journal(&self, through: Seq) -> Result<()> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let writer = &mut *writer;
+        let _flock = Flock::acquire(&writer.lock_file)?;
+        let mut conn = self.pool.get()?;
+        let folded = self.get_snapshot()?.map(|s| s.seq);
+        if folded.is_none_or(|s| s < through) {
+            return Err(Error::InvalidInput(
+                "a journal is trimmed only up to a snapshot that folds it",
+            ));
+        }
+        if block_index::journal_trim(&conn)? >= through {
+            return Ok(());
+        }
+        let active = self.prepare_active(&mut writer.active, &mut conn)?;
+        let point = through.0.to_string();
+        let placed = self.write_meta_records(
+            &mut writer.active,
+            &mut conn,
+            active,
+            &[(RecordKind::Journal, 0, point.as_bytes())],
+        )?;
+        block_index::index_trim(&mut conn, through, placed[0])?;
+        drop(conn);
+        self.head.send_if_modified(|known| {
+            let newer = through > *known;
+            if newer {
+                *known = through;
+            }
+            newer
+        });
+        Ok(())
+    }
+
     /// Reads up to `limit` entries after `after`; see
     /// [`pouch_backend::Backend::read_journal`].
     pub fn read_journal(&self, after: Seq, limit: usize) -> Result<Vec<JournalEntry>> {
         let conn = self.pool.get()?;
+        let trim = block_index::journal_trim(&conn)?;
+        if after < trim {
+            return Err(Error::Trimmed { through: trim });
+        }
         let mut stmt = conn
             .prepare_cached("SELECT seq, data FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2")
             .map_err(db_error("reading the journal"))?;
@@ -78,12 +118,17 @@ impl Store {
         block_index::journal_head(&*self.pool.get()?)
     }
 
-    /// Replaces the snapshot.
+    /// Replaces the snapshot; one older than the trim point is refused.
     pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         let mut writer = self.writer.lock().expect("writer lock");
         let writer = &mut *writer;
         let _flock = Flock::acquire(&writer.lock_file)?;
         let mut conn = self.pool.get()?;
+        if snapshot.seq < block_index::journal_trim(&conn)? {
+            return Err(Error::InvalidInput(
+                "a snapshot must fold every entry the journal dropped",
+            ));
+        }
         let active = self.prepare_active(&mut writer.active, &mut conn)?;
         let placed = self.write_meta_records(
             &mut writer.active,

@@ -9,7 +9,8 @@
 //! - a block is stored where its last intact record is, unless a later
 //!   tombstone deleted it;
 //! - journal entries are every entry record's number and bytes (copies made
-//!   by compaction are the same bytes);
+//!   by compaction are the same bytes), but for those up to the furthest
+//!   trim record (a journal record numbered 0), which were dropped;
 //! - the snapshot is the one covering the most entries.
 //!
 //! Damaged records are left out and counted: a damaged block is then
@@ -102,6 +103,9 @@ struct Found {
     blocks: HashMap<BlockId, Option<(At, u64)>>,
     journal: BTreeMap<u64, (Bytes, At)>,
     snapshot: Option<(u64, Bytes, At)>,
+    /// The furthest trim (a journal record numbered 0): its point, bytes,
+    /// place.
+    trim: Option<(u64, Bytes, At)>,
     /// Each volume's length up to its last readable record.
     volumes: Vec<(u64, u64)>,
     report: RebuildReport,
@@ -119,6 +123,19 @@ impl Found {
             }
             RecordKind::Journal => {
                 let (seq, data) = split_meta(&payload);
+                if seq == 0 {
+                    let point = std::str::from_utf8(&data)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok());
+                    match point {
+                        Some(point) if self.trim.as_ref().is_none_or(|(t, _, _)| point > *t) => {
+                            self.trim = Some((point, data, at));
+                        }
+                        Some(_) => {}
+                        None => self.report.damaged_records += 1,
+                    }
+                    return;
+                }
                 self.journal.insert(seq, (data, at));
             }
             RecordKind::Snapshot => {
@@ -143,8 +160,12 @@ pub(super) fn rebuild_index(dir: &Path) -> Result<RebuildReport> {
     for volume in volume_ids(dir)? {
         read_volume(dir, volume, &mut found)?;
     }
+    // Entries up to the trim point were dropped; copies of them found in
+    // volumes not yet compacted stay dropped.
+    let trimmed = found.trim.as_ref().map_or(0, |(t, _, _)| *t);
+    found.journal.retain(|seq, _| *seq > trimmed);
     if let Some((&last, _)) = found.journal.last_key_value() {
-        let missing: Vec<u64> = (1..=last)
+        let missing: Vec<u64> = (trimmed + 1..=last)
             .filter(|seq| !found.journal.contains_key(seq))
             .take(5)
             .collect();
@@ -311,6 +332,12 @@ fn write_index(conn: &mut rusqlite::Connection, found: &mut Found) -> Result<()>
                 .map_err(db_error(context))?;
             *live.entry(at.volume).or_default() += at.len;
             found.report.journal_entries += 1;
+        }
+        if let Some((_, data, at)) = &found.trim {
+            insert
+                .execute(params![0i64, &data[..], at.volume as i64, at.offset as i64])
+                .map_err(db_error(context))?;
+            *live.entry(at.volume).or_default() += at.len;
         }
     }
     if let Some((seq, data, at)) = &found.snapshot {

@@ -258,10 +258,20 @@ impl Dual {
 
     /// Mirrors the old store's entries after `head` up to `upto`.
     async fn catch_up(&self, head: Seq, upto: Seq) -> Result<()> {
-        let entries = self
+        let entries = match self
             .primary
             .read_journal(head, (upto.0 - head.0) as usize)
-            .await?;
+            .await
+        {
+            Ok(entries) => entries,
+            // The old store dropped what the new one lacks: only a copy
+            // (which starts the new store from the snapshot) brings it up.
+            Err(BackendError::Trimmed { through }) => {
+                tracing::warn!(%through, "the old store dropped entries the new one lacks; run `pouch migrate copy`");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         for entry in entries.into_iter().filter(|e| e.seq <= upto) {
             match self.mirror(&entry).await {
                 Ok(()) => bump(&self.stats.journal_entries_mirrored),
@@ -418,6 +428,23 @@ impl Backend for Dual {
 
     async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
         self.primary.get_snapshot().await
+    }
+
+    /// Trims the store in charge; a mirror that holds the entries is
+    /// trimmed too (one behind is brought up by a copy, which starts it
+    /// from the snapshot).
+    async fn trim_journal(&self, through: Seq) -> Result<()> {
+        self.primary.trim_journal(through).await?;
+        if self.mirrors_writes() {
+            let outcome =
+                match pouch_backend::BackendExt::journal_head(self.secondary.as_ref()).await {
+                    Ok(head) if head >= through => self.secondary.trim_journal(through).await,
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+            self.mirrored("a journal trim", outcome);
+        }
+        Ok(())
     }
 
     /// The pair is the store in charge: the old one while migrating, the

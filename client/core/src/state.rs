@@ -82,6 +82,10 @@ pub struct Revision {
     pub time: Option<i64>,
 }
 
+/// One journal entry as the state folds it: its number, who made it, and
+/// its (validated) changes.
+pub type FoldedEntry = (Seq, Origin, Vec<(RelPath, Option<Node>)>);
+
 /// Who made a journal entry, and when.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
@@ -433,6 +437,45 @@ impl LocalState {
                     origin.time
                 ],
             )?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?1)",
+            [seq.0.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl LocalState {
+    /// Replaces the Remote tree and the history with a journal snapshot's
+    /// (`entries`: each entry's number, origin and retained changes) and
+    /// moves the cursor to `seq`, atomically: for a device whose cursor
+    /// the store trimmed past. Paths the snapshot lacks leave the Remote
+    /// tree, which the planner then takes as remote deletes; the Local and
+    /// Synced trees stay as they are.
+    pub fn rebase(&mut self, seq: Seq, entries: &[FoldedEntry]) -> Result<()> {
+        let tx = self
+            .conn
+            .get_mut()
+            .expect("state lock")
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM remote", [])?;
+        tx.execute("DELETE FROM history", [])?;
+        for (entry, origin, changes) in entries {
+            for (path, node) in changes {
+                set_node(&tx, Tree::Remote, path, node.as_ref())?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO history (path, seq, node, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        path.as_str(),
+                        entry.0 as i64,
+                        node.as_ref().map(to_json),
+                        origin.device,
+                        origin.time
+                    ],
+                )?;
+            }
         }
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?1)",

@@ -461,3 +461,121 @@ async fn a_new_device_starts_from_the_snapshot_a_collection_writes() {
     assert_eq!(pulled.entries_pulled, 1);
     assert_eq!(tree_bytes(&b.root), tree_bytes(&a.root));
 }
+
+/// A device that slept through a collection which dropped the entries it
+/// had not read starts again from the snapshot: remote deletes, edits and
+/// new files arrive as if it had read every entry, and what it changed
+/// meanwhile is sent, not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_behind_a_trimmed_journal_starts_again_from_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_embedded, backend) = store(dir.path()).await;
+    let mut a = device(dir.path(), "a", backend.clone());
+    let mut b = device(dir.path(), "b", backend.clone());
+    a.write("gone.txt", b"deleted while b sleeps");
+    a.write("edited.txt", b"first");
+    a.sync(Scope::Everything).await;
+    b.sync(Scope::Everything).await;
+    assert!(b.root.join("gone.txt").exists());
+
+    // b sleeps, with a change of its own; a goes on and collects.
+    b.write("made-offline.txt", b"b's own");
+    std::fs::remove_file(a.root.join("gone.txt")).unwrap();
+    a.write("edited.txt", b"second");
+    a.write("new.txt", b"arrived later");
+    a.sync(Scope::Everything).await;
+    zero_retention(&mut a, 0).await;
+    let report = gc(
+        backend.as_ref(),
+        Duration::ZERO,
+        pouch_core::unix_secs() + 1,
+    )
+    .await;
+    let head = pouch_backend::BackendExt::journal_head(backend.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(report.journal_trimmed_through, Some(head.0), "{report:?}");
+    assert!(matches!(
+        backend.read_journal(Seq::ZERO, 1).await,
+        Err(pouch_backend::Error::Trimmed { .. })
+    ));
+
+    b.sync(Scope::Everything).await;
+    assert!(
+        !b.root.join("gone.txt").exists(),
+        "the remote delete arrived"
+    );
+    assert_eq!(std::fs::read(b.root.join("edited.txt")).unwrap(), b"second");
+    assert_eq!(
+        std::fs::read(b.root.join("new.txt")).unwrap(),
+        b"arrived later"
+    );
+    a.sync(Scope::Everything).await;
+    assert_eq!(
+        std::fs::read(a.root.join("made-offline.txt")).unwrap(),
+        b"b's own",
+        "b's own change was sent"
+    );
+    assert_eq!(tree_bytes(&a.root), tree_bytes(&b.root));
+    // Collecting again reads the snapshot and the entries after it.
+    let again = gc(
+        backend.as_ref(),
+        Duration::ZERO,
+        pouch_core::unix_secs() + 2,
+    )
+    .await;
+    assert_eq!(again.blocks_unreferenced, 0, "{again:?}");
+    every_named_block_is_stored(&b, backend.as_ref()).await;
+}
+
+/// A store whose journal was trimmed still migrates: the target gets the
+/// snapshot and the same start, then the entries after it; it verifies,
+/// and a device on it syncs the same tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trimmed_store_copies_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_embedded, backend) = store(dir.path()).await;
+    let mut a = device(dir.path(), "a", backend.clone());
+    for round in 0..3u64 {
+        a.write(&format!("round{round}.bin"), &noise(round, 200_000));
+        a.write("edited.txt", format!("edit {round}").as_bytes());
+        a.sync(Scope::Everything).await;
+    }
+    zero_retention(&mut a, 0).await;
+    let report = gc(
+        backend.as_ref(),
+        Duration::ZERO,
+        pouch_core::unix_secs() + 1,
+    )
+    .await;
+    let trimmed = report.journal_trimmed_through.expect("trimmed");
+    a.write("after-the-trim.txt", b"an entry the copy must bring");
+    a.sync(Scope::Everything).await;
+
+    let target_dir = dir.path().join("target");
+    std::fs::create_dir_all(&target_dir).unwrap();
+    let target: Arc<dyn Backend> =
+        Arc::new(EmbeddedBackend::open(&target_dir.join("store")).unwrap());
+    let copied =
+        pouch_core::migrate::copy(backend.as_ref(), target.as_ref(), &pouch_core::NoProgress)
+            .await
+            .unwrap();
+    assert!(copied.snapshot_copied, "{copied:?}");
+    assert_eq!(
+        copied.entries_copied, 1,
+        "only the entry after the trim: {copied:?}"
+    );
+    pouch_core::migrate::verify(backend.as_ref(), target.as_ref(), &pouch_core::NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        pouch_backend::BackendExt::journal_start(target.as_ref())
+            .await
+            .unwrap(),
+        Seq(trimmed)
+    );
+    target.init_identity(StoreId::random()).await.unwrap();
+    let mut c = device(dir.path(), "c", target.clone());
+    c.sync(Scope::Everything).await;
+    assert_eq!(tree_bytes(&c.root), tree_bytes(&a.root));
+}

@@ -81,7 +81,35 @@ impl Fold {
     pub async fn read(&mut self, backend: &dyn Backend) -> Result<Changes> {
         let mut changes = Changes::default();
         loop {
-            let entries = backend.read_journal(self.head, PAGE).await?;
+            let entries = match backend.read_journal(self.head, PAGE).await {
+                Err(pouch_backend::Error::Trimmed { through }) if self.head == Seq::ZERO => {
+                    // The entries up to `through` are folded in the
+                    // snapshot: start there.
+                    self.reads += 1;
+                    let stored = backend
+                        .get_snapshot()
+                        .await?
+                        .filter(|s| s.seq >= through)
+                        .ok_or_else(|| pouch_backend::Error::Format {
+                            what: format!(
+                                "the store dropped journal entries up to {through} but holds no snapshot of them"
+                            ),
+                        })?;
+                    let snapshot =
+                        crate::snapshot::JournalSnapshot::decode(stored.seq, &stored.data)?;
+                    for entry in &snapshot.entries {
+                        for change in &entry.commit.changes {
+                            if let Some(Node::File { blocks, .. }) = &change.node {
+                                changes.blocks.extend(blocks.iter().map(|b| b.id));
+                            }
+                        }
+                        changes.policy |= entry.commit.retention.is_some();
+                    }
+                    self.read_snapshot(snapshot);
+                    continue;
+                }
+                other => other?,
+            };
             self.reads += 1;
             let done = entries.len() < PAGE;
             for entry in entries {

@@ -133,6 +133,10 @@ pub struct GcReport {
     pub snapshot_seq: Option<u64>,
     /// Its stored bytes.
     pub snapshot_bytes: u64,
+    /// The journal entries dropped, folded in the snapshot: those older
+    /// than the retention period (all, at 0 days). A device that had not
+    /// read them starts again from the snapshot.
+    pub journal_trimmed_through: Option<u64>,
     /// Whether nothing was changed.
     pub dry_run: bool,
     /// Why the sweep was skipped, if it was.
@@ -358,8 +362,11 @@ async fn run(
 }
 
 /// Writes the snapshot of the journal as this run read it, with retention
-/// applied as this run applied it. Only a shortcut for new devices (the
-/// journal stays whole), so a failure is logged, not returned.
+/// applied as this run applied it, then drops the entries older than the
+/// retention period, which it folds. A new device starts from the
+/// snapshot, and so does one that had not read the dropped entries; a
+/// device back within the period reads on as before. A failure is logged,
+/// not returned: the collection itself is done.
 async fn write_snapshot(backend: &dyn Backend, fold: &Fold, now: i64, report: &mut GcReport) {
     if fold.head == pouch_backend::Seq::ZERO {
         return;
@@ -377,9 +384,21 @@ async fn write_snapshot(backend: &dyn Backend, fold: &Fold, now: i64, report: &m
             report.snapshot_seq = Some(fold.head.0);
             report.snapshot_bytes = bytes;
         }
-        Err(e) => tracing::warn!("the journal snapshot was not written: {e}"),
+        Err(e) => {
+            tracing::warn!("the journal snapshot was not written: {e}");
+            report.store_calls += 1;
+            return;
+        }
     }
     report.store_calls += 1;
+    let Some(through) = fold.expired_through(now) else {
+        return;
+    };
+    report.store_calls += 1;
+    match backend.trim_journal(through).await {
+        Ok(()) => report.journal_trimmed_through = Some(through.0),
+        Err(e) => tracing::warn!("the journal was not trimmed: {e}"),
+    }
 }
 
 /// Sends the marks and unmarks gathered so far (all of them at the end).

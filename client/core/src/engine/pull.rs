@@ -21,7 +21,14 @@ impl Engine {
         let mut first = true;
         loop {
             let cursor = self.db.cursor()?;
-            let entries = self.backend.read_journal(cursor, PULL_PAGE).await?;
+            let entries = match self.backend.read_journal(cursor, PULL_PAGE).await {
+                Ok(entries) => entries,
+                Err(pouch_backend::Error::Trimmed { through }) => {
+                    self.rebase(through, report).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if entries.is_empty() {
                 return Ok(());
             }
@@ -62,6 +69,63 @@ impl Engine {
         Ok(true)
     }
 
+    /// The store dropped the entries up to `through`, and this device had
+    /// not read them all: its Remote tree and history become the
+    /// snapshot's, then it reads on from there.
+    async fn rebase(&mut self, through: Seq, report: &mut SyncReport) -> Result<()> {
+        let stored = self.backend.get_snapshot().await?;
+        let Some(stored) = stored.filter(|s| s.seq >= through) else {
+            return Err(pouch_backend::Error::Format {
+                what: format!(
+                    "the store dropped journal entries up to {through} but holds no snapshot of them"
+                ),
+            }
+            .into());
+        };
+        let snapshot = JournalSnapshot::decode(stored.seq, &stored.data)?;
+        tracing::warn!(
+            %through,
+            snapshot = snapshot.seq,
+            "this device was behind entries the store dropped: starting again from the snapshot"
+        );
+        let mut folded = Vec::with_capacity(snapshot.entries.len());
+        for entry in snapshot.entries {
+            let seq = Seq(entry.seq);
+            let commit = entry.commit;
+            self.note_namespace_changes(seq, &commit)?;
+            let origin = Origin {
+                device: commit.device,
+                time: commit.time,
+            };
+            folded.push((
+                seq,
+                origin,
+                validated(seq.0, commit.changes, &mut report.problems),
+            ));
+        }
+        self.db.rebase(Seq(snapshot.seq), &folded)?;
+        Ok(())
+    }
+
+    /// Notes what entry `seq` says of the namespace itself: a move to
+    /// another store, a retention policy.
+    fn note_namespace_changes(&self, seq: Seq, commit: &Commit) -> Result<()> {
+        if let Some(to) = &commit.moved_to {
+            tracing::warn!(%seq, "the namespace moved to another store");
+            self.db.set_meta(
+                super::MOVED_META,
+                &serde_json::to_string(&(seq.0, to)).expect("a store location always serialises"),
+            )?;
+        }
+        if let Some(policy) = &commit.retention {
+            self.db.set_meta(
+                super::RETENTION_META,
+                &serde_json::to_string(policy).expect("a policy always serialises"),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Folds one entry (or refuses it, reporting why) and moves the cursor.
     fn fold_entry(
         &mut self,
@@ -72,20 +136,7 @@ impl Engine {
         let mut origin = Origin::default();
         let changes = match commit {
             Ok(commit) => {
-                if let Some(to) = &commit.moved_to {
-                    tracing::warn!(%seq, "the namespace moved to another store");
-                    self.db.set_meta(
-                        super::MOVED_META,
-                        &serde_json::to_string(&(seq.0, to))
-                            .expect("a store location always serialises"),
-                    )?;
-                }
-                if let Some(policy) = &commit.retention {
-                    self.db.set_meta(
-                        super::RETENTION_META,
-                        &serde_json::to_string(policy).expect("a policy always serialises"),
-                    )?;
-                }
+                self.note_namespace_changes(seq, &commit)?;
                 self.want(&commit.missing)?;
                 origin = Origin {
                     device: commit.device,

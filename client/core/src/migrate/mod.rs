@@ -92,19 +92,21 @@ pub(crate) fn blocks_of(entry: &pouch_backend::JournalEntry) -> Vec<(BlockId, u3
         .collect()
 }
 
-/// Copies journal entries up to `upto` from `from` to `to`; the entries
-/// the target has must match the source's (compared a page at a time).
+/// Copies journal entries after `start` up to `upto` from `from` to `to`;
+/// the entries the target has must match the source's (compared a page at
+/// a time).
 /// Entries after `upto` may name blocks this copy did not bring, so they
 /// wait for the next copy (an entry on the target never names a block the
 /// target lacks).
 async fn copy_journal(
     from: &dyn Backend,
     to: &dyn Backend,
+    start: Seq,
     upto: Seq,
     report: &mut CopyReport,
 ) -> Result<()> {
     let target_head = to.journal_head().await?;
-    let mut cursor = Seq::ZERO;
+    let mut cursor = start;
     while cursor < upto {
         let mut entries = from.read_journal(cursor, PAGE).await?;
         entries.retain(|entry| entry.seq <= upto);
@@ -249,8 +251,37 @@ pub async fn copy_with(
             batch = next;
         }
     }
-    copy_journal(from, to, upto, &mut report).await?;
-    if let Some(snapshot) = from.get_snapshot().await? {
+    // A source that dropped entries: the target gets its snapshot (whose
+    // blocks are among those just copied) and the same start, first.
+    let start = from.journal_start().await?;
+    if start > Seq::ZERO {
+        let snapshot = from
+            .get_snapshot()
+            .await?
+            .filter(|s| s.seq >= start)
+            .ok_or_else(|| Error::Refused {
+                path: from.describe(),
+                reason: format!(
+                    "it dropped journal entries up to {start} but holds no snapshot of them"
+                ),
+            })?;
+        to.put_snapshot(snapshot).await?;
+        report.snapshot_copied = true;
+        if to.journal_head().await? < start {
+            to.trim_journal(start).await?;
+        }
+    }
+    copy_journal(
+        from,
+        to,
+        start.max(to.journal_start().await?),
+        upto,
+        &mut report,
+    )
+    .await?;
+    if !report.snapshot_copied
+        && let Some(snapshot) = from.get_snapshot().await?
+    {
         to.put_snapshot(snapshot).await?;
         report.snapshot_copied = true;
     }

@@ -94,7 +94,10 @@ pub async fn can_follow(from: &dyn Backend, target: &dyn Backend, seq: u64) -> R
             needs: seq,
         });
     }
-    let mut cursor = Seq::ZERO;
+    let mut cursor = from
+        .journal_start()
+        .await?
+        .max(target.journal_start().await?);
     while cursor.0 < seq {
         let limit = PAGE.min((seq - cursor.0) as usize);
         let (ours, theirs) = (

@@ -1,6 +1,6 @@
 //! Reading a copy back: the check that gates a migration's cutover.
 
-use pouch_backend::{Backend, BackendExt, Error as BackendError, Seq};
+use pouch_backend::{Backend, BackendExt, Error as BackendError};
 
 use super::{PAGE, referenced_blocks};
 use crate::progress::{Phase, Progress};
@@ -34,7 +34,9 @@ pub async fn verify(
             "the journal's head differs from the source's ({head}); copy again"
         )));
     }
-    let mut cursor = Seq::ZERO;
+    // Entries either store dropped are folded in its snapshot: compared
+    // from where both have them.
+    let mut cursor = from.journal_start().await?.max(to.journal_start().await?);
     loop {
         let (ours, theirs) = (
             from.read_journal(cursor, PAGE).await?,

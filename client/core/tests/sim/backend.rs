@@ -24,7 +24,10 @@ pub const EPOCH_MS: i64 = 1_790_000_000_000;
 #[derive(Debug)]
 pub struct Namespace {
     pub blocks: HashMap<BlockId, Bytes>,
+    /// Every entry ever appended (the oracle keeps the trimmed ones).
     pub journal: Vec<Bytes>,
+    /// Entries up to here were trimmed: reads from before fail.
+    pub trimmed: u64,
     pub snapshot: Option<Snapshot>,
     pub identity: Option<StoreId>,
     /// The collector's marks: block, store time made.
@@ -40,6 +43,7 @@ impl Default for Namespace {
         Self {
             blocks: HashMap::new(),
             journal: Vec::new(),
+            trimmed: 0,
             snapshot: None,
             identity: None,
             marks: HashMap::new(),
@@ -397,6 +401,11 @@ impl Backend for SimBackend {
     async fn read_journal(&self, after: Seq, limit: usize) -> Result<Vec<JournalEntry>> {
         let lag = self.lag();
         let entries: Vec<JournalEntry> = self.call("read_journal", |ns| {
+            if after.0 < ns.trimmed {
+                return Err(Error::Trimmed {
+                    through: Seq(ns.trimmed),
+                });
+            }
             let visible = ns.journal.len().saturating_sub(lag);
             Ok((after.0 as usize..visible)
                 .take(limit)
@@ -421,7 +430,25 @@ impl Backend for SimBackend {
 
     async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         self.call("put_snapshot", |ns| {
+            if snapshot.seq.0 < ns.trimmed {
+                return Err(Error::InvalidInput("a snapshot older than the trim"));
+            }
             ns.snapshot = Some(snapshot);
+            Ok(())
+        })
+    }
+
+    async fn trim_journal(&self, through: Seq) -> Result<()> {
+        self.call("trim_journal", |ns| {
+            if ns.snapshot.as_ref().is_none_or(|s| s.seq < through) {
+                return Err(Error::InvalidInput("no snapshot folds the entries"));
+            }
+            // A copy that starts from a snapshot: the entries it never
+            // had are numbered, and empty (no oracle reads them).
+            while (ns.journal.len() as u64) < through.0 {
+                ns.journal.push(Bytes::new());
+            }
+            ns.trimmed = ns.trimmed.max(through.0);
             Ok(())
         })
     }
