@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pouch_backend::{
-    Backend, Block, BlockId, Error, GcLease, JournalEntry, LeaseRequest, Result, Seq, Snapshot,
-    StoreId, StoredBlock, SweepReport,
+    Backend, Block, BlockId, Error, GcLease, JournalEntry, LeaseRequest, ReclaimReport, Result,
+    Seq, Snapshot, StoreId, StoredBlock, SweepReport,
 };
 use tokio::time::Instant;
 
@@ -25,21 +25,21 @@ const CROSS_PROCESS_POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone)]
 pub struct EmbeddedBackend {
     store: Arc<Store>,
-    /// Whether a sweep that deleted blocks compacts the store before it
-    /// returns (in-process use, where nothing else would; a server has a
-    /// compaction worker instead).
-    compact_after_sweep: bool,
+    /// Whether a collection's reclaim compacts the store (in-process use,
+    /// where nothing else would; a server has a compaction worker, woken
+    /// by sweeps and trims, instead).
+    compact_on_reclaim: bool,
 }
 
-/// A volume is rewritten after a sweep once this share of it is dead.
-const SWEEP_COMPACT_THRESHOLD: f64 = 0.3;
+/// A volume is rewritten after a collection once this share of it is dead.
+const RECLAIM_COMPACT_THRESHOLD: f64 = 0.3;
 
 impl EmbeddedBackend {
     /// Opens (creating if needed) the store in `dir` with default options,
-    /// for use in this process: a sweep compacts the store right after.
+    /// for use in this process: a collection compacts the store at its end.
     pub fn open(dir: &Path) -> Result<Self> {
         let mut backend = Self::new(Arc::new(Store::open(dir, StoreOptions::default())?));
-        backend.compact_after_sweep = true;
+        backend.compact_on_reclaim = true;
         Ok(backend)
     }
 
@@ -47,7 +47,7 @@ impl EmbeddedBackend {
     pub fn new(store: Arc<Store>) -> Self {
         Self {
             store,
-            compact_after_sweep: false,
+            compact_on_reclaim: false,
         }
     }
 
@@ -142,18 +142,30 @@ impl Backend for EmbeddedBackend {
         marked_by_ms: i64,
     ) -> Result<SweepReport> {
         let ids = ids.to_vec();
-        let compact = self.compact_after_sweep;
+        self.blocking(move |store| store.gc_sweep(generation, &ids, marked_by_ms))
+            .await
+    }
+
+    /// Compacts the volumes the collection's sweeps and journal trim left
+    /// mostly dead, when this process is the only one that would.
+    async fn gc_reclaim(&self, generation: u64) -> Result<ReclaimReport> {
+        if !self.compact_on_reclaim {
+            return Ok(ReclaimReport::default());
+        }
         self.blocking(move |store| {
-            let swept = store.gc_sweep(generation, &ids, marked_by_ms)?;
-            if compact && swept.blocks > 0 {
-                let compacted = store.compact(SWEEP_COMPACT_THRESHOLD)?;
-                tracing::info!(
-                    volumes = compacted.volumes,
-                    bytes = compacted.bytes_reclaimed,
-                    "compacted after a sweep"
-                );
-            }
-            Ok(swept)
+            store.gc_check_lease(generation)?;
+            let compacted = store.compact(RECLAIM_COMPACT_THRESHOLD)?;
+            tracing::info!(
+                volumes = compacted.volumes,
+                bytes = compacted.bytes_reclaimed,
+                "compacted after a collection"
+            );
+            Ok(ReclaimReport {
+                packs_deleted: compacted.volumes,
+                packs_rewritten: compacted.volumes,
+                bytes_rewritten: 0,
+                bytes_freed: compacted.bytes_reclaimed,
+            })
         })
         .await
     }

@@ -124,11 +124,12 @@ pub trait Backend: Send + Sync + 'static {
         Err(gc_unsupported(self.describe()))
     }
 
-    /// Gives back the space of what sweeps deleted, where the store does
-    /// not do so by itself: S3 deletes packs with nothing live left and
-    /// rewrites mostly dead ones. Fenced like [`Backend::gc_mark`]. The
-    /// default, for stores that reclaim on their own (pouch-store compacts
-    /// its volumes after sweeps), has nothing to do.
+    /// Gives back the space of what sweeps deleted and a trim dropped,
+    /// where the store does not do so by itself: S3 deletes packs with
+    /// nothing live left and rewrites mostly dead ones; an embedded store
+    /// compacts its volumes. Fenced like [`Backend::gc_mark`]. The default,
+    /// for stores that reclaim on their own (a pouch-store server compacts
+    /// after sweeps and trims), has nothing to do.
     async fn gc_reclaim(&self, generation: u64) -> Result<ReclaimReport> {
         let _ = generation;
         Ok(ReclaimReport::default())

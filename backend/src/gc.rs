@@ -74,9 +74,10 @@ pub struct StoredBlock {
 /// What [`crate::Backend::gc_reclaim`] gave back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReclaimReport {
-    /// Pack objects deleted (every block in them dead, or moved).
+    /// Pack objects (S3) or volume files (pouch-store) deleted: every
+    /// block in them dead, or moved.
     pub packs_deleted: u64,
-    /// Of those, packs whose live blocks were first written to new packs.
+    /// Of those, the ones whose live records were first written anew.
     pub packs_rewritten: u64,
     /// Bytes of live blocks written again.
     pub bytes_rewritten: u64,

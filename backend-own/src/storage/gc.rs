@@ -43,6 +43,13 @@ fn check_lease(conn: &Connection, generation: u64, now: i64) -> Result<()> {
 }
 
 impl Store {
+    /// Refuses with [`Error::Fenced`] unless `generation` is the current,
+    /// unexpired lease (for work a collector does outside marks and
+    /// sweeps, such as compacting after them).
+    pub fn gc_check_lease(&self, generation: u64) -> Result<()> {
+        check_lease(&*self.pool.get()?, generation, now_ms())
+    }
+
     /// See [`pouch_backend::Backend::gc_lease`].
     pub fn gc_lease(&self, request: &LeaseRequest) -> Result<GcLease> {
         let writer = self.writer.lock().expect("writer lock");

@@ -78,6 +78,8 @@ impl Store {
         )?;
         block_index::index_trim(&mut conn, through, placed[0])?;
         drop(conn);
+        // The dropped entries are garbage a server's compaction takes.
+        self.swept.notify_one();
         self.head.send_if_modified(|known| {
             let newer = through > *known;
             if newer {

@@ -345,8 +345,13 @@ async fn run(
         lease = renew(backend, options, &lease).await?;
         report.store_calls += 2;
     }
+    // The snapshot and the trim before the reclaim, so that one pass
+    // takes the space of both the swept blocks and the dropped entries.
+    write_snapshot(backend, &fold, options.now, &mut report).await;
+    let lease = renew(backend, options, &lease).await?;
+    report.store_calls += 1;
     // Sweeps free nothing on a store that packs blocks together (S3)
-    // until the packs go too.
+    // until the packs go too; the embedded store compacts here.
     let reclaimed = backend.gc_reclaim(lease.generation).await?;
     report.store_calls += 1;
     report.packs_deleted = reclaimed.packs_deleted;
@@ -356,7 +361,6 @@ async fn run(
     report.bytes_deleted = swept.bytes;
     report.blocks_waiting = report.blocks_unreferenced.saturating_sub(swept.blocks);
     report.store_calls += fold.reads;
-    write_snapshot(backend, &fold, options.now, &mut report).await;
     tracing::info!(?report, "garbage collection done");
     Ok(report)
 }

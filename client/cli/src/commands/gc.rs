@@ -1,7 +1,7 @@
 //! `pouch gc` and `pouch retention`: collecting the blocks retention let
-//! go, and the policy that decides it. The embedded store compacts itself
-//! after a sweep; a pouch-store server compacts by itself too; on S3 the
-//! collection ends by deleting and rewriting packs.
+//! go, and the policy that decides it. A collection ends by giving the
+//! space back: the embedded store compacts, a pouch-store server compacts
+//! by itself, S3 deletes and rewrites packs.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -70,10 +70,19 @@ pub(super) async fn gc(
     );
     if report.packs_deleted > 0 {
         say!(
-            "gave back {}: {} packs deleted, {} of them rewritten first",
+            "gave back {}: {} of the store's files deleted ({} rewritten first)",
             HumanBytes(report.bytes_reclaimed),
             report.packs_deleted,
             report.packs_rewritten
+        );
+    }
+    if let Some(seq) = report.snapshot_seq {
+        let trimmed = report
+            .journal_trimmed_through
+            .map_or_else(String::new, |t| format!("; entries up to {t} dropped"));
+        say!(
+            "journal: snapshot at entry {seq} ({}){trimmed}",
+            HumanBytes(report.snapshot_bytes)
         );
     }
     if let Some(why) = &report.skipped {
