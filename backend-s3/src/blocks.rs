@@ -36,7 +36,7 @@ impl S3Backend {
         let (pack_keys, tomb_keys, condemned_listed) = tokio::try_join!(
             self.requests.list(&packs_dir, None),
             self.requests.list(&tombs_dir, None),
-            self.requests.list_meta(&condemned_dir)
+            self.requests.list_meta(&condemned_dir, None)
         )?;
         let packs: Vec<PackName> = pack_keys
             .iter()

@@ -77,7 +77,8 @@ impl S3Backend {
                 "a journal is trimmed only up to a snapshot that folds it",
             ));
         }
-        if self.trim_point().await? < through {
+        let before = self.trim_point().await?;
+        if before < through {
             self.requests
                 .create(
                     &self.keys.journal_trimmed(through),
@@ -88,7 +89,11 @@ impl S3Backend {
             self.known_trim.fetch_max(through.0, Ordering::Relaxed);
         }
         self.known_head.fetch_max(through.0, Ordering::Relaxed);
-        let listed = self.requests.list_meta(&self.keys.journal_dir()).await?;
+        // Entries up to the last trim are empty already.
+        let listed = self
+            .requests
+            .list_meta(&self.keys.journal_dir(), Some(&self.keys.journal(before)))
+            .await?;
         let emptied = listed.into_iter().filter(|meta| {
             meta.size > 0
                 && self
@@ -165,7 +170,8 @@ impl S3Backend {
                 return Err(Error::Gap { seq, head });
             }
         }
-        // A trimmed slot is taken, though its object is gone.
+        // A trimmed slot is taken, though on a copy that started from a
+        // snapshot it never had an object.
         let trim = if previous == Seq::ZERO {
             self.trim_point().await?
         } else {

@@ -95,26 +95,27 @@ impl Requests {
 
     /// Every key under `dir`, after `offset` when given.
     pub(crate) async fn list(&self, dir: &Path, offset: Option<&Path>) -> Result<Vec<Path>> {
+        Ok(self
+            .list_meta(dir, offset)
+            .await?
+            .into_iter()
+            .map(|meta| meta.location)
+            .collect())
+    }
+
+    /// Every object under `dir` (after `offset` when given), with its size
+    /// and `LastModified` (the store's clock).
+    pub(crate) async fn list_meta(
+        &self,
+        dir: &Path,
+        offset: Option<&Path>,
+    ) -> Result<Vec<ObjectMeta>> {
         self.retrying(|| async {
             let listing = match offset {
                 Some(offset) => self.store.list_with_offset(Some(dir), offset),
                 None => self.store.list(Some(dir)),
             };
             listing
-                .map_ok(|meta| meta.location)
-                .try_collect()
-                .await
-                .map_err(|e| map("listing the bucket", e))
-        })
-        .await
-    }
-
-    /// Every object under `dir`, with its size and `LastModified` (the
-    /// store's clock).
-    pub(crate) async fn list_meta(&self, dir: &Path) -> Result<Vec<ObjectMeta>> {
-        self.retrying(|| async {
-            self.store
-                .list(Some(dir))
                 .try_collect()
                 .await
                 .map_err(|e| map("listing the bucket", e))

@@ -182,7 +182,10 @@ impl S3Backend {
         // A taker deletes older generations, so the newest listed may be
         // gone by the time it is read: list again.
         for _ in 0..4 {
-            let listed = self.requests.list_meta(&self.keys.lease_dir()).await?;
+            let listed = self
+                .requests
+                .list_meta(&self.keys.lease_dir(), None)
+                .await?;
             let mut generations: Vec<(u64, i64)> = listed
                 .iter()
                 .filter_map(|meta| {

@@ -224,7 +224,10 @@ impl S3Backend {
     /// between the two puts) once they are older than the default grace:
     /// an upload in progress writes its index seconds after its pack.
     async fn delete_orphan_packs(&self) -> Result<()> {
-        let listed = self.requests.list_meta(&self.keys.packs_dir()).await?;
+        let listed = self
+            .requests
+            .list_meta(&self.keys.packs_dir(), None)
+            .await?;
         let indexed: HashSet<PackName> = listed
             .iter()
             .filter_map(|m| self.keys.parse_pack_index(&m.location))

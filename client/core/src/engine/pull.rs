@@ -1,10 +1,12 @@
 //! Pull: fold new journal entries into the Remote tree. Every path is
-//! validated first, and a refused one never reaches the disk.
+//! validated first, and a refused one never reaches the disk. A new
+//! device starts from the journal's snapshot; one behind the store's trim
+//! point re-bases on it.
+
+use pouch_backend::Seq;
 
 use super::{Engine, PULL_PAGE};
 use crate::Result;
-use pouch_backend::Seq;
-
 use crate::commit::{Change, Commit};
 use crate::names::is_temp_name;
 use crate::node::Node;
