@@ -194,6 +194,10 @@ impl Backend for Limited {
         self.inner.gc_reclaim(generation).await
     }
 
+    async fn trim_journal(&self, through: Seq) -> Result<()> {
+        self.inner.trim_journal(through).await
+    }
+
     async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {
         self.inner.append(seq, data).await
     }

@@ -307,6 +307,9 @@ impl Backend for CollectorStrikes {
     async fn gc_reclaim(&self, generation: u64) -> BackendResult<ReclaimReport> {
         self.inner.gc_reclaim(generation).await
     }
+    async fn trim_journal(&self, through: Seq) -> BackendResult<()> {
+        self.inner.trim_journal(through).await
+    }
     async fn append(&self, seq: Seq, data: Bytes) -> BackendResult<()> {
         self.inner.append(seq, data).await
     }
