@@ -104,3 +104,28 @@ fn a_store_open_in_another_handle_follows_moved_blocks() {
     assert_eq!(a.compact(0.5).unwrap().volumes, 1);
     assert_eq!(b.get_block(keep.id()).unwrap(), noise(1, 100_000));
 }
+
+/// An index mostly emptied by deletes is rewritten at the next compaction:
+/// SQLite keeps freed pages in the file otherwise.
+#[test]
+fn compaction_shrinks_an_index_mostly_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let raws: Vec<_> = (0..150_000u64).map(|i| noise(i, 64)).collect();
+    let ids: Vec<BlockId> = raws.iter().map(|r| BlockId::of(r)).collect();
+    for chunk in raws.chunks(10_000) {
+        store
+            .put_blocks(chunk.iter().cloned().map(Block::encode).collect())
+            .unwrap();
+    }
+    let index = |dir: &std::path::Path| std::fs::metadata(dir.join("index.sqlite")).unwrap().len();
+    let before = index(dir.path());
+    assert!(before > 4 << 20, "{before}");
+    store.delete_blocks(&ids[10..]).unwrap();
+    let report = store.compact(0.3).unwrap();
+    let after = index(dir.path());
+    assert!(after < before / 4, "{after} of {before} bytes");
+    assert!(report.bytes_reclaimed >= before - after, "{report:?}");
+    assert_eq!(store.get_block(ids[3]).unwrap(), raws[3]);
+    assert!(matches!(store.get_block(ids[20]), Err(Error::BlockNotFound(_))));
+}

@@ -150,6 +150,7 @@ impl Store {
             report.bytes_reclaimed += length;
             tracing::info!(volume, records = moved.len(), "compacted a volume");
         }
+        report.bytes_reclaimed += shrink_index(&conn)?;
         Ok(report)
     }
 
@@ -250,6 +251,32 @@ enum Live {
     Block(BlockId),
     Journal(u64),
     Snapshot,
+}
+
+/// Rewrites the index database when most of its pages are free (after a
+/// collection deleted most blocks, or a trim most of the journal: SQLite
+/// keeps freed pages in the file), and returns the bytes that gave back.
+/// Small indexes and mostly full ones are left alone.
+fn shrink_index(conn: &rusqlite::Connection) -> Result<u64> {
+    let context = "shrinking the index";
+    let pragma = |name: &str| -> Result<u64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+            .map(|v| v as u64)
+            .map_err(db_error(context))
+    };
+    let (pages, free, page_size) = (
+        pragma("page_count")?,
+        pragma("freelist_count")?,
+        pragma("page_size")?,
+    );
+    if pages < 1024 || free * 2 < pages {
+        return Ok(0);
+    }
+    conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(db_error(context))?;
+    let after = pragma("page_count")?;
+    tracing::info!(pages, after, "shrank the index");
+    Ok(pages.saturating_sub(after) * page_size)
 }
 
 /// A record the index still names: what it is, where, and how long.
