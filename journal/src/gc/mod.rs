@@ -118,12 +118,12 @@ pub struct GcReport {
     pub bytes_deleted: u64,
     /// Unreferenced blocks still in their grace period.
     pub blocks_waiting: u64,
-    /// Pack objects the store deleted to give the space back (S3).
+    /// Files the store deleted to give the space back: S3 packs, embedded
+    /// store volumes (a pouch-store server compacts on its own, later).
     pub packs_deleted: u64,
-    /// Of those, packs whose live blocks were first written to new packs.
+    /// Of those, the ones whose live blocks were first written anew.
     pub packs_rewritten: u64,
-    /// Bytes the store holds less after reclaiming (S3; pouch-store
-    /// compacts its volumes by itself).
+    /// Bytes the store holds less after reclaiming.
     pub bytes_reclaimed: u64,
     /// Requests made to the store (journal pages, lease, list pages, mark
     /// and sweep batches).
