@@ -127,5 +127,8 @@ fn compaction_shrinks_an_index_mostly_emptied() {
     assert!(after < before / 4, "{after} of {before} bytes");
     assert!(report.bytes_reclaimed >= before - after, "{report:?}");
     assert_eq!(store.get_block(ids[3]).unwrap(), raws[3]);
-    assert!(matches!(store.get_block(ids[20]), Err(Error::BlockNotFound(_))));
+    assert!(matches!(
+        store.get_block(ids[20]),
+        Err(Error::BlockNotFound(_))
+    ));
 }
