@@ -1,23 +1,11 @@
 //! Compaction gives the space of deleted blocks back to the file system.
 
+mod common;
+
+use common::folder_size;
 use pouch_backend::conformance::noise;
 use pouch_backend::{Block, BlockId, Error};
 use pouch_backend_own::storage::{Store, StoreOptions};
-
-fn folder_size(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                folder_size(&e.path())
-            } else {
-                meta.len()
-            }
-        })
-        .sum()
-}
 
 #[test]
 fn deleting_most_blocks_then_compacting_shrinks_the_folder() {

@@ -12,6 +12,9 @@ use pouch_backend::{Block, BlockId, Error, Seq, Snapshot};
 use pouch_backend_own::storage::{Store, StoreOptions};
 
 mod child;
+mod common;
+
+use common::folder_size;
 
 /// Small volumes, so a test's data spans several of them.
 fn open(dir: &Path) -> Store {
@@ -315,11 +318,11 @@ fn a_trim_survives_compaction_and_a_rebuild_from_the_volumes() {
             store.read_journal(Seq(299), 10),
             Err(Error::Trimmed { through }) if through == Seq(300)
         ));
-        let size = dir_size(dir.path());
+        let size = folder_size(dir.path());
         let compacted = store.compact(0.3).unwrap();
         assert!(compacted.volumes > 0, "{compacted:?}");
         assert!(
-            dir_size(dir.path()) < size,
+            folder_size(dir.path()) < size,
             "compaction gave the trimmed entries' space back"
         );
         store.read_journal(Seq(300), usize::MAX).unwrap()
@@ -356,18 +359,4 @@ fn a_trim_survives_compaction_and_a_rebuild_from_the_volumes() {
     assert_eq!(store.journal_head().unwrap(), Seq(400));
     assert!(store.read_journal(Seq(400), 10).unwrap().is_empty());
     store.append(Seq(401), b"next").unwrap();
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let meta = entry.metadata().unwrap();
-        total += if meta.is_dir() {
-            dir_size(&entry.path())
-        } else {
-            meta.len()
-        };
-    }
-    total
 }

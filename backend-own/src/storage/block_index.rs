@@ -299,7 +299,9 @@ fn index_recovered_meta(
 /// [`index_trim`]), which counts as the head when no entry is left.
 pub(super) fn journal_head(conn: &Connection) -> Result<Seq> {
     conn.query_row(
-        "SELECT COALESCE(MAX(CASE WHEN seq = 0 THEN CAST(data AS INTEGER) ELSE seq END), 0) FROM journal",
+        // Two primary-key lookups, not a scan: this runs on every append.
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM journal), 0),
+                    COALESCE((SELECT CAST(data AS INTEGER) FROM journal WHERE seq = 0), 0))",
         [],
         |row| row.get::<_, i64>(0),
     )
@@ -311,7 +313,7 @@ pub(super) fn journal_head(conn: &Connection) -> Result<Seq> {
 /// none).
 pub(super) fn journal_trim(conn: &Connection) -> Result<Seq> {
     conn.query_row(
-        "SELECT COALESCE(MAX(CAST(data AS INTEGER)), 0) FROM journal WHERE seq = 0",
+        "SELECT COALESCE((SELECT CAST(data AS INTEGER) FROM journal WHERE seq = 0), 0)",
         [],
         |row| row.get::<_, i64>(0),
     )

@@ -148,12 +148,18 @@ impl S3Backend {
                 self.cache.write(CONDEMNED, name, &data);
                 self.index.lock().unwrap().add_condemned(name, kept);
             }
-            self.requests
-                .delete(&self.keys.condemned(old), "unmarking blocks")
-                .await?;
-            self.cache.remove(CONDEMNED, old);
-            self.index.lock().unwrap().remove_condemned(old);
+            self.drop_condemned(old, "unmarking blocks").await?;
         }
+        Ok(())
+    }
+
+    /// Deletes condemned-pairs object `name` and forgets its pairs.
+    pub(crate) async fn drop_condemned(&self, name: PackName, context: &'static str) -> Result<()> {
+        self.requests
+            .delete(&self.keys.condemned(name), context)
+            .await?;
+        self.cache.remove(CONDEMNED, name);
+        self.index.lock().unwrap().remove_condemned(name);
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use pouch_backend::{Block, BlockId, Error, ReclaimReport, Result};
 
 use crate::S3Backend;
-use crate::backend::{CONDEMNED, MERGED, PACKS, TOMBS};
+use crate::backend::{MERGED, PACKS, TOMBS};
 use crate::index::Location;
 use crate::pack::{self, PackName};
 
@@ -176,11 +176,7 @@ impl S3Backend {
             (tombs, condemned)
         };
         for name in condemned {
-            self.requests
-                .delete(&self.keys.condemned(name), "deleting spent marks")
-                .await?;
-            self.cache.remove(CONDEMNED, name);
-            self.index.lock().unwrap().remove_condemned(name);
+            self.drop_condemned(name, "deleting spent marks").await?;
         }
         for name in tombs {
             self.requests
@@ -210,7 +206,6 @@ impl S3Backend {
                 .map(|(name, _)| *name)
                 .collect()
         };
-        let spent: HashSet<PackName> = spent.into_iter().collect();
         for name in spent {
             self.requests
                 .delete(&self.keys.merged(name), "deleting a spent merged index")

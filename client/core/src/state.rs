@@ -427,21 +427,9 @@ impl LocalState {
             if synced {
                 set_node(&tx, Tree::Synced, path, node.as_ref())?;
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO history (path, seq, node, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    path.as_str(),
-                    seq.0 as i64,
-                    node.as_ref().map(to_json),
-                    origin.device,
-                    origin.time
-                ],
-            )?;
+            record_history(&tx, path, seq, node.as_ref(), origin)?;
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?1)",
-            [seq.0.to_string()],
-        )?;
+        set_cursor(&tx, seq)?;
         tx.commit()?;
         Ok(())
     }
@@ -465,22 +453,10 @@ impl LocalState {
         for (entry, origin, changes) in entries {
             for (path, node) in changes {
                 set_node(&tx, Tree::Remote, path, node.as_ref())?;
-                tx.execute(
-                    "INSERT OR REPLACE INTO history (path, seq, node, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        path.as_str(),
-                        entry.0 as i64,
-                        node.as_ref().map(to_json),
-                        origin.device,
-                        origin.time
-                    ],
-                )?;
+                record_history(&tx, path, *entry, node.as_ref(), origin)?;
             }
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?1)",
-            [seq.0.to_string()],
-        )?;
+        set_cursor(&tx, seq)?;
         tx.commit()?;
         Ok(())
     }
@@ -636,6 +612,36 @@ fn stat_of(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Stat> {
         ino: row.get::<_, i64>(first + 2)? as u64,
         ctime_ns: row.get(first + 3)?,
     })
+}
+
+/// Records that entry `seq` (by `origin`) set `path` to `node`.
+fn record_history(
+    conn: &Connection,
+    path: &RelPath,
+    seq: Seq,
+    node: Option<&Node>,
+    origin: &Origin,
+) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO history (path, seq, node, device, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            path.as_str(),
+            seq.0 as i64,
+            node.map(to_json),
+            origin.device,
+            origin.time
+        ],
+    )?;
+    Ok(())
+}
+
+/// Moves the cursor: every entry up to `seq` is folded.
+fn set_cursor(conn: &Connection, seq: Seq) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?1)",
+        [seq.0.to_string()],
+    )?;
+    Ok(())
 }
 
 fn set_node(conn: &Connection, tree: Tree, path: &RelPath, node: Option<&Node>) -> Result<()> {
