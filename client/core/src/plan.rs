@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::node::{Node, same};
+use crate::node::{BlockRef, Node, same};
 use crate::path::RelPath;
 
 /// One step of a sync.
@@ -101,6 +101,22 @@ pub fn plan(
     remote: &BTreeMap<RelPath, Node>,
     synced: &BTreeMap<RelPath, Node>,
 ) -> Vec<Op> {
+    plan_with(local, remote, synced, None)
+}
+
+/// Renames paired over every slice of a plan, and where each is made.
+pub type SlicedRenames<'a> = (&'a Renames, &'a dyn Fn(&RelPath, &RelPath) -> Site);
+
+/// Plans like [`plan`] over part of the paths (a slice of a large plan),
+/// with `renames` paired over all of them when given: a local delete and
+/// a download of the same content that fall in different slices are
+/// still one rename, made where its [`Site`] says.
+pub fn plan_with(
+    local: &BTreeMap<RelPath, Node>,
+    remote: &BTreeMap<RelPath, Node>,
+    synced: &BTreeMap<RelPath, Node>,
+    renames: Option<SlicedRenames<'_>>,
+) -> Vec<Op> {
     let mut paths: Vec<&RelPath> = local
         .keys()
         .chain(remote.keys())
@@ -112,53 +128,83 @@ pub fn plan(
     let mut ops: BTreeMap<RelPath, Op> = BTreeMap::new();
     for path in paths {
         let (l, r, s) = (local.get(path), remote.get(path), synced.get(path));
-        let path = path.clone();
-        let op = if same(l, r) {
-            (!same(s, l)).then(|| Op::Agree {
-                path,
-                node: l.cloned(),
-            })
-        } else if same(l, s) {
-            Some(match r {
-                Some(r) => Op::Download {
-                    path,
-                    node: r.clone(),
-                },
-                None => Op::DeleteLocal { path },
-            })
-        } else if same(r, s) {
-            Some(match l {
-                Some(l) => Op::Upload {
-                    path,
-                    node: l.clone(),
-                },
-                None => Op::DeleteRemote { path },
-            })
-        } else {
-            match (l, r) {
-                (None, Some(r)) => Some(Op::Download {
-                    path,
-                    node: r.clone(),
-                }),
-                (Some(l), None) => Some(Op::Upload {
-                    path,
-                    node: l.clone(),
-                }),
-                (Some(_), Some(r)) => Some(Op::Conflict {
-                    path,
-                    node: r.clone(),
-                }),
-                (None, None) => unreachable!("absent on both sides is the same"),
-            }
-        };
-        if let Some(op) = op {
+        if let Some(op) = decide(path, l, r, s) {
             ops.insert(op.path().clone(), op);
         }
     }
 
     keep_ancestors(&mut ops);
-    let ops = pair_renames(ops, local);
+    let ops = match renames {
+        Some((renames, site)) => renames.apply(ops, site),
+        None => pair_renames(ops, local),
+    };
     order(ops)
+}
+
+/// One path's operation, from its three nodes alone (before a kept path
+/// keeps its ancestors and renames are paired).
+pub fn decide(path: &RelPath, l: Option<&Node>, r: Option<&Node>, s: Option<&Node>) -> Option<Op> {
+    let path = path.clone();
+    if same(l, r) {
+        (!same(s, l)).then(|| Op::Agree {
+            path,
+            node: l.cloned(),
+        })
+    } else if same(l, s) {
+        Some(match r {
+            Some(r) => Op::Download {
+                path,
+                node: r.clone(),
+            },
+            None => Op::DeleteLocal { path },
+        })
+    } else if same(r, s) {
+        Some(match l {
+            Some(l) => Op::Upload {
+                path,
+                node: l.clone(),
+            },
+            None => Op::DeleteRemote { path },
+        })
+    } else {
+        match (l, r) {
+            (None, Some(r)) => Some(Op::Download {
+                path,
+                node: r.clone(),
+            }),
+            (Some(l), None) => Some(Op::Upload {
+                path,
+                node: l.clone(),
+            }),
+            (Some(_), Some(r)) => Some(Op::Conflict {
+                path,
+                node: r.clone(),
+            }),
+            (None, None) => unreachable!("absent on both sides is the same"),
+        }
+    }
+}
+
+/// Whether a plan made in slices may put what lies under a path in a
+/// later slice than the path, given the path's own operation (from
+/// [`decide`]): only when that leaves a folder on both sides, or changes
+/// nothing. Nothing under such a path changes its operation
+/// (`keep_ancestors`), and nothing under it needs its operation done
+/// after theirs. A path that turns a folder into a file, is deleted, or
+/// conflicts is planned with everything under it.
+pub fn may_split_below(op: Option<&Op>) -> bool {
+    matches!(
+        op,
+        None | Some(Op::Agree { .. })
+            | Some(Op::Upload {
+                node: Node::Dir,
+                ..
+            })
+            | Some(Op::Download {
+                node: Node::Dir,
+                ..
+            })
+    )
 }
 
 /// A path that stays keeps its ancestors on both sides, as folders.
@@ -229,51 +275,171 @@ fn keep_ancestors(ops: &mut BTreeMap<RelPath, Op>) {
 /// Turns a local delete plus a download of the same file content into a
 /// rename: the bytes are already here.
 fn pair_renames(ops: BTreeMap<RelPath, Op>, local: &BTreeMap<RelPath, Node>) -> Vec<Op> {
-    // Keyed by mode too: a rename keeps the file's mode, so the one moved
-    // must have the mode the new path's version names.
-    let mut sources: HashMap<(u32, Vec<crate::node::BlockRef>), Vec<RelPath>> = HashMap::new();
-    for op in ops.values() {
-        if let Op::DeleteLocal { path } = op
-            && let Some(node @ Node::File { blocks, .. }) = local.get(path)
-            && !blocks.is_empty()
-        {
-            sources
-                .entry((node.file_mode(), blocks.clone()))
-                .or_default()
-                .push(path.clone());
+    let renames = Renames::pair(
+        ops.values().filter_map(|op| match op {
+            Op::DeleteLocal { path } => local.get(path).map(|node| (path.clone(), node.clone())),
+            _ => None,
+        }),
+        ops.values().filter_map(|op| match op {
+            Op::Download { path, node } if !local.contains_key(path) => {
+                Some((path.clone(), node.clone()))
+            }
+            _ => None,
+        }),
+    );
+    renames.apply(ops, &|_, _| Site::To)
+}
+
+/// Local deletes paired with downloads of the same file content: each
+/// becomes one rename, as the bytes are already here.
+#[derive(Debug, Default)]
+pub struct Renames {
+    /// The path renamed to, with the path renamed from.
+    from_of: HashMap<RelPath, RelPath>,
+    /// The path renamed from, with the path renamed to and its node.
+    to_of: HashMap<RelPath, (RelPath, Node)>,
+}
+
+/// Where a plan made in slices makes a paired rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// Where the download was planned; the delete is dropped.
+    To,
+    /// Where the delete was planned; the download is not made.
+    From,
+    /// Nowhere: the delete and the download are made.
+    Neither,
+}
+
+impl Renames {
+    /// Pairs `deletes` (paths deleted locally, with their Local nodes) with
+    /// `downloads` (paths new to the disk, with their Remote nodes), each
+    /// in path order.
+    pub fn pair(
+        deletes: impl IntoIterator<Item = (RelPath, Node)>,
+        downloads: impl IntoIterator<Item = (RelPath, Node)>,
+    ) -> Self {
+        let mut pairing = Pairing::of(deletes);
+        if !pairing.is_empty() {
+            for (path, node) in downloads {
+                pairing.offer(path, &node);
+            }
         }
+        pairing.renames
     }
-    let mut renamed_from = Vec::new();
-    let mut out = Vec::with_capacity(ops.len());
-    for (_, op) in ops {
-        match op {
-            Op::Download {
-                path,
-                node: node @ Node::File { .. },
-            } if !local.contains_key(&path) => {
-                let Node::File { blocks, .. } = &node else {
-                    unreachable!()
-                };
-                match sources
-                    .get_mut(&(node.file_mode(), blocks.clone()))
-                    .and_then(Vec::pop)
-                {
-                    Some(from) => {
-                        renamed_from.push(from.clone());
+
+    /// Whether nothing is renamed.
+    pub fn is_empty(&self) -> bool {
+        self.from_of.is_empty()
+    }
+
+    /// The path renamed from, if `to` is renamed to.
+    pub fn from_of(&self, to: &RelPath) -> Option<&RelPath> {
+        self.from_of.get(to)
+    }
+
+    /// The path renamed to, if `from` is renamed from.
+    pub fn to_of(&self, from: &RelPath) -> Option<&RelPath> {
+        self.to_of.get(from).map(|(to, _)| to)
+    }
+
+    /// `ops` (in path order) with each paired download and delete turned
+    /// into their rename where `site` (of the pair's from and to paths)
+    /// says.
+    fn apply(
+        &self,
+        ops: BTreeMap<RelPath, Op>,
+        site: &dyn Fn(&RelPath, &RelPath) -> Site,
+    ) -> Vec<Op> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops.into_values() {
+            match op {
+                Op::Download {
+                    path,
+                    node: node @ Node::File { .. },
+                } => match self.from_of.get(&path) {
+                    Some(from) if site(from, &path) == Site::To => out.push(Op::RenameLocal {
+                        from: from.clone(),
+                        to: path,
+                        node,
+                    }),
+                    Some(from) if site(from, &path) == Site::From => {}
+                    _ => out.push(Op::Download { path, node }),
+                },
+                Op::DeleteLocal { path } => match self.to_of.get(&path) {
+                    Some((to, _)) if site(&path, to) == Site::To => {}
+                    Some((to, node)) if site(&path, to) == Site::From => {
                         out.push(Op::RenameLocal {
-                            from,
-                            to: path,
-                            node,
+                            from: path,
+                            to: to.clone(),
+                            node: node.clone(),
                         });
                     }
-                    None => out.push(Op::Download { path, node }),
-                }
+                    _ => out.push(Op::DeleteLocal { path }),
+                },
+                other => out.push(other),
             }
-            other => out.push(other),
+        }
+        out
+    }
+}
+
+/// Renames being paired: the local deletes, then the downloads offered
+/// one at a time, in path order (see [`Renames::pair`]).
+#[derive(Debug, Default)]
+pub struct Pairing {
+    // Keyed by mode too: a rename keeps the file's mode, so the one moved
+    // must have the mode the new path's version names.
+    by_content: HashMap<(u32, Vec<BlockRef>), Vec<RelPath>>,
+    renames: Renames,
+}
+
+impl Pairing {
+    /// Starts from `deletes`: paths deleted locally, with their Local
+    /// nodes, in path order.
+    pub fn of(deletes: impl IntoIterator<Item = (RelPath, Node)>) -> Self {
+        let mut pairing = Self::default();
+        for (path, node) in deletes {
+            if let Node::File { blocks, .. } = &node
+                && !blocks.is_empty()
+            {
+                pairing
+                    .by_content
+                    .entry((node.file_mode(), blocks.clone()))
+                    .or_default()
+                    .push(path);
+            }
+        }
+        pairing
+    }
+
+    /// Whether no delete is left to pair.
+    pub fn is_empty(&self) -> bool {
+        self.by_content.is_empty()
+    }
+
+    /// Pairs a download of `node` to `path` (new to the disk) with a
+    /// delete of the same content, if one is left.
+    pub fn offer(&mut self, path: RelPath, node: &Node) {
+        let Node::File { blocks, .. } = node else {
+            return;
+        };
+        if let Some(from) = self
+            .by_content
+            .get_mut(&(node.file_mode(), blocks.clone()))
+            .and_then(Vec::pop)
+        {
+            self.renames
+                .to_of
+                .insert(from.clone(), (path.clone(), node.clone()));
+            self.renames.from_of.insert(path, from);
         }
     }
-    out.retain(|op| !matches!(op, Op::DeleteLocal { path } if renamed_from.contains(path)));
-    out
+
+    /// The renames paired.
+    pub fn done(self) -> Renames {
+        self.renames
+    }
 }
 
 /// Folders and renames first (parents before children), so that renamed

@@ -15,7 +15,7 @@ use crate::{Error, Result};
 
 mod unsettled;
 
-pub use unsettled::{Candidate, LocalChange};
+pub use unsettled::{Candidate, LocalChange, Unsettled};
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1

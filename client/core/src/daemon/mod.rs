@@ -12,6 +12,7 @@
 pub mod control;
 pub mod debounce;
 pub mod dirty;
+mod inbox;
 mod wire;
 
 use std::collections::HashMap;
@@ -28,9 +29,10 @@ use tokio::time::Instant;
 use self::control::Shared;
 use self::debounce::Debouncer;
 use self::dirty::Dirty;
+use self::inbox::{FsNews, Inbox};
 use pouch_protocol::{Event, MigrationStatus, State, Transfer};
 
-use crate::engine::{Engine, Left, SyncLock, SyncOptions};
+use crate::engine::{Engine, Left, Scope, SyncLock, SyncOptions};
 use crate::names::is_temp_name;
 use crate::own_files::OwnFiles;
 use crate::path::RelPath;
@@ -106,7 +108,7 @@ pub async fn run(
     let control = control::listen(&options.socket, shared.clone())?;
     engine.set_progress(Arc::new(StatusProgress(shared.clone())));
 
-    let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<FsNews>();
+    let inbox = Arc::new(Inbox::default());
     // Events name paths under the root as watched: canonical.
     let watched_root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let watched = if options.simulate_watch_limit {
@@ -114,7 +116,7 @@ pub async fn run(
             notify::ErrorKind::MaxFilesWatch,
         )))
     } else {
-        watch_root(root, engine.own_files().clone(), fs_tx)
+        watch_root(root, engine.own_files().clone(), inbox.clone())
     };
     let (watcher, rescan_every) = match watched {
         Ok(watcher) => (Some(watcher), options.rescan_every),
@@ -165,17 +167,27 @@ pub async fn run(
                 hold_new_deletes: Some(options.hold_deletes),
                 ..SyncOptions::default()
             };
+            if allowed.scope == Scope::Everything {
+                // Whatever the watcher named until now, the whole scan
+                // sees: a big download's echoes do not ask for another.
+                inbox.clear();
+            }
             let outcome = sync(&mut engine, &shared, allowed.clone()).await;
             // Echoes may come after later syncs (a big download's arrive
             // for seconds): what a sync wrote is remembered a while.
             let now = Instant::now();
             written.retain(|_, (at, _)| now.duration_since(*at) < ECHO_WINDOW);
-            written.extend(
-                engine
-                    .take_written()
-                    .into_iter()
-                    .map(|(path, left)| (path, (now, left))),
-            );
+            match engine.take_written() {
+                Some(paths) => {
+                    written.extend(paths.into_iter().map(|(path, left)| (path, (now, left))));
+                }
+                // Too many to tell their echoes by: a whole scan (which
+                // trusts what the engine recorded by its mtime).
+                None => {
+                    dirty.all();
+                    pending = true;
+                }
+            }
             if outcome.is_err() {
                 // What it was to scan is scanned at the next try.
                 dirty.restore(allowed.scope.clone());
@@ -218,7 +230,7 @@ pub async fn run(
         let wake = [debouncer.deadline(), retry_at].into_iter().flatten().min();
         tokio::select! {
             () = &mut shutdown => break Ok(()),
-            Some(news) = fs_rx.recv() => {
+            news = inbox.next() => {
                 match news {
                     FsNews::Paths(paths) => {
                         let fresh: Vec<&PathBuf> = paths
@@ -503,38 +515,27 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
     }
 }
 
-/// What the watcher tells the loop.
-enum FsNews {
-    /// These paths changed.
-    Paths(Vec<PathBuf>),
-    /// Events were lost: only a whole scan is sure to see everything.
-    Lost,
-}
-
 /// Watches `root` recursively; every change (not mere reads) but those
 /// about Pouch's own temp files and its own files (`own`: its state
-/// database changes at every sync) is sent to `tx` with its paths.
+/// database changes at every sync) is put in `inbox` with its paths.
 fn watch_root(
     root: &Path,
     own: OwnFiles,
-    tx: mpsc::UnboundedSender<FsNews>,
+    inbox: Arc<Inbox>,
 ) -> Result<notify::RecommendedWatcher, String> {
     // Events name paths under the root as watched: watch it canonical, as
     // `own` is.
     let root = &root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let news = match event {
+        match event {
             // The kernel's queue overflowed: which paths is unknown.
-            Ok(event) if event.need_rescan() => FsNews::Lost,
+            Ok(event) if event.need_rescan() => inbox.lost(),
             // Opens and reads (our own scans list every folder) change
             // nothing; counting them made each scan trigger the next. A
             // close after writing still counts: the file is complete.
             Ok(event)
                 if matches!(event.kind, notify::EventKind::Access(access)
-                    if access != notify::event::AccessKind::Close(notify::event::AccessMode::Write)) =>
-            {
-                return;
-            }
+                    if access != notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {}
             Ok(event) => {
                 let paths: Vec<PathBuf> = event
                     .paths
@@ -547,14 +548,12 @@ fn watch_root(
                                 .is_some_and(is_temp_name)
                     })
                     .collect();
-                if paths.is_empty() {
-                    return;
+                if !paths.is_empty() {
+                    inbox.paths(paths);
                 }
-                FsNews::Paths(paths)
             }
-            Err(_) => FsNews::Lost, // better a spare whole scan
-        };
-        let _ = tx.send(news);
+            Err(_) => inbox.lost(), // better a spare whole scan
+        }
     })
     .map_err(describe_watch_error)?;
     watcher

@@ -31,13 +31,18 @@ impl Engine {
         ops: impl Iterator<Item = Op>,
         local: &BTreeMap<RelPath, LocalEntry>,
         report: &mut SyncReport,
+        announce: bool,
     ) -> Result<()> {
         self.downloaded.batching = true;
-        let applied = self.apply_ops(ops.collect(), local, report).await;
+        let applied = self.apply_ops(ops.collect(), local, report, announce).await;
         self.downloaded.batching = false;
         self.prefetch = None;
         self.local_blocks = super::reuse::LocalBlocks::default();
         let recorded = self.flush_downloads(report);
+        if self.written.len() > super::WRITTEN_LIMIT {
+            self.written = Vec::new();
+            self.written_overflow = true;
+        }
         applied.and(recorded)
     }
 
@@ -46,15 +51,10 @@ impl Engine {
         ops: Vec<Op>,
         local: &BTreeMap<RelPath, LocalEntry>,
         report: &mut SyncReport,
+        announce: bool,
     ) -> Result<()> {
-        let (files, total) = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Download { node, .. } | Op::Conflict { node, .. } => Some(node.size()),
-                _ => None,
-            })
-            .fold((0, 0), |(files, bytes), size| (files + 1, bytes + size));
-        if total > 0 {
+        let (files, total) = download_totals(&ops);
+        if announce && total > 0 {
             self.progress.phase(Phase::Downloading, files, total);
         }
         // Folders a conflict moved aside, with everything the plan said
@@ -283,4 +283,14 @@ impl Engine {
             Op::Upload { .. } | Op::DeleteRemote { .. } => unreachable!("pushed, not applied"),
         }
     }
+}
+
+/// How many files `ops` download, and their bytes.
+pub(super) fn download_totals(ops: &[Op]) -> (u64, u64) {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Download { node, .. } | Op::Conflict { node, .. } => Some(node.size()),
+            _ => None,
+        })
+        .fold((0, 0), |(files, bytes), size| (files + 1, bytes + size))
 }

@@ -152,10 +152,13 @@ impl Engine {
     ) -> Result<()> {
         let full = path.to_fs(&self.root);
         let parent = prepare_parent(&self.root, path)?;
-        if !unchanged(&full, expected.as_ref())? {
+        let existing = std::fs::symlink_metadata(&full).ok();
+        // A folder already there takes nothing's place: a rename of a plan's
+        // earlier slice made it for a file inside, or the user did.
+        let folder_onto_folder = node.is_dir() && existing.as_ref().is_some_and(|m| m.is_dir());
+        if !folder_onto_folder && !unchanged(&full, expected.as_ref())? {
             return Err(changed_since_plan());
         }
-        let existing = std::fs::symlink_metadata(&full).ok();
         match node {
             Node::Dir => {
                 match existing {

@@ -26,6 +26,7 @@ mod retention;
 mod reuse;
 mod scan_plan;
 mod selective;
+mod slices;
 mod store_check;
 
 pub use heal::{AUDIT_INTERVAL_SECS, HealReport, Readback};
@@ -33,6 +34,7 @@ pub use lock::{SyncLock, lock_path};
 pub use restore::Pick;
 pub use retention::Kept;
 pub use scan_plan::Scope;
+pub use slices::PLAN_SLICE;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -55,6 +57,10 @@ use crate::{Error, Result};
 const MAX_COMMIT_ATTEMPTS: u32 = 8;
 /// Raw bytes of blocks gathered before one `has_blocks` + `put_blocks`.
 const UPLOAD_BATCH_BYTES: usize = 16 << 20;
+/// Paths a sync lists as written by itself, at most (see
+/// [`Engine::take_written`]); the daemon's list of paths to scan holds as
+/// many.
+pub const WRITTEN_LIMIT: usize = crate::daemon::dirty::MAX_PATHS;
 /// Journal entries read per request while pulling.
 const PULL_PAGE: usize = 256;
 /// The local state's key for a move pulled and not followed yet.
@@ -98,6 +104,9 @@ pub struct Engine {
     /// the watcher's echo of them need not be scanned (see
     /// [`Engine::take_written`]).
     written: Vec<(RelPath, Left)>,
+    /// Whether this sync wrote more than [`WRITTEN_LIMIT`] paths (the list
+    /// was let go).
+    written_overflow: bool,
     /// When each delete (or new path) waiting to be sent was first
     /// planned (see [`SyncOptions::hold_new_deletes`]).
     held_since: HashMap<RelPath, Instant>,
@@ -106,6 +115,8 @@ pub struct Engine {
     /// How long a store's "stored" answer is trusted before a commit
     /// names the block (see [`pouch_backend::gc::COMMIT_WINDOW`]).
     commit_window: Duration,
+    /// Unsettled paths planned together (see `slices`).
+    plan_slice: usize,
 }
 
 /// What the engine left at a path it changed on disk.
@@ -221,10 +232,18 @@ impl Engine {
             downloaded: download::Downloaded::default(),
             scan_next: Vec::new(),
             written: Vec::new(),
+            written_overflow: false,
             held_since: HashMap::new(),
             deletes_due: None,
             commit_window: pouch_backend::gc::COMMIT_WINDOW,
+            plan_slice: PLAN_SLICE,
         })
+    }
+
+    /// Plans `paths` unsettled paths at a time instead of [`PLAN_SLICE`]:
+    /// for tests that make small trees take the paths of large ones.
+    pub fn set_plan_slice(&mut self, paths: usize) {
+        self.plan_slice = paths.max(1);
     }
 
     /// Trusts the store's answers about blocks for `window` before a
@@ -307,9 +326,13 @@ impl Engine {
     /// deletes and renames), each with what it left there (as recorded in
     /// the Local tree); the list starts over. The daemon drops the
     /// watcher's echo of those writes: a path whose disk still is what the
-    /// engine left.
-    pub fn take_written(&mut self) -> Vec<(RelPath, Left)> {
-        std::mem::take(&mut self.written)
+    /// engine left. `None` when they were more than [`WRITTEN_LIMIT`]: the
+    /// list is not kept (its echoes overflow the watcher's queue, and the
+    /// daemon's list of paths to scan, anyway: a whole scan follows).
+    pub fn take_written(&mut self) -> Option<Vec<(RelPath, Left)>> {
+        let overflowed = std::mem::take(&mut self.written_overflow);
+        let written = std::mem::take(&mut self.written);
+        (!overflowed).then_some(written)
     }
 
     /// When deletes the last sync held back as new (see
@@ -337,6 +360,7 @@ impl Engine {
     /// One full sync in both directions, with `options`.
     pub async fn sync_with(&mut self, options: SyncOptions) -> Result<SyncReport> {
         self.written.clear();
+        self.written_overflow = false;
         self.deletes_due = None;
         self.check_store().await?;
         let mut report = SyncReport::default();
@@ -352,17 +376,8 @@ impl Engine {
                     Error::MoveWaits { seq, to }
                 });
             }
-            let planned = self.scan_and_plan(&mut report, Record::Yes, &scope)?;
-            let scanned_changes = planned.scanned_changes;
-            self.apply(
-                planned.ops.into_iter().filter(|op| !op.is_push()),
-                &planned.local,
-                &mut report,
-            )
-            .await?;
-            // Not held through the second plan (a first sync's is the
-            // whole tree).
-            drop(planned.local);
+            let (rules, scanned_changes) = self.scan_recorded(&mut report, &scope)?;
+            self.apply_planned(&rules, &mut report).await?;
             // A whole scan that found changes is made again (changes made
             // meanwhile, a `rm -rf` still running, go into this push, where
             // the mass-delete guard sees them together) unless the apply
@@ -372,21 +387,19 @@ impl Engine {
             // large unchanged tree would double the cost of a no-change
             // sync. The daemon's watcher names what changed meanwhile for
             // its next sync; `pouch sync` finds it at the next run.
-            if scope == Scope::Everything && (!self.written.is_empty() || scanned_changes == 0) {
+            if scope == Scope::Everything
+                && (self.written_overflow || !self.written.is_empty() || scanned_changes == 0)
+            {
                 scope = Scope::Paths(Vec::new());
             }
 
-            let planned = self.scan_and_plan(&mut report, Record::Yes, &scope)?;
-            let (push, rest): (Vec<Op>, Vec<Op>) = planned.ops.into_iter().partition(Op::is_push);
-            // Only agreements are safe to act on without a fresh pull.
-            let agreements = rest.into_iter().filter(|op| matches!(op, Op::Agree { .. }));
-            self.apply(agreements, &planned.local, &mut report).await?;
-            match self.push(push, &options, &planned.local, &mut report).await {
+            let (rules, _) = self.scan_recorded(&mut report, &scope)?;
+            match self.push_planned(&rules, &options, &mut report).await {
                 Ok(()) => {
                     self.report_unreadable().await?;
                     let heal = self.heal(options.check_blocks, &mut report).await?;
                     self.last_heal = Some(heal);
-                    self.settle(&planned.rules)?;
+                    self.settle(&rules)?;
                     return Ok(report);
                 }
                 Err(Error::Backend(BackendError::SlotTaken(seq))) => {
@@ -407,8 +420,8 @@ impl Engine {
         self.check_store().await?;
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
-        let planned = self.scan_and_plan(&mut report, Record::No, &Scope::Everything)?;
-        Ok((planned.ops, report.problems))
+        let ops = self.look_and_plan(&mut report)?;
+        Ok((ops, report.problems))
     }
 
     /// Folds new journal entries into the Remote tree, nothing else.

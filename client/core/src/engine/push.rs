@@ -22,80 +22,126 @@ use crate::{Error, Result};
 /// Changes in one commit, at most (a few MiB of journal entry).
 const COMMIT_CHANGES: usize = 10_000;
 
+/// What a push holds back of what it planned, decided over all of it
+/// (every slice of a large plan) before anything is sent.
+#[derive(Debug, Default)]
+pub(super) struct Holds {
+    /// Deletes that wait.
+    deletes: HashSet<RelPath>,
+    /// Their ancestors: a folder turned into a file goes with the deletes
+    /// of what was in it, so the remote tree never has a file with
+    /// children.
+    above: HashSet<RelPath>,
+    /// New paths that wait with new deletes (a move stays one commit).
+    new_paths: HashSet<RelPath>,
+    /// What to do once the rest is pushed.
+    after: AfterPush,
+}
+
+/// What a push does once it sent what it holds.
+#[derive(Debug, Default)]
+enum AfterPush {
+    /// Nothing: it deleted nothing.
+    #[default]
+    Nothing,
+    /// Counts the deletes it sent into the window (`deleted_remote` of the
+    /// report stood at `before`).
+    Count { window: DeleteWindow, before: u64 },
+    /// Saves a new window (the user allowed a mass delete).
+    Save(DeleteWindow),
+    /// Fails: it held back a mass delete.
+    MassDelete { deletes: usize, total: usize },
+}
+
+impl Holds {
+    /// Takes what waits out of `ops`.
+    pub(super) fn filter(&self, ops: &mut Vec<Op>) {
+        if self.deletes.is_empty() && self.new_paths.is_empty() {
+            return;
+        }
+        ops.retain(|op| match op {
+            Op::DeleteRemote { path } => !self.deletes.contains(path),
+            Op::Upload { path, .. } => !self.above.contains(path) && !self.new_paths.contains(path),
+            _ => true,
+        });
+    }
+
+    fn hold_deletes(&mut self, held: HashSet<RelPath>) {
+        self.above = held.iter().flat_map(RelPath::ancestors).collect();
+        self.deletes = held;
+    }
+}
+
 impl Engine {
-    /// Pushes `ops`, holding back its deletes when, with the deletes sent
-    /// in the last ten minutes, they would be a mass delete (a slow `rm
-    /// -rf`, a dying disk): everything else is sent, and the sync then
-    /// fails with [`Error::MassDelete`] until the user allows them.
-    pub(super) async fn push(
+    /// Decides what a push of `deletes` (every delete it planned) holds
+    /// back: its deletes when, with the deletes sent in the last ten
+    /// minutes, they would be a mass delete (a slow `rm -rf`, a dying
+    /// disk): everything else is sent, and [`Engine::after_push`] then
+    /// fails with [`Error::MassDelete`] until the user allows them. The
+    /// daemon's new deletes, and new paths with them, wait too
+    /// (`new_paths` names the paths it uploads that the Remote tree lacks;
+    /// asked for only then).
+    pub(super) fn holds(
         &mut self,
-        mut ops: Vec<Op>,
+        deletes: HashSet<RelPath>,
+        new_paths: impl FnOnce(&Self) -> Result<HashSet<RelPath>>,
         options: &SyncOptions,
-        local: &BTreeMap<RelPath, LocalEntry>,
-        report: &mut SyncReport,
-    ) -> Result<()> {
-        let is_delete = |op: &Op| matches!(op, Op::DeleteRemote { .. });
-        let deletes = ops.iter().filter(|op| is_delete(op)).count();
+    ) -> Result<Holds> {
         self.deletes_due = None;
-        if deletes == 0 {
+        let mut holds = Holds::default();
+        if deletes.is_empty() {
             self.held_since.clear();
-            return self.push_ops(ops, local, report).await;
+            return Ok(holds);
         }
         let now = self.clock.unix_secs();
         let synced = self.db.count(Tree::Synced)?;
-        let mut window = DeleteWindow::load(&self.db, now, synced)?;
+        let window = DeleteWindow::load(&self.db, now, synced)?;
         if options.allow_mass_delete {
             // The user confirmed: these count, and a new window begins.
-            window = DeleteWindow::fresh(now, synced.saturating_sub(deletes));
-            self.push_ops(ops, local, report).await?;
-            return window.save(&self.db);
+            holds.after = AfterPush::Save(DeleteWindow::fresh(
+                now,
+                synced.saturating_sub(deletes.len()),
+            ));
+            return Ok(holds);
         }
-        if MassDeleteGuard::trips(window.committed + deletes, window.baseline) {
-            let held: HashSet<RelPath> = ops
-                .iter()
-                .filter(|op| is_delete(op))
-                .map(|op| op.path().clone())
-                .collect();
-            hold_back(&mut ops, &held);
+        if MassDeleteGuard::trips(window.committed + deletes.len(), window.baseline) {
             tracing::warn!(
-                deletes,
+                deletes = deletes.len(),
                 "holding back a mass delete; syncing everything else"
             );
-            self.push_ops(ops, local, report).await?;
-            return Err(Error::MassDelete {
-                deletes: window.committed + deletes,
+            holds.after = AfterPush::MassDelete {
+                deletes: window.committed + deletes.len(),
                 total: window.baseline,
-            });
+            };
+            holds.hold_deletes(deletes);
+            return Ok(holds);
         }
         if let Some(hold) = options.hold_new_deletes {
-            self.hold_new_deletes(&mut ops, hold)?;
+            self.hold_new_deletes(&mut holds, &deletes, new_paths, hold)?;
         }
-        let before = report.deleted_remote;
-        self.push_ops(ops, local, report).await?;
-        window.committed += (report.deleted_remote - before) as usize;
-        window.save(&self.db)
+        holds.after = AfterPush::Count { window, before: 0 };
+        Ok(holds)
     }
 
-    /// Takes out of `ops` the deletes first planned less than `hold` ago,
-    /// and notes when they are due. The guard above counted them: a sync
-    /// that lands while an `rm -rf` is still running sends none of what it
-    /// saw, and the next, seeing the rest too, holds the whole of it back
-    /// as one mass delete instead of letting its first slice through.
-    /// While deletes wait, new paths first planned less than `hold` ago
-    /// wait too: a move is a delete and a new path, and the other device
-    /// sees it as a move (a rename, not a copy and a delete) only when
-    /// both come in one commit. A folder turned into a file waits with the
-    /// deletes of its insides. Nothing waits much longer than `hold`, and
-    /// edits of existing paths go at once.
-    fn hold_new_deletes(&mut self, ops: &mut Vec<Op>, hold: Duration) -> Result<()> {
+    /// Holds back the deletes first planned less than `hold` ago, and
+    /// notes when they are due. The guard above counted them: a sync that
+    /// lands while an `rm -rf` is still running sends none of what it saw,
+    /// and the next, seeing the rest too, holds the whole of it back as one
+    /// mass delete instead of letting its first slice through. While
+    /// deletes wait, new paths first planned less than `hold` ago wait
+    /// too: a move is a delete and a new path, and the other device sees it
+    /// as a move (a rename, not a copy and a delete) only when both come in
+    /// one commit. A folder turned into a file waits with the deletes of
+    /// its insides. Nothing waits much longer than `hold`, and edits of
+    /// existing paths go at once.
+    fn hold_new_deletes(
+        &mut self,
+        holds: &mut Holds,
+        deletes: &HashSet<RelPath>,
+        new_paths: impl FnOnce(&Self) -> Result<HashSet<RelPath>>,
+        hold: Duration,
+    ) -> Result<()> {
         let now = Instant::now();
-        let deletes: HashSet<RelPath> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::DeleteRemote { path } => Some(path.clone()),
-                _ => None,
-            })
-            .collect();
         let fresh = |seen: &HashMap<RelPath, Instant>, path: &RelPath| {
             seen.get(path).is_none_or(|at| *at + hold > now)
         };
@@ -104,14 +150,7 @@ impl Engine {
             self.held_since.clear();
             return Ok(());
         }
-        let mut new_paths = HashSet::new();
-        for op in ops.iter() {
-            if let Op::Upload { path, .. } = op
-                && self.db.node(Tree::Remote, path)?.is_none()
-            {
-                new_paths.insert(path.clone());
-            }
-        }
+        let new_paths = new_paths(self)?;
         // A path no longer planned so (it came back, it went) starts over.
         self.held_since
             .retain(|path, _| deletes.contains(path) || new_paths.contains(path));
@@ -119,20 +158,41 @@ impl Engine {
             self.held_since.entry(path.clone()).or_insert(now);
         }
         let seen = &self.held_since;
-        let held_deletes: HashSet<RelPath> = deletes
+        let held: HashSet<RelPath> = deletes
             .iter()
             .filter(|path| fresh(seen, path))
             .cloned()
             .collect();
-        let due = held_deletes.iter().map(|path| seen[path] + hold).min();
-        ops.retain(|op| match op {
-            Op::Upload { path, .. } => !(new_paths.contains(path) && fresh(seen, path)),
-            _ => true,
-        });
-        hold_back(ops, &held_deletes);
+        self.deletes_due = held.iter().map(|path| seen[path] + hold).min();
+        holds.new_paths = new_paths
+            .into_iter()
+            .filter(|path| fresh(seen, path))
+            .collect();
+        holds.hold_deletes(held);
         tracing::debug!("holding new deletes and new paths back for {hold:?}");
-        self.deletes_due = due;
         Ok(())
+    }
+
+    /// Notes where the deletes count stands before a push (see
+    /// [`Engine::after_push`]).
+    pub(super) fn before_push(holds: &mut Holds, report: &SyncReport) {
+        if let AfterPush::Count { before, .. } = &mut holds.after {
+            *before = report.deleted_remote;
+        }
+    }
+
+    /// Once a push sent what `holds` let go: counts its deletes into the
+    /// mass-delete window, or fails if it held back a mass delete.
+    pub(super) fn after_push(&self, holds: Holds, report: &SyncReport) -> Result<()> {
+        match holds.after {
+            AfterPush::Nothing => Ok(()),
+            AfterPush::Count { mut window, before } => {
+                window.committed += (report.deleted_remote - before) as usize;
+                window.save(&self.db)
+            }
+            AfterPush::Save(window) => window.save(&self.db),
+            AfterPush::MassDelete { deletes, total } => Err(Error::MassDelete { deletes, total }),
+        }
     }
 
     /// Uploads what the push operations need and appends their commits:
@@ -143,11 +203,12 @@ impl Engine {
     /// before what is in them: the tree the journal describes after each
     /// commit is whole (no path without its folder, no file with
     /// children).
-    async fn push_ops(
+    pub(super) async fn push_ops(
         &mut self,
         mut ops: Vec<Op>,
         local: &BTreeMap<RelPath, LocalEntry>,
         report: &mut SyncReport,
+        announce: bool,
     ) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
@@ -158,14 +219,10 @@ impl Engine {
             (_, Op::DeleteRemote { .. }) => std::cmp::Ordering::Greater,
             (a, b) => a.path().cmp(b.path()),
         });
-        let (files, total) = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Upload { node, .. } => Some(node.size()),
-                _ => None,
-            })
-            .fold((0, 0), |(files, bytes), size| (files + 1, bytes + size));
-        self.progress.phase(Phase::Uploading, files, total);
+        if announce {
+            let (files, total) = upload_totals(&ops);
+            self.progress.phase(Phase::Uploading, files, total);
+        }
         // Blocks named in the journal are stored (blocks go before commits),
         // so the store is asked only about the others. Those of the
         // versions being replaced are the ones an edit shares; looking
@@ -455,16 +512,14 @@ impl Outbox {
     }
 }
 
-/// Takes the deletes of `held` out of `ops`, and with them the uploads
-/// of their ancestors: a folder turned into a file goes with the deletes
-/// of what was in it, so the remote tree never has a file with children.
-fn hold_back(ops: &mut Vec<Op>, held: &HashSet<RelPath>) {
-    let above: HashSet<RelPath> = held.iter().flat_map(RelPath::ancestors).collect();
-    ops.retain(|op| match op {
-        Op::DeleteRemote { path } => !held.contains(path),
-        Op::Upload { path, .. } => !above.contains(path),
-        _ => true,
-    });
+/// How many files `ops` upload, and their bytes.
+pub(super) fn upload_totals(ops: &[Op]) -> (u64, u64) {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Upload { node, .. } => Some(node.size()),
+            _ => None,
+        })
+        .fold((0, 0), |(files, bytes), size| (files + 1, bytes + size))
 }
 
 /// How long deletes count together for the mass-delete guard.

@@ -25,6 +25,8 @@ use crate::state::{LocalChange, Tree};
 
 /// Changes a whole scan writes to the Local tree in one transaction.
 const SCAN_RECORD_BATCH: usize = 4096;
+/// Unsettled paths read and settled at once after a sync.
+const SETTLE_PAGE: usize = 4096;
 
 /// What a sync scans.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,18 +39,6 @@ pub enum Scope {
     /// saw change. A path whose folder is new to the Local tree is scanned
     /// from that folder.
     Paths(Vec<RelPath>),
-}
-
-/// A plan, and what it was made from.
-pub(super) struct Planned {
-    /// The Local entries of the planned paths.
-    pub local: BTreeMap<RelPath, LocalEntry>,
-    /// What to do.
-    pub ops: Vec<Op>,
-    /// The ignore rules it planned with.
-    pub rules: IgnoreRules,
-    /// How many Local entries the scan changed.
-    pub scanned_changes: usize,
 }
 
 impl Engine {
@@ -77,26 +67,22 @@ impl Engine {
         Ok((rules, hasher.finalize().to_hex().to_string()))
     }
 
-    /// Scans (what `scope` names; everything when the ignore rules changed
-    /// since the last scan), records what changed when `record` says so,
-    /// and plans over the unsettled paths. A look only (`Record::No`)
-    /// scans and plans over everything, writing nothing.
-    pub(super) fn scan_and_plan(
+    /// Plans without recording anything (`pouch status`): scans the whole
+    /// root and plans over the whole of the three trees, in memory.
+    pub(super) fn look_and_plan(&mut self, report: &mut SyncReport) -> Result<Vec<Op>> {
+        let (local, rules) = self.scan_local(report, Record::No)?;
+        self.plan_everything(&local, &rules)
+    }
+
+    /// Scans what `scope` names (everything when the ignore rules changed
+    /// since the last scan) and records what changed, which marks those
+    /// paths unsettled. Returns the rules it scanned with and how many
+    /// Local entries changed.
+    pub(super) fn scan_recorded(
         &mut self,
         report: &mut SyncReport,
-        record: Record,
         scope: &Scope,
-    ) -> Result<Planned> {
-        if record == Record::No {
-            let (local, rules) = self.scan_local(report, Record::No)?;
-            let ops = self.plan_everything(&local, &rules)?;
-            return Ok(Planned {
-                local,
-                ops,
-                rules,
-                scanned_changes: 0,
-            });
-        }
+    ) -> Result<(IgnoreRules, usize)> {
         let (mut rules, fingerprint) = self.rules()?;
         let rules_changed = self.db.rules_fingerprint()?.as_deref() != Some(&fingerprint);
         let scanned_changes = match scope {
@@ -111,7 +97,9 @@ impl Engine {
             // Recorded only now that the whole root was scanned with them.
             self.db.new_rules(&fingerprint)?;
         }
-        self.plan_unsettled(rules, scanned_changes)
+        // Paths whose three rows are identical need no plan.
+        self.db.settle_identical()?;
+        Ok((rules, scanned_changes))
     }
 
     /// Scans the whole root, adding each problem to `report` once; records
@@ -224,44 +212,6 @@ impl Engine {
         Ok(roots)
     }
 
-    /// Plans over the unsettled paths, leaving ignored ones out of all
-    /// three trees: an ignored path is neither sent, nor fetched, nor
-    /// deleted.
-    fn plan_unsettled(&self, rules: IgnoreRules, scanned_changes: usize) -> Result<Planned> {
-        self.db.settle_identical()?;
-        let mut local = BTreeMap::new();
-        let mut local_nodes = BTreeMap::new();
-        let mut remote = BTreeMap::new();
-        let mut synced = BTreeMap::new();
-        self.db.each_candidate(|candidate| {
-            let path = candidate.path;
-            if let Some(entry) = candidate.local
-                && kept(&rules, &path, Some(&entry.1)).is_some()
-            {
-                local_nodes.insert(path.clone(), entry.1.clone());
-                local.insert(path.clone(), entry);
-            }
-            if let Some(node) = candidate.remote
-                && kept(&rules, &path, Some(&node)).is_some()
-            {
-                remote.insert(path.clone(), node);
-            }
-            if let Some(node) = candidate.synced
-                && kept(&rules, &path, Some(&node)).is_some()
-            {
-                synced.insert(path, node);
-            }
-            Ok(())
-        })?;
-        let ops = plan(&local_nodes, &remote, &synced);
-        Ok(Planned {
-            local,
-            ops,
-            rules,
-            scanned_changes,
-        })
-    }
-
     /// Plans over the whole of the three trees, with `local` as the Local
     /// tree, leaving ignored paths out.
     fn plan_everything(
@@ -288,25 +238,37 @@ impl Engine {
     }
 
     /// After a sync: settles every unsettled path whose three trees agree
-    /// now (or which the rules leave out).
+    /// now (or which the rules leave out), a page at a time.
     pub(super) fn settle(&mut self, rules: &IgnoreRules) -> Result<()> {
         self.db.settle_identical()?;
-        let mut agreed: Vec<(RelPath, i64)> = Vec::new();
-        self.db.each_candidate(|c| {
-            let l = kept(rules, &c.path, c.local.as_ref().map(|(_, node)| node));
-            let r = kept(rules, &c.path, c.remote.as_ref());
-            let s = kept(rules, &c.path, c.synced.as_ref());
-            if same(l, r) && same(l, s) {
-                agreed.push((c.path, c.marks));
-            }
-            Ok(())
-        })?;
-        self.db.settle(&agreed)
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.db.candidates_after(after.as_deref(), SETTLE_PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.path.as_str().to_owned());
+            let agreed: Vec<(RelPath, i64)> = page
+                .into_iter()
+                .filter(|c| {
+                    let l = kept(rules, &c.path, c.local.as_ref().map(|(_, node)| node));
+                    let r = kept(rules, &c.path, c.remote.as_ref());
+                    let s = kept(rules, &c.path, c.synced.as_ref());
+                    same(l, r) && same(l, s)
+                })
+                .map(|c| (c.path, c.marks))
+                .collect();
+            self.db.settle(&agreed)?;
+        }
     }
 }
 
 /// The node, unless `rules` leave the path out.
-fn kept<'a>(rules: &IgnoreRules, path: &RelPath, node: Option<&'a Node>) -> Option<&'a Node> {
+pub(super) fn kept<'a>(
+    rules: &IgnoreRules,
+    path: &RelPath,
+    node: Option<&'a Node>,
+) -> Option<&'a Node> {
     node.filter(|node| !rules.is_ignored(path, node.is_dir()))
 }
 

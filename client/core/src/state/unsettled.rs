@@ -36,6 +36,60 @@ pub struct Candidate {
     pub synced: Option<Node>,
 }
 
+/// Which unsettled paths a query hands on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsettled {
+    /// Every one.
+    All,
+    /// Those a plan may delete from the disk: in the Local and Synced
+    /// trees, not in the Remote tree.
+    GoneRemotely,
+    /// Those a plan may download as new: in the Remote tree, not in the
+    /// Local one.
+    NewRemotely,
+}
+
+impl Unsettled {
+    fn filter(self) -> &'static str {
+        match self {
+            Unsettled::All => "true",
+            Unsettled::GoneRemotely => {
+                "r.node IS NULL AND l.node IS NOT NULL AND s.node IS NOT NULL"
+            }
+            Unsettled::NewRemotely => "l.node IS NULL AND r.node IS NOT NULL",
+        }
+    }
+}
+
+/// An unsettled path with its three rows; `candidate_row` reads it.
+const CANDIDATES: &str =
+    "SELECT u.path, u.n, l.node, l.size, l.mtime_ns, l.ino, l.ctime_ns, r.node, s.node
+     FROM unsettled u
+     LEFT JOIN local l ON l.path = u.path
+     LEFT JOIN remote r ON r.path = u.path
+     LEFT JOIN synced s ON s.path = u.path";
+
+/// A [`Candidate`] from a row of [`CANDIDATES`].
+fn candidate_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
+    let path: String = row.get(0)?;
+    let node = |i: usize| -> rusqlite::Result<Option<Node>> {
+        row.get::<_, Option<String>>(i)?
+            .map(|text| from_json(&path, &text))
+            .transpose()
+    };
+    let local = match node(2)? {
+        Some(node) => Some((stat_of(row, 3)?, node)),
+        None => None,
+    };
+    Ok(Candidate {
+        path: rel(path.clone())?,
+        marks: row.get(1)?,
+        local,
+        remote: node(7)?,
+        synced: node(8)?,
+    })
+}
+
 /// The key of the ignore rules' fingerprint in `meta`.
 const RULES_META: &str = "rules_fingerprint";
 
@@ -100,39 +154,56 @@ impl LocalState {
     /// Hands every unsettled path with its three rows to `each`, in path
     /// order, one at a time (none is held here): `each` must not use the
     /// local state.
-    pub fn each_candidate(&self, mut each: impl FnMut(Candidate) -> Result<()>) -> Result<()> {
+    pub fn each_candidate(&self, each: impl FnMut(Candidate) -> Result<()>) -> Result<()> {
+        self.each_candidate_where(Unsettled::All, each)
+    }
+
+    /// Like [`LocalState::each_candidate`], for the unsettled paths `which`
+    /// names (SQLite filters: most rows never leave it).
+    pub fn each_candidate_where(
+        &self,
+        which: Unsettled,
+        mut each: impl FnMut(Candidate) -> Result<()>,
+    ) -> Result<()> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT u.path, u.n, l.node, l.size, l.mtime_ns, l.ino, l.ctime_ns, r.node, s.node
-             FROM unsettled u
-             LEFT JOIN local l ON l.path = u.path
-             LEFT JOIN remote r ON r.path = u.path
-             LEFT JOIN synced s ON s.path = u.path
-             ORDER BY u.path",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            let path: String = row.get(0)?;
-            let node = |i: usize| -> rusqlite::Result<Option<Node>> {
-                row.get::<_, Option<String>>(i)?
-                    .map(|text| from_json(&path, &text))
-                    .transpose()
-            };
-            let local = match node(2)? {
-                Some(node) => Some((stat_of(row, 3)?, node)),
-                None => None,
-            };
-            Ok(Candidate {
-                path: rel(path.clone())?,
-                marks: row.get(1)?,
-                local,
-                remote: node(7)?,
-                synced: node(8)?,
-            })
-        })?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "{CANDIDATES} WHERE {} ORDER BY u.path",
+            which.filter()
+        ))?;
+        let rows = stmt.query_map([], candidate_row)?;
         for candidate in rows {
             each(candidate?)?;
         }
         Ok(())
+    }
+
+    /// Up to `limit` unsettled paths after `after` (from the first when
+    /// `None`), in path order, with their three rows: a page of a plan
+    /// made in slices.
+    pub fn candidates_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Candidate>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{CANDIDATES} WHERE u.path > ?1 ORDER BY u.path LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit as i64], candidate_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The unsettled paths among `paths`, in path order, with their three
+    /// rows.
+    pub fn candidates_of(&self, paths: &[RelPath]) -> Result<Vec<Candidate>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("{CANDIDATES} WHERE u.path = ?1"))?;
+        let mut sorted: Vec<&RelPath> = paths.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut out = Vec::new();
+        for path in sorted {
+            if let Some(candidate) = stmt.query_row([path.as_str()], candidate_row).optional()? {
+                out.push(candidate);
+            }
+        }
+        Ok(out)
     }
 
     /// Unmarks every path whose three rows are identical (the same node

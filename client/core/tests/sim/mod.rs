@@ -69,7 +69,13 @@ struct Device {
     /// The paths a watcher would have named since the last sync that
     /// succeeded; `None`: a whole scan is due (a restarted daemon).
     dirty: Option<BTreeSet<String>>,
+    /// Unsettled paths its engine plans together: small slices make the
+    /// simulation's small trees take the path of a large plan.
+    plan_slice: usize,
 }
+
+/// The plan slices devices use, by turns (see `Device::plan_slice`).
+const PLAN_SLICES: [usize; 4] = [1, 3, 7, pouch_core::PLAN_SLICE];
 
 impl Device {
     /// What the next sync scans: the dirty paths, or everything (a
@@ -123,6 +129,8 @@ impl Device {
                 Arc::new(NoProgress),
             )
             .map_err(|e| format!("{}: reopening the engine failed: {e}", self.name))?;
+            let mut engine = engine;
+            engine.set_plan_slice(self.plan_slice);
             self.engine = Some(engine);
         }
         Ok(self.engine.as_mut().expect("just opened"))
@@ -383,6 +391,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
                 target: (i == 0).then(|| Arc::new(SimBackend::new(target.clone()))),
                 engine: None,
                 dirty: None,
+                plan_slice: PLAN_SLICES[(i + steps.len()) % PLAN_SLICES.len()],
             }
         })
         .collect();
@@ -589,6 +598,7 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
         target: None,
         engine: None,
         dirty: None,
+        plan_slice: PLAN_SLICES[steps.len() % PLAN_SLICES.len()],
     };
     std::fs::create_dir_all(&newcomer.root).unwrap();
     let report = newcomer
