@@ -355,7 +355,7 @@ fn scan_file(
         return Look::Entry((stat, node));
     }
     let read = std::fs::File::open(full).and_then(|file| {
-        let (blocks, size) = chunk::blocklist(std::io::BufReader::with_capacity(1 << 20, file))?;
+        let (blocks, size) = chunk::blocklist_of_file(file, stat.size)?;
         let after = std::fs::symlink_metadata(full)?;
         Ok((blocks, size, Stat::of(&after)))
     });
