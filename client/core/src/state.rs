@@ -13,6 +13,7 @@ use crate::node::Node;
 use crate::path::RelPath;
 use crate::{Error, Result};
 
+mod blocks;
 mod unsettled;
 
 pub use unsettled::{Candidate, LocalChange, Unsettled};

@@ -139,21 +139,38 @@ impl Engine {
         if fetching.is_empty() {
             return;
         }
-        // Looking through every file this device holds costs a read of the
-        // whole Local tree: worth it for a large download (a copied folder
-        // arrives with none), not for an edit, whose planned paths (`local`)
-        // are enough to catch a move.
+        // Looking through every file this device holds costs a pass over
+        // the whole Local tree (once per sync, into an index in the local
+        // state): worth it for a large download (a copied folder arrives
+        // with none), not for an edit, whose planned paths (`local`) are
+        // enough to catch a move.
         let fetch_bytes: u64 = fetching
             .iter()
             .flat_map(|(_, blocks)| blocks.iter().map(|b| u64::from(b.len)))
             .sum();
-        let everything = (fetch_bytes >= REUSE_LOOKUP_BYTES)
-            .then(|| self.db.local().ok())
-            .flatten();
-        self.local_blocks = match &everything {
-            Some(everything) => super::reuse::LocalBlocks::of(&self.root, everything),
-            None => super::reuse::LocalBlocks::of(&self.root, local),
-        };
+        self.local_blocks = super::reuse::LocalBlocks::of(&self.root, local);
+        if fetch_bytes >= REUSE_LOOKUP_BYTES {
+            if self.local_blocks_indexed.is_none() {
+                self.local_blocks_indexed =
+                    Some(self.db.index_local_blocks().unwrap_or_else(|e| {
+                        tracing::warn!("cannot list this device's blocks for reuse: {e}");
+                        0
+                    }));
+            }
+            if self.local_blocks_indexed > Some(0) {
+                for (_, blocks) in &fetching {
+                    for block in blocks.iter() {
+                        if self.local_blocks.has(&block.id) {
+                            continue;
+                        }
+                        if let Ok(Some((path, offset, len))) = self.db.local_block(&block.id) {
+                            self.local_blocks
+                                .add(block.id, path.to_fs(&self.root), offset, len);
+                        }
+                    }
+                }
+            }
+        }
         // Blocks a local file holds are read from there.
         let planned: Vec<_> = fetching
             .into_iter()

@@ -95,6 +95,9 @@ pub struct Engine {
     prefetch: Option<prefetch::Prefetch>,
     /// The blocks this device's files hold, while an apply runs.
     local_blocks: reuse::LocalBlocks,
+    /// How many blocks of this device's files this sync listed in the
+    /// local state for reuse (`None`: not listed yet).
+    local_blocks_indexed: Option<u64>,
     /// Downloads waiting to be recorded together.
     downloaded: download::Downloaded,
     /// Paths the engine itself changed on disk without recording them
@@ -229,6 +232,7 @@ impl Engine {
             here: None,
             prefetch: None,
             local_blocks: reuse::LocalBlocks::default(),
+            local_blocks_indexed: None,
             downloaded: download::Downloaded::default(),
             scan_next: Vec::new(),
             written: Vec::new(),
@@ -361,6 +365,7 @@ impl Engine {
     pub async fn sync_with(&mut self, options: SyncOptions) -> Result<SyncReport> {
         self.written.clear();
         self.written_overflow = false;
+        self.local_blocks_indexed = None;
         self.deletes_due = None;
         self.check_store().await?;
         let mut report = SyncReport::default();

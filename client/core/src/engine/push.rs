@@ -45,7 +45,7 @@ enum AfterPush {
     #[default]
     Nothing,
     /// Counts the deletes it sent into the window (`deleted_remote` of the
-    /// report stood at `before`).
+    /// report stood at `before` when it was decided).
     Count { window: DeleteWindow, before: u64 },
     /// Saves a new window (the user allowed a mass delete).
     Save(DeleteWindow),
@@ -86,6 +86,7 @@ impl Engine {
         deletes: HashSet<RelPath>,
         new_paths: impl FnOnce(&Self) -> Result<HashSet<RelPath>>,
         options: &SyncOptions,
+        report: &SyncReport,
     ) -> Result<Holds> {
         self.deletes_due = None;
         let mut holds = Holds::default();
@@ -119,7 +120,10 @@ impl Engine {
         if let Some(hold) = options.hold_new_deletes {
             self.hold_new_deletes(&mut holds, &deletes, new_paths, hold)?;
         }
-        holds.after = AfterPush::Count { window, before: 0 };
+        holds.after = AfterPush::Count {
+            window,
+            before: report.deleted_remote,
+        };
         Ok(holds)
     }
 
@@ -171,14 +175,6 @@ impl Engine {
         holds.hold_deletes(held);
         tracing::debug!("holding new deletes and new paths back for {hold:?}");
         Ok(())
-    }
-
-    /// Notes where the deletes count stands before a push (see
-    /// [`Engine::after_push`]).
-    pub(super) fn before_push(holds: &mut Holds, report: &SyncReport) {
-        if let AfterPush::Count { before, .. } = &mut holds.after {
-            *before = report.deleted_remote;
-        }
     }
 
     /// Once a push sent what `holds` let go: counts its deletes into the

@@ -42,6 +42,12 @@ impl LocalBlocks {
         Self { at }
     }
 
+    /// Notes that the file at `full` holds block `id` at `offset`, unless
+    /// another file already does.
+    pub(super) fn add(&mut self, id: BlockId, full: PathBuf, offset: u64, len: u32) {
+        self.at.entry(id).or_insert((full, offset, len));
+    }
+
     /// Whether `id` is in a local file.
     pub(super) fn has(&self, id: &BlockId) -> bool {
         self.at.contains_key(id)

@@ -333,8 +333,7 @@ impl Engine {
         let mut slicer = Slicer::new(self.plan_slice);
         let first = slicer.next(&self.db, rules)?;
         let Some(first) = first else {
-            let mut holds = self.holds(HashSet::new(), |_| Ok(HashSet::new()), options)?;
-            Self::before_push(&mut holds, report);
+            let holds = self.holds(HashSet::new(), |_| Ok(HashSet::new()), options, report)?;
             return self.after_push(holds, report);
         };
         if slicer.done() {
@@ -349,8 +348,7 @@ impl Engine {
                 })
                 .collect();
             let new_paths = |_: &Self| Ok(new_uploads(&planned));
-            let mut holds = self.holds(deletes, new_paths, options)?;
-            Self::before_push(&mut holds, report);
+            let holds = self.holds(deletes, new_paths, options, report)?;
             self.push_slice(planned, &holds, report, true).await?;
             return self.after_push(holds, report);
         }
@@ -375,9 +373,10 @@ impl Engine {
             })?;
             Ok(new_paths)
         };
-        let mut holds = self.holds(deletes, new_paths, options)?;
-        Self::before_push(&mut holds, report);
-        self.progress.phase(Phase::Uploading, files, bytes);
+        let holds = self.holds(deletes, new_paths, options, report)?;
+        if files > 0 {
+            self.progress.phase(Phase::Uploading, files, bytes);
+        }
         let mut slicer = Slicer::new(self.plan_slice);
         while let Some(slice) = slicer.next(&self.db, rules)? {
             let planned = plan_slice(&self.db, slice, rules, None)?;
