@@ -289,6 +289,10 @@ impl Engine {
         rules: &IgnoreRules,
         report: &mut SyncReport,
     ) -> Result<()> {
+        if !self.db.remote_changed()? {
+            // A first sync's upload, a local edit: nothing to plan here.
+            return Ok(());
+        }
         let mut slicer = Slicer::new(self.plan_slice);
         let mut next = slicer.next(&self.db, rules)?;
         let renames = if slicer.done() {

@@ -271,6 +271,21 @@ impl LocalState {
         Ok(())
     }
 
+    /// Whether the Remote tree differs from the Synced tree at some
+    /// unsettled path: if not, the remote side changed nothing, and a
+    /// plan has nothing to do on this device's disk (every operation
+    /// there, even one a kept path adds above it, needs such a path).
+    pub fn remote_changed(&self) -> Result<bool> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM unsettled u
+                 LEFT JOIN remote r ON r.path = u.path
+                 LEFT JOIN synced s ON s.path = u.path
+                 WHERE r.node IS NOT s.node)",
+            [],
+            |row| row.get(0),
+        )?)
+    }
+
     /// How many unsettled paths there are.
     pub fn unsettled_count(&self) -> Result<u64> {
         let n: i64 = self
