@@ -3,7 +3,8 @@
 
 A file of SIZE MiB of random bytes (default 1024) is written and read once
 (so it is in the page cache), then timed RUNS times each (default 5; the
-median is printed): `b3sum` on it (BLAKE3 alone, all cores, memory-mapped),
+median is printed): `b3sum` on it (BLAKE3 alone, all cores, memory-mapped;
+and with `--num-threads 1`),
 Pouch's scan path (`chunk::blocklist_of_file`: FastCDC cut points on one
 thread, BLAKE3 of each block on another) and the one-thread path it
 replaced (`chunk::blocklist`: FastCDC streaming, then BLAKE3, one core).
@@ -50,6 +51,7 @@ def main():
                 pass
         cases = {
             "b3sum (BLAKE3 only, all cores, mmap)": [shutil.which("b3sum"), path],
+            "b3sum --num-threads 1": [shutil.which("b3sum"), "--num-threads", "1", path],
             "pouch chunk+hash, two threads": [example, path],
             "pouch chunk+hash, one thread (before)": [example, path, "--one-thread"],
         }

@@ -53,7 +53,15 @@ pub fn unchanged(full: &Path, expected: Option<&Stat>) -> Result<bool> {
                 now == *e
             }
         })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(expected.is_none()),
+        // Nothing is there when a folder above is gone or is a file now.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(expected.is_none())
+        }
         Err(e) => Err(Error::io(full)(e)),
     }
 }

@@ -24,10 +24,12 @@
 //! decisions.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 
 use super::Engine;
 use super::scan_plan::kept;
 use crate::Result;
+use crate::fsops::unchanged;
 use crate::ignore_rules::IgnoreRules;
 use crate::local::LocalEntry;
 use crate::node::Node;
@@ -136,12 +138,13 @@ fn nodes<'a>(
 /// `renames` paired over every slice when given.
 pub(super) fn plan_slice(
     db: &LocalState,
+    root: &Path,
     slice: Vec<Candidate>,
     rules: &IgnoreRules,
     renames: Option<&Renames>,
 ) -> Result<Planned> {
     let sites = match renames {
-        Some(renames) if !renames.is_empty() => rename_sites(db, &slice, rules, renames)?,
+        Some(renames) if !renames.is_empty() => rename_sites(db, root, &slice, rules, renames)?,
         _ => HashMap::new(),
     };
     let mut local = BTreeMap::new();
@@ -202,9 +205,11 @@ pub(super) fn plan_slice(
 /// nothing but making (a folder download finds the folder the rename
 /// made); otherwise where the file goes, if nothing in its slice moves
 /// the folder it leaves; otherwise not at all (deleted and downloaded).
-/// The later slice renames only if the file is still where it was.
+/// The later slice renames only if the file is still where it was, as
+/// recorded (a conflict may have moved its folder aside meanwhile).
 fn rename_sites(
     db: &LocalState,
+    root: &Path,
     slice: &[Candidate],
     rules: &IgnoreRules,
     renames: &Renames,
@@ -221,7 +226,13 @@ fn rename_sites(
     let mut sites = HashMap::new();
     for path in &here {
         if let Some(from) = renames.from_of(path) {
-            let site = if here.contains(from) || from > path || db.local_entry(from)?.is_some() {
+            let still_there = || -> Result<bool> {
+                Ok(match db.local_entry(from)? {
+                    Some((stat, _)) => unchanged(&from.to_fs(root), Some(&stat))?,
+                    None => false,
+                })
+            };
+            let site = if here.contains(from) || from > path || still_there()? {
                 Site::To
             } else {
                 Site::Neither
@@ -312,7 +323,7 @@ impl Engine {
             Some(renames)
         };
         while let Some(slice) = next {
-            let planned = plan_slice(&self.db, slice, rules, renames.as_ref())?;
+            let planned = plan_slice(&self.db, &self.root, slice, rules, renames.as_ref())?;
             self.apply(
                 planned.ops.into_iter().filter(|op| !op.is_push()),
                 &planned.local,
@@ -342,7 +353,7 @@ impl Engine {
         };
         if slicer.done() {
             // One slice: planned once.
-            let planned = plan_slice(&self.db, first, rules, None)?;
+            let planned = plan_slice(&self.db, &self.root, first, rules, None)?;
             let deletes = planned
                 .ops
                 .iter()
@@ -383,7 +394,7 @@ impl Engine {
         }
         let mut slicer = Slicer::new(self.plan_slice);
         while let Some(slice) = slicer.next(&self.db, rules)? {
-            let planned = plan_slice(&self.db, slice, rules, None)?;
+            let planned = plan_slice(&self.db, &self.root, slice, rules, None)?;
             self.push_slice(planned, &holds, report, false).await?;
         }
         self.after_push(holds, report)
@@ -417,7 +428,7 @@ impl Engine {
     ) -> Result<()> {
         let mut slicer = Slicer::new(self.plan_slice);
         while let Some(slice) = slicer.next(&self.db, rules)? {
-            each(plan_slice(&self.db, slice, rules, renames)?)?;
+            each(plan_slice(&self.db, &self.root, slice, rules, renames)?)?;
         }
         Ok(())
     }
