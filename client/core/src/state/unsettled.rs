@@ -39,8 +39,6 @@ pub struct Candidate {
 /// Which unsettled paths a query hands on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unsettled {
-    /// Every one.
-    All,
     /// Those a plan may delete from the disk: in the Local and Synced
     /// trees, not in the Remote tree.
     GoneRemotely,
@@ -52,7 +50,6 @@ pub enum Unsettled {
 impl Unsettled {
     fn filter(self) -> &'static str {
         match self {
-            Unsettled::All => "true",
             Unsettled::GoneRemotely => {
                 "r.node IS NULL AND l.node IS NOT NULL AND s.node IS NOT NULL"
             }
@@ -151,15 +148,9 @@ impl LocalState {
             .optional()?)
     }
 
-    /// Hands every unsettled path with its three rows to `each`, in path
-    /// order, one at a time (none is held here): `each` must not use the
-    /// local state.
-    pub fn each_candidate(&self, each: impl FnMut(Candidate) -> Result<()>) -> Result<()> {
-        self.each_candidate_where(Unsettled::All, each)
-    }
-
-    /// Like [`LocalState::each_candidate`], for the unsettled paths `which`
-    /// names (SQLite filters: most rows never leave it).
+    /// Hands the unsettled paths `which` names (SQLite filters: most rows
+    /// never leave it) with their three rows to `each`, in path order, one
+    /// at a time (none is held here): `each` must not use the local state.
     pub fn each_candidate_where(
         &self,
         which: Unsettled,
