@@ -17,6 +17,7 @@ pub mod chunk;
 mod clock;
 pub mod daemon;
 pub mod dual;
+pub mod echoes;
 pub mod engine;
 mod error;
 pub mod fsops;

@@ -2,7 +2,7 @@
 //! runs (a new device downloading a million files) the kernel reports
 //! every write, the loop reads nothing, and an unbounded queue of those
 //! events grew by hundreds of MiB. Here the paths waiting are kept once
-//! each, and past [`MAX_PATHS`] they become "lost": a whole scan, which the
+//! each, and past [`MAX_PATHS`] (by default) they become "lost": a whole scan, which the
 //! loop would have chosen for that many paths anyway.
 
 use std::collections::HashSet;
@@ -23,10 +23,18 @@ pub enum FsNews {
 }
 
 /// News from the watcher's thread, waiting for the loop.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Inbox {
     waiting: Mutex<Waiting>,
     ready: Notify,
+    /// Paths held at most before they count as lost.
+    limit: usize,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Self::with_limit(MAX_PATHS)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +44,15 @@ struct Waiting {
 }
 
 impl Inbox {
+    /// One that holds `limit` paths before they count as lost.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            waiting: Mutex::default(),
+            ready: Notify::new(),
+            limit,
+        }
+    }
+
     /// `paths` changed.
     pub fn paths(&self, paths: Vec<PathBuf>) {
         {
@@ -44,7 +61,7 @@ impl Inbox {
                 return;
             }
             waiting.paths.extend(paths);
-            if waiting.paths.len() > MAX_PATHS {
+            if waiting.paths.len() > self.limit {
                 waiting.paths = HashSet::new();
                 waiting.lost = true;
             }

@@ -15,7 +15,6 @@ pub mod dirty;
 mod inbox;
 mod wire;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,10 +31,10 @@ use self::dirty::Dirty;
 use self::inbox::{FsNews, Inbox};
 use pouch_protocol::{Event, MigrationStatus, State, Transfer};
 
-use crate::engine::{Engine, Left, Scope, SyncLock, SyncOptions};
+use crate::echoes::Echoes;
+use crate::engine::{Engine, Scope, SyncLock, SyncOptions};
 use crate::names::is_temp_name;
 use crate::own_files::OwnFiles;
-use crate::path::RelPath;
 use crate::progress::{Phase, Progress};
 use crate::{Result, unix_secs};
 
@@ -63,6 +62,10 @@ pub struct DaemonOptions {
     /// Behave as if the OS refused to watch the folder for running out of
     /// watches: the seam that tests the fallback.
     pub simulate_watch_limit: bool,
+    /// Paths the watcher's news holds for the loop before it counts as
+    /// lost (a whole scan); [`dirty::MAX_PATHS`] unless a test makes it
+    /// small.
+    pub news_limit: usize,
     /// The counters of a migration in progress (or of the fallback after
     /// one), shown in the status with the copy's progress.
     pub migration: Option<Arc<crate::dual::DualStats>>,
@@ -88,6 +91,7 @@ impl DaemonOptions {
             retry_after: Duration::from_secs(5),
             hold_deletes: Duration::from_secs(2),
             simulate_watch_limit: false,
+            news_limit: dirty::MAX_PATHS,
             migration: None,
             limits: None,
             collect: None,
@@ -108,18 +112,28 @@ pub async fn run(
     let control = control::listen(&options.socket, shared.clone())?;
     engine.set_progress(Arc::new(StatusProgress(shared.clone())));
 
-    let inbox = Arc::new(Inbox::default());
+    let inbox = Arc::new(Inbox::with_limit(options.news_limit));
     // Events name paths under the root as watched: canonical.
     let watched_root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    let echoes = Arc::new(Echoes::default());
     let watched = if options.simulate_watch_limit {
         Err(describe_watch_error(notify::Error::new(
             notify::ErrorKind::MaxFilesWatch,
         )))
     } else {
-        watch_root(root, engine.own_files().clone(), inbox.clone())
+        watch_root(
+            root,
+            engine.own_files().clone(),
+            echoes.clone(),
+            inbox.clone(),
+        )
     };
     let (watcher, rescan_every) = match watched {
-        Ok(watcher) => (Some(watcher), options.rescan_every),
+        Ok(watcher) => {
+            // Only a watcher has echoes to drop.
+            engine.set_echoes(echoes.clone());
+            (Some(watcher), options.rescan_every)
+        }
         Err(problem) => {
             tracing::error!("{problem}");
             shared.status.lock().expect("status lock").watch_problem = Some(problem);
@@ -139,9 +153,6 @@ pub async fn run(
     let mut debouncer = Debouncer::new(options.quiet, options.max_delay);
     let mut pending = true; // a whole scan at start
     let mut dirty = Dirty::everything();
-    // What the last sync wrote itself: the watcher's echo of it is dropped.
-    let mut written: HashMap<RelPath, (Instant, Left)> = HashMap::new();
-    let mut echo_prune = tokio::time::interval(ECHO_WINDOW);
     let mut retry_at: Option<Instant> = None;
     let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
     let mut paused = shared.paused.subscribe();
@@ -173,16 +184,15 @@ pub async fn run(
                 inbox.clear();
             }
             let outcome = sync(&mut engine, &shared, allowed.clone()).await;
-            // Echoes may come after later syncs (a big download's arrive
-            // for seconds): what a sync wrote is remembered a while.
-            let now = Instant::now();
-            written.retain(|_, (at, _)| now.duration_since(*at) < ECHO_WINDOW);
-            match engine.take_written() {
+            // The watcher's thread dropped the echoes of what the sync
+            // wrote; where the engine's change was not recorded as made,
+            // an event dropped meanwhile may have been the user's.
+            match echoes.after_sync() {
+                Some(paths) if paths.is_empty() => {}
                 Some(paths) => {
-                    written.extend(paths.into_iter().map(|(path, left)| (path, (now, left))));
+                    dirty.restore(Scope::Paths(paths));
+                    debouncer.event(Instant::now());
                 }
-                // Too many to tell their echoes by: a whole scan (which
-                // trusts what the engine recorded by its mtime).
                 None => {
                     dirty.all();
                     pending = true;
@@ -233,21 +243,7 @@ pub async fn run(
             news = inbox.next() => {
                 match news {
                     FsNews::Paths(paths) => {
-                        let fresh: Vec<&PathBuf> = paths
-                            .iter()
-                            .filter(|path| {
-                                // A stat, no lookup in the local state: a
-                                // download of a million files echoes a
-                                // million times.
-                                !dirty::relative(&watched_root, path).is_some_and(|rel| {
-                                    written.get(&rel).is_some_and(|(_, left)| left.is_on_disk(path))
-                                })
-                            })
-                            .collect();
-                        if fresh.is_empty() {
-                            continue;
-                        }
-                        for path in fresh {
+                        for path in &paths {
                             dirty.add(&watched_root, path);
                         }
                     }
@@ -259,13 +255,6 @@ pub async fn run(
             _ = rescan.tick() => {
                 dirty.all();
                 pending = true;
-            }
-            // Forget old writes even when no sync comes (a big download's
-            // list would otherwise stay in memory while the daemon idles).
-            _ = echo_prune.tick(), if !written.is_empty() => {
-                let now = Instant::now();
-                written.retain(|_, (at, _)| now.duration_since(*at) < ECHO_WINDOW);
-                written.shrink_to_fit();
             }
             Ok(()) = paused.changed() => pending = true,
             _ = migration_tick.tick(), if options.migration.is_some() => {
@@ -422,10 +411,6 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// How long the watcher's events about a path a sync wrote are taken for
-/// that write's echo (when the disk still matches the Local tree).
-const ECHO_WINDOW: Duration = Duration::from_secs(30);
-
 /// Recent changes kept in the status.
 const RECENT: usize = 20;
 
@@ -516,16 +501,19 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
 }
 
 /// Watches `root` recursively; every change (not mere reads) but those
-/// about Pouch's own temp files and its own files (`own`: its state
-/// database changes at every sync) is put in `inbox` with its paths.
+/// about Pouch's own temp files, its own files (`own`: its state database
+/// changes at every sync) and the engine's own changes (`echoes`) is put
+/// in `inbox` with its paths.
 fn watch_root(
     root: &Path,
     own: OwnFiles,
+    echoes: Arc<Echoes>,
     inbox: Arc<Inbox>,
 ) -> Result<notify::RecommendedWatcher, String> {
     // Events name paths under the root as watched: watch it canonical, as
     // `own` is.
     let root = &root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    let watched = root.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         match event {
             // The kernel's queue overflowed: which paths is unknown.
@@ -546,6 +534,10 @@ fn watch_root(
                                 .file_name()
                                 .and_then(|n| n.to_str())
                                 .is_some_and(is_temp_name)
+                            // Told apart here, as they come: a download of
+                            // a million files echoes a million times.
+                            && !dirty::relative(&watched, path)
+                                .is_some_and(|rel| echoes.is_echo(&rel, path))
                     })
                     .collect();
                 if !paths.is_empty() {

@@ -39,10 +39,6 @@ impl Engine {
         self.prefetch = None;
         self.local_blocks = super::reuse::LocalBlocks::default();
         let recorded = self.flush_downloads(report);
-        if self.written.len() > super::WRITTEN_LIMIT {
-            self.written = Vec::new();
-            self.written_overflow = true;
-        }
         applied.and(recorded)
     }
 
@@ -209,11 +205,12 @@ impl Engine {
                     if !unchanged(&full, stat_of(&path).as_ref())? {
                         return Err(changed_since_plan());
                     }
+                    self.expect_change(&path);
                     fsops::set_mode_and_mtime(&full, node.file_mode(), *mtime_ns)?;
                     let stat =
                         Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
                     self.db.set_local(&path, Some(&(stat, node.clone())))?;
-                    self.written.push((path.clone(), Left::Entry(stat)));
+                    self.changed(&path, Left::Entry(stat));
                     self.db.set_synced(&path, Some(&node))?;
                     report.downloaded += 1;
                     report.note(&path, Action::Downloaded);
@@ -227,6 +224,7 @@ impl Engine {
                     return Err(changed_since_plan());
                 }
                 let meta = std::fs::symlink_metadata(&full).map_err(Error::io(&full))?;
+                self.expect_change(&path);
                 let removed = if meta.is_dir() {
                     std::fs::remove_dir(&full)
                 } else {
@@ -242,7 +240,7 @@ impl Engine {
                 }
                 fsops::fsync_dir(full.parent().expect("inside the root"))?;
                 self.db.set_local(&path, None)?;
-                self.written.push((path.clone(), Left::Gone));
+                self.changed(&path, Left::Gone);
                 self.db.set_synced(&path, None)?;
                 report.deleted_local += 1;
                 report.note(&path, Action::DeletedHere);
@@ -254,6 +252,8 @@ impl Engine {
                     return Err(changed_since_plan());
                 }
                 prepare_parent(&self.root, &to)?;
+                self.expect_change(&from);
+                self.expect_change(&to);
                 std::fs::rename(&src, &dst).map_err(Error::io(&dst))?;
                 fsops::fsync_dir(dst.parent().expect("inside the root"))?;
                 let stat = Stat::of(&std::fs::symlink_metadata(&dst).map_err(Error::io(&dst))?);
@@ -261,10 +261,8 @@ impl Engine {
                 self.db.set_synced(&from, None)?;
                 self.db.set_local(&to, Some(&(stat, node.clone())))?;
                 self.db.set_synced(&to, Some(&node))?;
-                self.written.extend([
-                    (from.clone(), Left::Gone),
-                    (to.clone(), Left::of(stat, &node)),
-                ]);
+                self.changed(&from, Left::Gone);
+                self.changed(&to, Left::of(stat, &node));
                 report.renamed_local += 1;
                 report.note(&to, Action::Renamed);
                 Ok(())

@@ -112,6 +112,7 @@ impl Engine {
         let mut done = Vec::with_capacity(files.len());
         let mut renamed_in = BTreeSet::new();
         for file in files {
+            self.expect_change(&file.path);
             let outcome = rename_in(&file);
             if outcome.is_ok() {
                 match std::fs::symlink_metadata(&file.full) {
@@ -132,10 +133,9 @@ impl Engine {
         let renamed_in: BTreeSet<&Path> = renamed_in.iter().map(PathBuf::as_path).collect();
         fsops::make_durable(&[], &renamed_in)?;
         self.db.record_downloads(&done, stat_taken_from)?;
-        self.written.extend(
-            done.into_iter()
-                .map(|(path, (stat, node))| (path, Left::of(stat, &node))),
-        );
+        for (path, (stat, node)) in done {
+            self.changed(&path, Left::of(stat, &node));
+        }
         Ok(outcomes)
     }
 
@@ -161,6 +161,7 @@ impl Engine {
         }
         match node {
             Node::Dir => {
+                self.expect_change(path);
                 match existing {
                     Some(meta) if meta.is_dir() => {}
                     Some(_) => {
@@ -218,6 +219,7 @@ impl Engine {
             Node::Symlink { target } => {
                 let temp = temp_path(&parent);
                 std::os::unix::fs::symlink(target, &temp).map_err(Error::io(&temp))?;
+                self.expect_change(path);
                 if existing.as_ref().is_some_and(|m| m.is_dir())
                     && let Err(e) = std::fs::remove_dir(&full)
                 {
@@ -230,7 +232,7 @@ impl Engine {
         }
         let stat = Stat::of(&std::fs::symlink_metadata(&full).map_err(Error::io(&full))?);
         self.db.set_local(path, Some(&(stat, node.clone())))?;
-        self.written.push((path.clone(), Left::of(stat, node)));
+        self.changed(path, Left::of(stat, node));
         self.db.set_synced(path, Some(node))?;
         report.downloaded += 1;
         report.note(path, Action::Downloaded);

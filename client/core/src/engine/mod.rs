@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use pouch_backend::{Backend, BlockId, Error as BackendError};
 
 use crate::clock::Clock;
+use crate::echoes::Echoes;
 use crate::location::StoreLocation;
 use crate::own_files::OwnFiles;
 use crate::path::RelPath;
@@ -57,10 +58,6 @@ use crate::{Error, Result};
 const MAX_COMMIT_ATTEMPTS: u32 = 8;
 /// Raw bytes of blocks gathered before one `has_blocks` + `put_blocks`.
 const UPLOAD_BATCH_BYTES: usize = 16 << 20;
-/// Paths a sync lists as written by itself, at most (see
-/// [`Engine::take_written`]); the daemon's list of paths to scan holds as
-/// many.
-pub const WRITTEN_LIMIT: usize = crate::daemon::dirty::MAX_PATHS;
 /// Journal entries read per request while pulling.
 const PULL_PAGE: usize = 256;
 /// The local state's key for a move pulled and not followed yet.
@@ -103,13 +100,11 @@ pub struct Engine {
     /// Paths the engine itself changed on disk without recording them
     /// (conflicted copies): scanned by the next scan of any scope.
     scan_next: Vec<RelPath>,
-    /// Paths this sync changed on disk and recorded in the Local tree:
-    /// the watcher's echo of them need not be scanned (see
-    /// [`Engine::take_written`]).
-    written: Vec<(RelPath, Left)>,
-    /// Whether this sync wrote more than [`WRITTEN_LIMIT`] paths (the list
-    /// was let go).
-    written_overflow: bool,
+    /// Where the paths this engine changes on disk are told, so that the
+    /// daemon's watcher drops their echo (see [`Engine::set_echoes`]).
+    echoes: Option<Arc<Echoes>>,
+    /// Whether this sync changed the disk (and recorded what it did).
+    wrote: bool,
     /// When each delete (or new path) waiting to be sent was first
     /// planned (see [`SyncOptions::hold_new_deletes`]).
     held_since: HashMap<RelPath, Instant>,
@@ -235,8 +230,8 @@ impl Engine {
             local_blocks_indexed: None,
             downloaded: download::Downloaded::default(),
             scan_next: Vec::new(),
-            written: Vec::new(),
-            written_overflow: false,
+            echoes: None,
+            wrote: false,
             held_since: HashMap::new(),
             deletes_due: None,
             commit_window: pouch_backend::gc::COMMIT_WINDOW,
@@ -326,17 +321,27 @@ impl Engine {
         self.last_heal.as_ref()
     }
 
-    /// The paths the last sync changed on disk itself (downloads, local
-    /// deletes and renames), each with what it left there (as recorded in
-    /// the Local tree); the list starts over. The daemon drops the
-    /// watcher's echo of those writes: a path whose disk still is what the
-    /// engine left. `None` when they were more than [`WRITTEN_LIMIT`]: the
-    /// list is not kept (its echoes overflow the watcher's queue, and the
-    /// daemon's list of paths to scan, anyway: a whole scan follows).
-    pub fn take_written(&mut self) -> Option<Vec<(RelPath, Left)>> {
-        let overflowed = std::mem::take(&mut self.written_overflow);
-        let written = std::mem::take(&mut self.written);
-        (!overflowed).then_some(written)
+    /// Tells `echoes` every path this engine is about to change on disk
+    /// itself (downloads, local deletes and renames) and what it left
+    /// there once recorded: the daemon's watcher drops their echoes as
+    /// they come, instead of scanning them again.
+    pub fn set_echoes(&mut self, echoes: Arc<Echoes>) {
+        self.echoes = Some(echoes);
+    }
+
+    /// The disk at `path` is about to be changed by the engine.
+    fn expect_change(&self, path: &RelPath) {
+        if let Some(echoes) = &self.echoes {
+            echoes.expect(path);
+        }
+    }
+
+    /// The engine changed the disk at `path` and recorded `left` there.
+    fn changed(&mut self, path: &RelPath, left: Left) {
+        self.wrote = true;
+        if let Some(echoes) = &self.echoes {
+            echoes.left(path, left, &path.to_fs(&self.root));
+        }
     }
 
     /// When deletes the last sync held back as new (see
@@ -363,8 +368,7 @@ impl Engine {
 
     /// One full sync in both directions, with `options`.
     pub async fn sync_with(&mut self, options: SyncOptions) -> Result<SyncReport> {
-        self.written.clear();
-        self.written_overflow = false;
+        self.wrote = false;
         self.local_blocks_indexed = None;
         self.deletes_due = None;
         self.check_store().await?;
@@ -392,9 +396,7 @@ impl Engine {
             // large unchanged tree would double the cost of a no-change
             // sync. The daemon's watcher names what changed meanwhile for
             // its next sync; `pouch sync` finds it at the next run.
-            if scope == Scope::Everything
-                && (self.written_overflow || !self.written.is_empty() || scanned_changes == 0)
-            {
+            if scope == Scope::Everything && (self.wrote || scanned_changes == 0) {
                 scope = Scope::Paths(Vec::new());
             }
 
