@@ -357,6 +357,7 @@ impl CopyLimits {
         pouch_core::migrate::CopyOptions {
             parallel: self.parallel.max(1),
             max_bytes_per_sec: self.max_rate.map(|mib| (mib * 1024.0 * 1024.0) as u64),
+            now: None,
         }
     }
 }

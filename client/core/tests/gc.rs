@@ -582,3 +582,109 @@ async fn a_trimmed_store_copies_and_verifies() {
     c.sync(Scope::Everything).await;
     assert_eq!(tree_bytes(&c.root), tree_bytes(&a.root));
 }
+
+/// A clock stopped at one second.
+struct Stopped(i64);
+
+impl pouch_core::Clock for Stopped {
+    fn unix_secs(&self) -> i64 {
+        self.0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_after_retention_was_widened_reports_what_was_collected_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, backend) = store(dir.path()).await;
+    // Every entry at one second, so that the collection below runs at
+    // the very second the deleted version expires, when its entry is not
+    // yet old enough to be dropped from the journal.
+    let t = pouch_core::unix_secs();
+    let root = dir.path().join("a");
+    std::fs::create_dir_all(&root).unwrap();
+    let engine = pouch_core::Engine::open(
+        &root,
+        "a",
+        &dir.path().join("a.sqlite"),
+        backend.clone(),
+        Arc::new(Stopped(t)),
+        Arc::new(pouch_core::NoProgress),
+    )
+    .unwrap();
+    let mut a = Device { root, engine };
+    a.engine
+        .set_retention(Retention {
+            keep_secs: 3600,
+            keep_last: 0,
+        })
+        .await
+        .unwrap();
+    a.write("gone.bin", &noise(1, 1 << 20));
+    a.write("kept.txt", b"current");
+    a.sync(Scope::Everything).await;
+    std::fs::remove_file(a.root.join("gone.bin")).unwrap();
+    a.sync(Scope::Everything).await;
+    let later = t + 3600;
+    let report = gc(backend.as_ref(), Duration::ZERO, later).await;
+    assert!(report.blocks_deleted > 0, "{report:?}");
+    assert_eq!(report.journal_trimmed_through, None, "{report:?}");
+
+    // A policy that keeps more names the collected version again: its
+    // blocks cannot come back, and a copy says so instead of failing.
+    a.engine
+        .set_retention(Retention {
+            keep_secs: 7200,
+            keep_last: 0,
+        })
+        .await
+        .unwrap();
+    let target: Arc<dyn Backend> =
+        Arc::new(EmbeddedBackend::open(&dir.path().join("target")).unwrap());
+    let options = pouch_core::migrate::CopyOptions {
+        now: Some(later),
+        ..Default::default()
+    };
+    let copied = pouch_core::migrate::copy_with(
+        backend.as_ref(),
+        target.as_ref(),
+        &pouch_core::NoProgress,
+        &options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        copied.blocks_missing_at_source, report.blocks_deleted,
+        "{copied:?}"
+    );
+    assert!(copied.blocks_copied > 0, "{copied:?}");
+    let verified = pouch_core::migrate::verify_at(
+        backend.as_ref(),
+        target.as_ref(),
+        &pouch_core::NoProgress,
+        later,
+    )
+    .await
+    .unwrap();
+    assert_eq!(verified.blocks_missing_at_source, report.blocks_deleted);
+
+    // A block lost from the target alone still fails the verify.
+    let kept: Vec<BlockId> = match a
+        .engine
+        .db()
+        .tree(Tree::Remote)
+        .unwrap()
+        .get(&RelPath::parse("kept.txt").unwrap())
+    {
+        Some(Node::File { blocks, .. }) => blocks.iter().map(|b| b.id).collect(),
+        other => panic!("{other:?}"),
+    };
+    target.delete_blocks(&kept).await.unwrap();
+    let refused = pouch_core::migrate::verify_at(
+        backend.as_ref(),
+        target.as_ref(),
+        &pouch_core::NoProgress,
+        later,
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+}

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 /// joined after these were found) gives a seed a different run, so these
 /// now replay as ordinary extra seeds; the bugs are pinned by the shrunk
 /// step lists below.
-const REGRESSIONS: &[u64] = &[22, 53, 105, 2_002_590];
+const REGRESSIONS: &[u64] = &[22, 53, 105, 1_009_560, 2_002_590];
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {

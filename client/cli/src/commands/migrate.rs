@@ -189,6 +189,12 @@ fn print_copy(to: &dyn Backend, report: &CopyReport, json: bool) -> anyhow::Resu
             report.blocks_present,
             indicatif::HumanBytes(report.bytes_copied),
         );
+        if report.blocks_missing_at_source > 0 {
+            tell!(
+                "{} block(s) the journal names are no longer in the current store (versions collected before the retention policy was widened, or lost), so they could not be copied",
+                report.blocks_missing_at_source
+            );
+        }
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ mod verify;
 
 pub use recorded::{CopyPhase, CopyProgress, RecordedProgress, clear_progress, recorded_progress};
 pub use switch::{Follow, can_follow, follow_in_config, freeze, switch_in_config};
-pub use verify::{VerifyReport, verify};
+pub use verify::{VerifyReport, verify, verify_at};
 
 use std::time::{Duration, Instant};
 
@@ -57,16 +57,25 @@ pub struct CopyReport {
     pub bytes_copied: u64,
     /// Whether a snapshot was copied.
     pub snapshot_copied: bool,
+    /// Blocks the source no longer holds, so none could be copied: those
+    /// of versions a collection swept before the retention policy was
+    /// widened (a policy that keeps more does not bring back what was
+    /// collected), or blocks the source lost.
+    #[serde(default)]
+    pub blocks_missing_at_source: u64,
 }
 
 /// Every block a version that the namespace's retention keeps names (with
 /// its length), and the journal's head: what a copy must bring. Blocks
 /// only expired versions named may be collected already, and a new store
-/// need not hold them.
-pub(super) async fn referenced_blocks(from: &dyn Backend) -> Result<(Vec<(BlockId, u32)>, Seq)> {
+/// need not hold them. Retention is applied at `now` (Unix seconds).
+pub(super) async fn referenced_blocks(
+    from: &dyn Backend,
+    now: i64,
+) -> Result<(Vec<(BlockId, u32)>, Seq)> {
     let mut fold = crate::gc::Fold::default();
     fold.read(from).await?;
-    let live = fold.live(crate::unix_secs());
+    let live = fold.live(now);
     let mut blocks: Vec<(BlockId, u32)> = live.blocks.into_iter().collect();
     // Block ids are random: sorted, two copies of one journal meet the
     // blocks in the same order.
@@ -158,6 +167,10 @@ pub struct CopyOptions {
     pub parallel: usize,
     /// Most bytes sent to the target per second, `None` for no limit.
     pub max_bytes_per_sec: Option<u64>,
+    /// The moment (Unix seconds) the namespace's retention is applied at
+    /// to tell which versions' blocks the copy brings: the clock the
+    /// collector uses. `None`: this machine's clock.
+    pub now: Option<i64>,
 }
 
 impl Default for CopyOptions {
@@ -165,6 +178,7 @@ impl Default for CopyOptions {
         Self {
             parallel: 8,
             max_bytes_per_sec: None,
+            now: None,
         }
     }
 }
@@ -213,7 +227,8 @@ pub async fn copy_with(
         start: Instant::now(),
         sent: 0,
     };
-    let (blocks, upto) = referenced_blocks(from).await?;
+    let now = options.now.unwrap_or_else(crate::unix_secs);
+    let (blocks, upto) = referenced_blocks(from, now).await?;
     report.blocks_referenced = blocks.len() as u64;
     progress.phase(
         Phase::Copying,
@@ -238,17 +253,28 @@ pub async fn copy_with(
         // per round trip), and the next batch is fetched while the last
         // one is encoded and sent.
         let mut fetched = futures_util::stream::iter(missing)
-            .map(|id| from.get_block(id))
+            .map(|id| async move {
+                match from.get_block(id).await {
+                    Ok(raw) => Ok(Some(raw)),
+                    Err(BackendError::BlockNotFound(_)) => {
+                        tracing::warn!(block = %id, "the source no longer holds a block its journal names: not copied");
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
             .buffered(options.parallel.max(1));
-        let mut batch = next_batch(&mut fetched).await?;
-        while !batch.is_empty() {
+        let (mut batch, mut lost) = next_batch(&mut fetched).await?;
+        report.blocks_missing_at_source += lost;
+        while !batch.is_empty() || lost > 0 {
             let bytes: u64 = batch.iter().map(|b| b.len() as u64).sum();
-            let (next, ()) = tokio::try_join!(
+            let ((next, next_lost), ()) = tokio::try_join!(
                 next_batch(&mut fetched),
                 send(to, batch, &mut report, progress)
             )?;
             limit.sent(bytes).await;
-            batch = next;
+            (batch, lost) = (next, next_lost);
+            report.blocks_missing_at_source += lost;
         }
     }
     // A source that dropped entries: the target gets its snapshot (whose
@@ -288,21 +314,26 @@ pub async fn copy_with(
     Ok(report)
 }
 
-/// Up to [`PUT_BATCH_BYTES`] of fetched blocks; empty at the end.
+/// Up to [`PUT_BATCH_BYTES`] of fetched blocks, and how many the source
+/// did not hold (`None` in `fetched`); both empty at the end.
 async fn next_batch(
-    fetched: &mut (impl futures_util::TryStream<Ok = Bytes, Error = BackendError> + Unpin),
-) -> Result<Vec<Bytes>> {
+    fetched: &mut (impl futures_util::TryStream<Ok = Option<Bytes>, Error = BackendError> + Unpin),
+) -> Result<(Vec<Bytes>, u64)> {
     use futures_util::TryStreamExt;
     let mut batch = Vec::new();
+    let mut lost = 0;
     let mut bytes = 0;
     while bytes < PUT_BATCH_BYTES {
-        let Some(raw) = fetched.try_next().await? else {
-            break;
-        };
-        bytes += raw.len();
-        batch.push(raw);
+        match fetched.try_next().await? {
+            None => break,
+            Some(None) => lost += 1,
+            Some(Some(raw)) => {
+                bytes += raw.len();
+                batch.push(raw);
+            }
+        }
     }
-    Ok(batch)
+    Ok((batch, lost))
 }
 
 async fn send(

@@ -635,11 +635,22 @@ pub fn run(devices: usize, steps: &[Step]) -> Result<(), String> {
         SimBackend::new(shared.clone()),
         SimBackend::new(target.clone()),
     );
+    // Retention is applied at the simulated store's clock, the collector's.
+    let now = shared.lock().unwrap().now_ms / 1000;
+    let options = pouch_core::migrate::CopyOptions {
+        now: Some(now),
+        ..Default::default()
+    };
     runtime
-        .block_on(pouch_core::migrate::copy(&from, &to, &NoProgress))
+        .block_on(pouch_core::migrate::copy_with(
+            &from,
+            &to,
+            &NoProgress,
+            &options,
+        ))
         .map_err(|e| format!("copying to the migration target failed: {e}"))?;
     runtime
-        .block_on(pouch_core::migrate::verify(&from, &to, &NoProgress))
+        .block_on(pouch_core::migrate::verify_at(&from, &to, &NoProgress, now))
         .map_err(|e| format!("the migration target does not verify: {e}"))?;
     Ok(())
 }
