@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use crate::engine::Left;
 use crate::path::RelPath;
 
-/// How long after the engine recorded a change its echo is expected. The
+/// How long after the engine recorded a change its echo is expected (and
+/// how often the daemon lets old entries go). The
 /// watcher's thread tells echoes apart as the events come, so they arrive
 /// within milliseconds unless the machine is overloaded; a late one costs
 /// a scan of its path, no more.
-const KEEP: Duration = Duration::from_secs(5);
+pub const KEEP: Duration = Duration::from_secs(5);
 
 /// Entries kept at most (oldest go first): bounds memory when no echo
 /// comes at all (events lost, a watcher that stopped).
@@ -123,6 +124,14 @@ impl Echoes {
         }
         let unconfirmed = std::mem::take(&mut table.unconfirmed);
         (!std::mem::take(&mut table.overflow)).then(|| unconfirmed.into_iter().collect())
+    }
+
+    /// Forgets what was left long enough ago that its echo is not
+    /// expected any more, and gives the memory back once nothing is held
+    /// (the daemon calls this on a timer: after a large download no event
+    /// may come to do it).
+    pub fn forget_old(&self) {
+        self.lock().forget_before(Instant::now().checked_sub(KEEP));
     }
 
     /// How many entries are held (for tests of the bound).

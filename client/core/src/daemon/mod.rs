@@ -153,6 +153,7 @@ pub async fn run(
     let mut debouncer = Debouncer::new(options.quiet, options.max_delay);
     let mut pending = true; // a whole scan at start
     let mut dirty = Dirty::everything();
+    let mut echoes_due = tokio::time::interval(crate::echoes::KEEP);
     let mut retry_at: Option<Instant> = None;
     let mut rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
     let mut paused = shared.paused.subscribe();
@@ -256,6 +257,9 @@ pub async fn run(
                 dirty.all();
                 pending = true;
             }
+            // Lets the last download's entries go even when no event
+            // comes to do it.
+            _ = echoes_due.tick(), if !echoes.is_empty() => echoes.forget_old(),
             Ok(()) = paused.changed() => pending = true,
             _ = migration_tick.tick(), if options.migration.is_some() => {
                 if let Some(stats) = &options.migration {
