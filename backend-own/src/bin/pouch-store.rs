@@ -32,6 +32,13 @@ enum Command {
         /// (overrides the config's).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Serve as a front end of the cell whose database this is (a
+        /// PostgreSQL URL; several hosts with
+        /// target_session_attrs=read-write follow a failover) instead of
+        /// stores in a data folder. The cell's secret is read from
+        /// POUCH_CELL_TOKEN.
+        #[arg(long, value_name = "URL", conflicts_with = "data")]
+        db: Option<String>,
     },
     /// Read back every stored block and check its hash.
     Verify {
@@ -66,11 +73,46 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
     },
+    /// Run a storage node of a cell: hold volume files in DIR and serve
+    /// them to the cell's front ends until SIGTERM or Ctrl-C. The cell's
+    /// token is read from POUCH_CELL_TOKEN.
+    Node {
+        /// The cell's database, a PostgreSQL URL or connection string.
+        #[arg(long, value_name = "URL")]
+        db: String,
+        /// The node's data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Address to listen on, e.g. 10.0.0.5:7900; port 0 picks one.
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// The URL front ends reach it at (default: http:// and the address
+        /// it listens on).
+        #[arg(long, value_name = "URL")]
+        advertise: Option<String>,
+    },
+    /// Manage a cell (pouch-store on many machines, metadata in
+    /// PostgreSQL).
+    Cell {
+        #[command(subcommand)]
+        command: CellCommand,
+    },
     /// Write shell completions and man pages into a folder (for packaging).
     #[command(hide = true)]
     GenerateAssets {
         /// Where to write them.
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CellCommand {
+    /// Make the cell's tables in the database, or bring them up to this
+    /// build's schema (safe to run again).
+    Init {
+        /// The cell's database, a PostgreSQL URL or connection string.
+        #[arg(long, value_name = "URL")]
+        db: String,
     },
 }
 
@@ -87,11 +129,21 @@ fn main() -> ExitCode {
             config,
             data,
             listen,
-        } => serve(config, data, listen),
+            db,
+        } => serve(config, data, listen, db),
         Command::Verify { data } => verify(&data),
         Command::Rebuild { data } => rebuild(&data),
         Command::Compact { data, threshold } => compact(&data, threshold),
         Command::Stats { data } => stats(&data),
+        Command::Node {
+            db,
+            data,
+            listen,
+            advertise,
+        } => node(db, data, listen, advertise),
+        Command::Cell {
+            command: CellCommand::Init { db },
+        } => cell_init(&db),
         Command::GenerateAssets { dir } => generate_assets(&dir),
     };
     result.unwrap_or_else(|e| {
@@ -104,9 +156,14 @@ fn serve(
     config: Option<PathBuf>,
     data: Option<PathBuf>,
     listen: Option<String>,
+    db: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let mut config = match config {
         Some(path) => ServerConfig::load(&path).map_err(anyhow::Error::msg)?,
+        // A cell's front end keeps nothing on its disk.
+        None if db.is_some() => {
+            ServerConfig::from_env(PathBuf::new(), listen.clone()).map_err(anyhow::Error::msg)?
+        }
         None => {
             let data = data.clone().context("pass --data DIR (or --config FILE)")?;
             ServerConfig::from_env(data, listen.clone()).map_err(anyhow::Error::msg)?
@@ -118,12 +175,27 @@ fn serve(
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let server = Server::open(&config).context("cannot open the stores")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    let cell = match db {
+        Some(db) => Some((db, cell_token()?)),
+        None => None,
+    };
+    runtime()?.block_on(async move {
         let shutdown = shutdown_signal()?;
+        let server = match cell {
+            None => Server::open(&config).context("cannot open the stores")?,
+            Some((db, token)) => {
+                let cell = pouch_backend_own::cell::Cell::connect(
+                    &db,
+                    token,
+                    pouch_backend_own::cell::CellOptions::default(),
+                )
+                .await
+                .context("cannot reach the cell")?;
+                Server::open_cell(&cell, &config)
+                    .await
+                    .context("cannot open the cell's namespaces")?
+            }
+        };
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -137,7 +209,62 @@ fn serve(
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// The cell's shared secret between front ends and nodes.
+fn cell_token() -> anyhow::Result<String> {
+    match std::env::var("POUCH_CELL_TOKEN") {
+        Ok(token) if token.len() >= 16 => Ok(token),
+        Ok(_) => bail!("POUCH_CELL_TOKEN is too short: use 16 characters or more"),
+        Err(_) => bail!(
+            "set POUCH_CELL_TOKEN to the cell's secret (the same on every node and front end)"
+        ),
+    }
+}
+
+fn cell_init(db: &str) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let pool = pouch_backend_own::cell::db::pool(db)?;
+        let version = pouch_backend_own::cell::schema::migrate(&pool).await?;
+        println!("the cell's schema is at version {version}");
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+fn node(
+    db: String,
+    data: PathBuf,
+    listen: String,
+    advertise: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let token = cell_token()?;
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot make {}", data.display()))?;
+    runtime()?.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        // Tests and scripts read the bound address from this line.
+        println!("pouch-store node listening on {}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        let options = pouch_backend_own::cell::node::NodeOptions {
+            db_url: db,
+            data,
+            advertise,
+            token,
+            heartbeat: std::time::Duration::from_secs(1),
+        };
+        pouch_backend_own::cell::node::run(options, listener, shutdown).await?;
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
 }
 

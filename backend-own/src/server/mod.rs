@@ -68,7 +68,54 @@ pub const ERROR_HEADER: &str = "x-pouch-error";
 /// One served namespace.
 struct Namespace {
     token: String,
-    backend: EmbeddedBackend,
+    backend: Served,
+}
+
+/// What serves a namespace: a store on this machine's disk, or a cell's
+/// namespace (this server is then one of the cell's front ends).
+#[derive(Clone)]
+pub enum Served {
+    /// A store in a folder of its own.
+    Embedded(EmbeddedBackend),
+    /// A namespace of a cell.
+    Cell(Arc<crate::cell::CellBackend>),
+}
+
+impl std::ops::Deref for Served {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Served::Embedded(backend) => backend,
+            Served::Cell(backend) => backend.as_ref(),
+        }
+    }
+}
+
+impl Served {
+    /// `put_blocks` of blocks verified as they streamed in.
+    async fn put_verified_blocks(&self, blocks: Vec<pouch_backend::Block>) -> Result<(), Error> {
+        match self {
+            Served::Embedded(backend) => backend.put_verified_blocks(blocks).await,
+            Served::Cell(backend) => backend.put_verified_blocks(blocks).await,
+        }
+    }
+
+    /// Block `id` as stored, verified.
+    async fn get_block_encoded(&self, id: BlockId) -> Result<pouch_backend::Block, Error> {
+        match self {
+            Served::Embedded(backend) => backend.get_block_encoded(id).await,
+            Served::Cell(backend) => backend.get_block_encoded(id).await,
+        }
+    }
+
+    /// The store on this machine's disk, if it is one.
+    fn embedded(&self) -> Option<&EmbeddedBackend> {
+        match self {
+            Served::Embedded(backend) => Some(backend),
+            Served::Cell(_) => None,
+        }
+    }
 }
 
 /// The server's shared state.
@@ -94,11 +141,35 @@ impl Server {
                 name.clone(),
                 Namespace {
                     token: ns.token.clone(),
-                    backend,
+                    backend: Served::Embedded(backend),
                 },
             );
         }
-        Ok(Arc::new(Self {
+        Ok(Self::serving(namespaces, config))
+    }
+
+    /// A front end of `cell`, serving the namespaces `config` names (its
+    /// data folder and volume size are the cell's business, unused here).
+    pub async fn open_cell(
+        cell: &Arc<crate::cell::Cell>,
+        config: &ServerConfig,
+    ) -> pouch_backend::Result<Arc<Self>> {
+        let mut namespaces = HashMap::new();
+        for (name, ns) in &config.namespaces {
+            let backend = cell.namespace(name).await?;
+            namespaces.insert(
+                name.clone(),
+                Namespace {
+                    token: ns.token.clone(),
+                    backend: Served::Cell(Arc::new(backend)),
+                },
+            );
+        }
+        Ok(Self::serving(namespaces, config))
+    }
+
+    fn serving(namespaces: HashMap<String, Namespace>, config: &ServerConfig) -> Arc<Self> {
+        Arc::new(Self {
             namespaces,
             metrics: Metrics::default(),
             metrics_token: config.metrics_token.as_ref().map(|t| t.0.clone()),
@@ -107,7 +178,7 @@ impl Server {
                     .unwrap_or(usize::MAX)
                     .min(Semaphore::MAX_PERMITS),
             ),
-        }))
+        })
     }
 
     /// Starts the scrubber and compaction workers (on the current tokio
@@ -148,7 +219,7 @@ impl Server {
 
     /// The namespace `name` if `headers` carry its token. Unknown
     /// namespaces and wrong tokens look the same from outside.
-    fn authorize(&self, name: &str, headers: &HeaderMap) -> Result<&EmbeddedBackend, ApiError> {
+    fn authorize(&self, name: &str, headers: &HeaderMap) -> Result<&Served, ApiError> {
         match (self.namespaces.get(name), bearer(headers)) {
             (Some(ns), Some(token)) if constant_time_eq(ns.token.as_bytes(), token.as_bytes()) => {
                 Ok(&ns.backend)
@@ -168,9 +239,12 @@ impl Server {
         }
     }
 
-    /// The served stores, for metrics.
+    /// The stores on this machine's disk, for metrics and maintenance (a
+    /// cell's are its nodes' business).
     fn stores(&self) -> impl Iterator<Item = (&String, &EmbeddedBackend)> {
-        self.namespaces.iter().map(|(name, ns)| (name, &ns.backend))
+        self.namespaces
+            .iter()
+            .filter_map(|(name, ns)| Some((name, ns.backend.embedded()?)))
     }
 }
 
@@ -190,7 +264,7 @@ fn namespace_of(path: &str) -> &str {
 }
 
 /// The store an authorized request works on, put there by [`admit`].
-type Authorized = Extension<EmbeddedBackend>;
+type Authorized = Extension<Served>;
 
 /// Admits a request to the API: checks the namespace's token first, from
 /// the headers alone; then, for a request with a body, reserves its length
@@ -228,7 +302,7 @@ async fn admit(State(server): Shared, mut request: Request, next: Next) -> Respo
 }
 
 /// Compares secrets in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -1,0 +1,702 @@
+//! One namespace of the cell as a [`Backend`]: journal, snapshot, identity
+//! and block index in PostgreSQL, block bytes in volumes replicated on
+//! storage nodes.
+//!
+//! A put verifies its blocks, skips those the index has, reserves a range
+//! of an open volume in the database (an `UPDATE ... RETURNING` on the
+//! volume's size: front ends never overlap), writes the records there on
+//! every replica (each node fsyncs before it answers), and only then
+//! indexes the blocks: a block is named by the index only once it is
+//! durable on all its replicas. A write a replica refuses leaves an unused
+//! range; the put tries a new volume on other nodes.
+//!
+//! A volume record is a block as the wire carries it (`wire.rs`: id, codec,
+//! length, payload), so volume files describe themselves. A read takes the
+//! record from any replica that answers, checks the id in its header and
+//! the block's hash, and tries the next replica on any doubt.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, Bytes};
+use pouch_backend::{
+    Backend, Block, BlockId, Codec, Error, JournalEntry, Result, Seq, Snapshot, StoreId,
+};
+
+use super::db;
+use super::news::{CHANNEL, News};
+use super::node::node_error;
+
+/// How the cell places and keeps blocks.
+#[derive(Debug, Clone)]
+pub struct CellOptions {
+    /// Full copies of every open volume, on distinct nodes.
+    pub replicas: usize,
+    /// A volume takes appends up to about this size.
+    pub volume_size: u64,
+    /// A node whose heartbeat is older than this is taken for dead: no new
+    /// volume goes to it.
+    pub dead_after: Duration,
+}
+
+impl Default for CellOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 3,
+            volume_size: 1 << 30,
+            dead_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A front end's view of the cell: the database, the nodes, the news.
+pub struct Cell {
+    pool: deadpool_postgres::Pool,
+    http: reqwest::Client,
+    token: String,
+    options: CellOptions,
+    news: Arc<News>,
+}
+
+impl std::fmt::Debug for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token, nor the database URL (it may hold a password).
+        f.debug_struct("Cell")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a range of a volume lives.
+struct Placement {
+    volume: i64,
+    offset: i64,
+    /// (node id, address) of each replica.
+    replicas: Vec<(i64, String)>,
+}
+
+impl Cell {
+    /// Connects to the cell's database at `url` (whose schema must be this
+    /// build's) and starts listening for journal news. `token` is the
+    /// secret the nodes ask for.
+    pub async fn connect(url: &str, token: String, options: CellOptions) -> Result<Arc<Self>> {
+        let pool = db::pool(url)?;
+        super::schema::check(&pool).await?;
+        pouch_backend::tls::install_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(Error::internal("making the nodes' HTTP client"))?;
+        let news = Arc::new(News::default());
+        news.listen(url.to_owned());
+        Ok(Arc::new(Self {
+            pool,
+            http,
+            token,
+            options,
+            news,
+        }))
+    }
+
+    /// Namespace `name` (made if new) as a backend.
+    pub async fn namespace(self: &Arc<Self>, name: &str) -> Result<CellBackend> {
+        let client = db::client(&self.pool).await?;
+        client
+            .execute(
+                "INSERT INTO namespaces (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&name],
+            )
+            .await
+            .map_err(db::error("making the namespace"))?;
+        Ok(CellBackend {
+            cell: self.clone(),
+            ns: name.to_owned(),
+        })
+    }
+
+    /// The nodes whose heartbeat is recent: (id, address).
+    pub async fn live_nodes(&self) -> Result<Vec<(i64, String)>> {
+        let client = db::client(&self.pool).await?;
+        let rows = client
+            .query(
+                "SELECT id, addr FROM nodes WHERE heartbeat > now() - make_interval(secs => $1) ORDER BY id",
+                &[&self.options.dead_after.as_secs_f64()],
+            )
+            .await
+            .map_err(db::error("listing the nodes"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// A range of `len` bytes in an open volume none of whose replicas is
+    /// in `avoid`, on a new volume if need be.
+    async fn allocate(&self, len: i64, avoid: &[i64]) -> Result<Placement> {
+        let client = db::client(&self.pool).await?;
+        let cap = i64::try_from(self.options.volume_size).unwrap_or(i64::MAX);
+        // The row lock lasts one statement: front ends take turns on a
+        // volume, never overlap in it.
+        let taken = client
+            .query_opt(
+                "UPDATE volumes SET size = size + $1 \
+                 WHERE id = (SELECT id FROM volumes \
+                             WHERE state = 'open' AND size + $1 <= $2 AND NOT (replicas && $3) \
+                             ORDER BY id LIMIT 1) \
+                 RETURNING id, size - $1, replicas",
+                &[&len, &cap, &avoid],
+            )
+            .await
+            .map_err(db::error("reserving space in a volume"))?;
+        let (volume, offset, replicas): (i64, i64, Vec<i64>) = match taken {
+            Some(row) => (row.get(0), row.get(1), row.get(2)),
+            None => {
+                let live: Vec<i64> = self
+                    .live_nodes()
+                    .await?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .filter(|id| !avoid.contains(id))
+                    .collect();
+                if live.len() < self.options.replicas {
+                    return Err(Error::Unavailable {
+                        source: format!(
+                            "{} live storage node(s) can take writes, {} copies are needed",
+                            live.len(),
+                            self.options.replicas
+                        )
+                        .into(),
+                    });
+                }
+                let chosen = choose(&live, self.options.replicas);
+                let row = client
+                    .query_one(
+                        "INSERT INTO volumes (replicas, size) VALUES ($1, $2) RETURNING id",
+                        &[&chosen, &len],
+                    )
+                    .await
+                    .map_err(db::error("making a volume"))?;
+                (row.get(0), 0, chosen)
+            }
+        };
+        let rows = client
+            .query(
+                "SELECT id, addr FROM nodes WHERE id = ANY($1)",
+                &[&replicas],
+            )
+            .await
+            .map_err(db::error("finding a volume's nodes"))?;
+        let replicas = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(Placement {
+            volume,
+            offset,
+            replicas,
+        })
+    }
+
+    /// Seals `volume`: it takes no more appends.
+    async fn seal(&self, volume: i64) -> Result<()> {
+        let client = db::client(&self.pool).await?;
+        client
+            .execute(
+                "UPDATE volumes SET state = 'sealed' WHERE id = $1",
+                &[&volume],
+            )
+            .await
+            .map_err(db::error("sealing a volume"))?;
+        Ok(())
+    }
+
+    fn url(addr: &str, volume: i64, offset: i64) -> String {
+        format!("{addr}/node/v1/volumes/{volume}/{offset}")
+    }
+
+    /// Writes `bytes` at `offset` of `volume` on the node at `addr`.
+    async fn write_to(&self, addr: &str, volume: i64, offset: i64, bytes: Bytes) -> Result<()> {
+        let response = self
+            .http
+            .put(Self::url(addr, volume, offset))
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(node_error)?;
+        if !response.status().is_success() {
+            return Err(node_error(format!("{addr} answered {}", response.status())));
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset` of `volume` from the node at `addr`.
+    async fn read_from(&self, addr: &str, volume: i64, offset: i64, len: i32) -> Result<Bytes> {
+        let response = self
+            .http
+            .get(format!("{}/{len}", Self::url(addr, volume, offset)))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(node_error)?;
+        if !response.status().is_success() {
+            return Err(node_error(format!("{addr} answered {}", response.status())));
+        }
+        let bytes = response.bytes().await.map_err(node_error)?;
+        if bytes.len() != len as usize {
+            return Err(node_error(format!("{addr} sent a short range")));
+        }
+        Ok(bytes)
+    }
+}
+
+/// `count` of `ids`, picked at random (so that volumes spread over the
+/// nodes and a lost node is rebuilt from many).
+fn choose(ids: &[i64], count: usize) -> Vec<i64> {
+    let mut picked = Vec::with_capacity(count);
+    let mut left: Vec<i64> = ids.to_vec();
+    while picked.len() < count && !left.is_empty() {
+        // A random id's first bytes as the random number.
+        let random = StoreId::random().to_string();
+        let n = usize::from_str_radix(&random[..8], 16).expect("hex digits");
+        picked.push(left.swap_remove(n % left.len()));
+    }
+    picked
+}
+
+/// One namespace of a cell.
+pub struct CellBackend {
+    cell: Arc<Cell>,
+    ns: String,
+}
+
+impl CellBackend {
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        db::client(&self.cell.pool).await
+    }
+
+    async fn trimmed_through(&self, client: &impl deadpool_postgres::GenericClient) -> Result<u64> {
+        let row = client
+            .query_one(
+                "SELECT trimmed_through FROM namespaces WHERE name = $1",
+                &[&self.ns],
+            )
+            .await
+            .map_err(db::error("reading the trim point"))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn head(&self, client: &impl deadpool_postgres::GenericClient) -> Result<u64> {
+        let row = client
+            .query_one(
+                "SELECT GREATEST(\
+                   COALESCE((SELECT max(seq) FROM journal WHERE ns = $1), 0), \
+                   (SELECT trimmed_through FROM namespaces WHERE name = $1))",
+                &[&self.ns],
+            )
+            .await
+            .map_err(db::error("reading the journal's head"))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    /// `put_blocks` for blocks already verified one by one.
+    pub async fn put_verified_blocks(&self, blocks: Vec<Block>) -> Result<()> {
+        let ids: Vec<BlockId> = blocks.iter().map(Block::id).collect();
+        let present = self.has_blocks(&ids).await?;
+        let mut seen = HashSet::new();
+        let new: Vec<Block> = blocks
+            .into_iter()
+            .zip(present)
+            .filter(|(block, present)| !present && seen.insert(block.id()))
+            .map(|(block, _)| block)
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let pieces = crate::wire::block_pieces(&new);
+        let records: Vec<(BlockId, i64, i32)> = {
+            let mut at = 0i64;
+            new.iter()
+                .zip(pieces.chunks(2))
+                .map(|(block, piece)| {
+                    let len = (piece[0].len() + piece[1].len()) as i32;
+                    let record = (block.id(), at, len);
+                    at += i64::from(len);
+                    record
+                })
+                .collect()
+        };
+        let bytes = Bytes::from(pieces.concat());
+        let mut avoid: Vec<i64> = Vec::new();
+        let placement = loop {
+            let placement = self.cell.allocate(bytes.len() as i64, &avoid).await?;
+            let writes = placement.replicas.iter().map(|(_, addr)| {
+                self.cell
+                    .write_to(addr, placement.volume, placement.offset, bytes.clone())
+            });
+            let results = futures_util::future::join_all(writes).await;
+            let failed: Vec<i64> = placement
+                .replicas
+                .iter()
+                .zip(&results)
+                .filter(|(_, result)| result.is_err())
+                .map(|((id, _), _)| *id)
+                .collect();
+            if failed.is_empty() && placement.replicas.len() == self.cell.options.replicas {
+                break placement;
+            }
+            // A replica that refused (or is gone from the node table): this
+            // volume takes no more, and the put goes to other nodes.
+            let e = results
+                .into_iter()
+                .find_map(Result::err)
+                .unwrap_or_else(|| node_error("a volume's node is not registered"));
+            tracing::warn!(volume = placement.volume, "a replica write failed: {e}");
+            self.cell.seal(placement.volume).await?;
+            if avoid.len() >= 2 * self.cell.options.replicas {
+                return Err(e);
+            }
+            avoid.extend(failed);
+        };
+        let ids: Vec<&[u8]> = records
+            .iter()
+            .map(|(id, _, _)| id.as_bytes().as_slice())
+            .collect();
+        let offsets: Vec<i64> = records
+            .iter()
+            .map(|(_, at, _)| placement.offset + at)
+            .collect();
+        let lengths: Vec<i32> = records.iter().map(|(_, _, len)| *len).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO blocks (ns, id, volume, \"offset\", length) \
+                 SELECT $1, id, $2, o, l FROM unnest($3::bytea[], $4::bigint[], $5::int[]) AS t(id, o, l) \
+                 ON CONFLICT DO NOTHING",
+                &[&self.ns, &placement.volume, &ids, &offsets, &lengths],
+            )
+            .await
+            .map_err(db::error("indexing blocks"))?;
+        Ok(())
+    }
+
+    /// Block `id` as stored (its codec and payload), verified.
+    pub async fn get_block_encoded(&self, id: BlockId) -> Result<Block> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT b.volume, b.\"offset\", b.length, \
+                        ARRAY(SELECT n.addr FROM nodes n WHERE n.id = ANY(v.replicas) ORDER BY n.heartbeat DESC) \
+                 FROM blocks b JOIN volumes v ON v.id = b.volume \
+                 WHERE b.ns = $1 AND b.id = $2",
+                &[&self.ns, &id.as_bytes().as_slice()],
+            )
+            .await
+            .map_err(db::error("looking a block up"))?;
+        drop(client);
+        let Some(row) = row else {
+            return Err(Error::BlockNotFound(id));
+        };
+        let (volume, offset, len, addrs): (i64, i64, i32, Vec<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let mut last = node_error("the block's volume has no registered node");
+        for addr in &addrs {
+            let record = match self.cell.read_from(addr, volume, offset, len).await {
+                Ok(record) => record,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match parse_record(id, record) {
+                Ok(block) => return Ok(block),
+                Err(e) => {
+                    tracing::warn!(%id, volume, %addr, "a replica's copy is damaged: {e}");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The block in a volume record, which must be `id`'s and hash right.
+fn parse_record(id: BlockId, mut record: Bytes) -> Result<Block> {
+    let corrupt = |reason| Error::Corrupt { id, reason };
+    if record.len() < 37 {
+        return Err(corrupt("its record is truncated"));
+    }
+    let found = BlockId::from_slice(&record.split_to(32)).expect("32 bytes");
+    if found != id {
+        return Err(corrupt("its record names another block"));
+    }
+    let codec = Codec::from_tag(record.get_u8()).ok_or(corrupt("unknown codec"))?;
+    let len = record.get_u32_le() as usize;
+    if len != record.len() {
+        return Err(corrupt("its record's length is wrong"));
+    }
+    let block = Block::from_parts(id, codec, record);
+    block.verify()?;
+    Ok(block)
+}
+
+#[async_trait]
+impl Backend for CellBackend {
+    fn describe(&self) -> String {
+        format!("pouch-store cell, namespace {}", self.ns)
+    }
+
+    async fn put_blocks(&self, blocks: Vec<Block>) -> Result<()> {
+        let blocks = tokio::task::spawn_blocking(move || {
+            for block in &blocks {
+                block.verify()?;
+            }
+            Ok::<_, Error>(blocks)
+        })
+        .await
+        .map_err(Error::internal("verifying blocks"))??;
+        self.put_verified_blocks(blocks).await
+    }
+
+    async fn get_block(&self, id: BlockId) -> Result<Bytes> {
+        let block = self.get_block_encoded(id).await?;
+        tokio::task::spawn_blocking(move || block.decode())
+            .await
+            .map_err(Error::internal("decoding a block"))?
+    }
+
+    async fn has_blocks(&self, ids: &[BlockId]) -> Result<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id FROM blocks WHERE ns = $1 AND id = ANY($2)",
+                &[&self.ns, &wanted],
+            )
+            .await
+            .map_err(db::error("asking the index about blocks"))?;
+        let stored: HashSet<Vec<u8>> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(ids
+            .iter()
+            .map(|id| stored.contains(id.as_bytes().as_slice()))
+            .collect())
+    }
+
+    async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()> {
+        let wanted: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM blocks WHERE ns = $1 AND id = ANY($2)",
+                &[&self.ns, &wanted],
+            )
+            .await
+            .map_err(db::error("deleting blocks"))?;
+        Ok(())
+    }
+
+    async fn append(&self, seq: Seq, data: Bytes) -> Result<()> {
+        if seq == Seq::ZERO {
+            return Err(Error::InvalidInput("journal entries are numbered from 1"));
+        }
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db::error("appending to the journal"))?;
+        let head = self.head(&tx).await?;
+        if seq.0 <= head {
+            return Err(Error::SlotTaken(seq));
+        }
+        if seq.0 > head + 1 {
+            return Err(Error::Gap {
+                seq,
+                head: Seq(head),
+            });
+        }
+        let seq_db = seq.0 as i64;
+        match tx
+            .execute(
+                "INSERT INTO journal (ns, seq, data) VALUES ($1, $2, $3)",
+                &[&self.ns, &seq_db, &data.as_ref()],
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if db::is_unique_violation(&e) => return Err(Error::SlotTaken(seq)),
+            Err(e) => return Err(db::error("appending to the journal")(e)),
+        }
+        // Delivered to every listening front end when this commits.
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANNEL, &format!("{} {}", seq.0, self.ns)],
+        )
+        .await
+        .map_err(db::error("announcing a journal entry"))?;
+        match tx.commit().await {
+            Ok(()) => Ok(()),
+            Err(e) if db::is_unique_violation(&e) => Err(Error::SlotTaken(seq)),
+            Err(e) => Err(db::error("appending to the journal")(e)),
+        }
+    }
+
+    async fn read_journal(&self, after: Seq, limit: usize) -> Result<Vec<JournalEntry>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, data FROM journal WHERE ns = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&self.ns, &(after.0 as i64), &(limit as i64)],
+            )
+            .await
+            .map_err(db::error("reading the journal"))?;
+        // Read after the entries: a trim meanwhile is reported, not a
+        // journal with a hole in it.
+        let through = self.trimmed_through(&client).await?;
+        if after.0 < through {
+            return Err(Error::Trimmed {
+                through: Seq(through),
+            });
+        }
+        Ok(rows
+            .iter()
+            .map(|r| JournalEntry {
+                seq: Seq(r.get::<_, i64>(0) as u64),
+                data: Bytes::from(r.get::<_, Vec<u8>>(1)),
+            })
+            .collect())
+    }
+
+    async fn wait_journal(&self, after: Seq, timeout: Duration) -> Result<Seq> {
+        // Subscribed before looking: an append between the look and the
+        // wait still wakes it.
+        let mut news = self.cell.news.subscribe(&self.ns);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let head = {
+                let client = self.client().await?;
+                self.head(&client).await?
+            };
+            if head > after.0 || tokio::time::Instant::now() >= deadline {
+                return Ok(Seq(head));
+            }
+            // News, the deadline, or a look every few seconds in case the
+            // listening connection missed something.
+            let recheck = tokio::time::Instant::now() + Duration::from_secs(5);
+            tokio::select! {
+                _ = news.changed() => {}
+                () = tokio::time::sleep_until(deadline.min(recheck)) => {}
+            }
+        }
+    }
+
+    async fn trim_journal(&self, through: Seq) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db::error("trimming the journal"))?;
+        let snapshot: Option<i64> = tx
+            .query_opt(
+                "SELECT seq FROM snapshots WHERE ns = $1 FOR UPDATE",
+                &[&self.ns],
+            )
+            .await
+            .map_err(db::error("trimming the journal"))?
+            .map(|r| r.get(0));
+        if snapshot.is_none_or(|seq| (seq as u64) < through.0) {
+            return Err(Error::InvalidInput(
+                "no snapshot folds the entries to be dropped",
+            ));
+        }
+        let through = through.0 as i64;
+        tx.execute(
+            "UPDATE namespaces SET trimmed_through = GREATEST(trimmed_through, $2) WHERE name = $1",
+            &[&self.ns, &through],
+        )
+        .await
+        .map_err(db::error("trimming the journal"))?;
+        tx.execute(
+            "DELETE FROM journal WHERE ns = $1 AND seq <= $2",
+            &[&self.ns, &through],
+        )
+        .await
+        .map_err(db::error("trimming the journal"))?;
+        tx.commit().await.map_err(db::error("trimming the journal"))
+    }
+
+    async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db::error("writing the snapshot"))?;
+        let through: i64 = tx
+            .query_one(
+                "SELECT trimmed_through FROM namespaces WHERE name = $1 FOR UPDATE",
+                &[&self.ns],
+            )
+            .await
+            .map_err(db::error("writing the snapshot"))?
+            .get(0);
+        if (snapshot.seq.0 as i64) < through {
+            return Err(Error::InvalidInput(
+                "the snapshot is older than the journal's trim point",
+            ));
+        }
+        tx.execute(
+            "INSERT INTO snapshots (ns, seq, data) VALUES ($1, $2, $3) \
+             ON CONFLICT (ns) DO UPDATE SET seq = excluded.seq, data = excluded.data",
+            &[&self.ns, &(snapshot.seq.0 as i64), &snapshot.data.as_ref()],
+        )
+        .await
+        .map_err(db::error("writing the snapshot"))?;
+        tx.commit().await.map_err(db::error("writing the snapshot"))
+    }
+
+    async fn get_snapshot(&self) -> Result<Option<Snapshot>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT seq, data FROM snapshots WHERE ns = $1", &[&self.ns])
+            .await
+            .map_err(db::error("reading the snapshot"))?;
+        Ok(row.map(|r| Snapshot {
+            seq: Seq(r.get::<_, i64>(0) as u64),
+            data: Bytes::from(r.get::<_, Vec<u8>>(1)),
+        }))
+    }
+
+    async fn identity(&self) -> Result<Option<StoreId>> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT identity FROM namespaces WHERE name = $1",
+                &[&self.ns],
+            )
+            .await
+            .map_err(db::error("reading the store identity"))?;
+        parse_identity(row.get(0))
+    }
+
+    async fn init_identity(&self, proposed: StoreId) -> Result<StoreId> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "UPDATE namespaces SET identity = COALESCE(identity, $2) WHERE name = $1 RETURNING identity",
+                &[&self.ns, &proposed.to_string()],
+            )
+            .await
+            .map_err(db::error("making the store identity"))?;
+        parse_identity(row.get(0))?.ok_or_else(|| Error::Format {
+            what: "the cell lost the identity it just made".into(),
+        })
+    }
+}
+
+fn parse_identity(text: Option<String>) -> Result<Option<StoreId>> {
+    text.map(|t| {
+        t.parse().map_err(|_| Error::Format {
+            what: "the cell's database holds a malformed store identity".into(),
+        })
+    })
+    .transpose()
+}

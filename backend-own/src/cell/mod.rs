@@ -1,0 +1,17 @@
+//! The cell: `pouch-store` past one machine, after Dropbox's Magic Pocket.
+//!
+//! PostgreSQL holds every piece of metadata (namespaces, journals,
+//! snapshots, the block index, volumes and where their copies live, the
+//! storage nodes and their heartbeats: [`schema`]); storage nodes hold
+//! bytes in volume files ([`node`]); front ends ([`Cell`], one
+//! [`CellBackend`] per namespace) verify every block and speak the same
+//! API as the single-node server. The database is the source of truth; no
+//! consensus of our own.
+
+mod backend;
+pub mod db;
+mod news;
+pub mod node;
+pub mod schema;
+
+pub use backend::{Cell, CellBackend, CellOptions};

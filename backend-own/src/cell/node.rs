@@ -1,0 +1,241 @@
+//! A storage node (`pouch-store node`): holds volume files on its disk and
+//! serves byte ranges of them to the cell's front ends. It knows nothing of
+//! blocks or namespaces: the database says what lives where, the front
+//! ends verify every block they read, and the node only makes writes
+//! durable before it answers.
+//!
+//! ```text
+//! PUT /node/v1/volumes/{volume}/{offset}          bytes, written and fsynced   204
+//! GET /node/v1/volumes/{volume}/{offset}/{len}    exactly those bytes          200 / 404
+//! ```
+//!
+//! Both need `Authorization: Bearer` with the cell's token. The node
+//! registers itself in the database (its id is kept in its data folder, so
+//! a restarted node is the same node) and beats its heart there.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use pouch_backend::Error;
+
+use super::db;
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The cell's database.
+    pub db_url: String,
+    /// The node's data folder (volume files, its id).
+    pub data: PathBuf,
+    /// The address it announces to front ends, e.g. `http://10.0.0.5:7900`
+    /// (`None`: the address it listens on).
+    pub advertise: Option<String>,
+    /// The cell's shared secret between front ends and nodes.
+    pub token: String,
+    /// How often it beats its heart in the database.
+    pub heartbeat: Duration,
+}
+
+struct Node {
+    volumes: PathBuf,
+    token: String,
+}
+
+/// Runs a node on `listener` until `shutdown` completes.
+pub async fn run(
+    options: NodeOptions,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let pool = db::pool(&options.db_url)?;
+    super::schema::check(&pool).await?;
+    let volumes = options.data.join("volumes");
+    std::fs::create_dir_all(&volumes)?;
+    let id = node_id(&options.data)?;
+    let addr = match &options.advertise {
+        Some(addr) => addr.clone(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    {
+        let client = db::client(&pool).await?;
+        client
+            .execute(
+                "INSERT INTO nodes (id, addr, heartbeat) VALUES ($1, $2, now()) \
+                 ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, heartbeat = now()",
+                &[&id, &addr],
+            )
+            .await
+            .map_err(db::error("registering the node"))?;
+    }
+    tracing::info!(id, %addr, data = %options.data.display(), "storage node up");
+    let beat = tokio::spawn(heartbeat(pool, id, options.heartbeat));
+    let node = Arc::new(Node {
+        volumes,
+        token: options.token,
+    });
+    let router = Router::new()
+        .route(
+            "/node/v1/volumes/{volume}/{offset}",
+            axum::routing::put(write),
+        )
+        .route("/node/v1/volumes/{volume}/{offset}/{len}", get(read))
+        .layer(middleware::from_fn_with_state(node.clone(), authorize))
+        .layer(DefaultBodyLimit::max(crate::server::MAX_BODY + (1 << 20)))
+        .with_state(node);
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    beat.abort();
+    served?;
+    Ok(())
+}
+
+/// The node's id, made at its first start and kept in its data folder.
+fn node_id(data: &Path) -> std::io::Result<i64> {
+    let path = data.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a node id", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Fifteen hex digits of a random id: positive, and unique
+            // among a cell's nodes but by a 2^-60 chance.
+            let id = i64::from_str_radix(&pouch_backend::StoreId::random().to_string()[..15], 16)
+                .expect("hex digits");
+            let temp = data.join("node-id.tmp");
+            std::fs::write(&temp, format!("{id}\n"))?;
+            std::fs::File::open(&temp)?.sync_all()?;
+            std::fs::rename(&temp, &path)?;
+            std::fs::File::open(data)?.sync_all()?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn heartbeat(pool: deadpool_postgres::Pool, id: i64, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let beat = async {
+            let client = db::client(&pool).await?;
+            client
+                .execute("UPDATE nodes SET heartbeat = now() WHERE id = $1", &[&id])
+                .await
+                .map_err(db::error("beating the node's heart"))
+        };
+        if let Err(e) = beat.await {
+            tracing::warn!("heartbeat: {e}");
+        }
+    }
+}
+
+async fn authorize(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match token {
+        Some(token) if crate::server::constant_time_eq(token.as_bytes(), node.token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+fn volume_path(node: &Node, volume: i64) -> Option<PathBuf> {
+    (volume > 0).then(|| node.volumes.join(format!("{volume:016x}")))
+}
+
+async fn write(
+    State(node): State<Arc<Node>>,
+    UrlPath((volume, offset)): UrlPath<(i64, u64)>,
+    body: Bytes,
+) -> Response {
+    let Some(path) = volume_path(&node, volume) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let volumes = node.volumes.clone();
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let created = !path.exists();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
+        file.write_all_at(&body, offset)?;
+        file.sync_data()?;
+        if created {
+            std::fs::File::open(&volumes)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(volume, offset, "write failed: {e}");
+            (StatusCode::INSUFFICIENT_STORAGE, e.to_string()).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn read(
+    State(node): State<Arc<Node>>,
+    UrlPath((volume, offset, len)): UrlPath<(i64, u64, usize)>,
+) -> Response {
+    let Some(path) = volume_path(&node, volume) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if len > crate::server::MAX_BODY {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let file = std::fs::File::open(&path)?;
+        let mut bytes = vec![0; len];
+        file.read_exact_at(&mut bytes, offset)?;
+        Ok(bytes)
+    })
+    .await;
+    match read {
+        Ok(Ok(bytes)) => bytes.into_response(),
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StatusCode::NOT_FOUND.into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::error!(volume, offset, "read failed: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Why a node's answer is no use.
+pub fn node_error(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        source: format!("a storage node: {e}").into(),
+    }
+}

@@ -1,0 +1,221 @@
+//! A cell of real processes for tests: PostgreSQL initdb'd into a temp
+//! folder on a free port, and `pouch-store node` processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The cell's token in tests.
+pub const TOKEN: &str = "cell-test-token-0123456789";
+
+/// PostgreSQL's programs: Debian's, or whatever is on the PATH.
+fn pg_bin(name: &str) -> PathBuf {
+    let debian = Path::new("/usr/lib/postgresql");
+    if let Ok(versions) = std::fs::read_dir(debian) {
+        let mut found: Vec<PathBuf> = versions
+            .filter_map(|v| v.ok())
+            .map(|v| v.path().join("bin").join(name))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        if let Some(newest) = found.pop() {
+            return newest;
+        }
+    }
+    PathBuf::from(name)
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A command for PostgreSQL's programs, which refuse to run as root: as
+/// the `postgres` user then.
+fn pg_command(name: &str) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(pg_bin(name));
+        command
+    } else {
+        Command::new(pg_bin(name))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A PostgreSQL server of its own, stopped (immediately) when dropped.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if running_as_root() {
+            let status = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = dir.path().join("data");
+        let out = pg_command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "pouch", "--auth=trust", "-E", "UTF8"])
+            .output()
+            .expect("initdb: is PostgreSQL installed? (./scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            dir.path().display()
+        );
+        let out = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "-w", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir, port }
+    }
+
+    /// The URL of database `postgres`.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://pouch@127.0.0.1:{}/postgres?connect_timeout=5",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// `pouch-store cell init` on `url`.
+pub fn init(url: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+        .args(["cell", "init", "--db", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cell init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A `pouch-store node` process, killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub data: PathBuf,
+}
+
+impl Node {
+    pub fn start(url: &str, data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+            .args(["node", "--db", url, "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("POUCH_CELL_TOKEN", TOKEN)
+            .env("POUCH_STORE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("listening on"), "node said: {line:?}");
+        Self {
+            child,
+            data: data.to_owned(),
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `pouch-store serve --db` front end serving namespaces `ns0`..`nsN-1`
+/// (token `{TOKEN}-{i}`), killed when dropped.
+pub struct FrontEnd {
+    pub child: Child,
+    pub url: String,
+}
+
+impl FrontEnd {
+    pub fn start(db: &str, dir: &Path, namespaces: usize) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("front.toml");
+        let mut text = "data = \"unused\"\n".to_owned();
+        for i in 0..namespaces {
+            text.push_str(&format!("[namespaces.ns{i}]\ntoken = \"{TOKEN}-{i}\"\n"));
+        }
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", db, "--config"])
+            .arg(&config)
+            .env("POUCH_CELL_TOKEN", TOKEN)
+            .env("POUCH_STORE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("pouch-store listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
+impl Drop for FrontEnd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
