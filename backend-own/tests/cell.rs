@@ -172,3 +172,97 @@ async fn two_front_ends_serve_one_cell_over_the_client_api() {
         Err(pouch_backend::Error::Unauthorized)
     ));
 }
+
+/// `pouch-store cell status --json`.
+fn status_json(url: &str) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+        .args([
+            "cell",
+            "status",
+            "--json",
+            "--node-timeout",
+            "2",
+            "--db",
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repair_rebuilds_the_copies_a_dead_node_held() {
+    let (pg, _dir, mut nodes, _) = cell(4).await;
+    let options = CellOptions {
+        dead_after: Duration::from_secs(2),
+        ..CellOptions::default()
+    };
+    let front = Cell::connect(&pg.url(), cell::TOKEN.into(), options)
+        .await
+        .unwrap();
+    let ns = front.namespace("default").await.unwrap();
+    let raw: Vec<_> = (0..30).map(|i| noise(i, 10_000 + i as usize)).collect();
+    let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
+    ns.put_blocks(blocks.clone()).await.unwrap();
+    let holds = |node: &cell::Node| !files(&node.data.join("volumes")).is_empty();
+    let holding: Vec<usize> = (0..nodes.len()).filter(|&i| holds(&nodes[i])).collect();
+    let spare = (0..nodes.len()).find(|i| !holding.contains(i)).unwrap();
+    assert_eq!(
+        front.repair_once().await.unwrap().unwrap().replicas_rebuilt,
+        0
+    );
+
+    nodes[holding[0]].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let degraded = loop {
+        let status = front.status().await.unwrap();
+        if status.nodes.iter().any(|n| !n.up) {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead node is never counted down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (
+            degraded.blocks_degraded,
+            degraded.blocks_redundant,
+            degraded.volumes_to_repair
+        ),
+        (30, 0, 1),
+        "{degraded:?}"
+    );
+
+    let report = front.repair_once().await.unwrap().unwrap();
+    assert_eq!(
+        (
+            report.replicas_rebuilt,
+            report.blocks_copied,
+            report.blocks_unreadable
+        ),
+        (1, 30, 0),
+        "{report:?}"
+    );
+    assert!(holds(&nodes[spare]), "the new copy is on the spare node");
+    let json = status_json(&pg.url());
+    assert_eq!(
+        (
+            json["blocks_redundant"].as_u64(),
+            json["blocks_degraded"].as_u64()
+        ),
+        (Some(30), Some(0)),
+        "{json}"
+    );
+    // With a second original copy gone too, the new one serves.
+    nodes[holding[1]].kill();
+    for (block, want) in blocks.iter().zip(&raw) {
+        assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
+    }
+}

@@ -114,6 +114,30 @@ enum CellCommand {
         #[arg(long, value_name = "URL")]
         db: String,
     },
+    /// Show the nodes, the volumes, and how many blocks have all their
+    /// copies on live nodes, some, or none.
+    Status {
+        /// The cell's database, a PostgreSQL URL or connection string.
+        #[arg(long, value_name = "URL")]
+        db: String,
+        /// A node silent this long is counted as down.
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        node_timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one repair pass now (front ends run one every few seconds):
+    /// copies on dead nodes are made again on live ones. The cell's secret
+    /// is read from POUCH_CELL_TOKEN.
+    Repair {
+        /// The cell's database, a PostgreSQL URL or connection string.
+        #[arg(long, value_name = "URL")]
+        db: String,
+        /// A node silent this long is taken for dead.
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        node_timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -144,6 +168,17 @@ fn main() -> ExitCode {
         Command::Cell {
             command: CellCommand::Init { db },
         } => cell_init(&db),
+        Command::Cell {
+            command:
+                CellCommand::Status {
+                    db,
+                    node_timeout,
+                    json,
+                },
+        } => cell_status(&db, node_timeout, json),
+        Command::Cell {
+            command: CellCommand::Repair { db, node_timeout },
+        } => cell_repair(&db, node_timeout),
         Command::GenerateAssets { dir } => generate_assets(&dir),
     };
     result.unwrap_or_else(|e| {
@@ -191,6 +226,7 @@ fn serve(
                 )
                 .await
                 .context("cannot reach the cell")?;
+                cell.start_repairs(std::time::Duration::from_secs(5));
                 Server::open_cell(&cell, &config)
                     .await
                     .context("cannot open the cell's namespaces")?
@@ -235,6 +271,60 @@ fn cell_init(db: &str) -> anyhow::Result<ExitCode> {
         let pool = pouch_backend_own::cell::db::pool(db)?;
         let version = pouch_backend_own::cell::schema::migrate(&pool).await?;
         println!("the cell's schema is at version {version}");
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+fn cell_options(node_timeout: u64) -> pouch_backend_own::cell::CellOptions {
+    pouch_backend_own::cell::CellOptions {
+        dead_after: std::time::Duration::from_secs(node_timeout.max(1)),
+        ..Default::default()
+    }
+}
+
+fn cell_status(db: &str, node_timeout: u64, json: bool) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        // Reading the status needs no node, so no secret.
+        let cell =
+            pouch_backend_own::cell::Cell::connect(db, String::new(), cell_options(node_timeout))
+                .await?;
+        let status = cell.status().await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            return Ok::<_, anyhow::Error>(ExitCode::SUCCESS);
+        }
+        let up = status.nodes.iter().filter(|n| n.up).count();
+        println!("nodes: {up} up, {} down", status.nodes.len() - up);
+        for node in &status.nodes {
+            println!(
+                "  {} {} {} (last heard {:.0} s ago)",
+                node.id,
+                node.addr,
+                if node.up { "up" } else { "DOWN" },
+                node.silent_secs
+            );
+        }
+        println!(
+            "volumes: {} open, {} sealed, {} to repair",
+            status.volumes_open, status.volumes_sealed, status.volumes_to_repair
+        );
+        println!(
+            "blocks: {} ({} fully redundant, {} degraded, {} lost)",
+            status.blocks, status.blocks_redundant, status.blocks_degraded, status.blocks_lost
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn cell_repair(db: &str, node_timeout: u64) -> anyhow::Result<ExitCode> {
+    let token = cell_token()?;
+    runtime()?.block_on(async {
+        let cell =
+            pouch_backend_own::cell::Cell::connect(db, token, cell_options(node_timeout)).await?;
+        match cell.repair_once().await? {
+            Some(report) => println!("{}", serde_json::to_string_pretty(&report)?),
+            None => println!("another coordinator is repairing; nothing done"),
+        }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
 }

@@ -53,10 +53,10 @@ impl Default for CellOptions {
 
 /// A front end's view of the cell: the database, the nodes, the news.
 pub struct Cell {
-    pool: deadpool_postgres::Pool,
+    pub(super) pool: deadpool_postgres::Pool,
     http: reqwest::Client,
     token: String,
-    options: CellOptions,
+    pub(super) options: CellOptions,
     news: Arc<News>,
 }
 
@@ -212,7 +212,13 @@ impl Cell {
     }
 
     /// Writes `bytes` at `offset` of `volume` on the node at `addr`.
-    async fn write_to(&self, addr: &str, volume: i64, offset: i64, bytes: Bytes) -> Result<()> {
+    pub(super) async fn write_to(
+        &self,
+        addr: &str,
+        volume: i64,
+        offset: i64,
+        bytes: Bytes,
+    ) -> Result<()> {
         let response = self
             .http
             .put(Self::url(addr, volume, offset))
@@ -228,7 +234,13 @@ impl Cell {
     }
 
     /// Reads `len` bytes at `offset` of `volume` from the node at `addr`.
-    async fn read_from(&self, addr: &str, volume: i64, offset: i64, len: i32) -> Result<Bytes> {
+    pub(super) async fn read_from(
+        &self,
+        addr: &str,
+        volume: i64,
+        offset: i64,
+        len: i32,
+    ) -> Result<Bytes> {
         let response = self
             .http
             .get(format!("{}/{len}", Self::url(addr, volume, offset)))
@@ -249,7 +261,7 @@ impl Cell {
 
 /// `count` of `ids`, picked at random (so that volumes spread over the
 /// nodes and a lost node is rebuilt from many).
-fn choose(ids: &[i64], count: usize) -> Vec<i64> {
+pub(super) fn choose(ids: &[i64], count: usize) -> Vec<i64> {
     let mut picked = Vec::with_capacity(count);
     let mut left: Vec<i64> = ids.to_vec();
     while picked.len() < count && !left.is_empty() {
@@ -418,7 +430,7 @@ impl CellBackend {
 }
 
 /// The block in a volume record, which must be `id`'s and hash right.
-fn parse_record(id: BlockId, mut record: Bytes) -> Result<Block> {
+pub(super) fn parse_record(id: BlockId, mut record: Bytes) -> Result<Block> {
     let corrupt = |reason| Error::Corrupt { id, reason };
     if record.len() < 37 {
         return Err(corrupt("its record is truncated"));

@@ -12,6 +12,10 @@ mod backend;
 pub mod db;
 mod news;
 pub mod node;
+mod repair;
 pub mod schema;
+mod status;
 
 pub use backend::{Cell, CellBackend, CellOptions};
+pub use repair::RepairReport;
+pub use status::{CellStatus, NodeStatus};

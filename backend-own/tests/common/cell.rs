@@ -190,6 +190,8 @@ impl FrontEnd {
             text.push_str(&format!("[namespaces.ns{i}]\ntoken = \"{TOKEN}-{i}\"\n"));
         }
         std::fs::write(&config, text).unwrap();
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db, "--config"])
             .arg(&config)

@@ -1,0 +1,234 @@
+//! Repair: a volume whose replica sits on a dead node (no heartbeat for
+//! [`CellOptions::dead_after`](super::CellOptions)) gets a new replica on a
+//! live node, copied block by block from the live ones, each block
+//! verified on the way.
+//!
+//! One coordinator at a time: a pass runs only while its process holds a
+//! transaction-scoped advisory lock in PostgreSQL (a process that dies lets
+//! it go with its connection). Every change of where a volume lives bumps
+//! the volume's generation and is made only if the generation is still the
+//! one the pass read, so a coordinator that stalled and woke up late
+//! cannot undo newer work.
+
+use bytes::{Bytes, BytesMut};
+use pouch_backend::{BlockId, Result};
+
+use super::backend::{Cell, parse_record};
+use super::db;
+
+/// The advisory lock the repair coordinator holds.
+const COORDINATOR_LOCK: i64 = 7_021_106;
+
+/// Contiguous records copied in one write, at most.
+const COPY_BYTES: usize = 8 << 20;
+
+/// What one repair pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RepairReport {
+    /// Replicas made again on a live node.
+    pub replicas_rebuilt: u64,
+    /// Blocks copied for them.
+    pub blocks_copied: u64,
+    /// Bytes copied.
+    pub bytes_copied: u64,
+    /// Volumes with no live replica left: nothing to copy from.
+    pub volumes_lost: u64,
+    /// Blocks no live replica could give back intact.
+    pub blocks_unreadable: u64,
+    /// Replicas that wait for a live node to put them on.
+    pub replicas_waiting: u64,
+}
+
+impl Cell {
+    /// Runs a repair pass every `every` (on the current tokio runtime) for
+    /// as long as the process lives; front ends take turns through the
+    /// lease.
+    pub fn start_repairs(self: &std::sync::Arc<Self>, every: std::time::Duration) {
+        let cell = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match cell.repair_once().await {
+                    Ok(Some(report)) if report != RepairReport::default() => {
+                        tracing::info!(?report, "repair pass");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("repair pass failed: {e}"),
+                }
+            }
+        });
+    }
+
+    /// One repair pass, if no other coordinator runs one (`None` then).
+    pub async fn repair_once(&self) -> Result<Option<RepairReport>> {
+        let mut lock_client = db::client(&self.pool).await?;
+        let lock = lock_client
+            .transaction()
+            .await
+            .map_err(db::error("taking the repair lease"))?;
+        let held: bool = lock
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&COORDINATOR_LOCK])
+            .await
+            .map_err(db::error("taking the repair lease"))?
+            .get(0);
+        if !held {
+            return Ok(None);
+        }
+        let report = self.repair_pass().await;
+        // Ends the transaction, and with it the lease.
+        let _ = lock.rollback().await;
+        report.map(Some)
+    }
+
+    async fn repair_pass(&self) -> Result<RepairReport> {
+        let mut report = RepairReport::default();
+        let live: Vec<(i64, String)> = self.live_nodes().await?;
+        let is_live = |id: &i64| live.iter().any(|(l, _)| l == id);
+        let addr_of = |id: &i64| live.iter().find(|(l, _)| l == id).map(|(_, a)| a.clone());
+        let volumes = {
+            let client = db::client(&self.pool).await?;
+            client
+                .query(
+                    "SELECT id, replicas, generation FROM volumes ORDER BY id",
+                    &[],
+                )
+                .await
+                .map_err(db::error("listing volumes"))?
+        };
+        for row in volumes {
+            let (volume, replicas, mut generation): (i64, Vec<i64>, i64) =
+                (row.get(0), row.get(1), row.get(2));
+            let dead: Vec<i64> = replicas.iter().copied().filter(|r| !is_live(r)).collect();
+            if dead.is_empty() {
+                continue;
+            }
+            let sources: Vec<String> = replicas.iter().filter_map(addr_of).collect();
+            if sources.is_empty() {
+                report.volumes_lost += 1;
+                continue;
+            }
+            // No new appends while its copies change.
+            self.seal_volume(volume).await?;
+            let mut spare: Vec<i64> = live
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !replicas.contains(id))
+                .collect();
+            for gone in dead {
+                if spare.is_empty() {
+                    report.replicas_waiting += 1;
+                    continue;
+                }
+                let target = super::backend::choose(&spare, 1)[0];
+                spare.retain(|id| *id != target);
+                let target_addr = addr_of(&target).expect("a live node");
+                self.copy_volume(volume, &sources, &target_addr, &mut report)
+                    .await?;
+                let client = db::client(&self.pool).await?;
+                let moved = client
+                    .query_opt(
+                        "UPDATE volumes SET replicas = array_replace(replicas, $2, $3), generation = generation + 1 \
+                         WHERE id = $1 AND generation = $4 RETURNING generation",
+                        &[&volume, &gone, &target, &generation],
+                    )
+                    .await
+                    .map_err(db::error("recording a new replica"))?;
+                match moved {
+                    Some(row) => {
+                        generation = row.get(0);
+                        report.replicas_rebuilt += 1;
+                        tracing::info!(volume, from = gone, to = target, "replica rebuilt");
+                    }
+                    // Someone changed the volume meanwhile: theirs stands;
+                    // the next pass looks again.
+                    None => break,
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn seal_volume(&self, volume: i64) -> Result<()> {
+        let client = db::client(&self.pool).await?;
+        client
+            .execute(
+                "UPDATE volumes SET state = 'sealed' WHERE id = $1",
+                &[&volume],
+            )
+            .await
+            .map_err(db::error("sealing a volume"))?;
+        Ok(())
+    }
+
+    /// Copies every indexed block of `volume` to the node at `target`, at
+    /// the same offsets, each read from the first of `sources` that gives
+    /// it back intact.
+    async fn copy_volume(
+        &self,
+        volume: i64,
+        sources: &[String],
+        target: &str,
+        report: &mut RepairReport,
+    ) -> Result<()> {
+        let blocks = {
+            let client = db::client(&self.pool).await?;
+            client
+                .query(
+                    "SELECT id, \"offset\", length FROM blocks WHERE volume = $1 ORDER BY \"offset\"",
+                    &[&volume],
+                )
+                .await
+                .map_err(db::error("listing a volume's blocks"))?
+        };
+        let mut run = BytesMut::new();
+        let mut run_at = 0i64;
+        for row in blocks {
+            let (id, offset, len): (Vec<u8>, i64, i32) = (row.get(0), row.get(1), row.get(2));
+            let Some(id) = BlockId::from_slice(&id) else {
+                continue;
+            };
+            let Some(record) = self.read_intact(id, volume, offset, len, sources).await else {
+                report.blocks_unreadable += 1;
+                tracing::error!(%id, volume, "no live replica holds an intact copy");
+                continue;
+            };
+            if !run.is_empty() && (run_at + run.len() as i64 != offset || run.len() >= COPY_BYTES) {
+                let bytes = std::mem::take(&mut run).freeze();
+                report.bytes_copied += bytes.len() as u64;
+                self.write_to(target, volume, run_at, bytes).await?;
+            }
+            if run.is_empty() {
+                run_at = offset;
+            }
+            run.extend_from_slice(&record);
+            report.blocks_copied += 1;
+        }
+        if !run.is_empty() {
+            let bytes = run.freeze();
+            report.bytes_copied += bytes.len() as u64;
+            self.write_to(target, volume, run_at, bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Block `id`'s record from the first source with an intact copy.
+    async fn read_intact(
+        &self,
+        id: BlockId,
+        volume: i64,
+        offset: i64,
+        len: i32,
+        sources: &[String],
+    ) -> Option<Bytes> {
+        for source in sources {
+            match self.read_from(source, volume, offset, len).await {
+                Ok(record) if parse_record(id, record.clone()).is_ok() => return Some(record),
+                Ok(_) => tracing::warn!(%id, volume, %source, "a damaged copy"),
+                Err(e) => tracing::warn!(%id, volume, %source, "unreadable: {e}"),
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,105 @@
+//! `pouch-store cell status`: the cell as its operator sees it, from the
+//! database alone: which nodes are up, volumes by state, and how many
+//! blocks have every copy on a live node, only some, or none.
+
+use pouch_backend::Result;
+
+use super::backend::Cell;
+use super::db;
+
+/// One storage node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeStatus {
+    /// Its id.
+    pub id: i64,
+    /// Where front ends reach it.
+    pub addr: String,
+    /// Whether its heartbeat is recent.
+    pub up: bool,
+    /// Seconds since its last heartbeat.
+    pub silent_secs: f64,
+}
+
+/// The whole cell.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CellStatus {
+    /// Every node ever registered.
+    pub nodes: Vec<NodeStatus>,
+    /// Volumes taking appends.
+    pub volumes_open: u64,
+    /// Volumes full or sealed for repair.
+    pub volumes_sealed: u64,
+    /// Blocks indexed, in every namespace.
+    pub blocks: u64,
+    /// Blocks whose volume has every copy on a live node.
+    pub blocks_redundant: u64,
+    /// Blocks whose volume lost some copies but not all: readable, to be
+    /// repaired.
+    pub blocks_degraded: u64,
+    /// Blocks whose volume has no copy on a live node.
+    pub blocks_lost: u64,
+    /// Volumes with a copy on a dead node: the repair backlog.
+    pub volumes_to_repair: u64,
+}
+
+impl Cell {
+    /// The cell's status now.
+    pub async fn status(&self) -> Result<CellStatus> {
+        let client = db::client(&self.pool).await?;
+        let dead_after = self.options.dead_after.as_secs_f64();
+        let nodes = client
+            .query(
+                "SELECT id, addr, heartbeat > now() - make_interval(secs => $1), \
+                        extract(epoch FROM now() - heartbeat)::float8 \
+                 FROM nodes ORDER BY id",
+                &[&dead_after],
+            )
+            .await
+            .map_err(db::error("listing the nodes"))?;
+        let volumes = client
+            .query(
+                "SELECT v.state, cardinality(v.replicas), \
+                        (SELECT count(*) FROM nodes n WHERE n.id = ANY(v.replicas) \
+                           AND n.heartbeat > now() - make_interval(secs => $1)), \
+                        (SELECT count(*) FROM blocks b WHERE b.volume = v.id) \
+                 FROM volumes v",
+                &[&dead_after],
+            )
+            .await
+            .map_err(db::error("listing the volumes"))?;
+        let mut status = CellStatus {
+            nodes: nodes
+                .iter()
+                .map(|r| NodeStatus {
+                    id: r.get(0),
+                    addr: r.get(1),
+                    up: r.get(2),
+                    silent_secs: r.get(3),
+                })
+                .collect(),
+            ..CellStatus::default()
+        };
+        for row in volumes {
+            let (state, copies, up, blocks): (String, i32, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let blocks = blocks as u64;
+            if state == "open" {
+                status.volumes_open += 1;
+            } else {
+                status.volumes_sealed += 1;
+            }
+            status.blocks += blocks;
+            if up == 0 {
+                status.blocks_lost += blocks;
+            } else if up < i64::from(copies) {
+                status.blocks_degraded += blocks;
+            } else {
+                status.blocks_redundant += blocks;
+            }
+            if up < i64::from(copies) {
+                status.volumes_to_repair += 1;
+            }
+        }
+        Ok(status)
+    }
+}
