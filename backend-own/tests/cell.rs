@@ -3,8 +3,7 @@
 //! the conformance suite; every acknowledged block survives `kill -9` of a
 //! node and a damaged copy, and writes go on.
 
-#[path = "common/cell.rs"]
-mod cell;
+use pouch_testkit::cell;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +11,11 @@ use std::time::{Duration, Instant};
 use pouch_backend::conformance::{Capabilities, noise, run_all};
 use pouch_backend::{Backend, Block, BlockId};
 use pouch_backend_own::cell::{Cell, CellOptions};
+
+/// The `pouch-store` binary this package's build made.
+fn store() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_pouch-store"))
+}
 
 /// A cell of `nodes` nodes on a fresh database, and its front end.
 async fn cell(
@@ -23,10 +27,10 @@ async fn cell(
     Arc<Cell>,
 ) {
     let pg = cell::Postgres::start();
-    cell::init(&pg.url());
+    cell::init(store(), &pg.url());
     let dir = tempfile::tempdir().unwrap();
     let nodes: Vec<cell::Node> = (0..nodes)
-        .map(|i| cell::Node::start(&pg.url(), &dir.path().join(format!("node-{i}"))))
+        .map(|i| cell::Node::start(store(), &pg.url(), &dir.path().join(format!("node-{i}"))))
         .collect();
     let front = Cell::connect(&pg.url(), cell::TOKEN.into(), CellOptions::default())
         .await
@@ -117,8 +121,11 @@ async fn acknowledged_blocks_survive_a_killed_node_and_a_damaged_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_front_ends_serve_one_cell_over_the_client_api() {
     let (pg, dir, _nodes, _front) = cell(3).await;
-    let one = cell::FrontEnd::start(&pg.url(), &dir.path().join("fe-1"), 30);
-    let two = cell::FrontEnd::start(&pg.url(), &dir.path().join("fe-2"), 30);
+    let namespaces: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("ns{i}"), format!("{}-{i}", cell::TOKEN)))
+        .collect();
+    let one = cell::FrontEnd::start(store(), &pg.url(), &dir.path().join("fe-1"), &namespaces);
+    let two = cell::FrontEnd::start(store(), &pg.url(), &dir.path().join("fe-2"), &namespaces);
     let remote = |front: &cell::FrontEnd, i: usize| {
         Arc::new(
             pouch_backend_own::RemoteBackend::new(
@@ -264,5 +271,173 @@ async fn repair_rebuilds_the_copies_a_dead_node_held() {
     nodes[holding[1]].kill();
     for (block, want) in blocks.iter().zip(&raw) {
         assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_verifier_finds_and_mends_a_deleted_volume_and_a_flipped_byte() {
+    let (_pg, _dir, mut nodes, front) = cell(3).await;
+    let ns = front.namespace("default").await.unwrap();
+    let raw: Vec<_> = (0..20).map(|i| noise(i, 30_000)).collect();
+    let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
+    ns.put_blocks(blocks.clone()).await.unwrap();
+    let clean = front.verify_once().await.unwrap().unwrap();
+    assert_eq!(
+        (clean.blocks, clean.copies_checked, clean.copies_repaired),
+        (20, 60, 0),
+        "{clean:?}"
+    );
+
+    // Node 0 loses its volume file; node 1 gets a flipped byte.
+    for file in files(&nodes[0].data.join("volumes")) {
+        std::fs::remove_file(file).unwrap();
+    }
+    let damaged = files(&nodes[1].data.join("volumes")).remove(0);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let found = front.verify_once().await.unwrap().unwrap();
+    assert_eq!(
+        (found.copies_repaired, found.copies_unrepairable),
+        (21, 0),
+        "{found:?}"
+    );
+    let again = front.verify_once().await.unwrap().unwrap();
+    assert_eq!(again.copies_repaired, 0, "{again:?}");
+
+    // The mended copy on node 0 serves alone.
+    nodes[1].kill();
+    nodes[2].kill();
+    for (block, want) in blocks.iter().zip(&raw) {
+        assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
+    }
+}
+
+/// A small random number generator for the rounds below (xorshift): the
+/// seed is printed, so a failing round can be replayed with
+/// `POUCH_CELL_SEED`.
+struct Rounds(u64);
+
+impl Rounds {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_killed_under_write_load_lose_nothing_acknowledged() {
+    let seed: u64 = std::env::var("POUCH_CELL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let rounds: usize = std::env::var("POUCH_CELL_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    println!("seed {seed} (POUCH_CELL_SEED={seed} replays it), {rounds} rounds");
+    let mut random = Rounds(seed);
+    let (pg, dir, mut nodes, _) = cell(6).await;
+    let options = CellOptions {
+        dead_after: Duration::from_secs(2),
+        ..CellOptions::default()
+    };
+    let front = Cell::connect(&pg.url(), cell::TOKEN.into(), options)
+        .await
+        .unwrap();
+    let ns = Arc::new(front.namespace("default").await.unwrap());
+    let acknowledged: Arc<std::sync::Mutex<Vec<(BlockId, u64)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (ns, acknowledged, stop) = (ns.clone(), acknowledged.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let batch: Vec<(Block, u64)> = (n..n + 4)
+                    .map(|i| (Block::encode(noise(i, 4_000 + (i % 7) as usize * 1_000)), i))
+                    .collect();
+                n += 4;
+                let blocks = batch.iter().map(|(b, _)| b.clone()).collect();
+                // A put that fails is not acknowledged: nothing is owed.
+                if ns.put_blocks(blocks).await.is_ok() {
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .extend(batch.iter().map(|(b, i)| (b.id(), *i)));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut checked = 0;
+    for round in 0..rounds {
+        let first = (random.next() % 6) as usize;
+        let second = (first + 1 + (random.next() % 5) as usize) % 6;
+        println!("round {round}: kill -9 of nodes {first} and {second}");
+        nodes[first].kill();
+        nodes[second].kill();
+        // Every block acknowledged since the last round reads back from
+        // what is left, and a sample of the older ones (all of them are
+        // read at the end).
+        let owed: Vec<(BlockId, u64)> = acknowledged.lock().unwrap().clone();
+        let older = checked.min(owed.len());
+        let sample = (0..50.min(older)).map(|_| (random.next() as usize) % older);
+        let to_check: Vec<usize> = sample.chain(older..owed.len()).collect();
+        checked = owed.len();
+        for (id, i) in to_check.into_iter().map(|k| &owed[k]) {
+            let want = noise(*i, 4_000 + (i % 7) as usize * 1_000);
+            assert_eq!(
+                ns.get_block(*id).await.unwrap(),
+                want,
+                "round {round}, block {i}"
+            );
+        }
+        // Once the two are counted dead, repair brings every copy back.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            front.repair_once().await.unwrap();
+            let status = front.status().await.unwrap();
+            let down = status.nodes.iter().filter(|n| !n.up).count();
+            if down == 2 && status.blocks_degraded == 0 && status.blocks_lost == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: never fully redundant: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // They come back (their data intact, their copies replaced).
+        nodes[first] = cell::Node::start(
+            store(),
+            &pg.url(),
+            &dir.path().join(format!("node-{first}")),
+        );
+        nodes[second] = cell::Node::start(
+            store(),
+            &pg.url(),
+            &dir.path().join(format!("node-{second}")),
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.await.unwrap();
+    let owed = acknowledged.lock().unwrap().clone();
+    assert!(
+        owed.len() > 20,
+        "the writer made too little progress: {}",
+        owed.len()
+    );
+    for (id, i) in &owed {
+        let want = noise(*i, 4_000 + (i % 7) as usize * 1_000);
+        assert_eq!(ns.get_block(*id).await.unwrap(), want, "block {i}");
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! - [`s3`]: an S3-compatible server process (moto's) on 127.0.0.1, shared
 //!   by the tests of one run, with a fresh bucket per test.
+//! - [`cell`]: a `pouch-store` cell: PostgreSQL in a temp folder, storage
+//!   nodes and front ends, each a real process.
 //! - [`proxy`]: an HTTP proxy in front of any server that fails a share of
 //!   requests (5xx, dropped connections) or strips a header, for fault
 //!   injection and for imitating stores that ignore conditional writes.
 
+pub mod cell;
 pub mod proxy;
 pub mod s3;

@@ -127,6 +127,19 @@ enum CellCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run one verification pass now (front ends run one every ten
+    /// minutes): every block's every live copy is read and checked, and a
+    /// missing or damaged copy is written again from an intact one. The
+    /// cell's secret is read from POUCH_CELL_TOKEN.
+    Verify {
+        /// The cell's database, a PostgreSQL URL or connection string.
+        #[arg(long, value_name = "URL")]
+        db: String,
+        /// A node silent this long is taken for dead (its copies are the
+        /// repair's business).
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        node_timeout: u64,
+    },
     /// Run one repair pass now (front ends run one every few seconds):
     /// copies on dead nodes are made again on live ones. The cell's secret
     /// is read from POUCH_CELL_TOKEN.
@@ -179,6 +192,9 @@ fn main() -> ExitCode {
         Command::Cell {
             command: CellCommand::Repair { db, node_timeout },
         } => cell_repair(&db, node_timeout),
+        Command::Cell {
+            command: CellCommand::Verify { db, node_timeout },
+        } => cell_verify(&db, node_timeout),
         Command::GenerateAssets { dir } => generate_assets(&dir),
     };
     result.unwrap_or_else(|e| {
@@ -227,6 +243,7 @@ fn serve(
                 .await
                 .context("cannot reach the cell")?;
                 cell.start_repairs(std::time::Duration::from_secs(5));
+                cell.start_verifier(std::time::Duration::from_secs(600));
                 Server::open_cell(&cell, &config)
                     .await
                     .context("cannot open the cell's namespaces")?
@@ -324,6 +341,24 @@ fn cell_repair(db: &str, node_timeout: u64) -> anyhow::Result<ExitCode> {
         match cell.repair_once().await? {
             Some(report) => println!("{}", serde_json::to_string_pretty(&report)?),
             None => println!("another coordinator is repairing; nothing done"),
+        }
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+fn cell_verify(db: &str, node_timeout: u64) -> anyhow::Result<ExitCode> {
+    let token = cell_token()?;
+    runtime()?.block_on(async {
+        let cell =
+            pouch_backend_own::cell::Cell::connect(db, token, cell_options(node_timeout)).await?;
+        match cell.verify_once().await? {
+            Some(report) => {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                if report.copies_unrepairable > 0 {
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            None => println!("another verifier is running; nothing done"),
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })

@@ -15,7 +15,9 @@ pub mod node;
 mod repair;
 pub mod schema;
 mod status;
+mod verify;
 
 pub use backend::{Cell, CellBackend, CellOptions};
 pub use repair::RepairReport;
 pub use status::{CellStatus, NodeStatus};
+pub use verify::VerifyReport;

@@ -35,7 +35,8 @@ pub struct RepairReport {
     pub volumes_lost: u64,
     /// Blocks no live replica could give back intact.
     pub blocks_unreadable: u64,
-    /// Replicas that wait for a live node to put them on.
+    /// Replicas that wait for a live node to put them on (none was free,
+    /// or the copy to it failed): the next pass tries again.
     pub replicas_waiting: u64,
 }
 
@@ -124,8 +125,16 @@ impl Cell {
                 let target = super::backend::choose(&spare, 1)[0];
                 spare.retain(|id| *id != target);
                 let target_addr = addr_of(&target).expect("a live node");
-                self.copy_volume(volume, &sources, &target_addr, &mut report)
-                    .await?;
+                if let Err(e) = self
+                    .copy_volume(volume, &sources, &target_addr, &mut report)
+                    .await
+                {
+                    // The new node failed too (it may have died since its
+                    // last heartbeat): the next pass tries another.
+                    tracing::warn!(volume, to = target, "a copy failed: {e}");
+                    report.replicas_waiting += 1;
+                    continue;
+                }
                 let client = db::client(&self.pool).await?;
                 let moved = client
                     .query_opt(

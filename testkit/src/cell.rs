@@ -1,11 +1,14 @@
-//! A cell of real processes for tests: PostgreSQL initdb'd into a temp
-//! folder on a free port, and `pouch-store node` processes.
+//! A `pouch-store` cell of real processes: PostgreSQL initdb'd into a
+//! temp folder on a free port (as the `postgres` user when the tests run as
+//! root: PostgreSQL refuses root), `pouch-store node` processes and
+//! `pouch-store serve --db` front ends. The `pouch-store` binary is passed
+//! in: each test crate knows where its build put it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// The cell's token in tests.
+/// The cell's secret between front ends and nodes, in tests.
 pub const TOKEN: &str = "cell-test-token-0123456789";
 
 /// PostgreSQL's programs: Debian's, or whatever is on the PATH.
@@ -55,10 +58,12 @@ fn free_port() -> u16 {
 /// A PostgreSQL server of its own, stopped (immediately) when dropped.
 pub struct Postgres {
     dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
     pub port: u16,
 }
 
 impl Postgres {
+    /// Makes and starts one; panics with what went wrong otherwise.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         if running_as_root() {
@@ -122,8 +127,8 @@ impl Drop for Postgres {
 }
 
 /// `pouch-store cell init` on `url`.
-pub fn init(url: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+pub fn init(store_bin: &Path, url: &str) {
+    let out = Command::new(store_bin)
         .args(["cell", "init", "--db", url])
         .output()
         .unwrap();
@@ -136,13 +141,15 @@ pub fn init(url: &str) {
 
 /// A `pouch-store node` process, killed when dropped.
 pub struct Node {
-    pub child: Child,
+    child: Child,
+    /// Its data folder.
     pub data: PathBuf,
 }
 
 impl Node {
-    pub fn start(url: &str, data: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+    /// Starts one on a free port with its data in `data`, once it listens.
+    pub fn start(store_bin: &Path, url: &str, data: &Path) -> Self {
+        let mut child = Command::new(store_bin)
             .args(["node", "--db", url, "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .env("POUCH_CELL_TOKEN", TOKEN)
@@ -174,25 +181,27 @@ impl Drop for Node {
     }
 }
 
-/// A `pouch-store serve --db` front end serving namespaces `ns0`..`nsN-1`
-/// (token `{TOKEN}-{i}`), killed when dropped.
+/// A `pouch-store serve --db` front end, killed when dropped.
 pub struct FrontEnd {
-    pub child: Child,
+    child: Child,
+    /// Where clients reach it.
     pub url: String,
 }
 
 impl FrontEnd {
-    pub fn start(db: &str, dir: &Path, namespaces: usize) -> Self {
+    /// Starts one on a free port serving `namespaces` (name, token), with
+    /// its config in `dir`, once it listens.
+    pub fn start(store_bin: &Path, db: &str, dir: &Path, namespaces: &[(String, String)]) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("front.toml");
         let mut text = "data = \"unused\"\n".to_owned();
-        for i in 0..namespaces {
-            text.push_str(&format!("[namespaces.ns{i}]\ntoken = \"{TOKEN}-{i}\"\n"));
+        for (name, token) in namespaces {
+            text.push_str(&format!("[namespaces.{name}]\ntoken = \"{token}\"\n"));
         }
         std::fs::write(&config, text).unwrap();
         std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+        let mut child = Command::new(store_bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db, "--config"])
             .arg(&config)
             .env("POUCH_CELL_TOKEN", TOKEN)

@@ -1,0 +1,147 @@
+//! The verifier (Magic Pocket's "Pocket Watch", in small): every block the
+//! index names is read back from every live copy of its volume and checked
+//! (its record's header names it, its bytes hash to it). A copy that is
+//! missing (a volume file deleted, a node's disk replaced) or damaged (a
+//! flipped byte) is written again from an intact one, at the same offset.
+//! Copies on dead nodes are the repair's business, not this.
+//!
+//! One verifier at a time, through a transaction-scoped advisory lock.
+
+use pouch_backend::{BlockId, Result};
+
+use super::backend::{Cell, parse_record};
+use super::db;
+
+/// The advisory lock a verifier holds.
+const VERIFIER_LOCK: i64 = 7_021_107;
+
+/// What one verification pass found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    /// Blocks checked.
+    pub blocks: u64,
+    /// Copies read and checked.
+    pub copies_checked: u64,
+    /// Copies found missing or damaged and written again.
+    pub copies_repaired: u64,
+    /// Copies found missing or damaged with no intact copy to take from.
+    pub copies_unrepairable: u64,
+}
+
+impl Cell {
+    /// Runs a verification pass every `every` (on the current tokio
+    /// runtime) for as long as the process lives.
+    pub fn start_verifier(self: &std::sync::Arc<Self>, every: std::time::Duration) {
+        let cell = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match cell.verify_once().await {
+                    Ok(Some(report)) => tracing::info!(?report, "verification pass"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("verification pass failed: {e}"),
+                }
+            }
+        });
+    }
+
+    /// One verification pass over the whole cell, if no other verifier
+    /// runs one (`None` then).
+    pub async fn verify_once(&self) -> Result<Option<VerifyReport>> {
+        let mut lock_client = db::client(&self.pool).await?;
+        let lock = lock_client
+            .transaction()
+            .await
+            .map_err(db::error("taking the verifier's lease"))?;
+        let held: bool = lock
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&VERIFIER_LOCK])
+            .await
+            .map_err(db::error("taking the verifier's lease"))?
+            .get(0);
+        if !held {
+            return Ok(None);
+        }
+        let report = self.verify_pass().await;
+        let _ = lock.rollback().await;
+        report.map(Some)
+    }
+
+    async fn verify_pass(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let live = self.live_nodes().await?;
+        let volumes = {
+            let client = db::client(&self.pool).await?;
+            client
+                .query("SELECT id, replicas FROM volumes ORDER BY id", &[])
+                .await
+                .map_err(db::error("listing volumes"))?
+        };
+        for row in volumes {
+            let (volume, replicas): (i64, Vec<i64>) = (row.get(0), row.get(1));
+            let copies: Vec<&str> = replicas
+                .iter()
+                .filter_map(|r| live.iter().find(|(id, _)| id == r))
+                .map(|(_, addr)| addr.as_str())
+                .collect();
+            let blocks = {
+                let client = db::client(&self.pool).await?;
+                client
+                    .query(
+                        "SELECT id, \"offset\", length FROM blocks WHERE volume = $1 ORDER BY \"offset\"",
+                        &[&volume],
+                    )
+                    .await
+                    .map_err(db::error("listing a volume's blocks"))?
+            };
+            for block in blocks {
+                let (id, offset, len): (Vec<u8>, i64, i32) =
+                    (block.get(0), block.get(1), block.get(2));
+                let Some(id) = BlockId::from_slice(&id) else {
+                    continue;
+                };
+                report.blocks += 1;
+                let mut intact = None;
+                let mut bad = Vec::new();
+                for addr in &copies {
+                    report.copies_checked += 1;
+                    match self.read_from(addr, volume, offset, len).await {
+                        Ok(record) if parse_record(id, record.clone()).is_ok() => {
+                            intact.get_or_insert(record);
+                        }
+                        Ok(_) => {
+                            tracing::warn!(%id, volume, %addr, "a damaged copy");
+                            bad.push(*addr);
+                        }
+                        Err(e) => {
+                            tracing::warn!(%id, volume, %addr, "a missing copy: {e}");
+                            bad.push(*addr);
+                        }
+                    }
+                }
+                match intact {
+                    Some(record) => {
+                        for addr in bad {
+                            match self.write_to(addr, volume, offset, record.clone()).await {
+                                Ok(()) => report.copies_repaired += 1,
+                                // A node down since the look at the live
+                                // ones: the repair's business.
+                                Err(e) => {
+                                    tracing::warn!(%id, volume, %addr, "not mended: {e}");
+                                    report.copies_unrepairable += 1;
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        tracing::error!(%id, volume, "no intact copy is left");
+                        report.copies_unrepairable += bad.len() as u64;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
