@@ -441,3 +441,86 @@ async fn two_nodes_killed_under_write_load_lose_nothing_acknowledged() {
         assert_eq!(ns.get_block(*id).await.unwrap(), want, "block {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_restart_under_load_loses_nothing_acknowledged() {
+    use pouch_backend::{BackendExt, Seq};
+    let (pg, _dir, _nodes, front) = cell(3).await;
+    let ns = Arc::new(front.namespace("default").await.unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Blocks and journal entries acknowledged, with when.
+    type Log = Vec<(Instant, BlockId, u64, Seq)>;
+    let acknowledged: Arc<std::sync::Mutex<Log>> = Arc::default();
+    let writer = {
+        let (ns, stop, acknowledged) = (ns.clone(), stop.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let block = Block::encode(noise(i, 8_000));
+                let written = async {
+                    ns.put_blocks(vec![block.clone()]).await?;
+                    // An append whose answer was lost may have landed:
+                    // the head says where to go on.
+                    let seq = Seq(ns.journal_head().await?.0 + 1);
+                    ns.append(seq, bytes::Bytes::from(format!("entry {i}")))
+                        .await?;
+                    Ok::<_, pouch_backend::Error>(seq)
+                };
+                if let Ok(seq) = written.await {
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), block.id(), i, seq));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.restart();
+    let restarted = Instant::now();
+    // The front end's pool finds the database back by itself.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !acknowledged
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(at, ..)| *at > restarted + Duration::from_millis(200))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "writes never resumed after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.await.unwrap();
+
+    let log = acknowledged.lock().unwrap().clone();
+    let entries = ns.read_journal(Seq::ZERO, 100_000).await.unwrap();
+    for (_, id, i, seq) in &log {
+        assert_eq!(
+            ns.get_block(*id).await.unwrap(),
+            noise(*i, 8_000),
+            "block {i}"
+        );
+        let entry = entries
+            .iter()
+            .find(|e| e.seq == *seq)
+            .expect("an acknowledged entry");
+        assert_eq!(entry.data, format!("entry {i}").as_bytes(), "entry {seq}");
+    }
+    // Long-polls wake again: the front end listens anew.
+    let waiter = {
+        let ns = ns.clone();
+        let head = ns.journal_head().await.unwrap();
+        tokio::spawn(async move { ns.wait_journal(head, Duration::from_secs(60)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let head = ns.journal_head().await.unwrap();
+    ns.append(Seq(head.0 + 1), bytes::Bytes::from_static(b"news"))
+        .await
+        .unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap(), Seq(head.0 + 1));
+}
