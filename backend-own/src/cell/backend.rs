@@ -194,8 +194,36 @@ impl Cell {
         })
     }
 
+    /// Runs `pass` while this process holds PostgreSQL's advisory lock
+    /// `key` (one holder at a time, cell-wide), for as long as one
+    /// transaction lasts: a process that dies lets it go with its
+    /// connection. `None` when another holds it.
+    pub(super) async fn under_lock<T>(
+        &self,
+        key: i64,
+        pass: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<Option<T>> {
+        let mut client = db::client(&self.pool).await?;
+        let lock = client
+            .transaction()
+            .await
+            .map_err(db::error("taking a lease"))?;
+        let held: bool = lock
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
+            .await
+            .map_err(db::error("taking a lease"))?
+            .get(0);
+        if !held {
+            return Ok(None);
+        }
+        let outcome = pass.await;
+        // Ends the transaction, and with it the lease.
+        let _ = lock.rollback().await;
+        outcome.map(Some)
+    }
+
     /// Seals `volume`: it takes no more appends.
-    async fn seal(&self, volume: i64) -> Result<()> {
+    pub(super) async fn seal(&self, volume: i64) -> Result<()> {
         let client = db::client(&self.pool).await?;
         client
             .execute(

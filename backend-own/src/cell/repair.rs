@@ -64,23 +64,7 @@ impl Cell {
 
     /// One repair pass, if no other coordinator runs one (`None` then).
     pub async fn repair_once(&self) -> Result<Option<RepairReport>> {
-        let mut lock_client = db::client(&self.pool).await?;
-        let lock = lock_client
-            .transaction()
-            .await
-            .map_err(db::error("taking the repair lease"))?;
-        let held: bool = lock
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&COORDINATOR_LOCK])
-            .await
-            .map_err(db::error("taking the repair lease"))?
-            .get(0);
-        if !held {
-            return Ok(None);
-        }
-        let report = self.repair_pass().await;
-        // Ends the transaction, and with it the lease.
-        let _ = lock.rollback().await;
-        report.map(Some)
+        self.under_lock(COORDINATOR_LOCK, self.repair_pass()).await
     }
 
     async fn repair_pass(&self) -> Result<RepairReport> {
@@ -111,7 +95,7 @@ impl Cell {
                 continue;
             }
             // No new appends while its copies change.
-            self.seal_volume(volume).await?;
+            self.seal(volume).await?;
             let mut spare: Vec<i64> = live
                 .iter()
                 .map(|(id, _)| *id)
@@ -157,18 +141,6 @@ impl Cell {
             }
         }
         Ok(report)
-    }
-
-    async fn seal_volume(&self, volume: i64) -> Result<()> {
-        let client = db::client(&self.pool).await?;
-        client
-            .execute(
-                "UPDATE volumes SET state = 'sealed' WHERE id = $1",
-                &[&volume],
-            )
-            .await
-            .map_err(db::error("sealing a volume"))?;
-        Ok(())
     }
 
     /// Copies every indexed block of `volume` to the node at `target`, at

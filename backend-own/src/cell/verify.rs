@@ -51,22 +51,7 @@ impl Cell {
     /// One verification pass over the whole cell, if no other verifier
     /// runs one (`None` then).
     pub async fn verify_once(&self) -> Result<Option<VerifyReport>> {
-        let mut lock_client = db::client(&self.pool).await?;
-        let lock = lock_client
-            .transaction()
-            .await
-            .map_err(db::error("taking the verifier's lease"))?;
-        let held: bool = lock
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&VERIFIER_LOCK])
-            .await
-            .map_err(db::error("taking the verifier's lease"))?
-            .get(0);
-        if !held {
-            return Ok(None);
-        }
-        let report = self.verify_pass().await;
-        let _ = lock.rollback().await;
-        report.map(Some)
+        self.under_lock(VERIFIER_LOCK, self.verify_pass()).await
     }
 
     async fn verify_pass(&self) -> Result<VerifyReport> {
