@@ -82,7 +82,8 @@ impl Cell {
     /// build's) and starts listening for journal news. `token` is the
     /// secret the nodes ask for.
     pub async fn connect(url: &str, token: String, options: CellOptions) -> Result<Arc<Self>> {
-        let pool = db::pool(url)?;
+        let config = db::config(url)?;
+        let pool = db::pool_of(config.clone())?;
         super::schema::check(&pool).await?;
         pouch_backend::tls::install_provider();
         let http = reqwest::Client::builder()
@@ -91,7 +92,7 @@ impl Cell {
             .build()
             .map_err(Error::internal("making the nodes' HTTP client"))?;
         let news = Arc::new(News::default());
-        news.listen(url.to_owned());
+        news.listen(config);
         Ok(Arc::new(Self {
             pool,
             http,

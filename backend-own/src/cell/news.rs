@@ -52,13 +52,13 @@ impl News {
         }
     }
 
-    /// Listens on the database at `url` until the process ends,
+    /// Listens on the database `config` names until the process ends,
     /// reconnecting after a lost connection.
-    pub fn listen(self: &Arc<Self>, url: String) {
+    pub fn listen(self: &Arc<Self>, config: tokio_postgres::Config) {
         let news = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = news.listen_once(&url).await {
+                if let Err(e) = news.listen_once(&config).await {
                     tracing::warn!("journal news: {e}; listening again shortly");
                 }
                 news.wake_all();
@@ -67,8 +67,11 @@ impl News {
         });
     }
 
-    async fn listen_once(&self, url: &str) -> Result<(), tokio_postgres::Error> {
-        let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    async fn listen_once(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Result<(), tokio_postgres::Error> {
+        let (client, mut connection) = config.connect(NoTls).await?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         // The connection delivers notifications only while it is polled.
         let driver = tokio::spawn(async move {
