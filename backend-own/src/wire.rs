@@ -64,6 +64,20 @@ fn take_block_header(buffer: &mut BytesMut) -> Result<(BlockId, Codec, usize), M
     Ok((id, codec, len))
 }
 
+/// One whole block as [`block_pieces`] lays it out (its header, then its
+/// payload), unverified: a record in a cell's volume is one.
+pub fn decode_block(record: Bytes) -> Result<Block, Malformed> {
+    if record.len() < BLOCK_HEADER_LEN {
+        return Err(Malformed("a block header is cut short"));
+    }
+    let (id, codec, len) = take_block_header(&mut BytesMut::from(&record[..BLOCK_HEADER_LEN]))?;
+    let payload = record.slice(BLOCK_HEADER_LEN..);
+    if payload.len() != len {
+        return Err(Malformed("a block payload has the wrong length"));
+    }
+    Ok(Block::from_parts(id, codec, payload))
+}
+
 /// Decodes a batched-put body as it arrives, chunk by chunk, so that a bad
 /// header is refused at once and no more than one block is buffered beyond
 /// the blocks already complete.

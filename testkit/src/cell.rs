@@ -158,6 +158,27 @@ pub fn init(store_bin: &Path, url: &str) {
     );
 }
 
+/// Starts `command` (with the cell's token, quiet logs) and waits for its
+/// first line, `prefix` and the address it listens on.
+fn spawn_listening(mut command: Command, prefix: &str) -> (Child, String) {
+    let mut child = command
+        .env("POUCH_CELL_TOKEN", TOKEN)
+        .env("POUCH_STORE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
 /// A `pouch-store node` process, killed when dropped.
 pub struct Node {
     child: Child,
@@ -168,19 +189,11 @@ pub struct Node {
 impl Node {
     /// Starts one on a free port with its data in `data`, once it listens.
     pub fn start(store_bin: &Path, url: &str, data: &Path) -> Self {
-        let mut child = Command::new(store_bin)
+        let mut command = Command::new(store_bin);
+        command
             .args(["node", "--db", url, "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .env("POUCH_CELL_TOKEN", TOKEN)
-            .env("POUCH_STORE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("listening on"), "node said: {line:?}");
+            .arg(data);
+        let (child, _) = spawn_listening(command, "pouch-store node listening on ");
         Self {
             child,
             data: data.to_owned(),
@@ -220,22 +233,11 @@ impl FrontEnd {
         std::fs::write(&config, text).unwrap();
         std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        let mut child = Command::new(store_bin)
+        let mut command = Command::new(store_bin);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db, "--config"])
-            .arg(&config)
-            .env("POUCH_CELL_TOKEN", TOKEN)
-            .env("POUCH_STORE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("pouch-store listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+            .arg(&config);
+        let (child, addr) = spawn_listening(command, "pouch-store listening on ");
         Self {
             child,
             url: format!("http://{addr}"),

@@ -20,10 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Buf, Bytes};
-use pouch_backend::{
-    Backend, Block, BlockId, Codec, Error, JournalEntry, Result, Seq, Snapshot, StoreId,
-};
+use bytes::Bytes;
+use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot, StoreId};
 
 use super::db;
 use super::news::{CHANNEL, News};
@@ -221,6 +219,31 @@ impl Cell {
         // Ends the transaction, and with it the lease.
         let _ = lock.rollback().await;
         outcome.map(Some)
+    }
+
+    /// Runs `pass` every `period` on the current tokio runtime (the first
+    /// after one period) for as long as the process lives, logging what a
+    /// pass did (as `what`) unless it did nothing.
+    pub(super) fn every<R, F, Fut>(self: &Arc<Self>, period: Duration, what: &'static str, pass: F)
+    where
+        R: std::fmt::Debug + Default + PartialEq,
+        F: Fn(Arc<Cell>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Option<R>>> + Send,
+    {
+        let cell = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match pass(cell.clone()).await {
+                    Ok(Some(report)) if report != R::default() => tracing::info!(?report, "{what}"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("{what} failed: {e}"),
+                }
+            }
+        });
     }
 
     /// Seals `volume`: it takes no more appends.
@@ -459,21 +482,12 @@ impl CellBackend {
 }
 
 /// The block in a volume record, which must be `id`'s and hash right.
-pub(super) fn parse_record(id: BlockId, mut record: Bytes) -> Result<Block> {
+pub(super) fn parse_record(id: BlockId, record: Bytes) -> Result<Block> {
     let corrupt = |reason| Error::Corrupt { id, reason };
-    if record.len() < 37 {
-        return Err(corrupt("its record is truncated"));
-    }
-    let found = BlockId::from_slice(&record.split_to(32)).expect("32 bytes");
-    if found != id {
+    let block = crate::wire::decode_block(record).map_err(|e| corrupt(e.0))?;
+    if block.id() != id {
         return Err(corrupt("its record names another block"));
     }
-    let codec = Codec::from_tag(record.get_u8()).ok_or(corrupt("unknown codec"))?;
-    let len = record.get_u32_le() as usize;
-    if len != record.len() {
-        return Err(corrupt("its record's length is wrong"));
-    }
-    let block = Block::from_parts(id, codec, record);
     block.verify()?;
     Ok(block)
 }

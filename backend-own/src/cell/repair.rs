@@ -45,20 +45,8 @@ impl Cell {
     /// as long as the process lives; front ends take turns through the
     /// lease.
     pub fn start_repairs(self: &std::sync::Arc<Self>, every: std::time::Duration) {
-        let cell = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match cell.repair_once().await {
-                    Ok(Some(report)) if report != RepairReport::default() => {
-                        tracing::info!(?report, "repair pass");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("repair pass failed: {e}"),
-                }
-            }
+        self.every(every, "repair pass", |cell| async move {
+            cell.repair_once().await
         });
     }
 

@@ -32,19 +32,8 @@ impl Cell {
     /// Runs a verification pass every `every` (on the current tokio
     /// runtime) for as long as the process lives.
     pub fn start_verifier(self: &std::sync::Arc<Self>, every: std::time::Duration) {
-        let cell = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match cell.verify_once().await {
-                    Ok(Some(report)) => tracing::info!(?report, "verification pass"),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("verification pass failed: {e}"),
-                }
-            }
+        self.every(every, "verification pass", |cell| async move {
+            cell.verify_once().await
         });
     }
 
