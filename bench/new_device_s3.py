@@ -4,9 +4,14 @@ same moto S3 server on 127.0.0.1 in one run, then a second, empty device (a
 new config, an empty folder) downloads all of it. Requests are counted from
 moto's access log.
 
-Usage: bench/new_device_s3.py [--full]   (needs rclone and restic: apt-get
-                                          install rclone restic; POUCH_BIN=path
-                                          runs another pouch build instead)
+Usage: bench/new_device_s3.py [--full] [--tools pouch,restic] [--repeat N]
+    (needs rclone and restic: apt-get install rclone restic; POUCH_BIN=path
+    runs another pouch build instead; --tools runs only the tools named;
+    --repeat downloads N times per tool, each tool first in turn, and
+    reports the median: one run's seconds vary by 20 % here)
+
+Before each step, what earlier steps left dirty is written out and (as
+root) the page cache is emptied, as on a new device.
 
 Corpus (default): 5,000 files of 1-16 KiB in 300 folders and 20 files of
 1-8 MiB (about 130 MB). With --full, the shape of issue 17: 20,000 small files
@@ -21,6 +26,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,74 +68,113 @@ def tree_hash(root):
     return h.hexdigest()
 
 
-def pull_pouch(tool, moto, work, dest):
-    config = os.path.join(work, "pouch-new-device.toml")
+def pull_pouch(tool, moto, work, dest, run):
+    config = os.path.join(work, f"pouch-new-device-{run}.toml")
+    # A new user's two commands, both timed.
+    start = time.perf_counter()
     subprocess.check_call([tool.bin, "--config", config, "init", "--root", dest,
-                           "--device", "new-laptop", "--backend", "s3",
+                           "--device", f"new-laptop-{run}", "--backend", "s3",
                            "--bucket", f"pouch-{tool.tag}", "--endpoint", moto.endpoint],
                           env=base.env_with_keys(), stdout=subprocess.DEVNULL)
-    out = subprocess.check_output([tool.bin, "--config", config, "sync", "--json"],
-                                  env=base.env_with_keys())
-    return json.loads(out)["downloaded"]
+    subprocess.check_call([tool.bin, "--config", config, "sync", "--json"],
+                          env=base.env_with_keys(), stdout=subprocess.DEVNULL)
+    return dest, start
 
 
-def pull_rclone(tool, moto, work, dest):
+def pull_rclone(tool, moto, work, dest, run):
+    start = time.perf_counter()
     subprocess.run(["rclone", "copy", f"B:rclone-{tool.tag}/data", dest], env=tool.env(),
                    capture_output=True, check=True)
+    return dest, start
 
 
-def pull_restic(tool, moto, work, dest):
+def pull_restic(tool, moto, work, dest, run):
     env = tool.env()
-    env["RESTIC_CACHE_DIR"] = os.path.join(work, "restic-cache-new-device")
-    out = os.path.join(work, "restic-restore")
-    subprocess.run(["restic", "restore", "latest", "--target", out], env=env,
+    # A new device has no cache.
+    env["RESTIC_CACHE_DIR"] = os.path.join(work, f"restic-cache-new-device-{run}")
+    start = time.perf_counter()
+    subprocess.run(["restic", "restore", "latest", "--target", dest], env=env,
                    capture_output=True, check=True)
     # restic restores the absolute source path under the target.
-    return out
+    return dest, start
+
+
+PULLS = {"pouch": pull_pouch, "rclone": pull_rclone, "restic": pull_restic}
+
+
+def settle():
+    """Writes out what earlier runs left dirty, so that no tool pays for
+    another's writeback, and (as root) empties the page cache, as on a new
+    device; returns whether it could."""
+    subprocess.check_call(["sync"])
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        dropped = True
+    except OSError:
+        dropped = False
+    time.sleep(2)
+    return dropped
 
 
 def main():
     full = "--full" in sys.argv
+    names = ["pouch", "rclone", "restic"]
+    if "--tools" in sys.argv:
+        names = sys.argv[sys.argv.index("--tools") + 1].split(",")
+    repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
     if "POUCH_BIN" not in os.environ:
         subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "pouch"], cwd=base.ROOT)
     for tool in ("rclone", "restic"):
-        if not shutil.which(tool):
+        if tool in names and not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install rclone restic")
+    classes = {c.name: c for c in (base.Pouch, base.Rclone, base.Restic)}
     work = tempfile.mkdtemp(prefix="pouch-bench-new-device-")
     moto = base.Moto(work)
-    rows = []
+    uploads, pulls, dropped = [], {name: [] for name in names}, True
     try:
         src = os.path.join(work, "corpus")
         make_corpus(src, full)
         expected = tree_hash(src)
-        # Inodes an earlier run freed are "recently deleted" for 30 s.
+        tools = {}
+        for name in names:
+            tools[name] = classes[name](moto, work, "n")
+            dropped &= settle()
+            uploads.append((name, *base.measure(tools[name], moto, src, True)[:2]))
+        # Inodes freed in the last 30 s are passed over when ext4 makes new
+        # ones (`recently_deleted`): nothing is deleted from here on, and
+        # every run waits that long after the last deletion.
         time.sleep(31)
-        for cls, pull in ((base.Pouch, pull_pouch), (base.Rclone, pull_rclone),
-                          (base.Restic, pull_restic)):
-            tool = cls(moto, work, "n")
-            rows.append((cls.name, "first upload", *base.measure(tool, moto, src, True)[:2]))
-            dest = os.path.join(work, f"new-{cls.name}")
-            os.makedirs(dest)
-            before = moto.requests()
-            start = time.perf_counter()
-            restored = pull(tool, moto, work, dest)
-            seconds = time.perf_counter() - start
-            rows.append((cls.name, "new device", moto.requests() - before, seconds))
-            if cls is base.Restic:
-                dest = os.path.join(restored, os.path.relpath(src, "/"))
-            got = tree_hash(dest)
-            if got != expected:
-                sys.exit(f"{cls.name}: the new device's tree differs")
-            # Kept until the end: ext4 passes over inodes freed in the last
-            # 30 s when it allocates new ones (`recently_deleted`), which
-            # would slow down the next tool's download.
+        for run in range(repeat):
+            # Each tool goes first in turn.
+            for name in names[run % len(names):] + names[:run % len(names)]:
+                dest = os.path.join(work, f"new-{name}-{run}")
+                os.makedirs(dest)
+                dropped &= settle()
+                before = moto.requests()
+                restored, start = PULLS[name](tools[name], moto, work, dest, run)
+                seconds = time.perf_counter() - start
+                pulls[name].append((moto.requests() - before, seconds))
+                if name == "restic":
+                    restored = os.path.join(restored, os.path.relpath(src, "/"))
+                if tree_hash(restored) != expected:
+                    sys.exit(f"{name}: the new device's tree differs")
     finally:
         moto.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"corpus: {'issue 17 (0.9 GiB)' if full else 'default (about 130 MB)'}")
-    print(f"{'tool':8} {'case':13} {'requests':>9} {'seconds':>8}")
-    for name, case, requests, seconds in rows:
-        print(f"{name:8} {case:13} {requests:9} {seconds:8.2f}")
+    print(f"corpus: {'issue 17 (0.9 GiB)' if full else 'default (about 130 MB)'}; "
+          f"page cache {'emptied' if dropped else 'NOT emptied (not root)'} before each step")
+    print(f"{'tool':8} {'case':13} {'requests':>9} {'seconds':>8}  runs")
+    for name, requests, seconds in uploads:
+        print(f"{name:8} {'first upload':13} {requests:9} {seconds:8.2f}")
+    for name, runs in pulls.items():
+        median = statistics.median(s for _, s in runs)
+        each = " ".join(f"{s:.2f}" for _, s in runs)
+        print(f"{name:8} {'new device':13} {runs[0][0]:9} {median:8.2f}  {each}")
+    if "pouch" in pulls and "restic" in pulls:
+        ratio = (statistics.median(s for _, s in pulls["pouch"])
+                 / statistics.median(s for _, s in pulls["restic"]))
+        print(f"new device, pouch / restic (medians): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

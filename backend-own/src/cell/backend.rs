@@ -71,6 +71,8 @@ impl std::fmt::Debug for Cell {
 struct Placement {
     volume: i64,
     offset: i64,
+    /// The volume's generation when the range was reserved.
+    generation: i64,
     /// (node id, address) of each replica.
     replicas: Vec<(i64, String)>,
 }
@@ -142,13 +144,13 @@ impl Cell {
                  WHERE id = (SELECT id FROM volumes \
                              WHERE state = 'open' AND size + $1 <= $2 AND NOT (replicas && $3) \
                              ORDER BY id LIMIT 1) \
-                 RETURNING id, size - $1, replicas",
+                 RETURNING id, size - $1, replicas, generation",
                 &[&len, &cap, &avoid],
             )
             .await
             .map_err(db::error("reserving space in a volume"))?;
-        let (volume, offset, replicas): (i64, i64, Vec<i64>) = match taken {
-            Some(row) => (row.get(0), row.get(1), row.get(2)),
+        let (volume, offset, replicas, generation): (i64, i64, Vec<i64>, i64) = match taken {
+            Some(row) => (row.get(0), row.get(1), row.get(2), row.get(3)),
             None => {
                 let live: Vec<i64> = self
                     .live_nodes()
@@ -170,12 +172,12 @@ impl Cell {
                 let chosen = choose(&live, self.options.replicas);
                 let row = client
                     .query_one(
-                        "INSERT INTO volumes (replicas, size) VALUES ($1, $2) RETURNING id",
+                        "INSERT INTO volumes (replicas, size) VALUES ($1, $2) RETURNING id, generation",
                         &[&chosen, &len],
                     )
                     .await
                     .map_err(db::error("making a volume"))?;
-                (row.get(0), 0, chosen)
+                (row.get(0), 0, chosen, row.get(1))
             }
         };
         let rows = client
@@ -189,6 +191,7 @@ impl Cell {
         Ok(Placement {
             volume,
             offset,
+            generation,
             replicas,
         })
     }
@@ -389,7 +392,8 @@ impl CellBackend {
         };
         let bytes = Bytes::from(pieces.concat());
         let mut avoid: Vec<i64> = Vec::new();
-        let placement = loop {
+        let mut moves = 0;
+        loop {
             let placement = self.cell.allocate(bytes.len() as i64, &avoid).await?;
             let writes = placement.replicas.iter().map(|(_, addr)| {
                 self.cell
@@ -404,7 +408,20 @@ impl CellBackend {
                 .map(|((id, _), _)| *id)
                 .collect();
             if failed.is_empty() && placement.replicas.len() == self.cell.options.replicas {
-                break placement;
+                if self.index(&placement, &records).await? {
+                    return Ok(());
+                }
+                // Repair moved the volume meanwhile: a new replica may lack
+                // these records. Written again elsewhere (the volume is
+                // sealed now); the range left here is unused.
+                tracing::info!(volume = placement.volume, "the volume moved during a put");
+                moves += 1;
+                if moves > self.cell.options.replicas {
+                    return Err(Error::Unavailable {
+                        source: "the cell's volumes kept moving during a put".into(),
+                    });
+                }
+                continue;
             }
             // A replica that refused (or is gone from the node table): this
             // volume takes no more, and the put goes to other nodes.
@@ -418,7 +435,16 @@ impl CellBackend {
                 return Err(e);
             }
             avoid.extend(failed);
-        };
+        }
+    }
+
+    /// Indexes `records` (id, offset in the put, length) written at
+    /// `placement`, if the volume still lives where it did when its range
+    /// was reserved (`false`: it moved, nothing was indexed). The volume's
+    /// row is share-locked meanwhile, so a repair that changes its
+    /// replicas either waits for this and then finds these blocks when it
+    /// lists the volume again, or comes first and this sees it.
+    async fn index(&self, placement: &Placement, records: &[(BlockId, i64, i32)]) -> Result<bool> {
         let ids: Vec<&[u8]> = records
             .iter()
             .map(|(id, _, _)| id.as_bytes().as_slice())
@@ -428,17 +454,32 @@ impl CellBackend {
             .map(|(_, at, _)| placement.offset + at)
             .collect();
         let lengths: Vec<i32> = records.iter().map(|(_, _, len)| *len).collect();
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO blocks (ns, id, volume, \"offset\", length) \
-                 SELECT $1, id, $2, o, l FROM unnest($3::bytea[], $4::bigint[], $5::int[]) AS t(id, o, l) \
-                 ON CONFLICT DO NOTHING",
-                &[&self.ns, &placement.volume, &ids, &offsets, &lengths],
-            )
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
             .await
             .map_err(db::error("indexing blocks"))?;
-        Ok(())
+        let current: Option<i64> = tx
+            .query_opt(
+                "SELECT generation FROM volumes WHERE id = $1 FOR SHARE",
+                &[&placement.volume],
+            )
+            .await
+            .map_err(db::error("indexing blocks"))?
+            .map(|row| row.get(0));
+        if current != Some(placement.generation) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO blocks (ns, id, volume, \"offset\", length) \
+             SELECT $1, id, $2, o, l FROM unnest($3::bytea[], $4::bigint[], $5::int[]) AS t(id, o, l) \
+             ON CONFLICT DO NOTHING",
+            &[&self.ns, &placement.volume, &ids, &offsets, &lengths],
+        )
+        .await
+        .map_err(db::error("indexing blocks"))?;
+        tx.commit().await.map_err(db::error("indexing blocks"))?;
+        Ok(true)
     }
 
     /// Block `id` as stored (its codec and payload), verified.
@@ -754,4 +795,54 @@ fn parse_identity(text: Option<String>) -> Result<Option<StoreId>> {
         })
     })
     .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A put whose volume moved (repair changed its replicas) between the
+    /// range's reservation and the indexing indexes nothing there: the new
+    /// replica may lack its records. One whose volume stayed indexes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_put_indexes_nothing_in_a_volume_that_moved_since_it_reserved_its_range() {
+        let pg = pouch_testkit::cell::Postgres::start();
+        let pool = db::pool(&pg.url()).unwrap();
+        super::super::schema::migrate(&pool).await.unwrap();
+        let client = db::client(&pool).await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO nodes (id, addr) VALUES \
+                 (1, 'http://127.0.0.1:9'), (2, 'http://127.0.0.1:9'), (3, 'http://127.0.0.1:9')",
+            )
+            .await
+            .unwrap();
+        let cell = Cell::connect(&pg.url(), String::new(), CellOptions::default())
+            .await
+            .unwrap();
+        let ns = cell.namespace("t").await.unwrap();
+        let id = Block::encode(Bytes::from_static(b"a block")).id();
+        let count = || async {
+            let row = client
+                .query_one("SELECT count(*) FROM blocks", &[])
+                .await
+                .unwrap();
+            row.get::<_, i64>(0)
+        };
+
+        let placement = cell.allocate(100, &[]).await.unwrap();
+        client
+            .execute(
+                "UPDATE volumes SET generation = generation + 1 WHERE id = $1",
+                &[&placement.volume],
+            )
+            .await
+            .unwrap();
+        assert!(!ns.index(&placement, &[(id, 0, 100)]).await.unwrap());
+        assert_eq!(count().await, 0);
+
+        let placement = cell.allocate(100, &[]).await.unwrap();
+        assert!(ns.index(&placement, &[(id, 0, 100)]).await.unwrap());
+        assert_eq!(count().await, 1);
+    }
 }

@@ -10,6 +10,8 @@
 //! one the pass read, so a coordinator that stalled and woke up late
 //! cannot undo newer work.
 
+use std::collections::HashSet;
+
 use bytes::{Bytes, BytesMut};
 use pouch_backend::{BlockId, Result};
 
@@ -97,8 +99,9 @@ impl Cell {
                 let target = super::backend::choose(&spare, 1)[0];
                 spare.retain(|id| *id != target);
                 let target_addr = addr_of(&target).expect("a live node");
+                let mut copied = HashSet::new();
                 if let Err(e) = self
-                    .copy_volume(volume, &sources, &target_addr, &mut report)
+                    .copy_volume(volume, &sources, &target_addr, &mut copied, &mut report)
                     .await
                 {
                     // The new node failed too (it may have died since its
@@ -121,6 +124,20 @@ impl Cell {
                         generation = row.get(0);
                         report.replicas_rebuilt += 1;
                         tracing::info!(volume, from = gone, to = target, "replica rebuilt");
+                        // A put that wrote its records before the node died
+                        // and indexed them after the listing above (before
+                        // the move: a later one sees the new generation and
+                        // writes elsewhere) is copied now.
+                        if let Err(e) = self
+                            .copy_volume(volume, &sources, &target_addr, &mut copied, &mut report)
+                            .await
+                        {
+                            tracing::warn!(
+                                volume,
+                                to = target,
+                                "a late copy failed (the verifier mends it): {e}"
+                            );
+                        }
                     }
                     // Someone changed the volume meanwhile: theirs stands;
                     // the next pass looks again.
@@ -131,14 +148,16 @@ impl Cell {
         Ok(report)
     }
 
-    /// Copies every indexed block of `volume` to the node at `target`, at
-    /// the same offsets, each read from the first of `sources` that gives
-    /// it back intact.
+    /// Copies every indexed block of `volume` whose offset is not in
+    /// `copied` to the node at `target`, at the same offsets, each read from
+    /// the first of `sources` that gives it back intact; adds their offsets
+    /// to `copied`.
     async fn copy_volume(
         &self,
         volume: i64,
         sources: &[String],
         target: &str,
+        copied: &mut HashSet<i64>,
         report: &mut RepairReport,
     ) -> Result<()> {
         let blocks = {
@@ -158,6 +177,9 @@ impl Cell {
             let Some(id) = BlockId::from_slice(&id) else {
                 continue;
             };
+            if !copied.insert(offset) {
+                continue;
+            }
             let Some(record) = self.read_intact(id, volume, offset, len, sources).await else {
                 report.blocks_unreadable += 1;
                 tracing::error!(%id, volume, "no live replica holds an intact copy");

@@ -38,7 +38,7 @@ impl Engine {
         self.downloaded.batching = false;
         self.prefetch = None;
         self.local_blocks = super::reuse::LocalBlocks::default();
-        let recorded = self.flush_downloads(report);
+        let recorded = self.flush_downloads(report).await;
         applied.and(recorded)
     }
 
@@ -77,7 +77,7 @@ impl Engine {
             // Only downloads wait to be finished together: anything else
             // may move or delete a folder a written file waits in.
             if !matches!(op, Op::Download { .. } | Op::Agree { .. }) {
-                self.flush_downloads(report)?;
+                self.flush_downloads(report).await?;
             }
             match self.apply_one(op, local, report).await {
                 Ok(()) => {}
