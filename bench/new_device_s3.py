@@ -4,14 +4,15 @@ same moto S3 server on 127.0.0.1 in one run, then a second, empty device (a
 new config, an empty folder) downloads all of it. Requests are counted from
 moto's access log.
 
-Usage: bench/new_device_s3.py [--full] [--tools pouch,restic] [--repeat N]
+Usage: bench/new_device_s3.py [--full] [--tools pouch,restic] [--repeat N] [--warm]
     (needs rclone and restic: apt-get install rclone restic; POUCH_BIN=path
     runs another pouch build instead; --tools runs only the tools named;
     --repeat downloads N times per tool, each tool first in turn, and
     reports the median: one run's seconds vary by 20 % here)
 
 Before each step, what earlier steps left dirty is written out and (as
-root) the page cache is emptied, as on a new device.
+root, unless --warm) the page cache is emptied, as on a new device and as
+for a first upload of files not read lately.
 
 Corpus (default): 5,000 files of 1-16 KiB in 300 folders and 20 files of
 1-8 MiB (about 130 MB). With --full, the shape of issue 17: 20,000 small files
@@ -102,11 +103,14 @@ def pull_restic(tool, moto, work, dest, run):
 PULLS = {"pouch": pull_pouch, "rclone": pull_rclone, "restic": pull_restic}
 
 
-def settle():
+def settle(warm):
     """Writes out what earlier runs left dirty, so that no tool pays for
-    another's writeback, and (as root) empties the page cache, as on a new
-    device; returns whether it could."""
+    another's writeback, and unless `warm` (as root) empties the page
+    cache, as on a new device; returns whether it did."""
     subprocess.check_call(["sync"])
+    if warm:
+        time.sleep(2)
+        return False
     try:
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
@@ -122,6 +126,7 @@ def main():
     names = ["pouch", "rclone", "restic"]
     if "--tools" in sys.argv:
         names = sys.argv[sys.argv.index("--tools") + 1].split(",")
+    warm = "--warm" in sys.argv
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
     if "POUCH_BIN" not in os.environ:
         subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "pouch"], cwd=base.ROOT)
@@ -139,7 +144,7 @@ def main():
         tools = {}
         for name in names:
             tools[name] = classes[name](moto, work, "n")
-            dropped &= settle()
+            dropped &= settle(warm)
             uploads.append((name, *base.measure(tools[name], moto, src, True)[:2]))
         # Inodes freed in the last 30 s are passed over when ext4 makes new
         # ones (`recently_deleted`): nothing is deleted from here on, and
@@ -150,7 +155,7 @@ def main():
             for name in names[run % len(names):] + names[:run % len(names)]:
                 dest = os.path.join(work, f"new-{name}-{run}")
                 os.makedirs(dest)
-                dropped &= settle()
+                dropped &= settle(warm)
                 before = moto.requests()
                 restored, start = PULLS[name](tools[name], moto, work, dest, run)
                 seconds = time.perf_counter() - start
@@ -163,7 +168,7 @@ def main():
         moto.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(f"corpus: {'issue 17 (0.9 GiB)' if full else 'default (about 130 MB)'}; "
-          f"page cache {'emptied' if dropped else 'NOT emptied (not root)'} before each step")
+          f"page cache {'emptied' if dropped else 'NOT emptied (--warm or not root)'} before each step")
     print(f"{'tool':8} {'case':13} {'requests':>9} {'seconds':>8}  runs")
     for name, requests, seconds in uploads:
         print(f"{name:8} {'first upload':13} {requests:9} {seconds:8.2f}")
