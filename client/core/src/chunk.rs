@@ -58,6 +58,20 @@ pub fn blocklist<R: Read>(reader: R) -> std::io::Result<(Vec<BlockRef>, u64)> {
     Ok((blocks, size))
 }
 
+/// The blocklist and length of `data`, as [`blocklist`] makes it.
+pub fn blocklist_of_bytes(data: &[u8]) -> (Vec<BlockRef>, u64) {
+    let blocks = fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+        .map(|chunk| {
+            let bytes = &data[chunk.offset..chunk.offset + chunk.length];
+            BlockRef {
+                id: BlockId::of(bytes),
+                len: bytes.len() as u32,
+            }
+        })
+        .collect();
+    (blocks, data.len() as u64)
+}
+
 /// Bytes read from a file at once by [`blocklist_of_file`]: two maximum
 /// chunks, so a segment always holds a whole chunk.
 const SEGMENT: usize = 2 * MAX_CHUNK;
@@ -75,8 +89,25 @@ pub fn blocklist_of_file<R: Read>(
     size_hint: u64,
 ) -> std::io::Result<(Vec<BlockRef>, u64)> {
     if size_hint < PIPELINED_FROM {
-        return blocklist(std::io::BufReader::with_capacity(1 << 20, reader));
+        // Read whole and cut in memory: the streaming chunker zeroes a
+        // buffer of a maximum chunk (4 MiB) for every file, which cost a
+        // first scan of many small files more than reading them did. A
+        // file that grew past the bound goes on below.
+        let mut data = Vec::with_capacity(size_hint as usize + 1);
+        reader
+            .by_ref()
+            .take(PIPELINED_FROM)
+            .read_to_end(&mut data)?;
+        if (data.len() as u64) < PIPELINED_FROM {
+            return Ok(blocklist_of_bytes(&data));
+        }
+        return pipelined(std::io::Cursor::new(data).chain(reader));
     }
+    pipelined(reader)
+}
+
+/// [`blocklist_of_file`] on two threads.
+fn pipelined<R: Read>(mut reader: R) -> std::io::Result<(Vec<BlockRef>, u64)> {
     let (mask_s, mask_l) = select_masks(AVG_CHUNK, Normalization::Level1);
     let cut_at = |data: &[u8]| {
         cut(
@@ -218,6 +249,7 @@ mod tests {
                 "{len} bytes"
             );
             assert_eq!(blocklist_of_file(input, 0).unwrap(), one, "{len} bytes");
+            assert_eq!(blocklist_of_bytes(input), one, "{len} bytes");
         }
     }
 
