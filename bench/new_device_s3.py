@@ -11,8 +11,10 @@ Usage: bench/new_device_s3.py [--full] [--tools pouch,restic] [--repeat N] [--wa
     reports the median: one run's seconds vary by 20 % here)
 
 Before each step, what earlier steps left dirty is written out and (as
-root, unless --warm) the page cache is emptied, as on a new device and as
-for a first upload of files not read lately.
+root, unless --warm) the page cache is emptied before the first uploads and
+the downloads, as on a new device and as for a first upload of files not
+read lately; the no-change and edit pushes find it as the step before left
+it, as on a device in use.
 
 Corpus (default): 5,000 files of 1-16 KiB in 300 folders and 20 files of
 1-8 MiB (about 130 MB). With --full, the shape of issue 17: 20,000 small files
@@ -55,6 +57,19 @@ def make_corpus(root, full):
             with open(os.path.join(media, f"big{i}.raw"), "wb") as f:
                 for _ in range(256):
                     f.write(rng.randbytes(1 << 20))
+
+
+def largest_file(root):
+    files = (os.path.join(d, n) for d, _, names in os.walk(root) for n in names)
+    return max(sorted(files), key=os.path.getsize)
+
+
+def insert_middle(path, data):
+    with open(path, "rb") as f:
+        whole = f.read()
+    middle = len(whole) // 2
+    with open(path, "wb") as f:
+        f.write(whole[:middle] + data + whole[middle:])
 
 
 def tree_hash(root):
@@ -140,12 +155,19 @@ def main():
     try:
         src = os.path.join(work, "corpus")
         make_corpus(src, full)
-        expected = tree_hash(src)
         tools = {}
         for name in names:
             tools[name] = classes[name](moto, work, "n")
             dropped &= settle(warm)
-            uploads.append((name, *base.measure(tools[name], moto, src, True)[:2]))
+            uploads.append((name, "first upload", *base.measure(tools[name], moto, src, True)))
+        for name in names:
+            settle(True)
+            uploads.append((name, "no change", *base.measure(tools[name], moto, src, False)))
+        insert_middle(largest_file(src), random.Random(100).randbytes(100))
+        for name in names:
+            settle(True)
+            uploads.append((name, "100 B inserted", *base.measure(tools[name], moto, src, False)))
+        expected = tree_hash(src)
         # Inodes freed in the last 30 s are passed over when ext4 makes new
         # ones (`recently_deleted`): nothing is deleted from here on, and
         # every run waits that long after the last deletion.
@@ -169,14 +191,17 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     print(f"corpus: {'issue 17 (0.9 GiB)' if full else 'default (about 130 MB)'}; "
           f"page cache {'emptied' if dropped else 'NOT emptied (--warm or not root)'} before each step")
-    print(f"{'tool':8} {'case':13} {'requests':>9} {'seconds':>8}  runs")
-    for name, requests, seconds in uploads:
-        print(f"{name:8} {'first upload':13} {requests:9} {seconds:8.2f}")
+    print(f"{'tool':8} {'case':15} {'requests':>9} {'seconds':>8}  {'MiB sent':>9}  runs")
+    for name, case, requests, seconds, sent in uploads:
+        mib = "" if sent is None else f"{sent / (1 << 20):9.2f}"
+        print(f"{name:8} {case:15} {requests:9} {seconds:8.2f}  {mib:>9}")
     for name, runs in pulls.items():
         median = statistics.median(s for _, s in runs)
         each = " ".join(f"{s:.2f}" for _, s in runs)
-        print(f"{name:8} {'new device':13} {runs[0][0]:9} {median:8.2f}  {each}")
+        print(f"{name:8} {'new device':15} {runs[0][0]:9} {median:8.2f}  {'':9}  {each}")
     if "pouch" in pulls and "restic" in pulls:
+        up = {name: seconds for name, case, _, seconds, _ in uploads if case == "first upload"}
+        print(f"first upload, pouch / restic: {up['pouch'] / up['restic']:.2f}x")
         ratio = (statistics.median(s for _, s in pulls["pouch"])
                  / statistics.median(s for _, s in pulls["restic"]))
         print(f"new device, pouch / restic (medians): {ratio:.2f}x")

@@ -37,8 +37,8 @@ pub mod state;
 
 pub use clock::{Clock, SystemClock, now_ns, unix_secs};
 pub use engine::{
-    Engine, HealReport, Kept, Left, MassDeleteGuard, PLAN_SLICE, Pick, Readback, Scope, SyncLock,
-    SyncOptions,
+    Engine, HealReport, Kept, Left, MassDeleteGuard, PLAN_SLICE, Pending, Pick, Readback, Scope,
+    SyncLock, SyncOptions,
 };
 pub use error::{Error, Result};
 /// The journal's format, retention and the collector live in

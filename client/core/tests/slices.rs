@@ -140,3 +140,60 @@ async fn the_mass_delete_guard_counts_every_slice() {
         .expect_err("a mass delete is held back");
     assert!(matches!(err, pouch_core::Error::MassDelete { .. }), "{err}");
 }
+
+/// What `pending` (`pouch status`) counts on `device`, planned `slice`
+/// paths at a time.
+async fn pending(device: &mut Device, slice: usize) -> pouch_core::Pending {
+    device.engine.set_plan_slice(slice);
+    let (pending, problems) = device.engine.pending().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    pending
+}
+
+#[tokio::test]
+async fn a_look_counts_every_slice_as_one_plan_would_and_changes_no_file() {
+    let (_dir, mut a, mut b) = two_devices(4).await;
+    for i in 0..60 {
+        a.write(
+            &format!("d{}/f{i:02}.txt", i % 3),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    let sliced = pending(&mut a, 4).await;
+    assert_eq!(sliced, pending(&mut a, 100_000).await);
+    // 60 files and 3 folders.
+    assert_eq!(sliced.upload, 63, "{sliced:?}");
+    a.sync(Scope::Everything).await;
+    assert_eq!(pending(&mut a, 4).await, pouch_core::Pending::default());
+
+    let before = tree(&b.root);
+    let sliced = pending(&mut b, 4).await;
+    assert_eq!(sliced, pending(&mut b, 100_000).await);
+    assert_eq!(sliced.download, 63, "{sliced:?}");
+    assert_eq!(tree(&b.root), before, "a look wrote to the disk");
+    b.sync(Scope::Everything).await;
+
+    // A folder moved on one side and a file edited on both: renames
+    // (paired across slices), deletes and a conflict, counted alike.
+    std::fs::rename(a.root.join("d0"), a.root.join("z0")).unwrap();
+    a.write("d1/f01.txt", b"edited on a");
+    a.sync(Scope::Everything).await;
+    b.write("d1/f01.txt", b"edited on b");
+    b.write("new-on-b.txt", b"new");
+    let sliced = pending(&mut b, 4).await;
+    assert_eq!(sliced, pending(&mut b, 100_000).await);
+    assert_eq!((sliced.conflicts, sliced.upload), (1, 1), "{sliced:?}");
+    let report = b.sync(Scope::Everything).await;
+    // A conflict brings the other side's version too.
+    assert_eq!(
+        (
+            (report.downloaded + report.renamed_local) as usize,
+            report.deleted_local as usize,
+            report.renamed_local
+        ),
+        (sliced.download + sliced.conflicts, sliced.delete_local, 20),
+        "{sliced:?} {report:?}"
+    );
+    a.sync(Scope::Everything).await;
+    assert_eq!(tree(&a.root), tree(&b.root));
+}

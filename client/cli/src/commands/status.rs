@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use pouch_backend::BackendExt;
 use pouch_core::location::ConfigLocation;
 use pouch_core::migrate::CopyProgress;
-use pouch_core::plan::Op;
 use pouch_protocol::{DaemonStatus, Request, Response, request};
 use serde::Serialize;
 
@@ -67,8 +66,10 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
         Ok(Some(Response::Status(status))) => Some(*status),
         _ => None,
     };
-    let (ops, problems) = engine.pending().await?;
-    let count = |f: fn(&Op) -> bool| ops.iter().filter(|op| f(op)).count();
+    // A look records its scan as a sync's would: one at a time.
+    let lock = crate::session::sync_lock(&config).await?;
+    let (pending, problems) = engine.pending().await?;
+    drop(lock);
     let migration = config.migration.as_ref().map(|m| MigrationSummary {
         to: store::describe(&m.target),
         shadow_reads: m.shadow_reads,
@@ -90,11 +91,11 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
         backend: backend.describe(),
         cursor: engine.db().cursor()?.0,
         remote_head: backend.journal_head().await?.0,
-        to_upload: count(|op| matches!(op, Op::Upload { .. })),
-        to_delete_remotely: count(|op| matches!(op, Op::DeleteRemote { .. })),
-        to_download: count(|op| matches!(op, Op::Download { .. } | Op::RenameLocal { .. })),
-        to_delete_locally: count(|op| matches!(op, Op::DeleteLocal { .. })),
-        conflicts: count(|op| matches!(op, Op::Conflict { .. })),
+        to_upload: pending.upload,
+        to_delete_remotely: pending.delete_remote,
+        to_download: pending.download,
+        to_delete_locally: pending.delete_local,
+        conflicts: pending.conflicts,
         problems,
         daemon,
     };

@@ -34,7 +34,7 @@ pub use lock::{SyncLock, lock_path};
 pub use restore::Pick;
 pub use retention::Kept;
 pub use scan_plan::Scope;
-pub use slices::PLAN_SLICE;
+pub use slices::{PLAN_SLICE, Pending};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -48,7 +48,6 @@ use crate::echoes::Echoes;
 use crate::location::StoreLocation;
 use crate::own_files::OwnFiles;
 use crate::path::RelPath;
-use crate::plan::Op;
 use crate::progress::Progress;
 use crate::report::SyncReport;
 use crate::state::LocalState;
@@ -182,15 +181,6 @@ impl MassDeleteGuard {
     pub fn trips(deletes: usize, synced: usize) -> bool {
         deletes >= Self::MIN_PATHS && deletes as f64 > Self::SHARE * synced as f64
     }
-}
-
-/// Whether a scan's result is recorded as the new Local tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Record {
-    /// A sync, restore or exclude: the scan is the new Local tree.
-    Yes,
-    /// A look only (`pouch status`): the local state is not written.
-    No,
 }
 
 impl Engine {
@@ -420,15 +410,19 @@ impl Engine {
         })
     }
 
-    /// What a sync would do now, without changing the disk or the local
-    /// state's Local tree: pulls the journal, scans, and plans. Returns the
-    /// operations and any problems, the same a sync would report.
-    pub async fn pending(&mut self) -> Result<(Vec<Op>, Vec<String>)> {
+    /// What a sync would do now, counted, without changing the disk or
+    /// the store: pulls the journal, scans and records the scan as a sync
+    /// does (a sync that stopped there), and plans a slice at a time, so a
+    /// look at a million files takes the memory of a slice. Hold the sync
+    /// lock. Returns the counts and any problems, the same a sync would
+    /// report.
+    pub async fn pending(&mut self) -> Result<(Pending, Vec<String>)> {
         self.check_store().await?;
         let mut report = SyncReport::default();
         self.pull(&mut report).await?;
-        let ops = self.look_and_plan(&mut report)?;
-        Ok((ops, report.problems))
+        let (rules, _) = self.scan_recorded(&mut report, &Scope::Everything)?;
+        let pending = self.count_planned(&rules)?;
+        Ok((pending, report.problems))
     }
 
     /// Folds new journal entries into the Remote tree, nothing else.

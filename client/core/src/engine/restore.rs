@@ -2,7 +2,7 @@
 //! included, while the namespace's retention keeps it (see
 //! [`crate::retention`]); an expired one is refused, saying so.
 
-use super::{Engine, Kept, Record};
+use super::{Engine, Kept};
 use crate::node::{Node, same};
 use crate::path::RelPath;
 use crate::report::SyncReport;
@@ -81,7 +81,7 @@ impl Engine {
         };
 
         let mut report = SyncReport::default();
-        let (local, _) = self.scan_local(&mut report, Record::Yes)?;
+        let (local, _) = self.scan_local(&mut report)?;
         let synced = self.db.tree(Tree::Synced)?;
         let current = local.get(path);
         if let Some((_, node)) = current {

@@ -11,17 +11,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{Engine, Record};
+use super::Engine;
 use crate::Result;
 use crate::clock::now_ns;
 use crate::ignore_rules::{IGNORE_FILE, IgnoreRules};
 use crate::local::LocalEntry;
 use crate::node::{Node, same};
 use crate::path::RelPath;
-use crate::plan::{Op, plan};
 use crate::report::SyncReport;
 use crate::scan::{ScanOutcome, scan, scan_merged, scan_paths};
-use crate::state::{LocalChange, Tree};
+use crate::state::LocalChange;
 
 /// Changes a whole scan writes to the Local tree in one transaction.
 const SCAN_RECORD_BATCH: usize = 4096;
@@ -67,13 +66,6 @@ impl Engine {
         Ok((rules, hasher.finalize().to_hex().to_string()))
     }
 
-    /// Plans without recording anything (`pouch status`): scans the whole
-    /// root and plans over the whole of the three trees, in memory.
-    pub(super) fn look_and_plan(&mut self, report: &mut SyncReport) -> Result<Vec<Op>> {
-        let (local, rules) = self.scan_local(report, Record::No)?;
-        self.plan_everything(&local, &rules)
-    }
-
     /// Scans what `scope` names (everything when the ignore rules changed
     /// since the last scan) and records what changed, which marks those
     /// paths unsettled. Returns the rules it scanned with and how many
@@ -102,23 +94,19 @@ impl Engine {
         Ok((rules, scanned_changes))
     }
 
-    /// Scans the whole root, adding each problem to `report` once; records
-    /// what changed in the Local tree when `record` says so. Returns every
-    /// entry found.
+    /// Scans the whole root, adding each problem to `report` once, and
+    /// records what changed in the Local tree. Returns every entry found.
     pub(super) fn scan_local(
         &mut self,
         report: &mut SyncReport,
-        record: Record,
     ) -> Result<(BTreeMap<RelPath, LocalEntry>, IgnoreRules)> {
         let (mut rules, _) = self.rules()?;
         let previous = self.db.local()?;
         let started = now_ns();
         let outcome = scan(&self.root, &previous, self.db.scan_started()?, &rules)?;
         note_problems(report, &outcome.problems, &mut rules);
-        if record == Record::Yes {
-            self.db
-                .apply_local(&changes(&previous, &outcome), Some(started))?;
-        }
+        self.db
+            .apply_local(&changes(&previous, &outcome), Some(started))?;
         Ok((outcome.entries, rules))
     }
 
@@ -211,32 +199,6 @@ impl Engine {
         roots.retain(|root| !root.ancestors().any(|a| all.contains(&a)));
         Ok(roots)
     }
-
-    /// Plans over the whole of the three trees, with `local` as the Local
-    /// tree, leaving ignored paths out.
-    fn plan_everything(
-        &self,
-        local: &BTreeMap<RelPath, LocalEntry>,
-        rules: &IgnoreRules,
-    ) -> Result<Vec<Op>> {
-        let keep = |tree: BTreeMap<RelPath, Node>| -> BTreeMap<RelPath, Node> {
-            tree.into_iter()
-                .filter(|(path, node)| kept(rules, path, Some(node)).is_some())
-                .collect()
-        };
-        let local_nodes = keep(
-            local
-                .iter()
-                .map(|(p, (_, n))| (p.clone(), n.clone()))
-                .collect(),
-        );
-        Ok(plan(
-            &local_nodes,
-            &keep(self.db.tree(Tree::Remote)?),
-            &keep(self.db.tree(Tree::Synced)?),
-        ))
-    }
-
     /// After a sync: settles every unsettled path whose three trees agree
     /// now (or which the rules leave out), a page at a time.
     pub(super) fn settle(&mut self, rules: &IgnoreRules) -> Result<()> {

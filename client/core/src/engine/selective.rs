@@ -6,7 +6,7 @@
 //! when everything in it is synced, so nothing is lost); including it again
 //! downloads it on the next sync.
 
-use super::{Engine, Record};
+use super::Engine;
 use crate::node::same;
 use crate::path::RelPath;
 use crate::report::SyncReport;
@@ -27,7 +27,7 @@ impl Engine {
             reason: reason.to_owned(),
         };
         let mut report = SyncReport::default();
-        let (local, _) = self.scan_local(&mut report, Record::Yes)?;
+        let (local, _) = self.scan_local(&mut report)?;
         let synced = self.db.tree(Tree::Synced)?;
         let under = |p: &RelPath| p == path || p.ancestors().any(|a| &a == path);
         let unsynced = local

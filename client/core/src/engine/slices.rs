@@ -418,6 +418,32 @@ impl Engine {
         self.push_ops(push, &planned.local, report, announce).await
     }
 
+    /// Counts what the unsettled paths' plans would do, a slice at a time
+    /// and with renames paired as the apply pairs them; changes nothing.
+    pub(super) fn count_planned(&self, rules: &IgnoreRules) -> Result<Pending> {
+        let mut pending = Pending::default();
+        let mut slicer = Slicer::new(self.plan_slice);
+        let Some(first) = slicer.next(&self.db, rules)? else {
+            return Ok(pending);
+        };
+        if slicer.done() {
+            let ops = plan_slice(&self.db, &self.root, first, rules, None)?.ops;
+            pending.count(&ops, &mut HashSet::new());
+            return Ok(pending);
+        }
+        drop(first);
+        let renames = renames_over_all(&self.db, rules)?;
+        // A rename the earlier slice would make (`Site::From`) the later
+        // one finds made when applying; planned without applying, it
+        // plans it again.
+        let mut renamed = HashSet::new();
+        self.each_planned_slice(rules, Some(&renames), |planned| {
+            pending.count(&planned.ops, &mut renamed);
+            Ok(())
+        })?;
+        Ok(pending)
+    }
+
     /// Plans every slice in turn, handing each plan to `each`; changes
     /// nothing.
     fn each_planned_slice(
@@ -431,6 +457,39 @@ impl Engine {
             each(plan_slice(&self.db, &self.root, slice, rules, renames)?)?;
         }
         Ok(())
+    }
+}
+
+/// What a sync would do, counted (`pouch status`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// Files, folders and links to send.
+    pub upload: usize,
+    /// Deletes to send.
+    pub delete_remote: usize,
+    /// Paths to bring to the disk (renames among them).
+    pub download: usize,
+    /// Paths to delete from the disk.
+    pub delete_local: usize,
+    /// Paths changed on both sides.
+    pub conflicts: usize,
+}
+
+impl Pending {
+    /// Counts `ops`, each rename once (`renamed`: the renames' targets
+    /// counted so far).
+    fn count(&mut self, ops: &[Op], renamed: &mut HashSet<RelPath>) {
+        for op in ops {
+            match op {
+                Op::Upload { .. } => self.upload += 1,
+                Op::DeleteRemote { .. } => self.delete_remote += 1,
+                Op::Download { .. } => self.download += 1,
+                Op::RenameLocal { to, .. } if renamed.insert(to.clone()) => self.download += 1,
+                Op::DeleteLocal { .. } => self.delete_local += 1,
+                Op::Conflict { .. } => self.conflicts += 1,
+                _ => {}
+            }
+        }
     }
 }
 
