@@ -3,7 +3,8 @@
 
 Device A gets FILES files (100 B - 4 KiB, 100 per folder). Measured:
 
-1. A's first `pouch sync` (wall time, peak RSS), then a no-change one;
+1. A's first `pouch sync` (wall time, peak RSS), then a no-change one,
+   then `pouch status` on A (nothing waits) and on B (every file waits);
 2. `pouch daemon` on A and on a new device B (same store): the time until
    B's daemon has every file, then both daemons' RSS and CPU from 10 s
    after the last file arrived, over IDLE seconds;
@@ -120,6 +121,10 @@ def main():
         print(f"  first pouch sync on A: {wall:7.1f} s, peak RSS {rss:6.1f} MiB")
         wall, rss = pouch(work, "A", "sync", timed=True)
         print(f"  no-change pouch sync on A: {wall:7.2f} s, peak RSS {rss:6.1f} MiB")
+        wall, rss = pouch(work, "A", "status", timed=True)
+        print(f"  pouch status on A (nothing waits): {wall:7.2f} s, peak RSS {rss:6.1f} MiB")
+        wall, rss = pouch(work, "B", "status", timed=True)
+        print(f"  pouch status on B (every file waits): {wall:7.2f} s, peak RSS {rss:6.1f} MiB")
 
         procs["A"] = daemon(work, "A")
         start = time.perf_counter()

@@ -1,7 +1,6 @@
 //! A real `pouch-store` process on port 0: the conformance suite through
 //! the HTTP client, auth, metrics, verify, and graceful shutdown.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -48,21 +47,13 @@ fn start_with(dir: &Path, namespaces: usize, top: &str, tables: &str) -> ServerP
     }
     text.push_str(tables);
     std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("pouch-store listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let (child, addr) = pouch_testkit::process::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null()),
+        "pouch-store listening on ",
+    );
     ServerProcess {
         child,
         url: format!("http://{addr}"),

@@ -4,9 +4,8 @@
 //! `pouch-store serve --db` front ends. The `pouch-store` binary is passed
 //! in: each test crate knows where its build put it.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 /// The cell's secret between front ends and nodes, in tests.
 pub const TOKEN: &str = "cell-test-token-0123456789";
@@ -158,25 +157,13 @@ pub fn init(store_bin: &Path, url: &str) {
     );
 }
 
-/// Starts `command` (with the cell's token, quiet logs) and waits for its
-/// first line, `prefix` and the address it listens on.
+/// Starts `command` with the cell's token and quiet logs; see
+/// [`crate::process::spawn_listening`].
 fn spawn_listening(mut command: Command, prefix: &str) -> (Child, String) {
-    let mut child = command
+    command
         .env("POUCH_CELL_TOKEN", TOKEN)
-        .env("POUCH_STORE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix(prefix)
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, addr)
+        .env("POUCH_STORE_LOG", "warn");
+    crate::process::spawn_listening(&mut command, prefix)
 }
 
 /// A `pouch-store node` process, killed when dropped.

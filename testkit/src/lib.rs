@@ -7,7 +7,9 @@
 //! - [`proxy`]: an HTTP proxy in front of any server that fails a share of
 //!   requests (5xx, dropped connections) or strips a header, for fault
 //!   injection and for imitating stores that ignore conditional writes.
+//! - [`process`]: starting a server process and reading where it listens.
 
 pub mod cell;
+pub mod process;
 pub mod proxy;
 pub mod s3;
