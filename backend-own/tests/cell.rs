@@ -274,6 +274,99 @@ async fn repair_rebuilds_the_copies_a_dead_node_held() {
     }
 }
 
+/// `pouch-store cell drain` of `node`, with its output.
+fn drain(url: &str, node: &str) -> std::process::Output {
+    std::process::Command::new(store())
+        .args(["cell", "drain", "--db", url, node])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drained_node_gives_its_copies_away_and_can_then_be_stopped() {
+    let (pg, _dir, mut nodes, front) = cell(4).await;
+    let ns = front.namespace("default").await.unwrap();
+    let raw: Vec<_> = (0..20)
+        .map(|i| noise(200 + i, 5_000 + i as usize))
+        .collect();
+    let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
+    ns.put_blocks(blocks[..10].to_vec()).await.unwrap();
+    let id_of = |node: &cell::Node| -> i64 {
+        std::fs::read_to_string(node.data.join("node-id"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let holding = nodes
+        .iter()
+        .position(|n| !files(&n.data.join("volumes")).is_empty())
+        .unwrap();
+    let id = id_of(&nodes[holding]);
+
+    let out = drain(&pg.url(), "12345");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no storage node 12345"),
+        "{out:?}"
+    );
+    let out = drain(&pg.url(), &id.to_string());
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is draining"),
+        "{out:?}"
+    );
+    let json = status_json(&pg.url());
+    let node = |json: &serde_json::Value| {
+        json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(node(&json)["draining"], true, "{json}");
+    assert_eq!(json["volumes_to_repair"], 1, "{json}");
+
+    // New blocks go to the three other nodes only; repair moves the
+    // drained node's copies to the spare one.
+    let volumes_before = files(&nodes[holding].data.join("volumes"));
+    ns.put_blocks(blocks[10..].to_vec()).await.unwrap();
+    let report = front.repair_once().await.unwrap().unwrap();
+    assert_eq!(
+        (
+            report.replicas_rebuilt,
+            report.blocks_copied,
+            report.blocks_unreadable
+        ),
+        (1, 10, 0),
+        "{report:?}"
+    );
+    assert_eq!(files(&nodes[holding].data.join("volumes")), volumes_before);
+    let json = status_json(&pg.url());
+    assert_eq!(
+        (
+            node(&json)["volumes"].as_u64(),
+            json["volumes_to_repair"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{json}"
+    );
+    assert!(
+        String::from_utf8_lossy(&drain(&pg.url(), &id.to_string()).stdout)
+            .contains("can be stopped")
+    );
+
+    // Stopped, and one more node lost: every block still reads.
+    nodes[holding].kill();
+    let other = (0..nodes.len()).find(|&i| i != holding).unwrap();
+    nodes[other].kill();
+    for (block, want) in blocks.iter().zip(&raw) {
+        assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_verifier_finds_and_mends_a_deleted_volume_and_a_flipped_byte() {
     let (_pg, _dir, mut nodes, front) = cell(3).await;

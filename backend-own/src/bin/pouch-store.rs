@@ -127,6 +127,17 @@ enum CellCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Drain a storage node before retiring it: it takes no new copies,
+    /// and repair (in the front ends, or `cell repair`) moves its copies to
+    /// other nodes while it still serves reads. Once `cell status` shows it
+    /// holding no volume, stop it.
+    Drain {
+        /// The cell's database, a PostgreSQL URL or connection string.
+        #[arg(long, value_name = "URL")]
+        db: String,
+        /// The node's id, as `cell status` shows it.
+        node: i64,
+    },
     /// Run one verification pass now (front ends run one every ten
     /// minutes): every block's every live copy is read and checked, and a
     /// missing or damaged copy is written again from an intact one. The
@@ -192,6 +203,9 @@ fn main() -> ExitCode {
         Command::Cell {
             command: CellCommand::Repair { db, node_timeout },
         } => cell_repair(&db, node_timeout),
+        Command::Cell {
+            command: CellCommand::Drain { db, node },
+        } => cell_drain(&db, node),
         Command::Cell {
             command: CellCommand::Verify { db, node_timeout },
         } => cell_verify(&db, node_timeout),
@@ -299,6 +313,23 @@ fn cell_options(node_timeout: u64) -> pouch_backend_own::cell::CellOptions {
     }
 }
 
+fn cell_drain(db: &str, node: i64) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        // Marking a node needs no node, so no secret.
+        let cell =
+            pouch_backend_own::cell::Cell::connect(db, String::new(), cell_options(10)).await?;
+        match cell.drain(node).await? {
+            None => bail!("no storage node {node} in this cell (see `pouch-store cell status`)"),
+            Some(0) => println!("node {node} is draining and holds no volume: it can be stopped"),
+            Some(held) => println!(
+                "node {node} is draining: repair moves its copies of {held} volume(s) to other \
+                 nodes; stop it once `pouch-store cell status` shows it holding none"
+            ),
+        }
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
 fn cell_status(db: &str, node_timeout: u64, json: bool) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         // Reading the status needs no node, so no secret.
@@ -314,11 +345,13 @@ fn cell_status(db: &str, node_timeout: u64, json: bool) -> anyhow::Result<ExitCo
         println!("nodes: {up} up, {} down", status.nodes.len() - up);
         for node in &status.nodes {
             println!(
-                "  {} {} {} (last heard {:.0} s ago)",
+                "  {} {} {}{} (last heard {:.0} s ago), {} volume(s)",
                 node.id,
                 node.addr,
                 if node.up { "up" } else { "DOWN" },
-                node.silent_secs
+                if node.draining { ", draining" } else { "" },
+                node.silent_secs,
+                node.volumes
             );
         }
         println!(

@@ -131,6 +131,52 @@ impl Cell {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// The live nodes that take new copies (not being drained), by id,
+    /// with their addresses.
+    pub async fn writable_nodes(&self) -> Result<Vec<(i64, String)>> {
+        let client = db::client(&self.pool).await?;
+        let rows = client
+            .query(
+                "SELECT id, addr FROM nodes \
+                 WHERE heartbeat > now() - make_interval(secs => $1) AND NOT draining ORDER BY id",
+                &[&self.options.dead_after.as_secs_f64()],
+            )
+            .await
+            .map_err(db::error("listing the nodes"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Drains the node `id`: it takes no new copies, its open volumes are
+    /// sealed, and repair moves its copies to other nodes (it still serves
+    /// reads meanwhile). Returns how many volumes it holds a copy of (once
+    /// none, it can be stopped), or `None` if no node has that id.
+    pub async fn drain(&self, id: i64) -> Result<Option<u64>> {
+        let client = db::client(&self.pool).await?;
+        let found = client
+            .execute("UPDATE nodes SET draining = true WHERE id = $1", &[&id])
+            .await
+            .map_err(db::error("draining a node"))?;
+        if found == 0 {
+            return Ok(None);
+        }
+        client
+            .execute(
+                "UPDATE volumes SET state = 'sealed' WHERE state = 'open' AND $1 = ANY(replicas)",
+                &[&id],
+            )
+            .await
+            .map_err(db::error("sealing a draining node's volumes"))?;
+        let held: i64 = client
+            .query_one(
+                "SELECT count(*) FROM volumes WHERE $1 = ANY(replicas)",
+                &[&id],
+            )
+            .await
+            .map_err(db::error("counting a node's volumes"))?
+            .get(0);
+        Ok(Some(held as u64))
+    }
+
     /// A range of `len` bytes in an open volume none of whose replicas is
     /// in `avoid`, on a new volume if need be.
     async fn allocate(&self, len: i64, avoid: &[i64]) -> Result<Placement> {
@@ -153,7 +199,7 @@ impl Cell {
             Some(row) => (row.get(0), row.get(1), row.get(2), row.get(3)),
             None => {
                 let live: Vec<i64> = self
-                    .live_nodes()
+                    .writable_nodes()
                     .await?
                     .into_iter()
                     .map(|(id, _)| id)

@@ -1,6 +1,7 @@
 //! Repair: a volume whose replica sits on a dead node (no heartbeat for
-//! [`CellOptions::dead_after`](super::CellOptions)) gets a new replica on a
-//! live node, copied block by block from the live ones, each block
+//! [`CellOptions::dead_after`](super::CellOptions)) or on a node being
+//! drained gets a new replica on a live node that is not, copied block by
+//! block from the live ones (the draining node among them), each block
 //! verified on the way.
 //!
 //! One coordinator at a time: a pass runs only while its process holds a
@@ -60,7 +61,15 @@ impl Cell {
     async fn repair_pass(&self) -> Result<RepairReport> {
         let mut report = RepairReport::default();
         let live: Vec<(i64, String)> = self.live_nodes().await?;
-        let is_live = |id: &i64| live.iter().any(|(l, _)| l == id);
+        // Copies go to live nodes not being drained; a draining node's
+        // copies move like a dead node's, and it still serves as a source.
+        let writable: Vec<i64> = self
+            .writable_nodes()
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let stays = |id: &i64| writable.contains(id);
         let addr_of = |id: &i64| live.iter().find(|(l, _)| l == id).map(|(_, a)| a.clone());
         let volumes = {
             let client = db::client(&self.pool).await?;
@@ -75,8 +84,8 @@ impl Cell {
         for row in volumes {
             let (volume, replicas, mut generation): (i64, Vec<i64>, i64) =
                 (row.get(0), row.get(1), row.get(2));
-            let dead: Vec<i64> = replicas.iter().copied().filter(|r| !is_live(r)).collect();
-            if dead.is_empty() {
+            let leaving: Vec<i64> = replicas.iter().copied().filter(|r| !stays(r)).collect();
+            if leaving.is_empty() {
                 continue;
             }
             let sources: Vec<String> = replicas.iter().filter_map(addr_of).collect();
@@ -86,12 +95,12 @@ impl Cell {
             }
             // No new appends while its copies change.
             self.seal(volume).await?;
-            let mut spare: Vec<i64> = live
+            let mut spare: Vec<i64> = writable
                 .iter()
-                .map(|(id, _)| *id)
+                .copied()
                 .filter(|id| !replicas.contains(id))
                 .collect();
-            for gone in dead {
+            for gone in leaving {
                 if spare.is_empty() {
                     report.replicas_waiting += 1;
                     continue;

@@ -10,7 +10,7 @@ use pouch_backend::Error;
 use super::db;
 
 /// The schema version this build reads and writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// The migrations, in order; migration `i` brings version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -62,6 +62,11 @@ const MIGRATIONS: &[&str] = &[
         length  integer NOT NULL,
         PRIMARY KEY (ns, id)
     );
+    "#,
+    // 2: nodes being drained (`pouch-store cell drain`) take no new copies,
+    // and repair moves theirs to other nodes.
+    r#"
+    ALTER TABLE nodes ADD COLUMN draining boolean NOT NULL DEFAULT false;
     "#,
 ];
 

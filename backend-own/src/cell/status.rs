@@ -18,6 +18,10 @@ pub struct NodeStatus {
     pub up: bool,
     /// Seconds since its last heartbeat.
     pub silent_secs: f64,
+    /// Whether it is being drained (`pouch-store cell drain`).
+    pub draining: bool,
+    /// Volumes it holds a copy of: 0 once a drained node can be stopped.
+    pub volumes: u64,
 }
 
 /// The whole cell.
@@ -38,7 +42,8 @@ pub struct CellStatus {
     pub blocks_degraded: u64,
     /// Blocks whose volume has no copy on a live node.
     pub blocks_lost: u64,
-    /// Volumes with a copy on a dead node: the repair backlog.
+    /// Volumes with a copy on a dead node or a node being drained: the
+    /// repair backlog.
     pub volumes_to_repair: u64,
 }
 
@@ -49,9 +54,10 @@ impl Cell {
         let dead_after = self.options.dead_after.as_secs_f64();
         let nodes = client
             .query(
-                "SELECT id, addr, heartbeat > now() - make_interval(secs => $1), \
-                        extract(epoch FROM now() - heartbeat)::float8 \
-                 FROM nodes ORDER BY id",
+                "SELECT n.id, n.addr, n.heartbeat > now() - make_interval(secs => $1), \
+                        extract(epoch FROM now() - n.heartbeat)::float8, n.draining, \
+                        (SELECT count(*) FROM volumes v WHERE n.id = ANY(v.replicas)) \
+                 FROM nodes n ORDER BY n.id",
                 &[&dead_after],
             )
             .await
@@ -61,7 +67,8 @@ impl Cell {
                 "SELECT v.state, cardinality(v.replicas), \
                         (SELECT count(*) FROM nodes n WHERE n.id = ANY(v.replicas) \
                            AND n.heartbeat > now() - make_interval(secs => $1)), \
-                        (SELECT count(*) FROM blocks b WHERE b.volume = v.id) \
+                        (SELECT count(*) FROM blocks b WHERE b.volume = v.id), \
+                        (SELECT count(*) FROM nodes n WHERE n.id = ANY(v.replicas) AND n.draining) \
                  FROM volumes v",
                 &[&dead_after],
             )
@@ -75,13 +82,15 @@ impl Cell {
                     addr: r.get(1),
                     up: r.get(2),
                     silent_secs: r.get(3),
+                    draining: r.get(4),
+                    volumes: r.get::<_, i64>(5) as u64,
                 })
                 .collect(),
             ..CellStatus::default()
         };
         for row in volumes {
-            let (state, copies, up, blocks): (String, i32, i64, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let (state, copies, up, blocks, draining): (String, i32, i64, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
             let blocks = blocks as u64;
             if state == "open" {
                 status.volumes_open += 1;
@@ -96,7 +105,7 @@ impl Cell {
             } else {
                 status.blocks_redundant += blocks;
             }
-            if up < i64::from(copies) {
+            if up < i64::from(copies) || draining > 0 {
                 status.volumes_to_repair += 1;
             }
         }
