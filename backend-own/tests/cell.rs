@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pouch_backend::conformance::{Capabilities, noise, run_all};
-use pouch_backend::{Backend, Block, BlockId};
+use pouch_backend::{Backend, Block, BlockId, Seq};
 use pouch_backend_own::cell::{Cell, CellOptions};
 
 /// The `pouch-store` binary this package's build made.
@@ -272,6 +272,71 @@ async fn repair_rebuilds_the_copies_a_dead_node_held() {
     for (block, want) in blocks.iter().zip(&raw) {
         assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_verifier_finds_a_block_a_journal_names_that_the_index_lacks() {
+    use pouch_journal::commit::{COMMIT_VERSION, Change, Commit};
+    use pouch_journal::node::{BlockRef, Node};
+
+    let (_pg, _dir, _nodes, front) = cell(3).await;
+    let ns = front.namespace("default").await.unwrap();
+    let stored: Vec<Block> = (0..3)
+        .map(|i| Block::encode(noise(300 + i, 4_000)))
+        .collect();
+    ns.put_blocks(stored.clone()).await.unwrap();
+    let never_put = Block::encode(noise(399, 4_000));
+    let entry = |path: &str, blocks: &[&Block]| {
+        Commit {
+            v: COMMIT_VERSION,
+            device: "verifier-test".into(),
+            time: Some(1_800_000_000),
+            changes: vec![Change {
+                path: path.into(),
+                node: Some(Node::File {
+                    size: 4_000 * blocks.len() as u64,
+                    mtime_ns: 0,
+                    exec: false,
+                    mode: None,
+                    blocks: blocks
+                        .iter()
+                        .map(|b| BlockRef {
+                            id: b.id(),
+                            len: 4_000,
+                        })
+                        .collect(),
+                }),
+            }],
+            moved_to: None,
+            missing: Vec::new(),
+            retention: None,
+        }
+        .encode()
+    };
+    ns.append(Seq::ZERO.next(), entry("a.bin", &[&stored[0], &stored[1]]))
+        .await
+        .unwrap();
+    let clean = front.verify_once().await.unwrap().unwrap();
+    assert_eq!(
+        (clean.journal_blocks_checked, clean.journal_blocks_missing),
+        (2, 0),
+        "{clean:?}"
+    );
+
+    // An entry naming a block the cell never indexed (lost, or a device's
+    // bug) is found, and `cell verify` fails.
+    ns.append(
+        Seq::ZERO.next().next(),
+        entry("b.bin", &[&stored[2], &never_put]),
+    )
+    .await
+    .unwrap();
+    let found = front.verify_once().await.unwrap().unwrap();
+    assert_eq!(
+        (found.journal_blocks_checked, found.journal_blocks_missing),
+        (4, 1),
+        "{found:?}"
+    );
 }
 
 /// `pouch-store cell drain` of `node`, with its output.

@@ -139,9 +139,11 @@ enum CellCommand {
         node: i64,
     },
     /// Run one verification pass now (front ends run one every ten
-    /// minutes): every block's every live copy is read and checked, and a
-    /// missing or damaged copy is written again from an intact one. The
-    /// cell's secret is read from POUCH_CELL_TOKEN.
+    /// minutes): every block's every live copy is read and checked, a
+    /// missing or damaged copy is written again from an intact one, and
+    /// every block the namespaces' journals name is looked up in the index.
+    /// Exits 1 if anything could not be mended. The cell's secret is read
+    /// from POUCH_CELL_TOKEN.
     Verify {
         /// The cell's database, a PostgreSQL URL or connection string.
         #[arg(long, value_name = "URL")]
@@ -387,7 +389,10 @@ fn cell_verify(db: &str, node_timeout: u64) -> anyhow::Result<ExitCode> {
         match cell.verify_once().await? {
             Some(report) => {
                 println!("{}", serde_json::to_string_pretty(&report)?);
-                if report.copies_unrepairable > 0 {
+                if report.copies_unrepairable > 0
+                    || report.journal_blocks_missing > 0
+                    || report.journals_unreadable > 0
+                {
                     return Ok(ExitCode::from(1));
                 }
             }

@@ -3,11 +3,18 @@
 //! (its record's header names it, its bytes hash to it). A copy that is
 //! missing (a volume file deleted, a node's disk replaced) or damaged (a
 //! flipped byte) is written again from an intact one, at the same offset.
-//! Copies on dead nodes are the repair's business, not this.
+//! Copies on dead nodes are the repair's business, not this. Then every
+//! block the namespaces' journals name (every version their retention
+//! keeps) is looked up in the index: one missing there was lost by the
+//! cell itself (a put is acknowledged only once indexed, and blocks go
+//! before the entries naming them), and is reported, for the devices that
+//! still have the file send its blocks again at their next check.
 //!
 //! One verifier at a time, through a transaction-scoped advisory lock.
 
-use pouch_backend::{BlockId, Result};
+use std::sync::Arc;
+
+use pouch_backend::{Backend, BlockId, Result};
 
 use super::backend::{Cell, parse_record};
 use super::db;
@@ -26,7 +33,17 @@ pub struct VerifyReport {
     pub copies_repaired: u64,
     /// Copies found missing or damaged with no intact copy to take from.
     pub copies_unrepairable: u64,
+    /// Blocks the namespaces' journals name, looked up in the index.
+    pub journal_blocks_checked: u64,
+    /// Of those, blocks the index lacks.
+    pub journal_blocks_missing: u64,
+    /// Namespaces whose journal could not be read whole (an entry of a
+    /// newer format, a damaged one): what they name is not all checked.
+    pub journals_unreadable: u64,
 }
+
+/// Block ids looked up in the index at once.
+const LOOKUP_BATCH: usize = 1000;
 
 impl Cell {
     /// Runs a verification pass every `every` (on the current tokio
@@ -39,11 +56,11 @@ impl Cell {
 
     /// One verification pass over the whole cell, if no other verifier
     /// runs one (`None` then).
-    pub async fn verify_once(&self) -> Result<Option<VerifyReport>> {
+    pub async fn verify_once(self: &Arc<Self>) -> Result<Option<VerifyReport>> {
         self.under_lock(VERIFIER_LOCK, self.verify_pass()).await
     }
 
-    async fn verify_pass(&self) -> Result<VerifyReport> {
+    async fn verify_pass(self: &Arc<Self>) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         let live = self.live_nodes().await?;
         let volumes = {
@@ -116,6 +133,53 @@ impl Cell {
                 }
             }
         }
+        self.check_journals(&mut report).await?;
         Ok(report)
+    }
+
+    /// Looks up every block each namespace's journal names in the index.
+    async fn check_journals(self: &Arc<Self>, report: &mut VerifyReport) -> Result<()> {
+        let names: Vec<String> = {
+            let client = db::client(&self.pool).await?;
+            client
+                .query("SELECT name FROM namespaces ORDER BY name", &[])
+                .await
+                .map_err(db::error("listing the namespaces"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for name in names {
+            let ns = self.namespace(&name).await?;
+            let mut fold = pouch_journal::gc::Fold::default();
+            match fold.read(&ns).await {
+                Ok(_) => {}
+                Err(pouch_journal::Error::Backend(e)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(namespace = %name, "its journal cannot be read whole: {e}");
+                    report.journals_unreadable += 1;
+                    continue;
+                }
+            }
+            if !fold.unreadable.is_empty() {
+                tracing::error!(namespace = %name, entries = ?fold.unreadable, "journal entries cannot be read");
+                report.journals_unreadable += 1;
+            }
+            let ids: Vec<BlockId> = fold.live(now).blocks.into_keys().collect();
+            for batch in ids.chunks(LOOKUP_BATCH) {
+                let indexed = ns.has_blocks(batch).await?;
+                for (id, indexed) in batch.iter().zip(indexed) {
+                    report.journal_blocks_checked += 1;
+                    if !indexed {
+                        tracing::error!(namespace = %name, %id, "a block the journal names is not in the index");
+                        report.journal_blocks_missing += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
