@@ -339,6 +339,75 @@ async fn the_verifier_finds_a_block_a_journal_names_that_the_index_lacks() {
     );
 }
 
+/// A front end's `/metrics`, with the metrics token or without.
+async fn metrics(front: &cell::FrontEnd, with_token: bool) -> String {
+    pouch_backend::tls::install_provider();
+    let mut request = reqwest::Client::new().get(format!("{}/metrics", front.url));
+    if with_token {
+        request = request.bearer_auth(cell::METRICS_TOKEN);
+    }
+    request.send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_front_ends_metrics_show_the_cells_redundancy_and_its_repairs() {
+    let (pg, dir, mut nodes, front) = cell(4).await;
+    let served = cell::FrontEnd::start(
+        store(),
+        &pg.url(),
+        &dir.path().join("front"),
+        &[("default".into(), "a-namespace-token-0123456789".into())],
+    );
+    let ns = front.namespace("default").await.unwrap();
+    let blocks: Vec<Block> = (0..10)
+        .map(|i| Block::encode(noise(500 + i, 3_000)))
+        .collect();
+    ns.put_blocks(blocks).await.unwrap();
+    let page = metrics(&served, true).await;
+    for line in [
+        "pouch_store_cell_nodes_up 4",
+        "pouch_store_cell_blocks_redundant 10",
+    ] {
+        assert!(page.lines().any(|l| l == line), "{line} in {page}");
+    }
+    // Without the token: the counters, not the cell's figures.
+    let page = metrics(&served, false).await;
+    assert!(
+        page.contains("pouch_store_cell_repair_passes_total"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("pouch_store_cell_blocks_redundant"),
+        "{page}"
+    );
+
+    // A node holding the volume dies: the front end's own repair (every
+    // 5 s, once the node is silent for 10 s) rebuilds its copy, and says so.
+    let holding = nodes
+        .iter()
+        .position(|n| !files(&n.data.join("volumes")).is_empty())
+        .unwrap();
+    nodes[holding].kill();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let page = metrics(&served, true).await;
+        if page
+            .lines()
+            .any(|l| l == "pouch_store_cell_replicas_rebuilt_total 1")
+        {
+            for line in [
+                "pouch_store_cell_nodes_down 1",
+                "pouch_store_cell_blocks_redundant 10",
+            ] {
+                assert!(page.lines().any(|l| l == line), "{line} in {page}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "no repair in {page}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// `pouch-store cell drain` of `node`, with its output.
 fn drain(url: &str, node: &str) -> std::process::Output {
     std::process::Command::new(store())

@@ -9,6 +9,9 @@ use std::process::{Child, Command};
 
 /// The cell's secret between front ends and nodes, in tests.
 pub const TOKEN: &str = "cell-test-token-0123456789";
+/// The token front ends' `/metrics` wants before it shows the cell's
+/// redundancy.
+pub const METRICS_TOKEN: &str = "cell-metrics-token-0123456789";
 
 /// PostgreSQL's programs: Debian's, or whatever is on the PATH.
 fn pg_bin(name: &str) -> PathBuf {
@@ -213,7 +216,7 @@ impl FrontEnd {
     pub fn start(store_bin: &Path, db: &str, dir: &Path, namespaces: &[(String, String)]) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("front.toml");
-        let mut text = "data = \"unused\"\n".to_owned();
+        let mut text = format!("data = \"unused\"\nmetrics_token = \"{METRICS_TOKEN}\"\n");
         for (name, token) in namespaces {
             text.push_str(&format!("[namespaces.{name}]\ntoken = \"{token}\"\n"));
         }

@@ -56,6 +56,8 @@ pub struct Cell {
     token: String,
     pub(super) options: CellOptions,
     news: Arc<News>,
+    /// What this process's repair and verification passes found.
+    pub(super) findings: super::Findings,
 }
 
 impl std::fmt::Debug for Cell {
@@ -99,6 +101,7 @@ impl Cell {
             token,
             options,
             news,
+            findings: super::Findings::default(),
         }))
     }
 
@@ -116,6 +119,12 @@ impl Cell {
             cell: self.clone(),
             ns: name.to_owned(),
         })
+    }
+
+    /// What this process's repair and verification passes found, counted
+    /// since it started.
+    pub fn findings(&self) -> &super::Findings {
+        &self.findings
     }
 
     /// The nodes whose heartbeat is recent: (id, address).

@@ -10,6 +10,7 @@
 
 mod backend;
 pub mod db;
+mod findings;
 mod news;
 pub mod node;
 mod repair;
@@ -18,6 +19,7 @@ mod status;
 mod verify;
 
 pub use backend::{Cell, CellBackend, CellOptions};
+pub use findings::Findings;
 pub use repair::RepairReport;
 pub use status::{CellStatus, NodeStatus};
 pub use verify::VerifyReport;

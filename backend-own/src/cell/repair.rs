@@ -55,7 +55,13 @@ impl Cell {
 
     /// One repair pass, if no other coordinator runs one (`None` then).
     pub async fn repair_once(&self) -> Result<Option<RepairReport>> {
-        self.under_lock(COORDINATOR_LOCK, self.repair_pass()).await
+        let report = self
+            .under_lock(COORDINATOR_LOCK, self.repair_pass())
+            .await?;
+        if let Some(report) = &report {
+            self.findings.repaired(report);
+        }
+        Ok(report)
     }
 
     async fn repair_pass(&self) -> Result<RepairReport> {

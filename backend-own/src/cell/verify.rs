@@ -57,7 +57,11 @@ impl Cell {
     /// One verification pass over the whole cell, if no other verifier
     /// runs one (`None` then).
     pub async fn verify_once(self: &Arc<Self>) -> Result<Option<VerifyReport>> {
-        self.under_lock(VERIFIER_LOCK, self.verify_pass()).await
+        let report = self.under_lock(VERIFIER_LOCK, self.verify_pass()).await?;
+        if let Some(report) = &report {
+            self.findings.verified(report);
+        }
+        Ok(report)
     }
 
     async fn verify_pass(self: &Arc<Self>) -> Result<VerifyReport> {

@@ -1,6 +1,7 @@
-//! `/metrics` in Prometheus text format: request counters, plus each
-//! namespace's store figures (read at scrape time) for a caller with the
-//! metrics token.
+//! `/metrics` in Prometheus text format: request counters (and a cell
+//! front end's repair and verifier findings), plus each namespace's store
+//! figures and the cell's redundancy (read at scrape time) for a caller
+//! with the metrics token.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -96,8 +97,60 @@ pub(super) async fn serve(
         m.appends.load(Ordering::Relaxed),
     );
 
+    if let Some(cell) = &server.cell {
+        for (name, help, value) in cell.findings().counters() {
+            counter(&format!("cell_{name}"), help, value);
+        }
+    }
+
     if !server.may_see_namespaces(&headers) {
         return Ok(out);
+    }
+    if let Some(cell) = &server.cell {
+        // Read from the database at scrape time: only for the holder of
+        // the metrics token (it costs a look at every volume).
+        let status = cell
+            .status()
+            .await
+            .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+        let up = status.nodes.iter().filter(|n| n.up).count() as u64;
+        for (name, help, value) in [
+            (
+                "cell_nodes_up",
+                "Storage nodes with a recent heartbeat.",
+                up,
+            ),
+            (
+                "cell_nodes_down",
+                "Storage nodes silent past the timeout.",
+                status.nodes.len() as u64 - up,
+            ),
+            (
+                "cell_blocks_redundant",
+                "Blocks with every copy on a live node.",
+                status.blocks_redundant,
+            ),
+            (
+                "cell_blocks_degraded",
+                "Blocks with some copies on dead nodes.",
+                status.blocks_degraded,
+            ),
+            (
+                "cell_blocks_lost",
+                "Blocks with no copy on a live node.",
+                status.blocks_lost,
+            ),
+            (
+                "cell_volumes_to_repair",
+                "Volumes with a copy on a dead or draining node.",
+                status.volumes_to_repair,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP pouch_store_{name} {help}\n# TYPE pouch_store_{name} gauge\npouch_store_{name} {value}"
+            );
+        }
     }
     let gauges = [
         ("blocks", "Blocks stored."),

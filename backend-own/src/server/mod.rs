@@ -121,6 +121,8 @@ impl Served {
 /// The server's shared state.
 pub struct Server {
     namespaces: HashMap<String, Namespace>,
+    /// The cell this server is a front end of, if it is one.
+    cell: Option<Arc<crate::cell::Cell>>,
     metrics: Metrics,
     metrics_token: Option<String>,
     /// One permit per byte of request body in flight.
@@ -145,7 +147,7 @@ impl Server {
                 },
             );
         }
-        Ok(Self::serving(namespaces, config))
+        Ok(Self::serving(namespaces, None, config))
     }
 
     /// A front end of `cell`, serving the namespaces `config` names (its
@@ -165,12 +167,17 @@ impl Server {
                 },
             );
         }
-        Ok(Self::serving(namespaces, config))
+        Ok(Self::serving(namespaces, Some(cell.clone()), config))
     }
 
-    fn serving(namespaces: HashMap<String, Namespace>, config: &ServerConfig) -> Arc<Self> {
+    fn serving(
+        namespaces: HashMap<String, Namespace>,
+        cell: Option<Arc<crate::cell::Cell>>,
+        config: &ServerConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             namespaces,
+            cell,
             metrics: Metrics::default(),
             metrics_token: config.metrics_token.as_ref().map(|t| t.0.clone()),
             bodies: Semaphore::new(

@@ -1,0 +1,106 @@
+//! What this process's repair and verification passes found and did,
+//! counted since it started, for `/metrics` (each front end counts the
+//! passes it ran; the lease gives each pass to one of them).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{RepairReport, VerifyReport};
+
+/// Counters of the passes' findings.
+#[derive(Debug, Default)]
+pub struct Findings {
+    repair_passes: AtomicU64,
+    replicas_rebuilt: AtomicU64,
+    blocks_copied: AtomicU64,
+    volumes_lost: AtomicU64,
+    blocks_unreadable: AtomicU64,
+    verify_passes: AtomicU64,
+    copies_checked: AtomicU64,
+    copies_repaired: AtomicU64,
+    copies_unrepairable: AtomicU64,
+    journal_blocks_missing: AtomicU64,
+}
+
+impl Findings {
+    pub(super) fn repaired(&self, report: &RepairReport) {
+        for (counter, value) in [
+            (&self.repair_passes, 1),
+            (&self.replicas_rebuilt, report.replicas_rebuilt),
+            (&self.blocks_copied, report.blocks_copied),
+            (&self.volumes_lost, report.volumes_lost),
+            (&self.blocks_unreadable, report.blocks_unreadable),
+        ] {
+            counter.fetch_add(value, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn verified(&self, report: &VerifyReport) {
+        for (counter, value) in [
+            (&self.verify_passes, 1),
+            (&self.copies_checked, report.copies_checked),
+            (&self.copies_repaired, report.copies_repaired),
+            (&self.copies_unrepairable, report.copies_unrepairable),
+            (&self.journal_blocks_missing, report.journal_blocks_missing),
+        ] {
+            counter.fetch_add(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Every counter: its metric name (after `pouch_store_cell_`), help
+    /// text and value.
+    pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            (
+                "repair_passes_total",
+                "Repair passes run here.",
+                load(&self.repair_passes),
+            ),
+            (
+                "replicas_rebuilt_total",
+                "Volume copies made again on a live node by repair.",
+                load(&self.replicas_rebuilt),
+            ),
+            (
+                "repair_blocks_copied_total",
+                "Blocks copied by repair.",
+                load(&self.blocks_copied),
+            ),
+            (
+                "volumes_lost_total",
+                "Volumes repair found with no live copy (counted each pass).",
+                load(&self.volumes_lost),
+            ),
+            (
+                "repair_blocks_unreadable_total",
+                "Blocks no live copy gave back intact to repair.",
+                load(&self.blocks_unreadable),
+            ),
+            (
+                "verify_passes_total",
+                "Verification passes run here.",
+                load(&self.verify_passes),
+            ),
+            (
+                "copies_checked_total",
+                "Block copies read and checked by the verifier.",
+                load(&self.copies_checked),
+            ),
+            (
+                "copies_repaired_total",
+                "Missing or damaged copies the verifier wrote again.",
+                load(&self.copies_repaired),
+            ),
+            (
+                "copies_unrepairable_total",
+                "Missing or damaged copies with no intact one to take from.",
+                load(&self.copies_unrepairable),
+            ),
+            (
+                "journal_blocks_missing_total",
+                "Blocks a journal names that the index lacks (counted each pass).",
+                load(&self.journal_blocks_missing),
+            ),
+        ]
+    }
+}
