@@ -408,6 +408,29 @@ async fn a_front_ends_metrics_show_the_cells_redundancy_and_its_repairs() {
     }
 }
 
+#[test]
+fn a_node_on_every_interface_must_say_where_it_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(store())
+        .args([
+            "node",
+            "--db",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "--listen",
+            "0.0.0.0:0",
+            "--data",
+        ])
+        .arg(dir.path())
+        .env("POUCH_CELL_TOKEN", cell::TOKEN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass --advertise"),
+        "{out:?}"
+    );
+}
+
 /// `pouch-store cell drain` of `node`, with its output.
 fn drain(url: &str, node: &str) -> std::process::Output {
     std::process::Command::new(store())

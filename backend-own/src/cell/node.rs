@@ -56,6 +56,15 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    if options.advertise.is_none() && local.ip().is_unspecified() {
+        // "http://0.0.0.0:7900" in the nodes table would send every front
+        // end to its own machine.
+        anyhow::bail!(
+            "listening on {local} (every interface): pass --advertise http://HOST:PORT, \
+             the address front ends reach this node at"
+        );
+    }
     let pool = db::pool(&options.db_url)?;
     super::schema::check(&pool).await?;
     let volumes = options.data.join("volumes");
@@ -63,7 +72,7 @@ pub async fn run(
     let id = node_id(&options.data)?;
     let addr = match &options.advertise {
         Some(addr) => addr.clone(),
-        None => format!("http://{}", listener.local_addr()?),
+        None => format!("http://{local}"),
     };
     {
         let client = db::client(&pool).await?;
