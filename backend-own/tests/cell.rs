@@ -77,6 +77,13 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The indexes of the nodes that hold a volume file.
+fn holding(nodes: &[cell::Node]) -> Vec<usize> {
+    (0..nodes.len())
+        .filter(|&i| !files(&nodes[i].data.join("volumes")).is_empty())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_blocks_survive_a_killed_node_and_a_damaged_copy() {
     let (_pg, _dir, mut nodes, front) = cell(4).await;
@@ -90,9 +97,7 @@ async fn acknowledged_blocks_survive_a_killed_node_and_a_damaged_copy() {
         ns.put_blocks(batch.to_vec()).await.unwrap();
     }
     // Three copies: three of the four nodes hold the volume.
-    let holding: Vec<usize> = (0..nodes.len())
-        .filter(|&i| !files(&nodes[i].data.join("volumes")).is_empty())
-        .collect();
+    let holding = holding(&nodes);
     assert_eq!(holding.len(), 3, "{holding:?}");
 
     // A byte flipped in one copy: the read goes to another.
@@ -217,7 +222,7 @@ async fn repair_rebuilds_the_copies_a_dead_node_held() {
     let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
     ns.put_blocks(blocks.clone()).await.unwrap();
     let holds = |node: &cell::Node| !files(&node.data.join("volumes")).is_empty();
-    let holding: Vec<usize> = (0..nodes.len()).filter(|&i| holds(&nodes[i])).collect();
+    let holding = holding(&nodes);
     let spare = (0..nodes.len()).find(|i| !holding.contains(i)).unwrap();
     assert_eq!(
         front.repair_once().await.unwrap().unwrap().replicas_rebuilt,
@@ -383,10 +388,7 @@ async fn a_front_ends_metrics_show_the_cells_redundancy_and_its_repairs() {
 
     // A node holding the volume dies: the front end's own repair (every
     // 5 s, once the node is silent for 10 s) rebuilds its copy, and says so.
-    let holding = nodes
-        .iter()
-        .position(|n| !files(&n.data.join("volumes")).is_empty())
-        .unwrap();
+    let holding = holding(&nodes)[0];
     nodes[holding].kill();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -455,10 +457,7 @@ async fn a_drained_node_gives_its_copies_away_and_can_then_be_stopped() {
             .parse()
             .unwrap()
     };
-    let holding = nodes
-        .iter()
-        .position(|n| !files(&n.data.join("volumes")).is_empty())
-        .unwrap();
+    let holding = holding(&nodes)[0];
     let id = id_of(&nodes[holding]);
 
     let out = drain(&pg.url(), "12345");

@@ -115,10 +115,15 @@ impl Cell {
             )
             .await
             .map_err(db::error("making the namespace"))?;
-        Ok(CellBackend {
+        Ok(self.existing_namespace(name))
+    }
+
+    /// The namespace `name`, known to exist (listed from the database).
+    pub(super) fn existing_namespace(self: &Arc<Self>, name: &str) -> CellBackend {
+        CellBackend {
             cell: self.clone(),
             ns: name.to_owned(),
-        })
+        }
     }
 
     /// What this process's repair and verification passes found, counted
@@ -129,30 +134,42 @@ impl Cell {
 
     /// The nodes whose heartbeat is recent: (id, address).
     pub async fn live_nodes(&self) -> Result<Vec<(i64, String)>> {
-        let client = db::client(&self.pool).await?;
-        let rows = client
-            .query(
-                "SELECT id, addr FROM nodes WHERE heartbeat > now() - make_interval(secs => $1) ORDER BY id",
-                &[&self.options.dead_after.as_secs_f64()],
-            )
-            .await
-            .map_err(db::error("listing the nodes"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(self
+            .heard_from()
+            .await?
+            .into_iter()
+            .map(|(id, addr, _)| (id, addr))
+            .collect())
     }
 
     /// The live nodes that take new copies (not being drained), by id,
     /// with their addresses.
     pub async fn writable_nodes(&self) -> Result<Vec<(i64, String)>> {
+        Ok(self
+            .heard_from()
+            .await?
+            .into_iter()
+            .filter(|(_, _, draining)| !draining)
+            .map(|(id, addr, _)| (id, addr))
+            .collect())
+    }
+
+    /// The nodes whose heartbeat is recent: (id, address, whether it is
+    /// being drained).
+    pub(super) async fn heard_from(&self) -> Result<Vec<(i64, String, bool)>> {
         let client = db::client(&self.pool).await?;
         let rows = client
             .query(
-                "SELECT id, addr FROM nodes \
-                 WHERE heartbeat > now() - make_interval(secs => $1) AND NOT draining ORDER BY id",
+                "SELECT id, addr, draining FROM nodes \
+                 WHERE heartbeat > now() - make_interval(secs => $1) ORDER BY id",
                 &[&self.options.dead_after.as_secs_f64()],
             )
             .await
             .map_err(db::error("listing the nodes"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     /// Drains the node `id`: it takes no new copies, its open volumes are

@@ -66,17 +66,20 @@ impl Cell {
 
     async fn repair_pass(&self) -> Result<RepairReport> {
         let mut report = RepairReport::default();
-        let live: Vec<(i64, String)> = self.live_nodes().await?;
+        let live = self.heard_from().await?;
         // Copies go to live nodes not being drained; a draining node's
         // copies move like a dead node's, and it still serves as a source.
-        let writable: Vec<i64> = self
-            .writable_nodes()
-            .await?
-            .into_iter()
-            .map(|(id, _)| id)
+        let writable: Vec<i64> = live
+            .iter()
+            .filter(|(_, _, draining)| !draining)
+            .map(|(id, _, _)| *id)
             .collect();
         let stays = |id: &i64| writable.contains(id);
-        let addr_of = |id: &i64| live.iter().find(|(l, _)| l == id).map(|(_, a)| a.clone());
+        let addr_of = |id: &i64| {
+            live.iter()
+                .find(|(l, _, _)| l == id)
+                .map(|(_, a, _)| a.clone())
+        };
         let volumes = {
             let client = db::client(&self.pool).await?;
             client

@@ -153,11 +153,9 @@ impl Cell {
                 .map(|r| r.get(0))
                 .collect()
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = pouch_backend::gc::now_ms() / 1000;
         for name in names {
-            let ns = self.namespace(&name).await?;
+            let ns = self.existing_namespace(&name);
             let mut fold = pouch_journal::gc::Fold::default();
             match fold.read(&ns).await {
                 Ok(_) => {}
