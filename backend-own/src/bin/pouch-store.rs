@@ -39,6 +39,10 @@ enum Command {
         /// POUCH_CELL_TOKEN.
         #[arg(long, value_name = "URL", conflicts_with = "data")]
         db: Option<String>,
+        /// A cell's volumes are sealed (and then erasure-coded) at about
+        /// this size.
+        #[arg(long, value_name = "MIB", requires = "db", default_value_t = 1024)]
+        volume_mib: u64,
     },
     /// Read back every stored block and check its hash.
     Verify {
@@ -154,8 +158,9 @@ enum CellCommand {
         node_timeout: u64,
     },
     /// Run one repair pass now (front ends run one every few seconds):
-    /// copies on dead nodes are made again on live ones. The cell's secret
-    /// is read from POUCH_CELL_TOKEN.
+    /// copies and shards on dead nodes are made again on live ones, then
+    /// sealed volumes are erasure-coded (4 + 2 shards on six nodes, once
+    /// six take writes). The cell's secret is read from POUCH_CELL_TOKEN.
     Repair {
         /// The cell's database, a PostgreSQL URL or connection string.
         #[arg(long, value_name = "URL")]
@@ -180,7 +185,8 @@ fn main() -> ExitCode {
             data,
             listen,
             db,
-        } => serve(config, data, listen, db),
+            volume_mib,
+        } => serve(config, data, listen, db, volume_mib),
         Command::Verify { data } => verify(&data),
         Command::Rebuild { data } => rebuild(&data),
         Command::Compact { data, threshold } => compact(&data, threshold),
@@ -224,6 +230,7 @@ fn serve(
     data: Option<PathBuf>,
     listen: Option<String>,
     db: Option<String>,
+    volume_mib: u64,
 ) -> anyhow::Result<ExitCode> {
     let mut config = match config {
         Some(path) => ServerConfig::load(&path).map_err(anyhow::Error::msg)?,
@@ -254,7 +261,10 @@ fn serve(
                 let cell = pouch_backend_own::cell::Cell::connect(
                     &db,
                     token,
-                    pouch_backend_own::cell::CellOptions::default(),
+                    pouch_backend_own::cell::CellOptions {
+                        volume_size: volume_mib.max(1) << 20,
+                        ..Default::default()
+                    },
                 )
                 .await
                 .context("cannot reach the cell")?;
@@ -357,8 +367,17 @@ fn cell_status(db: &str, node_timeout: u64, json: bool) -> anyhow::Result<ExitCo
             );
         }
         println!(
-            "volumes: {} open, {} sealed, {} to repair",
-            status.volumes_open, status.volumes_sealed, status.volumes_to_repair
+            "volumes: {} open, {} sealed, {} coded, {} to repair",
+            status.volumes_open,
+            status.volumes_sealed,
+            status.volumes_coded,
+            status.volumes_to_repair
+        );
+        println!(
+            "bytes: {} written, {} on the nodes ({:.2}x)",
+            status.logical_bytes,
+            status.stored_bytes,
+            status.stored_bytes as f64 / status.logical_bytes.max(1) as f64
         );
         println!(
             "blocks: {} ({} fully redundant, {} degraded, {} lost)",

@@ -25,7 +25,7 @@ use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, S
 
 use super::db;
 use super::news::{CHANNEL, News};
-use super::node::node_error;
+use super::node::{Piece, node_error};
 
 /// How the cell places and keeps blocks.
 #[derive(Debug, Clone)]
@@ -194,7 +194,7 @@ impl Cell {
             .map_err(db::error("sealing a draining node's volumes"))?;
         let held: i64 = client
             .query_one(
-                "SELECT count(*) FROM volumes WHERE $1 = ANY(replicas)",
+                "SELECT count(*) FROM volumes WHERE $1 = ANY(replicas) OR $1 = ANY(shards)",
                 &[&id],
             )
             .await
@@ -224,6 +224,15 @@ impl Cell {
         let (volume, offset, replicas, generation): (i64, i64, Vec<i64>, i64) = match taken {
             Some(row) => (row.get(0), row.get(1), row.get(2), row.get(3)),
             None => {
+                // Volumes too full for this put are sealed: the coder
+                // codes them, and no later put looks at them again.
+                client
+                    .execute(
+                        "UPDATE volumes SET state = 'sealed' WHERE state = 'open' AND size + $1 > $2",
+                        &[&len, &cap],
+                    )
+                    .await
+                    .map_err(db::error("sealing full volumes"))?;
                 let live: Vec<i64> = self
                     .writable_nodes()
                     .await?
@@ -334,21 +343,21 @@ impl Cell {
         Ok(())
     }
 
-    fn url(addr: &str, volume: i64, offset: i64) -> String {
-        format!("{addr}/node/v1/volumes/{volume}/{offset}")
+    fn url(addr: &str, piece: Piece, offset: i64) -> String {
+        format!("{addr}/node/v1/{}/{offset}", piece.url_path())
     }
 
-    /// Writes `bytes` at `offset` of `volume` on the node at `addr`.
+    /// Writes `bytes` at `offset` of `piece` on the node at `addr`.
     pub(super) async fn write_to(
         &self,
         addr: &str,
-        volume: i64,
+        piece: impl Into<Piece>,
         offset: i64,
         bytes: Bytes,
     ) -> Result<()> {
         let response = self
             .http
-            .put(Self::url(addr, volume, offset))
+            .put(Self::url(addr, piece.into(), offset))
             .bearer_auth(&self.token)
             .body(bytes)
             .send()
@@ -360,17 +369,17 @@ impl Cell {
         Ok(())
     }
 
-    /// Reads `len` bytes at `offset` of `volume` from the node at `addr`.
+    /// Reads `len` bytes at `offset` of `piece` from the node at `addr`.
     pub(super) async fn read_from(
         &self,
         addr: &str,
-        volume: i64,
+        piece: impl Into<Piece>,
         offset: i64,
         len: i32,
     ) -> Result<Bytes> {
         let response = self
             .http
-            .get(format!("{}/{len}", Self::url(addr, volume, offset)))
+            .get(format!("{}/{len}", Self::url(addr, piece.into(), offset)))
             .bearer_auth(&self.token)
             .send()
             .await
@@ -383,6 +392,22 @@ impl Cell {
             return Err(node_error(format!("{addr} sent a short range")));
         }
         Ok(bytes)
+    }
+
+    /// Has the node at `addr` drop `piece` (a replica or shard no longer
+    /// named by the database).
+    pub(super) async fn drop_from(&self, addr: &str, piece: Piece) -> Result<()> {
+        let response = self
+            .http
+            .delete(format!("{addr}/node/v1/{}", piece.url_path()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(node_error)?;
+        if !response.status().is_success() {
+            return Err(node_error(format!("{addr} answered {}", response.status())));
+        }
+        Ok(())
     }
 }
 
@@ -556,14 +581,35 @@ impl CellBackend {
 
     /// Block `id` as stored (its codec and payload), verified.
     pub async fn get_block_encoded(&self, id: BlockId) -> Result<Block> {
+        match self.read_located(id).await {
+            Ok(block) => Ok(block),
+            // The volume may have been coded (its replicas dropped) or
+            // moved between the look-up and the reads: once more, from
+            // where it is now.
+            Err(Error::BlockNotFound(id)) => Err(Error::BlockNotFound(id)),
+            Err(e) => {
+                tracing::debug!(%id, "a read failed, looking the block up again: {e}");
+                self.read_located(id).await
+            }
+        }
+    }
+
+    async fn read_located(&self, id: BlockId) -> Result<Block> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT b.volume, b.\"offset\", b.length, \
-                        ARRAY(SELECT n.addr FROM nodes n WHERE n.id = ANY(v.replicas) ORDER BY n.heartbeat DESC) \
+                "SELECT b.volume, b.\"offset\", b.length, v.state, v.shard_size, \
+                        ARRAY(SELECT n.addr FROM nodes n WHERE n.id = ANY(v.replicas) ORDER BY n.heartbeat DESC), \
+                        ARRAY(SELECT CASE WHEN n.heartbeat > now() - make_interval(secs => $3) THEN n.addr ELSE '' END \
+                              FROM unnest(v.shards) WITH ORDINALITY AS s(node, i) \
+                              LEFT JOIN nodes n ON n.id = s.node ORDER BY s.i) \
                  FROM blocks b JOIN volumes v ON v.id = b.volume \
                  WHERE b.ns = $1 AND b.id = $2",
-                &[&self.ns, &id.as_bytes().as_slice()],
+                &[
+                    &self.ns,
+                    &id.as_bytes().as_slice(),
+                    &self.cell.options.dead_after.as_secs_f64(),
+                ],
             )
             .await
             .map_err(db::error("looking a block up"))?;
@@ -571,8 +617,33 @@ impl CellBackend {
         let Some(row) = row else {
             return Err(Error::BlockNotFound(id));
         };
-        let (volume, offset, len, addrs): (i64, i64, i32, Vec<String>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (volume, offset, len, state, shard_size, addrs): (
+            i64,
+            i64,
+            i32,
+            String,
+            i64,
+            Vec<String>,
+        ) = (
+            row.get(0),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get(5),
+        );
+        if state == "coded" {
+            let shards: Vec<Option<String>> = row.get(6);
+            let coded = super::shards::Coded {
+                volume,
+                shard_size: shard_size as u64,
+                addrs: shards
+                    .into_iter()
+                    .map(|a| a.filter(|a| !a.is_empty()))
+                    .collect(),
+            };
+            return self.cell.read_coded(&coded, id, offset, len).await;
+        }
         let mut last = node_error("the block's volume has no registered node");
         for addr in &addrs {
             let record = match self.cell.read_from(addr, volume, offset, len).await {

@@ -14,6 +14,8 @@ pub struct Findings {
     blocks_copied: AtomicU64,
     volumes_lost: AtomicU64,
     blocks_unreadable: AtomicU64,
+    shards_rebuilt: AtomicU64,
+    volumes_coded: AtomicU64,
     verify_passes: AtomicU64,
     copies_checked: AtomicU64,
     copies_repaired: AtomicU64,
@@ -29,6 +31,8 @@ impl Findings {
             (&self.blocks_copied, report.blocks_copied),
             (&self.volumes_lost, report.volumes_lost),
             (&self.blocks_unreadable, report.blocks_unreadable),
+            (&self.shards_rebuilt, report.shards_rebuilt),
+            (&self.volumes_coded, report.volumes_coded),
         ] {
             counter.fetch_add(value, Ordering::Relaxed);
         }
@@ -75,6 +79,16 @@ impl Findings {
                 "repair_blocks_unreadable_total",
                 "Blocks no live copy gave back intact to repair.",
                 load(&self.blocks_unreadable),
+            ),
+            (
+                "shards_rebuilt_total",
+                "Shards of coded volumes rebuilt on a live node by repair.",
+                load(&self.shards_rebuilt),
+            ),
+            (
+                "volumes_coded_total",
+                "Sealed volumes erasure-coded into shards, their replicas dropped.",
+                load(&self.volumes_coded),
             ),
             (
                 "verify_passes_total",

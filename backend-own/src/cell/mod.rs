@@ -9,12 +9,15 @@
 //! consensus of our own.
 
 mod backend;
+mod coder;
+pub mod coding;
 pub mod db;
 mod findings;
 mod news;
 pub mod node;
 mod repair;
 pub mod schema;
+mod shards;
 mod status;
 mod verify;
 

@@ -5,8 +5,12 @@
 //! durable before it answers.
 //!
 //! ```text
-//! PUT /node/v1/volumes/{volume}/{offset}          bytes, written and fsynced   204
-//! GET /node/v1/volumes/{volume}/{offset}/{len}    exactly those bytes          200 / 404
+//! PUT    /node/v1/volumes/{volume}/{offset}                 bytes, written and fsynced   204
+//! GET    /node/v1/volumes/{volume}/{offset}/{len}           exactly those bytes          200 / 404
+//! DELETE /node/v1/volumes/{volume}                          the replica dropped          204
+//! PUT    /node/v1/shards/{volume}/{index}/{offset}          (the same, for a shard of a coded volume)
+//! GET    /node/v1/shards/{volume}/{index}/{offset}/{len}
+//! DELETE /node/v1/shards/{volume}/{index}
 //! ```
 //!
 //! Both need `Authorization: Bearer` with the cell's token. The node
@@ -47,7 +51,47 @@ pub struct NodeOptions {
 
 struct Node {
     volumes: PathBuf,
+    shards: PathBuf,
     token: String,
+}
+
+/// A file a node holds: a volume's replica, or one shard of a coded
+/// volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// A full copy of volume `.0`.
+    Replica(i64),
+    /// Shard `.1` of coded volume `.0`.
+    Shard(i64, usize),
+}
+
+/// A volume id alone names its replica.
+impl From<i64> for Piece {
+    fn from(volume: i64) -> Self {
+        Piece::Replica(volume)
+    }
+}
+
+impl Piece {
+    /// Its path in the node API, after `/node/v1/`.
+    pub fn url_path(self) -> String {
+        match self {
+            Piece::Replica(volume) => format!("volumes/{volume}"),
+            Piece::Shard(volume, index) => format!("shards/{volume}/{index}"),
+        }
+    }
+
+    fn file(self, node: &Node) -> Option<PathBuf> {
+        match self {
+            Piece::Replica(volume) if volume > 0 => {
+                Some(node.volumes.join(format!("{volume:016x}")))
+            }
+            Piece::Shard(volume, index) if volume > 0 && index < super::coding::SHARDS => {
+                Some(node.shards.join(format!("{volume:016x}.{index}")))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Runs a node on `listener` until `shutdown` completes.
@@ -69,6 +113,8 @@ pub async fn run(
     super::schema::check(&pool).await?;
     let volumes = options.data.join("volumes");
     std::fs::create_dir_all(&volumes)?;
+    let shards = options.data.join("shards");
+    std::fs::create_dir_all(&shards)?;
     let id = node_id(&options.data)?;
     let addr = match &options.advertise {
         Some(addr) => addr.clone(),
@@ -89,14 +135,61 @@ pub async fn run(
     let beat = tokio::spawn(heartbeat(pool, id, options.heartbeat));
     let node = Arc::new(Node {
         volumes,
+        shards,
         token: options.token,
     });
     let router = Router::new()
         .route(
-            "/node/v1/volumes/{volume}/{offset}",
-            axum::routing::put(write),
+            "/node/v1/volumes/{volume}",
+            axum::routing::delete(
+                |node: State<Arc<Node>>, UrlPath(volume): UrlPath<i64>| async move {
+                    remove(node, Piece::Replica(volume)).await
+                },
+            ),
         )
-        .route("/node/v1/volumes/{volume}/{offset}/{len}", get(read))
+        .route(
+            "/node/v1/volumes/{volume}/{offset}",
+            axum::routing::put(
+                |node: State<Arc<Node>>, UrlPath((volume, offset)): UrlPath<(i64, u64)>, body: Bytes| async move {
+                    write(node, Piece::Replica(volume), offset, body).await
+                },
+            ),
+        )
+        .route(
+            "/node/v1/volumes/{volume}/{offset}/{len}",
+            get(
+                |node: State<Arc<Node>>, UrlPath((volume, offset, len)): UrlPath<(i64, u64, usize)>| async move {
+                    read(node, Piece::Replica(volume), offset, len).await
+                },
+            ),
+        )
+        .route(
+            "/node/v1/shards/{volume}/{index}",
+            axum::routing::delete(
+                |node: State<Arc<Node>>, UrlPath((volume, index)): UrlPath<(i64, usize)>| async move {
+                    remove(node, Piece::Shard(volume, index)).await
+                },
+            ),
+        )
+        .route(
+            "/node/v1/shards/{volume}/{index}/{offset}",
+            axum::routing::put(
+                |node: State<Arc<Node>>,
+                 UrlPath((volume, index, offset)): UrlPath<(i64, usize, u64)>,
+                 body: Bytes| async move {
+                    write(node, Piece::Shard(volume, index), offset, body).await
+                },
+            ),
+        )
+        .route(
+            "/node/v1/shards/{volume}/{index}/{offset}/{len}",
+            get(
+                |node: State<Arc<Node>>,
+                 UrlPath((volume, index, offset, len)): UrlPath<(i64, usize, u64, usize)>| async move {
+                    read(node, Piece::Shard(volume, index), offset, len).await
+                },
+            ),
+        )
         .layer(middleware::from_fn_with_state(node.clone(), authorize))
         .layer(DefaultBodyLimit::max(crate::server::MAX_BODY + (1 << 20)))
         .with_state(node);
@@ -169,19 +262,11 @@ async fn authorize(
     }
 }
 
-fn volume_path(node: &Node, volume: i64) -> Option<PathBuf> {
-    (volume > 0).then(|| node.volumes.join(format!("{volume:016x}")))
-}
-
-async fn write(
-    State(node): State<Arc<Node>>,
-    UrlPath((volume, offset)): UrlPath<(i64, u64)>,
-    body: Bytes,
-) -> Response {
-    let Some(path) = volume_path(&node, volume) else {
+async fn write(State(node): State<Arc<Node>>, piece: Piece, offset: u64, body: Bytes) -> Response {
+    let Some(path) = piece.file(&node) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let volumes = node.volumes.clone();
+    let folder = path.parent().expect("a file in a folder").to_owned();
     let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let created = !path.exists();
         let file = std::fs::OpenOptions::new()
@@ -192,7 +277,7 @@ async fn write(
         file.write_all_at(&body, offset)?;
         file.sync_data()?;
         if created {
-            std::fs::File::open(&volumes)?.sync_all()?;
+            std::fs::File::open(&folder)?.sync_all()?;
         }
         Ok(())
     })
@@ -200,18 +285,15 @@ async fn write(
     match written {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => {
-            tracing::error!(volume, offset, "write failed: {e}");
+            tracing::error!(?piece, offset, "write failed: {e}");
             (StatusCode::INSUFFICIENT_STORAGE, e.to_string()).into_response()
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
-async fn read(
-    State(node): State<Arc<Node>>,
-    UrlPath((volume, offset, len)): UrlPath<(i64, u64, usize)>,
-) -> Response {
-    let Some(path) = volume_path(&node, volume) else {
+async fn read(State(node): State<Arc<Node>>, piece: Piece, offset: u64, len: usize) -> Response {
+    let Some(path) = piece.file(&node) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     if len > crate::server::MAX_BODY {
@@ -235,7 +317,29 @@ async fn read(
             StatusCode::NOT_FOUND.into_response()
         }
         Ok(Err(e)) => {
-            tracing::error!(volume, offset, "read failed: {e}");
+            tracing::error!(?piece, offset, "read failed: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Drops a replica or shard the cell no longer names (coded, or moved).
+/// Dropping one the node lacks is no error.
+async fn remove(State(node): State<Arc<Node>>, piece: Piece) -> Response {
+    let Some(path) = piece.file(&node) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
+        Ok(()) => std::fs::File::open(path.parent().expect("a file in a folder"))?.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    })
+    .await;
+    match removed {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(?piece, "remove failed: {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),

@@ -17,13 +17,19 @@ use bytes::{Bytes, BytesMut};
 use pouch_backend::{BlockId, Result};
 
 use super::backend::{Cell, parse_record};
+use super::coding::DATA_SHARDS;
 use super::db;
+use super::node::Piece;
+use super::shards::Coded;
 
 /// The advisory lock the repair coordinator holds.
 const COORDINATOR_LOCK: i64 = 7_021_106;
 
 /// Contiguous records copied in one write, at most.
 const COPY_BYTES: usize = 8 << 20;
+
+/// Bytes of a shard rebuilt at once (read from four others).
+const REBUILD_WINDOW: u64 = 4 << 20;
 
 /// What one repair pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -41,6 +47,19 @@ pub struct RepairReport {
     /// Replicas that wait for a live node to put them on (none was free,
     /// or the copy to it failed): the next pass tries again.
     pub replicas_waiting: u64,
+    /// Shards of coded volumes rebuilt on a live node.
+    pub shards_rebuilt: u64,
+    /// Bytes of shards rebuilt.
+    pub shard_bytes_rebuilt: u64,
+    /// Shards that wait for a live node that holds none of their volume's.
+    pub shards_waiting: u64,
+    /// Sealed volumes coded into shards (their replicas dropped).
+    pub volumes_coded: u64,
+    /// Their bytes.
+    pub bytes_coded: u64,
+    /// Sealed volumes whose coding failed or raced a put: the next pass
+    /// tries again.
+    pub volumes_waiting_to_code: u64,
 }
 
 impl Cell {
@@ -55,9 +74,12 @@ impl Cell {
 
     /// One repair pass, if no other coordinator runs one (`None` then).
     pub async fn repair_once(&self) -> Result<Option<RepairReport>> {
-        let report = self
-            .under_lock(COORDINATOR_LOCK, self.repair_pass())
-            .await?;
+        let pass = async {
+            let mut report = self.repair_pass().await?;
+            self.code_pass(&mut report).await?;
+            Ok(report)
+        };
+        let report = self.under_lock(COORDINATOR_LOCK, pass).await?;
         if let Some(report) = &report {
             self.findings.repaired(report);
         }
@@ -163,7 +185,119 @@ impl Cell {
                 }
             }
         }
+        self.repair_shards(&live, &writable, &mut report).await?;
         Ok(report)
+    }
+
+    /// Rebuilds the shards of coded volumes that sit on dead or draining
+    /// nodes, each on a live node holding no other shard of its volume,
+    /// window by window from four of the others.
+    async fn repair_shards(
+        &self,
+        live: &[(i64, String, bool)],
+        writable: &[i64],
+        report: &mut RepairReport,
+    ) -> Result<()> {
+        let addr_of = |id: &i64| {
+            live.iter()
+                .find(|(l, _, _)| l == id)
+                .map(|(_, a, _)| a.clone())
+        };
+        let volumes = {
+            let client = db::client(&self.pool).await?;
+            client
+                .query(
+                    "SELECT id, shards, shard_size, generation FROM volumes \
+                     WHERE state = 'coded' ORDER BY id",
+                    &[],
+                )
+                .await
+                .map_err(db::error("listing coded volumes"))?
+        };
+        for row in volumes {
+            let (volume, mut shards, shard_size, mut generation): (i64, Vec<i64>, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let leaving: Vec<usize> = (0..shards.len())
+                .filter(|i| !writable.contains(&shards[*i]))
+                .collect();
+            if leaving.is_empty() {
+                continue;
+            }
+            let mut coded = Coded {
+                volume,
+                shard_size: shard_size as u64,
+                addrs: shards.iter().map(addr_of).collect(),
+            };
+            if coded.addrs.iter().flatten().count() < DATA_SHARDS {
+                report.volumes_lost += 1;
+                continue;
+            }
+            let mut spare: Vec<i64> = writable
+                .iter()
+                .copied()
+                .filter(|id| !shards.contains(id))
+                .collect();
+            for index in leaving {
+                if spare.is_empty() {
+                    report.shards_waiting += 1;
+                    continue;
+                }
+                let target = super::backend::choose(&spare, 1)[0];
+                spare.retain(|id| *id != target);
+                let target_addr = addr_of(&target).expect("a live node");
+                if let Err(e) = self.rebuild_shard(&coded, index, &target_addr).await {
+                    tracing::warn!(
+                        volume,
+                        shard = index,
+                        to = target,
+                        "a shard rebuild failed: {e}"
+                    );
+                    report.shards_waiting += 1;
+                    continue;
+                }
+                let client = db::client(&self.pool).await?;
+                let moved = client
+                    .query_opt(
+                        "UPDATE volumes SET shards[$2] = $3, generation = generation + 1 \
+                         WHERE id = $1 AND generation = $4 RETURNING generation",
+                        &[&volume, &(index as i32 + 1), &target, &generation],
+                    )
+                    .await
+                    .map_err(db::error("recording a rebuilt shard"))?;
+                let Some(row) = moved else { break };
+                generation = row.get(0);
+                report.shards_rebuilt += 1;
+                report.shard_bytes_rebuilt += coded.shard_size;
+                tracing::info!(
+                    volume,
+                    shard = index,
+                    from = shards[index],
+                    to = target,
+                    "shard rebuilt"
+                );
+                // A draining node still answers: its copy goes.
+                if let Some(old) = coded.addrs[index].replace(target_addr) {
+                    let _ = self.drop_from(&old, Piece::Shard(volume, index)).await;
+                }
+                shards[index] = target;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes shard `index` of `coded` to the node at `target`, rebuilt
+    /// window by window from the others.
+    async fn rebuild_shard(&self, coded: &Coded, index: usize, target: &str) -> Result<()> {
+        let mut at = 0;
+        while at < coded.shard_size {
+            let len = REBUILD_WINDOW.min(coded.shard_size - at);
+            let mut all = self.rebuild_window(coded, at, len, &[index]).await?;
+            let window = Bytes::from(all.swap_remove(index));
+            self.write_to(target, Piece::Shard(coded.volume, index), at as i64, window)
+                .await?;
+            at += len;
+        }
+        Ok(())
     }
 
     /// Copies every indexed block of `volume` whose offset is not in
@@ -223,7 +357,7 @@ impl Cell {
     }
 
     /// Block `id`'s record from the first source with an intact copy.
-    async fn read_intact(
+    pub(super) async fn read_intact(
         &self,
         id: BlockId,
         volume: i64,

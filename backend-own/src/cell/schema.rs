@@ -10,7 +10,7 @@ use pouch_backend::Error;
 use super::db;
 
 /// The schema version this build reads and writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// The migrations, in order; migration `i` brings version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -67,6 +67,15 @@ const MIGRATIONS: &[&str] = &[
     // and repair moves theirs to other nodes.
     r#"
     ALTER TABLE nodes ADD COLUMN draining boolean NOT NULL DEFAULT false;
+    "#,
+    // 3: erasure-coded volumes. A sealed volume is coded into shards
+    // (`cell/coding.rs`); once they are written and verified its state
+    // becomes 'coded', `shards` names the node of each shard (data shards
+    // first, then parity), and `replicas` is emptied.
+    r#"
+    ALTER TABLE volumes ADD COLUMN shards bigint[] NOT NULL DEFAULT '{}';
+    ALTER TABLE volumes ADD COLUMN shard_size bigint NOT NULL DEFAULT 0;
+    CREATE INDEX volumes_sealed ON volumes (id) WHERE state = 'sealed';
     "#,
 ];
 

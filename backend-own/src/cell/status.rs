@@ -31,19 +31,26 @@ pub struct CellStatus {
     pub nodes: Vec<NodeStatus>,
     /// Volumes taking appends.
     pub volumes_open: u64,
-    /// Volumes full or sealed for repair.
+    /// Volumes full or sealed for repair, still replicated.
     pub volumes_sealed: u64,
+    /// Volumes erasure-coded into shards.
+    pub volumes_coded: u64,
+    /// Bytes of volumes (as written by puts, whether or not still indexed).
+    pub logical_bytes: u64,
+    /// Bytes the nodes hold for them: each replica, each shard.
+    pub stored_bytes: u64,
     /// Blocks indexed, in every namespace.
     pub blocks: u64,
-    /// Blocks whose volume has every copy on a live node.
+    /// Blocks whose volume has every copy (or shard) on a live node.
     pub blocks_redundant: u64,
-    /// Blocks whose volume lost some copies but not all: readable, to be
-    /// repaired.
+    /// Blocks whose volume lost some copies but not all (for a coded
+    /// volume: at most two shards): readable, to be repaired.
     pub blocks_degraded: u64,
-    /// Blocks whose volume has no copy on a live node.
+    /// Blocks whose volume has no copy on a live node (or, coded, fewer
+    /// than four shards).
     pub blocks_lost: u64,
-    /// Volumes with a copy on a dead node or a node being drained: the
-    /// repair backlog.
+    /// Volumes with a copy or shard on a dead node or a node being
+    /// drained: the repair backlog.
     pub volumes_to_repair: u64,
 }
 
@@ -56,7 +63,7 @@ impl Cell {
             .query(
                 "SELECT n.id, n.addr, n.heartbeat > now() - make_interval(secs => $1), \
                         extract(epoch FROM now() - n.heartbeat)::float8, n.draining, \
-                        (SELECT count(*) FROM volumes v WHERE n.id = ANY(v.replicas)) \
+                        (SELECT count(*) FROM volumes v WHERE n.id = ANY(v.replicas) OR n.id = ANY(v.shards)) \
                  FROM nodes n ORDER BY n.id",
                 &[&dead_after],
             )
@@ -64,11 +71,13 @@ impl Cell {
             .map_err(db::error("listing the nodes"))?;
         let volumes = client
             .query(
-                "SELECT v.state, cardinality(v.replicas), \
-                        (SELECT count(*) FROM nodes n WHERE n.id = ANY(v.replicas) \
-                           AND n.heartbeat > now() - make_interval(secs => $1)), \
+                "SELECT v.state, cardinality(v.replicas) + cardinality(v.shards), \
+                        (SELECT count(*) FROM unnest(v.replicas || v.shards) AS c(node) JOIN nodes n ON n.id = c.node \
+                           WHERE n.heartbeat > now() - make_interval(secs => $1)), \
                         (SELECT count(*) FROM blocks b WHERE b.volume = v.id), \
-                        (SELECT count(*) FROM nodes n WHERE n.id = ANY(v.replicas) AND n.draining) \
+                        (SELECT count(*) FROM unnest(v.replicas || v.shards) AS c(node) JOIN nodes n ON n.id = c.node \
+                           WHERE n.draining), \
+                        v.size, v.shard_size, cardinality(v.replicas), cardinality(v.shards) \
                  FROM volumes v",
                 &[&dead_after],
             )
@@ -91,14 +100,25 @@ impl Cell {
         for row in volumes {
             let (state, copies, up, blocks, draining): (String, i32, i64, i64, i64) =
                 (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            let (size, shard_size, replicas, shards): (i64, i64, i32, i32) =
+                (row.get(5), row.get(6), row.get(7), row.get(8));
             let blocks = blocks as u64;
-            if state == "open" {
-                status.volumes_open += 1;
+            status.logical_bytes += size as u64;
+            status.stored_bytes +=
+                (size * i64::from(replicas) + shard_size * i64::from(shards)) as u64;
+            // Shards beyond the data shards' count can be lost.
+            let needed = if state == "coded" {
+                super::coding::DATA_SHARDS as i64
             } else {
-                status.volumes_sealed += 1;
+                1
+            };
+            match state.as_str() {
+                "open" => status.volumes_open += 1,
+                "coded" => status.volumes_coded += 1,
+                _ => status.volumes_sealed += 1,
             }
             status.blocks += blocks;
-            if up == 0 {
+            if up < needed {
                 status.blocks_lost += blocks;
             } else if up < i64::from(copies) {
                 status.blocks_degraded += blocks;

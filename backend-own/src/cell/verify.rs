@@ -14,10 +14,14 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use pouch_backend::{Backend, BlockId, Result};
 
 use super::backend::{Cell, parse_record};
+use super::coding::{self, DATA_SHARDS, SHARDS};
 use super::db;
+use super::node::Piece;
+use super::shards::Coded;
 
 /// The advisory lock a verifier holds.
 const VERIFIER_LOCK: i64 = 7_021_107;
@@ -45,6 +49,39 @@ pub struct VerifyReport {
 /// Block ids looked up in the index at once.
 const LOOKUP_BATCH: usize = 1000;
 
+/// Bytes of each shard checked at once.
+const CHECK_WINDOW: u64 = 4 << 20;
+
+/// Whether the same window of shards `have` agree: `Some(None)` if they
+/// do (or are too few to tell), `Some(Some(i))` if they do once shard `i`
+/// is left out (with six, one damaged shard is found; with five, only
+/// that something is wrong), `None` if no one shard explains it.
+fn consistent_without(have: &[(usize, &[u8])]) -> Option<Option<usize>> {
+    let agree = |set: &[(usize, &[u8])]| -> bool {
+        match coding::every_shard(&set[..DATA_SHARDS.min(set.len())]) {
+            Ok(all) => set.iter().all(|(i, w)| all[*i].as_slice() == *w),
+            Err(_) => false,
+        }
+    };
+    if have.len() <= DATA_SHARDS || agree(have) {
+        return Some(None);
+    }
+    if have.len() < SHARDS {
+        return None;
+    }
+    (0..have.len())
+        .find(|skip| {
+            let rest: Vec<(usize, &[u8])> = have
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k != skip)
+                .map(|(_, w)| *w)
+                .collect();
+            agree(&rest)
+        })
+        .map(|skip| Some(have[skip].0))
+}
+
 impl Cell {
     /// Runs a verification pass every `every` (on the current tokio
     /// runtime) for as long as the process lives.
@@ -70,12 +107,33 @@ impl Cell {
         let volumes = {
             let client = db::client(&self.pool).await?;
             client
-                .query("SELECT id, replicas FROM volumes ORDER BY id", &[])
+                .query(
+                    "SELECT v.id, v.replicas, v.state, v.shards, v.shard_size, \
+                            (SELECT count(*) FROM blocks b WHERE b.volume = v.id) \
+                     FROM volumes v ORDER BY v.id",
+                    &[],
+                )
                 .await
                 .map_err(db::error("listing volumes"))?
         };
         for row in volumes {
-            let (volume, replicas): (i64, Vec<i64>) = (row.get(0), row.get(1));
+            let (volume, replicas, state): (i64, Vec<i64>, String) =
+                (row.get(0), row.get(1), row.get(2));
+            if state == "coded" {
+                let (shards, shard_size, blocks): (Vec<i64>, i64, i64) =
+                    (row.get(3), row.get(4), row.get(5));
+                let coded = Coded {
+                    volume,
+                    shard_size: shard_size as u64,
+                    addrs: shards
+                        .iter()
+                        .map(|s| live.iter().find(|(id, _)| id == s).map(|(_, a)| a.clone()))
+                        .collect(),
+                };
+                report.blocks += blocks as u64;
+                self.verify_coded(&coded, &mut report).await;
+                continue;
+            }
             let copies: Vec<&str> = replicas
                 .iter()
                 .filter_map(|r| live.iter().find(|(id, _)| id == r))
@@ -141,6 +199,82 @@ impl Cell {
         Ok(report)
     }
 
+    /// Checks every window of a coded volume's shards on live nodes: a
+    /// missing window (a shard file deleted) is rebuilt from the others; a
+    /// window whose six shards disagree (a flipped byte) is mended by
+    /// finding the one shard without which the other five agree.
+    async fn verify_coded(&self, coded: &Coded, report: &mut VerifyReport) {
+        let mut at = 0;
+        while at < coded.shard_size {
+            let len = CHECK_WINDOW.min(coded.shard_size - at);
+            let windows = self.shard_windows(coded, at, len, &[]).await;
+            let have: Vec<(usize, &[u8])> = windows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.as_deref().map(|w| (i, w)))
+                .collect();
+            report.copies_checked += have.len() as u64;
+            // Shards on live nodes that did not answer.
+            let missing: Vec<usize> = (0..SHARDS)
+                .filter(|i| coded.addrs[*i].is_some() && windows[*i].is_none())
+                .collect();
+            let mended = match consistent_without(&have) {
+                // All that answered agree (or too few to tell: four).
+                Some(None) => Ok(missing.clone()),
+                // One of them is damaged.
+                Some(Some(bad)) => {
+                    tracing::warn!(volume = coded.volume, shard = bad, at, "a damaged shard");
+                    Ok(missing.iter().copied().chain([bad]).collect())
+                }
+                None => Err(()),
+            };
+            match mended {
+                Ok(to_write) if !to_write.is_empty() => {
+                    let good: Vec<(usize, &[u8])> = have
+                        .iter()
+                        .filter(|(i, _)| !to_write.contains(i))
+                        .take(DATA_SHARDS)
+                        .copied()
+                        .collect();
+                    match coding::every_shard(&good) {
+                        Ok(all) => {
+                            for i in to_write {
+                                let addr = coded.addrs[i].as_deref().expect("a live node");
+                                let piece = Piece::Shard(coded.volume, i);
+                                let window = Bytes::from(all[i].clone());
+                                match self.write_to(addr, piece, at as i64, window).await {
+                                    Ok(()) => report.copies_repaired += 1,
+                                    Err(e) => {
+                                        tracing::warn!(
+                                            volume = coded.volume,
+                                            shard = i,
+                                            "not mended: {e}"
+                                        );
+                                        report.copies_unrepairable += 1;
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(volume = coded.volume, at, "cannot rebuild: {e}");
+                            report.copies_unrepairable += missing.len() as u64;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(()) => {
+                    tracing::error!(
+                        volume = coded.volume,
+                        at,
+                        "its shards disagree and no one shard is to blame"
+                    );
+                    report.copies_unrepairable += 1;
+                }
+            }
+            at += len;
+        }
+    }
+
     /// Looks up every block each namespace's journal names in the index.
     async fn check_journals(self: &Arc<Self>, report: &mut VerifyReport) -> Result<()> {
         let names: Vec<String> = {
@@ -183,5 +317,38 @@ impl Cell {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_damaged_shard_of_six_is_found_and_of_five_only_noticed() {
+        let data: Vec<Vec<u8>> = (0..DATA_SHARDS as u8)
+            .map(|i| (0..256u32).map(|b| (b as u8).wrapping_mul(i + 3)).collect())
+            .collect();
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let mut shards: Vec<Vec<u8>> = data.clone();
+        shards.extend(coding::parity(&refs).unwrap());
+        let have: Vec<(usize, &[u8])> = shards.iter().map(Vec::as_slice).enumerate().collect();
+        assert_eq!(consistent_without(&have), Some(None));
+        for bad in 0..SHARDS {
+            let mut damaged = shards.clone();
+            damaged[bad][100] ^= 1;
+            let have: Vec<(usize, &[u8])> = damaged.iter().map(Vec::as_slice).enumerate().collect();
+            assert_eq!(consistent_without(&have), Some(Some(bad)), "shard {bad}");
+            let five: Vec<(usize, &[u8])> = have
+                .iter()
+                .copied()
+                .filter(|(i, _)| *i != (bad + 1) % SHARDS)
+                .collect();
+            assert_eq!(
+                consistent_without(&five),
+                None,
+                "five with shard {bad} damaged"
+            );
+        }
     }
 }
