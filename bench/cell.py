@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The pouch-store cell beside a single-node pouch-store, same machine, same
 run: 1 MiB block put and get throughput and p50/p99 through one front end
-(PostgreSQL, six storage nodes, every block on three of them) and through
-`pouch-store serve --data`; reads with two nodes killed (degraded); and the
-repair rate once a killed node is declared dead (MiB/s rebuilt).
+(PostgreSQL, eight storage nodes; open volumes on three of them, sealed ones
+at 32 MiB and erasure-coded 4 + 2 on six) and through `pouch-store serve
+--data`; bytes on the nodes per byte coded; reads with two nodes holding
+shards killed (degraded reads); and the repair rate once they are declared
+dead (MiB/s of shards rebuilt).
 
 Usage: bench/cell.py [BLOCKS]   (default 200 blocks of 1 MiB; installs its
                                  Python packages with pip; builds
@@ -17,6 +19,7 @@ the index in PostgreSQL), not a cell's throughput on many machines.
 """
 
 import glob
+import json
 import os
 import shutil
 import struct
@@ -32,6 +35,8 @@ ROOT = base.ROOT
 STORE = os.path.join(ROOT, "target/release/pouch-store")
 TOKEN = base.TOKEN
 CELL_TOKEN = "bench-cell-token-0123456789"
+NODES = 8
+VOLUME_MIB = 32
 
 
 def as_postgres(cmd):
@@ -83,12 +88,13 @@ def main():
     try:
         subprocess.check_call([STORE, "cell", "init", "--db", url], stdout=subprocess.DEVNULL)
         nodes = []
-        for i in range(6):
+        for i in range(NODES):
             proc, _ = spawn(["node", "--db", url, "--listen", "127.0.0.1:0", "--data",
                              os.path.join(work, f"node-{i}")], {"POUCH_CELL_TOKEN": CELL_TOKEN})
             nodes.append(proc)
             procs.append(proc)
-        front, front_addr = spawn(["serve", "--db", url, "--listen", "127.0.0.1:0"],
+        front, front_addr = spawn(["serve", "--db", url, "--listen", "127.0.0.1:0",
+                                   "--volume-mib", str(VOLUME_MIB)],
                                   {"POUCH_CELL_TOKEN": CELL_TOKEN, "POUCH_STORE_TOKEN": TOKEN})
         procs.append(front)
         single, single_addr = spawn(["serve", "--data", os.path.join(work, "single"),
@@ -125,34 +131,64 @@ def main():
                          base.percentile(lat, 0.99) * 1e3))
 
         row("single-node pouch-store, put", put(single_addr))
-        row("cell (3 copies), put", put(front_addr))
+        row("cell (3 copies, then coded), put", put(front_addr))
+        env = dict(os.environ, POUCH_CELL_TOKEN=CELL_TOKEN, POUCH_STORE_LOG="warn")
+
+        def status():
+            out = subprocess.check_output([STORE, "cell", "status", "--db", url, "--json"],
+                                          env=env, text=True)
+            return json.loads(out)
+
+        # The front end's repair pass codes the sealed volumes (every 5 s).
+        deadline = time.time() + 300
+        while status()["volumes_sealed"] > 0:
+            if time.time() > deadline:
+                sys.exit(f"the sealed volumes were never coded: {status()}")
+            time.sleep(1)
+        now = status()
+
+        def on_disk(folder):
+            return sum(os.path.getsize(p) for i in range(NODES)
+                       for p in glob.glob(os.path.join(work, f"node-{i}", folder, "*")))
+        open_bytes = on_disk("volumes") / 3
+        coded_bytes = now["logical_bytes"] - open_bytes
+        shard_bytes = on_disk("shards")
+
         row("single-node pouch-store, get", get(single_addr))
-        row("cell, get", get(front_addr))
-        # Two nodes holding copies die: reads go to what is left.
-        holding = [i for i in range(6)
-                   if glob.glob(os.path.join(work, f"node-{i}", "volumes", "*"))]
+        row("cell, get (coded volumes: from a data shard)", get(front_addr))
+        # Two nodes holding shards die: blocks whose data shard was there
+        # are rebuilt from four others.
+        holding = [i for i in range(NODES)
+                   if glob.glob(os.path.join(work, f"node-{i}", "shards", "*"))]
         for i in holding[:2]:
             nodes[i].kill()
             nodes[i].wait()
-        row("cell, get with two nodes killed", get(front_addr))
-        stored = sum(os.path.getsize(p) for i in range(6)
-                     for p in glob.glob(os.path.join(work, f"node-{i}", "volumes", "*")))
+        row("cell, get with two shard holders killed", get(front_addr))
 
         time.sleep(3)  # past the repair's node timeout below
-        env = dict(os.environ, POUCH_CELL_TOKEN=CELL_TOKEN, POUCH_STORE_LOG="warn")
-        start = time.perf_counter()
-        out = subprocess.check_output([STORE, "cell", "repair", "--db", url, "--node-timeout", "2"],
-                                      env=env, text=True)
-        seconds = time.perf_counter() - start
-        copied = int(out.split('"bytes_copied":')[1].split(",")[0])
+        while True:
+            start = time.perf_counter()
+            out = subprocess.check_output([STORE, "cell", "repair", "--db", url,
+                                           "--node-timeout", "2"], env=env, text=True)
+            seconds = time.perf_counter() - start
+            if out.startswith("{"):
+                break
+            time.sleep(0.5)  # the front end's own pass held the lease
+        report = json.loads(out)
+        rebuilt = report["shard_bytes_rebuilt"] + report["bytes_copied"]
 
-        print(f"{count} blocks of 1 MiB, one sequential client")
-        print(f"{'what':40} {'MiB/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"{count} blocks of 1 MiB, one sequential client, {NODES} nodes, "
+              f"volumes sealed at {VOLUME_MIB} MiB")
+        print(f"{'what':48} {'MiB/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
         for what, mib_s, p50, p99 in rows:
-            print(f"{what:40} {mib_s:8.1f} {p50:8.2f} {p99:8.2f}")
-        print(f"bytes on the nodes for {count} MiB written: {stored / (count << 20):.2f}x")
-        print(f"repair: {copied / (1 << 20):.1f} MiB rebuilt in {seconds:.2f} s "
-              f"({copied / (1 << 20) / seconds:.1f} MiB/s)")
+            print(f"{what:48} {mib_s:8.1f} {p50:8.2f} {p99:8.2f}")
+        print(f"coded volumes: {now['volumes_coded']}, {coded_bytes / (1 << 20):.1f} MiB "
+              f"in {shard_bytes / (1 << 20):.1f} MiB of shards: "
+              f"{shard_bytes / max(coded_bytes, 1):.3f}x on disk")
+        print(f"all volumes: {now['stored_bytes'] / max(now['logical_bytes'], 1):.3f}x on disk "
+              f"(the open volume has three copies)")
+        print(f"repair: {report['shards_rebuilt']} shards, {rebuilt / (1 << 20):.1f} MiB rebuilt "
+              f"in {seconds:.2f} s ({rebuilt / (1 << 20) / seconds:.1f} MiB/s)")
     finally:
         for proc in procs:
             proc.kill()

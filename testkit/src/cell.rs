@@ -128,6 +128,124 @@ impl Postgres {
         );
     }
 
+    /// Starts a streaming replica of this server on a port of its own
+    /// (`pg_basebackup -R`), and makes replication synchronous: a commit
+    /// is acknowledged once the replica has it.
+    pub fn start_standby(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if running_as_root() {
+            let status = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = dir.path().join("data");
+        let out = pg_command("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "pouch",
+                "-R",
+                "-X",
+                "stream",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            dir.path().display()
+        );
+        let out = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "-w", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start (standby) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+        self.psql("SELECT pg_reload_conf()");
+        // Until the standby streams, a synchronous commit would wait.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.psql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'") != "1"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby never streamed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self { dir, port }
+    }
+
+    /// Runs `sql` with psql and returns its output, trimmed.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = pg_command("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "pouch",
+                "-d",
+                "postgres",
+                "-tAc",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Stops it as a crash would (`pg_ctl stop -m immediate`).
+    pub fn crash(&self) {
+        let _ = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote`), once it accepts
+    /// writes.
+    pub fn promote(&self) {
+        let out = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-w", "promote"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl promote failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The URL of database `postgres`.
     pub fn url(&self) -> String {
         format!(

@@ -270,6 +270,7 @@ fn serve(
                 .context("cannot reach the cell")?;
                 cell.start_repairs(std::time::Duration::from_secs(5));
                 cell.start_verifier(std::time::Duration::from_secs(600));
+                cell.start_compaction(std::time::Duration::from_secs(300));
                 Server::open_cell(&cell, &config)
                     .await
                     .context("cannot open the cell's namespaces")?

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pouch_backend::gc::{GcLease, LeaseRequest, StoredBlock, SweepReport};
 use pouch_backend::{Backend, Block, BlockId, Error, JournalEntry, Result, Seq, Snapshot, StoreId};
 
 use super::db;
@@ -427,12 +428,12 @@ pub(super) fn choose(ids: &[i64], count: usize) -> Vec<i64> {
 
 /// One namespace of a cell.
 pub struct CellBackend {
-    cell: Arc<Cell>,
-    ns: String,
+    pub(super) cell: Arc<Cell>,
+    pub(super) ns: String,
 }
 
 impl CellBackend {
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object> {
         db::client(&self.cell.pool).await
     }
 
@@ -474,7 +475,18 @@ impl CellBackend {
         if new.is_empty() {
             return Ok(());
         }
-        let pieces = crate::wire::block_pieces(&new);
+        self.write_and_index(&new, None).await
+    }
+
+    /// Writes `new` into an open volume on every replica and indexes them
+    /// there; or, with `moving_from`, points their index rows (if still in
+    /// that volume) at the new copies instead (compaction).
+    pub(super) async fn write_and_index(
+        &self,
+        new: &[Block],
+        moving_from: Option<i64>,
+    ) -> Result<()> {
+        let pieces = crate::wire::block_pieces(new);
         let records: Vec<(BlockId, i64, i32)> = {
             let mut at = 0i64;
             new.iter()
@@ -505,7 +517,7 @@ impl CellBackend {
                 .map(|((id, _), _)| *id)
                 .collect();
             if failed.is_empty() && placement.replicas.len() == self.cell.options.replicas {
-                if self.index(&placement, &records).await? {
+                if self.index(&placement, &records, moving_from).await? {
                     return Ok(());
                 }
                 // Repair moved the volume meanwhile: a new replica may lack
@@ -541,7 +553,12 @@ impl CellBackend {
     /// row is share-locked meanwhile, so a repair that changes its
     /// replicas either waits for this and then finds these blocks when it
     /// lists the volume again, or comes first and this sees it.
-    async fn index(&self, placement: &Placement, records: &[(BlockId, i64, i32)]) -> Result<bool> {
+    async fn index(
+        &self,
+        placement: &Placement,
+        records: &[(BlockId, i64, i32)],
+        moving_from: Option<i64>,
+    ) -> Result<bool> {
         let ids: Vec<&[u8]> = records
             .iter()
             .map(|(id, _, _)| id.as_bytes().as_slice())
@@ -567,14 +584,28 @@ impl CellBackend {
         if current != Some(placement.generation) {
             return Ok(false);
         }
-        tx.execute(
-            "INSERT INTO blocks (ns, id, volume, \"offset\", length) \
-             SELECT $1, id, $2, o, l FROM unnest($3::bytea[], $4::bigint[], $5::int[]) AS t(id, o, l) \
-             ON CONFLICT DO NOTHING",
-            &[&self.ns, &placement.volume, &ids, &offsets, &lengths],
-        )
-        .await
-        .map_err(db::error("indexing blocks"))?;
+        match moving_from {
+            None => tx
+                .execute(
+                    "INSERT INTO blocks (ns, id, volume, \"offset\", length) \
+                     SELECT $1, id, $2, o, l FROM unnest($3::bytea[], $4::bigint[], $5::int[]) AS t(id, o, l) \
+                     ON CONFLICT DO NOTHING",
+                    &[&self.ns, &placement.volume, &ids, &offsets, &lengths],
+                )
+                .await
+                .map_err(db::error("indexing blocks"))?,
+            // Only rows still in the old volume: one swept meanwhile stays
+            // gone.
+            Some(old) => tx
+                .execute(
+                    "UPDATE blocks b SET volume = $2, \"offset\" = t.o, length = t.l \
+                     FROM unnest($3::bytea[], $4::bigint[], $5::int[]) AS t(id, o, l) \
+                     WHERE b.ns = $1 AND b.id = t.id AND b.volume = $6",
+                    &[&self.ns, &placement.volume, &ids, &offsets, &lengths, &old],
+                )
+                .await
+                .map_err(db::error("moving blocks"))?,
+        };
         tx.commit().await.map_err(db::error("indexing blocks"))?;
         Ok(true)
     }
@@ -705,20 +736,29 @@ impl Backend for CellBackend {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id FROM blocks WHERE ns = $1 AND id = ANY($2)",
-                &[&self.ns, &wanted],
-            )
-            .await
-            .map_err(db::error("asking the index about blocks"))?;
-        let stored: HashSet<Vec<u8>> = rows.iter().map(|r| r.get(0)).collect();
-        Ok(ids
-            .iter()
-            .map(|id| stored.contains(id.as_bytes().as_slice()))
-            .collect())
+        // A block a collector marked is revived by being asked about.
+        self.revive_and_check(ids).await
+    }
+
+    async fn gc_lease(&self, request: LeaseRequest) -> Result<GcLease> {
+        self.lease(request).await
+    }
+
+    async fn gc_list(&self, after: Option<BlockId>, limit: usize) -> Result<Vec<StoredBlock>> {
+        self.list(after, limit).await
+    }
+
+    async fn gc_mark(&self, generation: u64, mark: &[BlockId], unmark: &[BlockId]) -> Result<()> {
+        self.mark(generation, mark, unmark).await
+    }
+
+    async fn gc_sweep(
+        &self,
+        generation: u64,
+        ids: &[BlockId],
+        marked_by_ms: i64,
+    ) -> Result<SweepReport> {
+        self.sweep(generation, ids, marked_by_ms).await
     }
 
     async fn delete_blocks(&self, ids: &[BlockId]) -> Result<()> {
@@ -981,11 +1021,11 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(!ns.index(&placement, &[(id, 0, 100)]).await.unwrap());
+        assert!(!ns.index(&placement, &[(id, 0, 100)], None).await.unwrap());
         assert_eq!(count().await, 0);
 
         let placement = cell.allocate(100, &[]).await.unwrap();
-        assert!(ns.index(&placement, &[(id, 0, 100)]).await.unwrap());
+        assert!(ns.index(&placement, &[(id, 0, 100)], None).await.unwrap());
         assert_eq!(count().await, 1);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{RepairReport, VerifyReport};
+use super::{CompactReport, RepairReport, VerifyReport};
 
 /// Counters of the passes' findings.
 #[derive(Debug, Default)]
@@ -16,6 +16,8 @@ pub struct Findings {
     blocks_unreadable: AtomicU64,
     shards_rebuilt: AtomicU64,
     volumes_coded: AtomicU64,
+    volumes_compacted: AtomicU64,
+    compaction_bytes_moved: AtomicU64,
     verify_passes: AtomicU64,
     copies_checked: AtomicU64,
     copies_repaired: AtomicU64,
@@ -36,6 +38,13 @@ impl Findings {
         ] {
             counter.fetch_add(value, Ordering::Relaxed);
         }
+    }
+
+    pub(super) fn compacted(&self, report: &CompactReport) {
+        self.volumes_compacted
+            .fetch_add(report.volumes_compacted, Ordering::Relaxed);
+        self.compaction_bytes_moved
+            .fetch_add(report.bytes_moved, Ordering::Relaxed);
     }
 
     pub(super) fn verified(&self, report: &VerifyReport) {
@@ -89,6 +98,16 @@ impl Findings {
                 "volumes_coded_total",
                 "Sealed volumes erasure-coded into shards, their replicas dropped.",
                 load(&self.volumes_coded),
+            ),
+            (
+                "volumes_compacted_total",
+                "Volumes whose live blocks compaction moved before dropping them.",
+                load(&self.volumes_compacted),
+            ),
+            (
+                "compaction_bytes_moved_total",
+                "Bytes of live blocks compaction wrote anew.",
+                load(&self.compaction_bytes_moved),
             ),
             (
                 "verify_passes_total",

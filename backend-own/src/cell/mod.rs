@@ -11,8 +11,10 @@
 mod backend;
 mod coder;
 pub mod coding;
+mod compact;
 pub mod db;
 mod findings;
+mod gc;
 mod news;
 pub mod node;
 mod repair;
@@ -22,6 +24,7 @@ mod status;
 mod verify;
 
 pub use backend::{Cell, CellBackend, CellOptions};
+pub use compact::CompactReport;
 pub use findings::Findings;
 pub use repair::RepairReport;
 pub use status::{CellStatus, NodeStatus};

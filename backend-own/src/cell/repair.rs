@@ -23,7 +23,7 @@ use super::node::Piece;
 use super::shards::Coded;
 
 /// The advisory lock the repair coordinator holds.
-const COORDINATOR_LOCK: i64 = 7_021_106;
+pub(super) const COORDINATOR_LOCK: i64 = 7_021_106;
 
 /// Contiguous records copied in one write, at most.
 const COPY_BYTES: usize = 8 << 20;

@@ -10,7 +10,7 @@ use pouch_backend::Error;
 use super::db;
 
 /// The schema version this build reads and writes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// The migrations, in order; migration `i` brings version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -76,6 +76,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE volumes ADD COLUMN shards bigint[] NOT NULL DEFAULT '{}';
     ALTER TABLE volumes ADD COLUMN shard_size bigint NOT NULL DEFAULT 0;
     CREATE INDEX volumes_sealed ON volumes (id) WHERE state = 'sealed';
+    "#,
+    // 4: garbage collection (`cell/gc.rs`): a block marked as a candidate
+    // (database time, ms), each namespace's collector lease; and the
+    // blocks of a volume found without reading the whole index (repair,
+    // coding, compaction).
+    r#"
+    ALTER TABLE blocks ADD COLUMN marked_ms bigint;
+    CREATE TABLE gc_leases (
+        ns         text   PRIMARY KEY REFERENCES namespaces (name),
+        holder     text   NOT NULL,
+        generation bigint NOT NULL,
+        expires_ms bigint NOT NULL
+    );
+    CREATE INDEX blocks_volume ON blocks (volume, "offset");
     "#,
 ];
 

@@ -24,7 +24,7 @@ use super::node::Piece;
 use super::shards::Coded;
 
 /// The advisory lock a verifier holds.
-const VERIFIER_LOCK: i64 = 7_021_107;
+pub(super) const VERIFIER_LOCK: i64 = 7_021_107;
 
 /// What one verification pass found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

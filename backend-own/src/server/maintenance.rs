@@ -1,7 +1,7 @@
 //! Background workers per namespace: the scrubber walks every block at a
-//! bounded rate, the garbage collector runs on a timer, and compaction
-//! runs on a timer and after every sweep of a collector (this server's or
-//! a device's).
+//! bounded rate, the garbage collector runs on a timer (for a cell's
+//! namespaces too), and compaction runs on a timer and after every sweep
+//! of a collector (this server's or a device's; a cell compacts by itself).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,15 @@ pub fn spawn(server: &Arc<Server>, settings: &Maintenance) {
             tokio::spawn(compact(name.clone(), store, settings.clone()));
         }
         if settings.collect_every_secs > 0 {
-            tokio::spawn(collect(name.clone(), backend.clone(), settings.clone()));
+            let backend: Arc<dyn pouch_backend::Backend> = Arc::new(backend.clone());
+            tokio::spawn(collect(name.clone(), backend, settings.clone()));
+        }
+    }
+    // A cell's namespaces are collected by its front ends (each takes the
+    // namespace's lease in turn) and compacted by the cell itself.
+    if settings.collect_every_secs > 0 {
+        for (name, backend) in server.cell_namespaces() {
+            tokio::spawn(collect(name.clone(), backend, settings.clone()));
         }
     }
 }
@@ -58,7 +66,7 @@ async fn scrub(server: Arc<Server>, namespace: String, store: Arc<Store>, settin
 
 async fn collect(
     namespace: String,
-    backend: crate::embedded::EmbeddedBackend,
+    backend: Arc<dyn pouch_backend::Backend>,
     settings: Maintenance,
 ) {
     let every = Duration::from_secs(settings.collect_every_secs);
@@ -68,7 +76,7 @@ async fn collect(
     loop {
         tokio::time::sleep(every).await;
         options.now = pouch_backend::gc::now_ms() / 1000;
-        match pouch_journal::gc::collect(&backend, &options, &pouch_journal::gc::Quiet).await {
+        match pouch_journal::gc::collect(&*backend, &options, &pouch_journal::gc::Quiet).await {
             Ok(report) => tracing::info!(
                 %namespace,
                 deleted = report.blocks_deleted,

@@ -246,6 +246,17 @@ impl Server {
         }
     }
 
+    /// The namespaces served from a cell, for its garbage collection.
+    fn cell_namespaces(&self) -> Vec<(&String, Arc<dyn Backend>)> {
+        self.namespaces
+            .iter()
+            .filter_map(|(name, ns)| match &ns.backend {
+                Served::Cell(cell) => Some((name, cell.clone() as Arc<dyn Backend>)),
+                Served::Embedded(_) => None,
+            })
+            .collect()
+    }
+
     /// The stores on this machine's disk, for metrics and maintenance (a
     /// cell's are its nodes' business).
     fn stores(&self) -> impl Iterator<Item = (&String, &EmbeddedBackend)> {
