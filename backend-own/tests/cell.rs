@@ -63,18 +63,26 @@ async fn a_cell_passes_the_conformance_suite() {
     .await;
 }
 
-/// Every file under `dir`.
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// Every file under `dir`, the scrubber's sidecars of hashes included.
+fn all_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            out.extend(files(&path));
+            out.extend(all_files(&path));
         } else {
             out.push(path);
         }
     }
     out
+}
+
+/// The volume and shard files under `dir` (not the sidecars).
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    all_files(dir)
+        .into_iter()
+        .filter(|f| f.extension().is_none_or(|e| e != "sums"))
+        .collect()
 }
 
 /// The indexes of the nodes that hold a volume file.
@@ -586,8 +594,19 @@ async fn small_volume_cell(
     (pg, dir, nodes, front)
 }
 
-/// Bytes of the files under each node's `folder` (`volumes` or `shards`).
+/// Bytes of the files under each node's `folder` (`volumes` or `shards`),
+/// the scrubber's sidecars of hashes included.
 fn bytes_in(nodes: &[cell::Node], folder: &str) -> u64 {
+    nodes
+        .iter()
+        .flat_map(|n| all_files(&n.data.join(folder)))
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
+}
+
+/// Bytes of the volume or shard files under each node's `folder`, without
+/// the sidecars.
+fn data_bytes_in(nodes: &[cell::Node], folder: &str) -> u64 {
     nodes
         .iter()
         .flat_map(|n| files(&n.data.join(folder)))
@@ -629,7 +648,7 @@ async fn sealed_volumes_are_coded_and_read_back_with_two_nodes_down() {
     // On disk: the open volume's three replicas, and 1.5× (plus alignment)
     // of each coded volume in shards; the coded ones' replicas are gone.
     let open_bytes = coded.logical_bytes - report.bytes_coded;
-    assert_eq!(bytes_in(&nodes, "volumes"), 3 * open_bytes);
+    assert_eq!(data_bytes_in(&nodes, "volumes"), 3 * open_bytes);
     let shards = bytes_in(&nodes, "shards");
     let ratio = shards as f64 / report.bytes_coded as f64;
     println!(
@@ -774,6 +793,98 @@ async fn swept_blocks_give_their_space_back_when_volumes_are_compacted() {
         (0, 0),
         "{clean:?}"
     );
+}
+
+/// Every node's scrubber hashes what it holds against the hashes taken
+/// when it was written: a byte flipped in a replica and one in a shard are
+/// reported to the database, and the next repair pass writes both ranges
+/// again from redundancy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nodes_scrubber_reports_damage_that_repair_then_mends() {
+    let pg = cell::Postgres::start();
+    cell::init(store(), &pg.url());
+    let dir = tempfile::tempdir().unwrap();
+    let nodes: Vec<cell::Node> = (0..6)
+        .map(|i| {
+            cell::Node::start_with(
+                store(),
+                &pg.url(),
+                &dir.path().join(format!("node-{i}")),
+                &["--scrub-every", "1", "--scrub-mib-per-sec", "64"],
+            )
+        })
+        .collect();
+    let options = CellOptions {
+        volume_size: 256 << 10,
+        ..CellOptions::default()
+    };
+    let front = Cell::connect(&pg.url(), cell::TOKEN.into(), options)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while front.live_nodes().await.unwrap().len() < 6 {
+        assert!(Instant::now() < deadline, "the nodes never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ns = front.namespace("default").await.unwrap();
+    let raw: Vec<_> = (0..40).map(|i| noise(i, 20_000)).collect();
+    let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
+    for batch in blocks.chunks(4) {
+        ns.put_blocks(batch.to_vec()).await.unwrap();
+    }
+    assert!(front.repair_once().await.unwrap().unwrap().volumes_coded > 0);
+
+    let flip = |folder: &str, node: usize| {
+        let file = files(&nodes[node].data.join(folder)).remove(0);
+        let good = std::fs::read(&file).unwrap();
+        let mut bad = good.clone();
+        bad[good.len() / 2] ^= 0x10;
+        std::fs::write(&file, &bad).unwrap();
+        (file, good)
+    };
+    let with = |folder: &str| {
+        (0..nodes.len())
+            .find(|&i| {
+                files(&nodes[i].data.join(folder))
+                    .iter()
+                    .any(|f| f.extension().is_none_or(|e| e != "sums"))
+            })
+            .unwrap()
+    };
+    let replica = flip("volumes", with("volumes"));
+    let shard = flip("shards", with("shards"));
+
+    let db = pouch_backend_own::cell::db::pool(&pg.url()).unwrap();
+    let client = db.get().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: i64 = client
+            .query_one("SELECT count(*) FROM damage", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if found == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scrubbers found {found} of 2"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let report = front.repair_once().await.unwrap().unwrap();
+    assert_eq!(report.damage_mended, 2, "{report:?}");
+    assert_eq!(std::fs::read(&replica.0).unwrap(), replica.1);
+    assert_eq!(std::fs::read(&shard.0).unwrap(), shard.1);
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM damage", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    for (block, want) in blocks.iter().zip(&raw) {
+        assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
+    }
 }
 
 /// A small random number generator for the rounds below (xorshift): the

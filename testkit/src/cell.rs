@@ -297,10 +297,16 @@ pub struct Node {
 impl Node {
     /// Starts one on a free port with its data in `data`, once it listens.
     pub fn start(store_bin: &Path, url: &str, data: &Path) -> Self {
+        Self::start_with(store_bin, url, data, &[])
+    }
+
+    /// [`Node::start`] with more arguments (`--scrub-every 1`, ...).
+    pub fn start_with(store_bin: &Path, url: &str, data: &Path, args: &[&str]) -> Self {
         let mut command = Command::new(store_bin);
         command
             .args(["node", "--db", url, "--listen", "127.0.0.1:0", "--data"])
-            .arg(data);
+            .arg(data)
+            .args(args);
         let (child, _) = spawn_listening(command, "pouch-store node listening on ");
         Self {
             child,

@@ -94,6 +94,14 @@ enum Command {
         /// it listens on).
         #[arg(long, value_name = "URL")]
         advertise: Option<String>,
+        /// The scrubber reads the node's files at most this fast, checking
+        /// every range against the hash taken when it was written (0 turns
+        /// it off).
+        #[arg(long, value_name = "MIB", default_value_t = 16)]
+        scrub_mib_per_sec: u64,
+        /// A scrub pass over every file starts this often.
+        #[arg(long, value_name = "SECS", default_value_t = 3600)]
+        scrub_every: u64,
     },
     /// Manage a cell (pouch-store on many machines, metadata in
     /// PostgreSQL).
@@ -196,7 +204,18 @@ fn main() -> ExitCode {
             data,
             listen,
             advertise,
-        } => node(db, data, listen, advertise),
+            scrub_mib_per_sec,
+            scrub_every,
+        } => node(
+            db,
+            data,
+            listen,
+            advertise,
+            pouch_backend_own::cell::scrub::ScrubOptions {
+                bytes_per_sec: scrub_mib_per_sec << 20,
+                every: std::time::Duration::from_secs(scrub_every.max(1)),
+            },
+        ),
         Command::Cell {
             command: CellCommand::Init { db },
         } => cell_init(&db),
@@ -427,6 +446,7 @@ fn node(
     data: PathBuf,
     listen: String,
     advertise: Option<String>,
+    scrub: pouch_backend_own::cell::scrub::ScrubOptions,
 ) -> anyhow::Result<ExitCode> {
     let token = cell_token()?;
     std::fs::create_dir_all(&data).with_context(|| format!("cannot make {}", data.display()))?;
@@ -444,6 +464,7 @@ fn node(
             advertise,
             token,
             heartbeat: std::time::Duration::from_secs(1),
+            scrub,
         };
         pouch_backend_own::cell::node::run(options, listener, shutdown).await?;
         tracing::info!("stopped");

@@ -15,6 +15,7 @@ pub struct Findings {
     volumes_lost: AtomicU64,
     blocks_unreadable: AtomicU64,
     shards_rebuilt: AtomicU64,
+    damage_mended: AtomicU64,
     volumes_coded: AtomicU64,
     volumes_compacted: AtomicU64,
     compaction_bytes_moved: AtomicU64,
@@ -34,6 +35,7 @@ impl Findings {
             (&self.volumes_lost, report.volumes_lost),
             (&self.blocks_unreadable, report.blocks_unreadable),
             (&self.shards_rebuilt, report.shards_rebuilt),
+            (&self.damage_mended, report.damage_mended),
             (&self.volumes_coded, report.volumes_coded),
         ] {
             counter.fetch_add(value, Ordering::Relaxed);
@@ -93,6 +95,11 @@ impl Findings {
                 "shards_rebuilt_total",
                 "Shards of coded volumes rebuilt on a live node by repair.",
                 load(&self.shards_rebuilt),
+            ),
+            (
+                "damage_mended_total",
+                "Ranges nodes' scrubbers found damaged, written again by repair.",
+                load(&self.damage_mended),
             ),
             (
                 "volumes_coded_total",

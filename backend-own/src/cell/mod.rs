@@ -19,6 +19,7 @@ mod news;
 pub mod node;
 mod repair;
 pub mod schema;
+pub mod scrub;
 mod shards;
 mod status;
 mod verify;

@@ -47,6 +47,8 @@ pub struct NodeOptions {
     pub token: String,
     /// How often it beats its heart in the database.
     pub heartbeat: Duration,
+    /// How its scrubber runs.
+    pub scrub: super::scrub::ScrubOptions,
 }
 
 struct Node {
@@ -132,7 +134,13 @@ pub async fn run(
             .map_err(db::error("registering the node"))?;
     }
     tracing::info!(id, %addr, data = %options.data.display(), "storage node up");
-    let beat = tokio::spawn(heartbeat(pool, id, options.heartbeat));
+    let beat = tokio::spawn(heartbeat(pool.clone(), id, options.heartbeat));
+    let scrubber = tokio::spawn(super::scrub::run(
+        pool,
+        id,
+        options.data.clone(),
+        options.scrub.clone(),
+    ));
     let node = Arc::new(Node {
         volumes,
         shards,
@@ -197,6 +205,7 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await;
     beat.abort();
+    scrubber.abort();
     served?;
     Ok(())
 }
@@ -276,6 +285,9 @@ async fn write(State(node): State<Arc<Node>>, piece: Piece, offset: u64, body: B
             .open(&path)?;
         file.write_all_at(&body, offset)?;
         file.sync_data()?;
+        // The range's hash, for the scrubber; made durable before the
+        // write is acknowledged, like the bytes.
+        super::scrub::record(&path, offset, &body)?;
         if created {
             std::fs::File::open(&folder)?.sync_all()?;
         }
@@ -330,10 +342,15 @@ async fn remove(State(node): State<Arc<Node>>, piece: Piece) -> Response {
     let Some(path) = piece.file(&node) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
-        Ok(()) => std::fs::File::open(path.parent().expect("a file in a folder"))?.sync_all(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+    let removed = tokio::task::spawn_blocking(move || {
+        for file in [super::scrub::sidecar(&path), path.clone()] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        std::fs::File::open(path.parent().expect("a file in a folder"))?.sync_all()
     })
     .await;
     match removed {

@@ -31,6 +31,16 @@ const COPY_BYTES: usize = 8 << 20;
 /// Bytes of a shard rebuilt at once (read from four others).
 const REBUILD_WINDOW: u64 = 4 << 20;
 
+/// What became of a damaged range.
+enum Mended {
+    /// Written again from redundancy.
+    Written,
+    /// Its volume is gone or no longer on that node.
+    Gone,
+    /// Nothing indexed lies there.
+    Harmless,
+}
+
 /// What one repair pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepairReport {
@@ -53,6 +63,8 @@ pub struct RepairReport {
     pub shard_bytes_rebuilt: u64,
     /// Shards that wait for a live node that holds none of their volume's.
     pub shards_waiting: u64,
+    /// Ranges nodes' scrubbers found damaged, written again.
+    pub damage_mended: u64,
     /// Sealed volumes coded into shards (their replicas dropped).
     pub volumes_coded: u64,
     /// Their bytes.
@@ -89,6 +101,7 @@ impl Cell {
     async fn repair_pass(&self) -> Result<RepairReport> {
         let mut report = RepairReport::default();
         let live = self.heard_from().await?;
+        self.mend_damage(&live, &mut report).await?;
         // Copies go to live nodes not being drained; a draining node's
         // copies move like a dead node's, and it still serves as a source.
         let writable: Vec<i64> = live
@@ -187,6 +200,175 @@ impl Cell {
         }
         self.repair_shards(&live, &writable, &mut report).await?;
         Ok(report)
+    }
+
+    /// Writes again the ranges nodes' scrubbers found damaged (the
+    /// `damage` table): a replica's records from the other replicas, a
+    /// shard's windows rebuilt from the other shards. A range of a volume
+    /// that is gone, or that the node no longer holds, is forgotten; one
+    /// where nothing indexed lies is kept as harmless (so the scrubber does
+    /// not report it again).
+    async fn mend_damage(
+        &self,
+        live: &[(i64, String, bool)],
+        report: &mut RepairReport,
+    ) -> Result<()> {
+        let addr_of = |id: &i64| {
+            live.iter()
+                .find(|(l, _, _)| l == id)
+                .map(|(_, a, _)| a.clone())
+        };
+        let damage = {
+            let client = db::client(&self.pool).await?;
+            client
+                .query(
+                    "SELECT d.node, d.volume, d.shard, d.\"offset\", d.length, \
+                            v.replicas, v.shards, v.shard_size \
+                     FROM damage d LEFT JOIN volumes v ON v.id = d.volume \
+                     WHERE NOT d.harmless ORDER BY d.found",
+                    &[],
+                )
+                .await
+                .map_err(db::error("listing damage"))?
+        };
+        for row in damage {
+            let (node, volume, shard, offset, len): (i64, i64, i32, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            let (replicas, shards, shard_size): (Option<Vec<i64>>, Option<Vec<i64>>, Option<i64>) =
+                (row.get(5), row.get(6), row.get(7));
+            let Some(addr) = addr_of(&node) else {
+                // Down: its copy is repair's business once it is dead.
+                continue;
+            };
+            let outcome = match (replicas, shards) {
+                (Some(replicas), _) if shard < 0 && replicas.contains(&node) => {
+                    let sources: Vec<String> = replicas
+                        .iter()
+                        .filter(|r| **r != node)
+                        .filter_map(addr_of)
+                        .collect();
+                    self.mend_replica_range(volume, offset, len, &sources, &addr, report)
+                        .await
+                }
+                (_, Some(shards)) if shard >= 0 && shards.get(shard as usize) == Some(&node) => {
+                    let coded = Coded {
+                        volume,
+                        shard_size: shard_size.unwrap_or(0) as u64,
+                        addrs: shards.iter().map(addr_of).collect(),
+                    };
+                    self.mend_shard_range(&coded, shard as usize, offset, len, &addr)
+                        .await
+                        .map(|()| Mended::Written)
+                }
+                // The volume is gone, or moved off that node.
+                _ => Ok(Mended::Gone),
+            };
+            let client = db::client(&self.pool).await?;
+            let key: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                [&node, &volume, &shard, &offset, &len];
+            match outcome {
+                Ok(Mended::Written) | Ok(Mended::Gone) => {
+                    if matches!(outcome, Ok(Mended::Written)) {
+                        report.damage_mended += 1;
+                        tracing::info!(
+                            node,
+                            volume,
+                            shard,
+                            offset,
+                            len,
+                            "damaged range written again"
+                        );
+                    }
+                    client
+                        .execute(
+                            "DELETE FROM damage WHERE node = $1 AND volume = $2 AND shard = $3 \
+                             AND \"offset\" = $4 AND length = $5",
+                            &key,
+                        )
+                        .await
+                        .map_err(db::error("forgetting mended damage"))?;
+                }
+                Ok(Mended::Harmless) => {
+                    client
+                        .execute(
+                            "UPDATE damage SET harmless = true WHERE node = $1 AND volume = $2 \
+                             AND shard = $3 AND \"offset\" = $4 AND length = $5",
+                            &key,
+                        )
+                        .await
+                        .map_err(db::error("recording harmless damage"))?;
+                }
+                Err(e) => {
+                    tracing::warn!(node, volume, shard, offset, "damage not mended yet: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every indexed record overlapping `[offset, offset + len)` of
+    /// the replica `volume` on the node at `target`, from `sources`.
+    async fn mend_replica_range(
+        &self,
+        volume: i64,
+        offset: i64,
+        len: i64,
+        sources: &[String],
+        target: &str,
+        report: &mut RepairReport,
+    ) -> Result<Mended> {
+        let records = {
+            let client = db::client(&self.pool).await?;
+            client
+                .query(
+                    "SELECT id, \"offset\", length FROM blocks WHERE volume = $1 \
+                     AND \"offset\" < $2 AND \"offset\" + length > $3 ORDER BY \"offset\"",
+                    &[&volume, &(offset + len), &offset],
+                )
+                .await
+                .map_err(db::error("listing a damaged range's blocks"))?
+        };
+        if records.is_empty() {
+            return Ok(Mended::Harmless);
+        }
+        for row in records {
+            let (id, at, rlen): (Vec<u8>, i64, i32) = (row.get(0), row.get(1), row.get(2));
+            let Some(id) = BlockId::from_slice(&id) else {
+                continue;
+            };
+            let Some(record) = self.read_intact(id, volume, at, rlen, sources).await else {
+                report.blocks_unreadable += 1;
+                return Err(pouch_backend::Error::Corrupt {
+                    id,
+                    reason: "no other replica holds an intact copy",
+                });
+            };
+            self.write_to(target, volume, at, record).await?;
+        }
+        Ok(Mended::Written)
+    }
+
+    /// Writes the windows of shard `index` overlapping `[offset, offset +
+    /// len)` on the node at `target`, rebuilt from the other shards.
+    async fn mend_shard_range(
+        &self,
+        coded: &Coded,
+        index: usize,
+        offset: i64,
+        len: i64,
+        target: &str,
+    ) -> Result<()> {
+        let end = ((offset + len) as u64).min(coded.shard_size);
+        let mut at = offset as u64 / REBUILD_WINDOW * REBUILD_WINDOW;
+        while at < end {
+            let wlen = REBUILD_WINDOW.min(coded.shard_size - at);
+            let mut all = self.rebuild_window(coded, at, wlen, &[index]).await?;
+            let window = Bytes::from(all.swap_remove(index));
+            self.write_to(target, Piece::Shard(coded.volume, index), at as i64, window)
+                .await?;
+            at += wlen;
+        }
+        Ok(())
     }
 
     /// Rebuilds the shards of coded volumes that sit on dead or draining

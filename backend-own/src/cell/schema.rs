@@ -10,7 +10,7 @@ use pouch_backend::Error;
 use super::db;
 
 /// The schema version this build reads and writes.
-pub const VERSION: i32 = 4;
+pub const VERSION: i32 = 5;
 
 /// The migrations, in order; migration `i` brings version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -90,6 +90,21 @@ const MIGRATIONS: &[&str] = &[
         expires_ms bigint NOT NULL
     );
     CREATE INDEX blocks_volume ON blocks (volume, "offset");
+    "#,
+    // 5: ranges a node's scrubber found no longer hashing right
+    // (`cell/scrub.rs`), for repair to write again (shard -1: a replica).
+    // `harmless`: nothing indexed lies there, nothing to mend.
+    r#"
+    CREATE TABLE damage (
+        node     bigint  NOT NULL,
+        volume   bigint  NOT NULL,
+        shard    integer NOT NULL,
+        "offset" bigint  NOT NULL,
+        length   bigint  NOT NULL,
+        harmless boolean NOT NULL DEFAULT false,
+        found    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (node, volume, shard, "offset", length)
+    );
     "#,
 ];
 
