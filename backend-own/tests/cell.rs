@@ -321,6 +321,7 @@ async fn the_verifier_finds_a_block_a_journal_names_that_the_index_lacks() {
                 }),
             }],
             moved_to: None,
+            migration: None,
             missing: Vec::new(),
             retention: None,
         }

@@ -705,6 +705,7 @@ async fn the_server_collects_garbage_on_its_timer() {
             }),
         }],
         moved_to: None,
+        migration: None,
         missing: Vec::new(),
         retention: None,
     };

@@ -29,6 +29,15 @@ pub struct Commit {
     /// each device's own environment). Nothing may follow this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_to: Option<crate::location::StoreLocation>,
+    /// Set on an entry that announces a migration (`pouch migrate start`:
+    /// the namespace is being copied to `to`, and devices write there too
+    /// until the switch) or stops one (`pouch migrate cancel`: `to` is
+    /// absent). A device writes to the announced store only when it is on
+    /// the server it already uses, or when its user agreed (`pouch migrate
+    /// join`): an entry must never send a device's data or credentials to
+    /// a host its user did not choose. Older readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationNotice>,
     /// Blocks the committing device could not read from the store (missing,
     /// or refused as damaged): devices that have them send them again (see
     /// the engine's `heal`). Older readers ignore it.
@@ -39,6 +48,15 @@ pub struct Commit {
     /// ignore it and collect nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<crate::retention::Retention>,
+}
+
+/// What a journal entry says of a migration of the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationNotice {
+    /// The store the namespace is being copied to; absent when the
+    /// migration stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<crate::location::StoreLocation>,
 }
 
 /// One path's new state: a node, or `None` for a delete.

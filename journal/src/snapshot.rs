@@ -90,6 +90,7 @@ impl JournalSnapshot {
                         time: Some(time),
                         changes,
                         moved_to: meta.moved_to.clone(),
+                        migration: None,
                         missing: Vec::new(),
                         retention: meta.retention,
                     },
@@ -199,6 +200,7 @@ mod tests {
                 })
                 .collect(),
             moved_to: None,
+            migration: None,
             missing: Vec::new(),
             retention: None,
         }

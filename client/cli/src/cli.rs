@@ -279,7 +279,10 @@ pub enum MigrateAction {
     /// Start moving this folder to another store while it keeps syncing:
     /// from now on this device writes every change to both stores and
     /// checks a share of its reads against the new one; then copy
-    /// everything there (resumable: run it again). `switch` ends it.
+    /// everything there (resumable: run it again). `switch` ends it. The
+    /// migration is announced in the folder's journal: other devices on
+    /// the same server write to both stores too; those elsewhere wait for
+    /// `pouch migrate join`.
     Start {
         /// The target store (`--to own --store DIR`, `--to own --url URL`,
         /// `--to s3 --bucket B …`).
@@ -295,8 +298,12 @@ pub enum MigrateAction {
         json: bool,
     },
     /// Stop a migration `start` began: back to one store (what was copied
-    /// stays there).
+    /// stays there), on every device.
     Cancel,
+    /// Write to the store another device announced a migration to, as
+    /// well as to this folder's (Pouch never sends this device's data or
+    /// credentials to another server without you).
+    Join,
     /// Bring the target up to this folder's store; repeat to catch up.
     Copy {
         /// The target store (`--to own --store DIR`, `--to own --url URL`,

@@ -51,6 +51,12 @@ impl Session {
         )
         .with_context(|| format!("cannot start syncing {}", config.root.display()))?;
         engine.set_location(StoreLocation::of(&config.backend));
+        engine.set_migrating(
+            config
+                .migration
+                .as_ref()
+                .and_then(|m| StoreLocation::of(&m.target)),
+        );
         engine.skip_own(OwnFiles::new(
             config_path,
             &config.state,
@@ -84,7 +90,17 @@ impl Session {
                 }
                 // Pulled from the new store itself (the mover's own entry).
                 Some(_) => session.engine.forget_move()?,
-                None => return Ok(session),
+                None => match session.engine.migration_change()? {
+                    Some((seq, to)) => {
+                        let mut session = session;
+                        if !join_in_config(config_path, seq, to.as_ref())? {
+                            // Cannot write there: asked no more this run.
+                            session.engine.set_migrating(to);
+                            return Ok(session);
+                        }
+                    }
+                    None => return Ok(session),
+                },
             }
         }
     }
@@ -164,6 +180,56 @@ pub async fn follow_move(
     Ok(())
 }
 
+/// Joins the migration to `to` another device announced at entry `seq`
+/// (or, `None`, leaves the one that was stopped) in the config: this
+/// device writes to both stores from its next session. `false` when it
+/// cannot open `to` with its own credentials (it then writes to its store
+/// alone, and the switch's copy brings its writes over).
+pub fn join_in_config(
+    config_path: &Path,
+    seq: u64,
+    to: Option<&StoreLocation>,
+) -> anyhow::Result<bool> {
+    let mut config = Config::load(config_path)?;
+    match to {
+        None => {
+            if let Some(left) = config.migration.take() {
+                config.save(config_path)?;
+                tell!(
+                    "the migration to {} was stopped (journal entry {seq}); writing to {} alone again",
+                    store::describe(&left.target),
+                    store::describe(&config.backend)
+                );
+            }
+            Ok(true)
+        }
+        Some(to) => {
+            let target = to.to_config();
+            if let Err(e) = store::open(&target, None) {
+                tell!(
+                    "a migration to {to} was announced (journal entry {seq}), but this device cannot write there ({e:#}); it keeps writing to {} alone",
+                    store::describe(&config.backend)
+                );
+                return Ok(false);
+            }
+            config.migration = Some(pouch_config::Migration {
+                target,
+                shadow_reads: config
+                    .migration
+                    .as_ref()
+                    .map_or(pouch_config::Migration::DEFAULT_SHADOW_READS, |m| {
+                        m.shadow_reads
+                    }),
+            });
+            config.save(config_path)?;
+            tell!(
+                "joined the migration to {to} (journal entry {seq}): this device writes to both stores"
+            );
+            Ok(true)
+        }
+    }
+}
+
 /// The folder's sync lock: one sync per folder at a time. Waits, saying
 /// so, while another `pouch sync` or the daemon syncs it.
 pub async fn sync_lock(config: &Config) -> anyhow::Result<SyncLock> {
@@ -190,7 +256,9 @@ pub async fn sync_following(
         limits.apply(&session.limits);
         match session.engine.sync_with(options.clone()).await {
             Ok(report) => return Ok((session.config, report)),
-            Err(pouch_core::Error::Moved { .. }) => continue,
+            Err(pouch_core::Error::Moved { .. } | pouch_core::Error::MigrationChanged { .. }) => {
+                continue;
+            }
             Err(e) => {
                 return Err(anyhow::Error::new(e)
                     .context(format!("sync of {} stopped", session.config.root.display())));

@@ -1,9 +1,22 @@
 //! `pouch migrate copy` and `verify` between real stores, with a copy
-//! killed (SIGKILL) midway and resumed without sending again what it sent.
+//! killed (SIGKILL) midway and resumed without sending again what it sent;
+//! the switch, followed by the other device; and migrations announced in
+//! the journal, joined by every device that may write there.
 
 mod common;
 
-use common::{Device, noise, pair, snapshot};
+use common::{Daemon, Device, noise, pair, snapshot, wait_for};
+
+/// The journal head of the embedded store at `store`.
+fn head(store: &std::path::Path) -> u64 {
+    use pouch_backend::BackendExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = pouch_backend_own::EmbeddedBackend::open(store).unwrap();
+    rt.block_on(backend.journal_head()).unwrap().0
+}
 
 /// Bytes in the store's volume files.
 fn volume_bytes(store: &std::path::Path) -> u64 {
@@ -100,7 +113,6 @@ fn a_copy_killed_midway_resumes_verifies_and_serves_a_new_device() {
 /// change, and nothing is written to the old store afterwards.
 #[test]
 fn a_switch_is_followed_by_the_other_device() {
-    use pouch_backend::BackendExt;
     let (dir, a, b) = pair();
     for i in 0..5u64 {
         std::fs::write(a.path(&format!("f{i}")), noise(i, 200_000)).unwrap();
@@ -124,14 +136,6 @@ fn a_switch_is_followed_by_the_other_device() {
         "{config}"
     );
 
-    let head = |store: &std::path::Path| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let backend = pouch_backend_own::EmbeddedBackend::open(store).unwrap();
-        rt.block_on(backend.journal_head()).unwrap()
-    };
     let frozen = head(&dir.path().join("store"));
 
     let report = b.sync();
@@ -160,4 +164,138 @@ fn a_switch_is_followed_by_the_other_device() {
             .unwrap()
             .contains("previous_backend")
     );
+}
+
+/// `pouch migrate start` announces the migration in the journal: the other
+/// device (the same kind of store on the same machine: it may follow by
+/// itself) joins it at its next sync and writes its own changes to both
+/// stores, so the new store holds them with no copy; `pouch migrate
+/// cancel` on A stops it on B too.
+#[test]
+fn an_announced_migration_is_joined_and_left_by_the_other_device() {
+    let (dir, a, b) = pair();
+    for i in 0..3u64 {
+        std::fs::write(a.path(&format!("f{i}")), noise(i, 200_000)).unwrap();
+    }
+    a.sync();
+    b.sync();
+    let old_store = dir.path().join("store");
+    let new_store = dir.path().join("new-store");
+    let to = ["--to", "own", "--store", new_store.to_str().unwrap()];
+    a.ok(&[&["migrate", "start"][..], &to].concat());
+
+    std::fs::write(b.path("from-b.bin"), noise(40, 300_000)).unwrap();
+    let report = b.sync();
+    assert_eq!(report["commits"], 1, "{report}");
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    assert!(
+        config.contains("[migration") && config.contains("new-store"),
+        "B joined: {config}"
+    );
+    // B's entry and blocks went to the new store too: it holds everything
+    // though nothing was copied after B wrote.
+    assert_eq!(head(&new_store), head(&old_store));
+    a.ok(&[&["migrate", "verify"][..], &to].concat());
+
+    a.ok(&["migrate", "cancel"]);
+    b.sync();
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    assert!(!config.contains("[migration"), "B left: {config}");
+    let frozen = head(&new_store);
+    std::fs::write(b.path("after-cancel.txt"), b"old store only").unwrap();
+    b.sync();
+    assert_eq!(head(&new_store), frozen, "B writes to the old store alone");
+    a.sync();
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
+}
+
+/// The same with B's daemon running: it notices the announcement, opens its
+/// stores again with the migration, and double-writes what B's user does.
+#[test]
+fn a_running_daemon_joins_an_announced_migration() {
+    let (dir, a, b) = pair();
+    std::fs::write(a.path("first.txt"), b"before").unwrap();
+    a.sync();
+    b.sync();
+    let _daemon = Daemon::start(&b);
+    let new_store = dir.path().join("new-store");
+    a.ok(&[
+        "migrate",
+        "start",
+        "--to",
+        "own",
+        "--store",
+        new_store.to_str().unwrap(),
+    ]);
+    wait_for("B's daemon to join the migration", || {
+        std::fs::read_to_string(&b.config)
+            .unwrap()
+            .contains("new-store")
+    });
+    std::fs::write(b.path("from-b-daemon.bin"), noise(41, 250_000)).unwrap();
+    wait_for("B's change in both stores", || {
+        let old = head(&dir.path().join("store"));
+        old > 2 && head(&new_store) == old
+    });
+}
+
+/// A migration entry naming a store on another server (anyone holding the
+/// folder's token, or a compromised store, can write one) is never joined
+/// by itself: the device keeps syncing with its store alone, never opens a
+/// connection there, and `pouch status` says `pouch migrate join` would.
+#[test]
+fn an_announced_migration_to_another_server_waits_for_the_user() {
+    use pouch_backend::{Backend, BackendExt};
+    use pouch_core::commit::{COMMIT_VERSION, Commit, MigrationNotice};
+    use pouch_core::location::{OwnLocation, StoreLocation};
+    let (dir, a, b) = pair();
+    std::fs::write(a.path("first.txt"), b"before").unwrap();
+    a.sync();
+    b.sync();
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", elsewhere.local_addr().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = pouch_backend_own::EmbeddedBackend::open(&dir.path().join("store")).unwrap();
+    let next = pouch_backend::Seq(rt.block_on(store.journal_head()).unwrap().0 + 1);
+    let entry = Commit {
+        v: COMMIT_VERSION,
+        device: "mallory".into(),
+        time: None,
+        changes: Vec::new(),
+        moved_to: None,
+        migration: Some(MigrationNotice {
+            to: Some(StoreLocation::Own(OwnLocation::Server {
+                url: url.clone(),
+                namespace: "default".into(),
+            })),
+        }),
+        missing: Vec::new(),
+        retention: None,
+    };
+    rt.block_on(store.append(next, entry.encode())).unwrap();
+    drop(store);
+
+    std::fs::write(b.path("from-b.txt"), b"still syncing").unwrap();
+    let report = b.sync();
+    assert_eq!(report["commits"], 1, "{report}");
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    assert!(
+        !config.contains("[migration"),
+        "B joined by itself: {config}"
+    );
+    let status = b.ok(&["status"]);
+    assert!(
+        status.contains("pouch migrate join") && status.contains(&url),
+        "{status}"
+    );
+    assert!(
+        matches!(elsewhere.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "B connected to the announced server"
+    );
+    a.sync();
+    assert_eq!(snapshot(&a.root), snapshot(&b.root));
 }

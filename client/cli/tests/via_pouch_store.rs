@@ -119,7 +119,7 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
         .args(["--max-rate", "4"])
         .envs(a.env.iter().cloned())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Written and synced on both devices while the copy runs.
@@ -131,10 +131,11 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
         "the copy ended before A's sync did"
     );
     let out = migration.wait_with_output().unwrap();
-    assert!(out.status.success(), "migrate start failed");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "migrate start failed: {said}");
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(5),
-        "the copy ignored --max-rate"
+        "the copy ignored --max-rate: {said}"
     );
     wait_for("B's file on A", || {
         a.ok(&["sync"]);

@@ -112,8 +112,13 @@ pub struct Migration {
     pub shadow_reads: f64,
 }
 
+impl Migration {
+    /// The share of reads shadowed unless the user chose another.
+    pub const DEFAULT_SHADOW_READS: f64 = 0.05;
+}
+
 fn default_shadow_reads() -> f64 {
-    0.05
+    Migration::DEFAULT_SHADOW_READS
 }
 
 /// Which store holds the data.

@@ -133,6 +133,16 @@ pub enum Error {
         to: Box<crate::location::StoreLocation>,
     },
 
+    /// A migration was announced (or stopped) that this device joins (or
+    /// leaves) by itself: its stores change, then it syncs again.
+    #[error(
+        "journal entry {seq} announced a change of migration; this device's stores change before it syncs again"
+    )]
+    MigrationChanged {
+        /// The entry that announced it.
+        seq: u64,
+    },
+
     /// The namespace moved to a store on another server (or bucket) than
     /// the configured one: this device waits for its user to follow or
     /// refuse the move, and meanwhile writes nothing and changes nothing.

@@ -46,6 +46,7 @@ impl Backend for RivalFirst {
             let rival = Commit {
                 time: None,
                 moved_to: None,
+                migration: None,
                 missing: Vec::new(),
                 retention: None,
                 v: COMMIT_VERSION,

@@ -68,6 +68,12 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
                 moved = true;
                 tell!("pouch daemon: the folder's store moved; following it");
             }
+            Err(pouch_core::Error::MigrationChanged { .. }) => {
+                moved = false;
+                tell!(
+                    "pouch daemon: a migration was announced or stopped; opening the stores again"
+                );
+            }
             Err(e) => return Err(anyhow::Error::new(e).context("the daemon stopped")),
         }
     }

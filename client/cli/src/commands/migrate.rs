@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use pouch_backend::{Backend, StoreId};
+use pouch_backend::{Backend, BackendExt, StoreId};
 use pouch_config::{Config, Migration};
 use pouch_core::location::{ConfigLocation, StoreLocation};
 use pouch_core::migrate::{CopyOptions, CopyReport, RecordedProgress, freeze, switch_in_config};
@@ -28,9 +28,17 @@ pub(super) async fn migrate(config_path: &Path, action: MigrateAction) -> anyhow
             json,
         } => return start(config_path, config, *to, shadow_reads, &limits, json).await,
         MigrateAction::Cancel => {
-            let Some(migration) = config.migration.take() else {
+            let Some(under_way) = config.migration.clone() else {
                 bail!("no migration is under way");
             };
+            // Every device that joined leaves it too.
+            if let Err(e) = announce(config_path, &config, None).await {
+                tell!(
+                    "could not tell the other devices the migration stopped ({e:#}); each stops writing there once it syncs after a new `pouch migrate cancel`"
+                );
+            }
+            let mut config = Config::load(config_path)?;
+            let migration = config.migration.take().unwrap_or(under_way);
             config.save(config_path)?;
             pouch_core::migrate::clear_progress(&LocalState::open(&config.state)?)?;
             say!(
@@ -44,6 +52,7 @@ pub(super) async fn migrate(config_path: &Path, action: MigrateAction) -> anyhow
         MigrateAction::Verify { to, json } => return verify(&config, *to, json).await,
         MigrateAction::Switch { to } => return switch(config_path, *to).await,
         MigrateAction::Follow => return follow(config_path).await,
+        MigrateAction::Join => return join(config_path).await,
         MigrateAction::Refuse => {
             let _lock = sync_lock(&config).await?;
             let mut session = Session::open(config_path)?;
@@ -132,6 +141,21 @@ async fn start(
         );
     }
     let to = store::open(&target, None)?;
+    // Announced before the copy, and before this device writes to both
+    // stores (the entry goes to the old store alone; the copy brings it
+    // over): devices on the same server write to both stores from their
+    // next sync, so the copy chases them too.
+    if let Some(location) = StoreLocation::of(&target) {
+        match announce(config_path, &config, Some(location)).await {
+            Ok(true) => tell!(
+                "announced in the folder's journal: other devices on this server write to both stores from their next sync; others after `pouch migrate join`"
+            ),
+            Ok(false) => {}
+            Err(e) => tell!(
+                "could not announce the migration to the other devices ({e:#}); they write to the old store alone, and the switch's copy brings their writes over"
+            ),
+        }
+    }
     // Recorded before the copy: every write from now on (this command's
     // and a running daemon's, which reopens its stores when the config
     // changes) goes to both stores, so the copy chases a fixed target.
@@ -154,6 +178,63 @@ async fn start(
     if !json {
         say!("when you are ready: `pouch migrate switch` with the same store arguments");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Appends a journal entry announcing the migration to `to` (or, `None`,
+/// stopping the one under way) unless the last one pulled says so already
+/// (`false` then). Under the folder's sync lock.
+async fn announce(
+    config_path: &Path,
+    config: &Config,
+    to: Option<StoreLocation>,
+) -> anyhow::Result<bool> {
+    let _lock = sync_lock(config).await?;
+    let mut session = Session::open(config_path)?;
+    session.engine.pull_only().await?;
+    let announced = session.engine.announced_migration()?.map(|(_, to)| to);
+    if announced.as_ref() == Some(&to) || (to.is_none() && announced.is_none()) {
+        return Ok(false);
+    }
+    session.engine.announce_migration(to).await?;
+    Ok(true)
+}
+
+/// `pouch migrate join`: the user's go-ahead to write to the store another
+/// device announced a migration to.
+async fn join(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let (seq, to) = {
+        let _lock = sync_lock(&config).await?;
+        let mut session = Session::open(config_path)?;
+        session.engine.pull_only().await?;
+        match session.engine.announced_migration()? {
+            Some((seq, Some(to))) => (seq, to),
+            _ => bail!("no migration of this folder is announced"),
+        }
+    };
+    if to.is(&config.backend) {
+        bail!("the announced store is the one this folder already uses");
+    }
+    if config
+        .migration
+        .as_ref()
+        .is_some_and(|m| StoreLocation::of(&m.target).as_ref() == Some(&to))
+    {
+        say!("this device already writes to {to}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Reachable with this device's own credentials, before it writes there.
+    let target = store::open(&to.to_config(), None)
+        .with_context(|| format!("cannot open {to} with this device's credentials"))?;
+    target
+        .journal_head()
+        .await
+        .with_context(|| format!("cannot reach {to} with this device's credentials"))?;
+    if !crate::session::join_in_config(config_path, seq, Some(&to))? {
+        bail!("cannot write to {to}");
+    }
+    say!("this device now writes to {to} too, until the switch");
     Ok(ExitCode::SUCCESS)
 }
 

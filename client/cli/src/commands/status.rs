@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use pouch_backend::BackendExt;
-use pouch_core::location::ConfigLocation;
+use pouch_core::location::{ConfigLocation, StoreLocation};
 use pouch_core::migrate::CopyProgress;
 use pouch_protocol::{DaemonStatus, Request, Response, request};
 use serde::Serialize;
@@ -33,6 +33,9 @@ struct Status {
     /// A move another device announced that waits for this device's user
     /// (`pouch migrate follow` or `refuse`), if any.
     move_waiting: Option<MoveWaiting>,
+    /// A migration another device announced that this one has not joined
+    /// (its store is elsewhere: `pouch migrate join`).
+    migration_announced: Option<MoveWaiting>,
 }
 
 /// A move waiting for the user, for `pouch status`.
@@ -82,8 +85,21 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
             seq,
             to: to.to_string(),
         });
+    let joined = config
+        .migration
+        .as_ref()
+        .and_then(|m| StoreLocation::of(&m.target));
+    let migration_announced = engine
+        .announced_migration()?
+        .and_then(|(seq, to)| Some((seq, to?)))
+        .filter(|(_, to)| Some(to) != joined.as_ref() && !to.is(&config.backend))
+        .map(|(seq, to)| MoveWaiting {
+            seq,
+            to: to.to_string(),
+        });
     let status = Status {
         move_waiting,
+        migration_announced,
         migration,
         root: config.root.clone(),
         device: config.device.clone(),
@@ -117,6 +133,13 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
                  `pouch migrate follow` to follow it, `pouch migrate refuse` to stay here. Nothing syncs meanwhile",
                 waiting.to,
                 waiting.seq
+            );
+        }
+        if let Some(announced) = &status.migration_announced {
+            say!(
+                "announced: another device is migrating this folder to {} (journal entry {});                  `pouch migrate join` to write there too (this device's own credentials)",
+                announced.to,
+                announced.seq
             );
         }
         if let Some(migration) = &status.migration {

@@ -222,6 +222,9 @@ pub async fn run(
                 // and let the restart (systemd's, or the user's) follow the
                 // move with the new store.
                 Err(e @ crate::Error::Moved { .. }) => break Err(e),
+                // A migration to join or leave: the stores change (the
+                // caller reopens them) before anything more is written.
+                Err(e @ crate::Error::MigrationChanged { .. }) => break Err(e),
                 // The user decides (`pouch migrate follow` changes the
                 // config, which restarts the daemon's stores; `refuse` lets
                 // the next try sync): the error in the status says so, and

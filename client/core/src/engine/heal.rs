@@ -324,6 +324,7 @@ impl Engine {
             device: self.device.clone(),
             time: Some(now),
             moved_to: None,
+            migration: None,
             changes: Vec::new(),
             missing: missing.clone(),
         };

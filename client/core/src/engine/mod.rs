@@ -14,6 +14,7 @@
 //! so a crash anywhere leaves at worst unreferenced blocks, which the next
 //! run finds already stored instead of uploading again.
 
+mod announce;
 mod apply;
 mod download;
 mod heal;
@@ -61,6 +62,9 @@ const UPLOAD_BATCH_BYTES: usize = 16 << 20;
 const PULL_PAGE: usize = 256;
 /// The local state's key for a move pulled and not followed yet.
 const MOVED_META: &str = "moved_to";
+/// The local state's key for the last migration notice pulled: (entry,
+/// store or `None` when stopped).
+const MIGRATION_META: &str = "migration";
 /// The local state's key for the namespace's retention policy, as last
 /// pulled.
 const RETENTION_META: &str = "retention";
@@ -87,6 +91,9 @@ pub struct Engine {
     /// Where the configured store is, to tell moves this device may follow
     /// by itself from those that wait for its user.
     here: Option<StoreLocation>,
+    /// The store this device writes to beside its own (its config's
+    /// migration), to tell an announced migration it has not joined.
+    migrating: Option<StoreLocation>,
     /// The batched read of the blocks the running apply downloads.
     prefetch: Option<prefetch::Prefetch>,
     /// The blocks this device's files hold, while an apply runs.
@@ -215,6 +222,7 @@ impl Engine {
             unreadable: HashSet::new(),
             last_heal: None,
             here: None,
+            migrating: None,
             prefetch: None,
             local_blocks: reuse::LocalBlocks::default(),
             local_blocks_indexed: None,
@@ -374,6 +382,11 @@ impl Engine {
                 } else {
                     Error::MoveWaits { seq, to }
                 });
+            }
+            // A migration announced or stopped that this device acts on by
+            // itself: its stores change before it writes anything.
+            if let Some((seq, _)) = self.migration_change()? {
+                return Err(Error::MigrationChanged { seq });
             }
             let (rules, scanned_changes) = self.scan_recorded(&mut report, &scope)?;
             self.apply_planned(&rules, &mut report).await?;

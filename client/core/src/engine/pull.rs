@@ -112,7 +112,12 @@ impl Engine {
     /// Notes what entry `seq` says of the namespace itself: a move to
     /// another store, a retention policy.
     fn note_namespace_changes(&self, seq: Seq, commit: &Commit) -> Result<()> {
+        if let Some(notice) = &commit.migration {
+            self.note_migration(seq.0, notice.to.as_ref())?;
+        }
         if let Some(to) = &commit.moved_to {
+            // The switch ends the migration it announced.
+            self.forget_migration()?;
             tracing::warn!(%seq, "the namespace moved to another store");
             self.db.set_meta(
                 super::MOVED_META,

@@ -299,6 +299,7 @@ impl Engine {
             device: self.device.clone(),
             time: Some(time),
             moved_to: None,
+            migration: None,
             missing: Vec::new(),
             changes: changes
                 .iter()

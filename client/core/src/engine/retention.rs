@@ -59,6 +59,7 @@ impl Engine {
                 time: Some(time),
                 changes: Vec::new(),
                 moved_to: None,
+                migration: None,
                 missing: Vec::new(),
             };
             let seq = self.db.cursor()?.next();

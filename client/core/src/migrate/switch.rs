@@ -47,6 +47,7 @@ pub async fn freeze(
             time: Some(time),
             changes: Vec::new(),
             moved_to: Some(to.clone()),
+            migration: None,
             missing: Vec::new(),
         };
         match from.append(head.next(), entry.encode()).await {
