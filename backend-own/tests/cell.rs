@@ -766,7 +766,11 @@ async fn swept_blocks_give_their_space_back_when_volumes_are_compacted() {
     assert_eq!(swept.blocks, 90);
     assert_eq!(on_disk(), before, "a sweep only forgets");
 
-    let report = front.compact_once(0.5).await.unwrap().unwrap();
+    let report = front
+        .compact_once(0.5, Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(report.volumes_compacted >= coded, "{report:?}");
     // The kept quarter of each compacted volume moved (kept blocks in the
     // open volume stay where they are).
@@ -886,6 +890,62 @@ async fn a_nodes_scrubber_reports_damage_that_repair_then_mends() {
     for (block, want) in blocks.iter().zip(&raw) {
         assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
     }
+}
+
+/// A node counted dead and repaired around comes back with its old copy:
+/// the database no longer places it there, so once it has not been written
+/// for the grace period the compaction pass deletes it (sidecar too), and
+/// nothing the database names is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_comes_back_has_the_copies_moved_away_meanwhile_deleted() {
+    let (pg, dir, mut nodes, _) = cell(4).await;
+    let options = CellOptions {
+        dead_after: Duration::from_secs(2),
+        ..CellOptions::default()
+    };
+    let front = Cell::connect(&pg.url(), cell::TOKEN.into(), options)
+        .await
+        .unwrap();
+    let ns = front.namespace("default").await.unwrap();
+    let raw: Vec<_> = (0..20).map(|i| noise(i, 10_000)).collect();
+    let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
+    ns.put_blocks(blocks.clone()).await.unwrap();
+    let gone = holding(&nodes)[0];
+    nodes[gone].kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let repaired = front.repair_once().await.unwrap().unwrap();
+    assert_eq!(repaired.replicas_rebuilt, 1, "{repaired:?}");
+    nodes[gone] = cell::Node::start(store(), &pg.url(), &dir.path().join(format!("node-{gone}")));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while front.live_nodes().await.unwrap().len() < 4 {
+        assert!(Instant::now() < deadline, "the node never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(holding(&nodes).len(), 4, "the old copy is still there");
+
+    let within_grace = front
+        .compact_once(0.5, Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(within_grace.orphans_deleted, 0);
+    let report = front
+        .compact_once(0.5, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.orphans_deleted, 1, "{report:?}");
+    assert!(all_files(&nodes[gone].data.join("volumes")).is_empty());
+    assert_eq!(holding(&nodes).len(), 3);
+    for (block, want) in blocks.iter().zip(&raw) {
+        assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
+    }
+    let again = front
+        .compact_once(0.5, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.orphans_deleted, 0);
 }
 
 /// A small random number generator for the rounds below (xorshift): the

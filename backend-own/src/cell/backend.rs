@@ -395,6 +395,22 @@ impl Cell {
         Ok(bytes)
     }
 
+    /// The replicas and shards the node at `addr` holds.
+    pub(super) async fn held_by(&self, addr: &str) -> Result<Vec<super::node::Held>> {
+        let response = self
+            .http
+            .get(format!("{addr}/node/v1/pieces"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(node_error)?;
+        if !response.status().is_success() {
+            return Err(node_error(format!("{addr} answered {}", response.status())));
+        }
+        let body = response.bytes().await.map_err(node_error)?;
+        serde_json::from_slice(&body).map_err(node_error)
+    }
+
     /// Has the node at `addr` drop `piece` (a replica or shard no longer
     /// named by the database).
     pub(super) async fn drop_from(&self, addr: &str, piece: Piece) -> Result<()> {

@@ -35,6 +35,9 @@ pub struct CompactReport {
     /// Bytes of the volumes dropped (as written; on the nodes 1.5× or 3×
     /// that).
     pub bytes_dropped: u64,
+    /// Files nodes held that the database no longer placed there (kept
+    /// while a node was away), deleted.
+    pub orphans_deleted: u64,
     /// Blocks that could not be read back intact: their volume stays.
     pub blocks_unreadable: u64,
 }
@@ -44,18 +47,26 @@ impl Cell {
     /// for as long as the process lives.
     pub fn start_compaction(self: &Arc<Self>, every: std::time::Duration) {
         self.every(every, "compaction pass", |cell| async move {
-            cell.compact_once(0.5).await
+            cell.compact_once(0.5, super::reconcile::ORPHAN_GRACE).await
         });
     }
 
     /// Compacts every sealed or coded volume whose live blocks fill less
-    /// than `threshold` of it, unless the repair coordinator or a verifier
-    /// is at work (`None` then).
-    pub async fn compact_once(self: &Arc<Self>, threshold: f64) -> Result<Option<CompactReport>> {
-        let pass = async {
-            self.under_lock(super::verify::VERIFIER_LOCK, self.compact_pass(threshold))
-                .await
+    /// than `threshold` of it, then deletes the files nodes hold that the
+    /// database does not place there and that were not written for
+    /// `grace`; unless the repair coordinator or a verifier is at work
+    /// (`None` then).
+    pub async fn compact_once(
+        self: &Arc<Self>,
+        threshold: f64,
+        grace: std::time::Duration,
+    ) -> Result<Option<CompactReport>> {
+        let both = async {
+            let mut report = self.compact_pass(threshold).await?;
+            report.orphans_deleted = self.reconcile_pass(grace).await?;
+            Ok(report)
         };
+        let pass = async { self.under_lock(super::verify::VERIFIER_LOCK, both).await };
         let report = self
             .under_lock(super::repair::COORDINATOR_LOCK, pass)
             .await?

@@ -17,6 +17,7 @@ mod findings;
 mod gc;
 mod news;
 pub mod node;
+mod reconcile;
 mod repair;
 pub mod schema;
 pub mod scrub;

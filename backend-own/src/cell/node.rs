@@ -11,6 +11,7 @@
 //! PUT    /node/v1/shards/{volume}/{index}/{offset}          (the same, for a shard of a coded volume)
 //! GET    /node/v1/shards/{volume}/{index}/{offset}/{len}
 //! DELETE /node/v1/shards/{volume}/{index}
+//! GET    /node/v1/pieces                                    every replica and shard held, JSON
 //! ```
 //!
 //! Both need `Authorization: Bearer` with the cell's token. The node
@@ -147,6 +148,7 @@ pub async fn run(
         token: options.token,
     });
     let router = Router::new()
+        .route("/node/v1/pieces", get(list))
         .route(
             "/node/v1/volumes/{volume}",
             axum::routing::delete(
@@ -332,6 +334,72 @@ async fn read(State(node): State<Arc<Node>>, piece: Piece, offset: u64, len: usi
             tracing::error!(?piece, offset, "read failed: {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
         }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// One file a node holds, as it lists them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Held {
+    /// The volume.
+    pub volume: i64,
+    /// The shard, or `None` for a full replica.
+    pub shard: Option<usize>,
+    /// Seconds since the file was last written.
+    pub idle_secs: f64,
+}
+
+impl Held {
+    /// The piece it is.
+    pub fn piece(&self) -> Piece {
+        match self.shard {
+            Some(index) => Piece::Shard(self.volume, index),
+            None => Piece::Replica(self.volume),
+        }
+    }
+}
+
+/// Every replica and shard file the node holds (for the cell's
+/// reconciliation of what a node kept while it was away).
+async fn list(State(node): State<Arc<Node>>) -> Response {
+    let node = node.clone();
+    let listed = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Held>> {
+        let mut held = Vec::new();
+        for (folder, in_shards) in [(&node.volumes, false), (&node.shards, true)] {
+            for entry in std::fs::read_dir(folder)? {
+                let entry = entry?;
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let Some(piece) = super::scrub::piece_of(&name, in_shards) else {
+                    continue;
+                };
+                let idle_secs = entry
+                    .metadata()?
+                    .modified()?
+                    .elapsed()
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let (volume, shard) = match piece {
+                    Piece::Replica(volume) => (volume, None),
+                    Piece::Shard(volume, index) => (volume, Some(index)),
+                };
+                held.push(Held {
+                    volume,
+                    shard,
+                    idle_secs,
+                });
+            }
+        }
+        Ok(held)
+    })
+    .await;
+    match listed {
+        Ok(Ok(held)) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&held).expect("a list always serialises"),
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

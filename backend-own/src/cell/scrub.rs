@@ -75,7 +75,7 @@ pub struct ScrubOptions {
 }
 
 /// The piece a file of the node's folders holds, from its name.
-fn piece_of(name: &str, in_shards: bool) -> Option<Piece> {
+pub(super) fn piece_of(name: &str, in_shards: bool) -> Option<Piece> {
     if in_shards {
         let (volume, index) = name.split_once('.')?;
         Some(Piece::Shard(
