@@ -29,18 +29,29 @@ async fn cell(
     let pg = cell::Postgres::start();
     cell::init(store(), &pg.url());
     let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<cell::Node> = (0..nodes)
-        .map(|i| cell::Node::start(store(), &pg.url(), &dir.path().join(format!("node-{i}"))))
-        .collect();
+    let nodes = start_nodes(&pg.url(), dir.path(), nodes, &[]);
     let front = Cell::connect(&pg.url(), cell::TOKEN.into(), CellOptions::default())
         .await
         .unwrap();
+    wait_for_nodes(&front, nodes.len()).await;
+    (pg, dir, nodes, front)
+}
+
+/// `count` node processes of the cell at `url`, their data in `dir`, with
+/// `args` beside the usual ones.
+fn start_nodes(url: &str, dir: &std::path::Path, count: usize, args: &[&str]) -> Vec<cell::Node> {
+    (0..count)
+        .map(|i| cell::Node::start_with(store(), url, &dir.join(format!("node-{i}")), args))
+        .collect()
+}
+
+/// Waits until `count` nodes beat their hearts in `front`'s database.
+async fn wait_for_nodes(front: &Cell, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while front.live_nodes().await.unwrap().len() < nodes.len() {
+    while front.live_nodes().await.unwrap().len() < count {
         assert!(Instant::now() < deadline, "the nodes never registered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (pg, dir, nodes, front)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -809,16 +820,8 @@ async fn a_nodes_scrubber_reports_damage_that_repair_then_mends() {
     let pg = cell::Postgres::start();
     cell::init(store(), &pg.url());
     let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<cell::Node> = (0..6)
-        .map(|i| {
-            cell::Node::start_with(
-                store(),
-                &pg.url(),
-                &dir.path().join(format!("node-{i}")),
-                &["--scrub-every", "1", "--scrub-mib-per-sec", "64"],
-            )
-        })
-        .collect();
+    let scrub_often = ["--scrub-every", "1", "--scrub-mib-per-sec", "64"];
+    let nodes = start_nodes(&pg.url(), dir.path(), 6, &scrub_often);
     let options = CellOptions {
         volume_size: 256 << 10,
         ..CellOptions::default()
@@ -826,11 +829,7 @@ async fn a_nodes_scrubber_reports_damage_that_repair_then_mends() {
     let front = Cell::connect(&pg.url(), cell::TOKEN.into(), options)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while front.live_nodes().await.unwrap().len() < 6 {
-        assert!(Instant::now() < deadline, "the nodes never registered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_nodes(&front, 6).await;
     let ns = front.namespace("default").await.unwrap();
     let raw: Vec<_> = (0..40).map(|i| noise(i, 20_000)).collect();
     let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
@@ -916,11 +915,7 @@ async fn a_node_that_comes_back_has_the_copies_moved_away_meanwhile_deleted() {
     let repaired = front.repair_once().await.unwrap().unwrap();
     assert_eq!(repaired.replicas_rebuilt, 1, "{repaired:?}");
     nodes[gone] = cell::Node::start(store(), &pg.url(), &dir.path().join(format!("node-{gone}")));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while front.live_nodes().await.unwrap().len() < 4 {
-        assert!(Instant::now() < deadline, "the node never came back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_nodes(&front, 4).await;
     assert_eq!(holding(&nodes).len(), 4, "the old copy is still there");
 
     let within_grace = front
@@ -1191,17 +1186,11 @@ async fn a_standby_promoted_under_load_loses_nothing_acknowledged() {
         primary.port, standby.port
     );
     let dir = tempfile::tempdir().unwrap();
-    let _nodes: Vec<cell::Node> = (0..3)
-        .map(|i| cell::Node::start(store(), &url, &dir.path().join(format!("node-{i}"))))
-        .collect();
+    let _nodes = start_nodes(&url, dir.path(), 3, &[]);
     let front = Cell::connect(&url, cell::TOKEN.into(), CellOptions::default())
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while front.live_nodes().await.unwrap().len() < 3 {
-        assert!(Instant::now() < deadline, "the nodes never registered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_nodes(&front, 3).await;
     let ns = Arc::new(front.namespace("default").await.unwrap());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (acknowledged, writer) = write_under_load(ns.clone(), stop.clone());

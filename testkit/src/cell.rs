@@ -67,6 +67,23 @@ pub struct Postgres {
 impl Postgres {
     /// Makes and starts one; panics with what went wrong otherwise.
     pub fn start() -> Self {
+        let dir = Self::folder();
+        let out = pg_command("initdb")
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-U", "pouch", "--auth=trust", "-E", "UTF8"])
+            .output()
+            .expect("initdb: is PostgreSQL installed? (./scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self::launch(dir)
+    }
+
+    /// A temp folder the server's user owns.
+    fn folder() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         if running_as_root() {
             let status = Command::new("chown")
@@ -76,18 +93,11 @@ impl Postgres {
                 .unwrap();
             assert!(status.success());
         }
-        let data = dir.path().join("data");
-        let out = pg_command("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "pouch", "--auth=trust", "-E", "UTF8"])
-            .output()
-            .expect("initdb: is PostgreSQL installed? (./scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        dir
+    }
+
+    /// Starts a server on the cluster in `dir`'s `data`, on a free port.
+    fn launch(dir: tempfile::TempDir) -> Self {
         let port = free_port();
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1",
@@ -95,7 +105,7 @@ impl Postgres {
         );
         let out = pg_command("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(dir.path().join("data"))
             .args(["-o", &options, "-w", "-l"])
             .arg(dir.path().join("log"))
             .arg("start")
@@ -132,16 +142,7 @@ impl Postgres {
     /// (`pg_basebackup -R`), and makes replication synchronous: a commit
     /// is acknowledged once the replica has it.
     pub fn start_standby(&self) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        if running_as_root() {
-            let status = Command::new("chown")
-                .arg("postgres")
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let data = dir.path().join("data");
+        let dir = Self::folder();
         let out = pg_command("pg_basebackup")
             .args([
                 "-h",
@@ -155,7 +156,7 @@ impl Postgres {
                 "stream",
                 "-D",
             ])
-            .arg(&data)
+            .arg(dir.path().join("data"))
             .output()
             .unwrap();
         assert!(
@@ -163,24 +164,7 @@ impl Postgres {
             "pg_basebackup failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1",
-            dir.path().display()
-        );
-        let out = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .args(["-o", &options, "-w", "-l"])
-            .arg(dir.path().join("log"))
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start (standby) failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let standby = Self::launch(dir);
         self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
         self.psql("SELECT pg_reload_conf()");
         // Until the standby streams, a synchronous commit would wait.
@@ -193,7 +177,7 @@ impl Postgres {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        Self { dir, port }
+        standby
     }
 
     /// Runs `sql` with psql and returns its output, trimmed.
@@ -257,11 +241,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "stop"])
-            .output();
+        self.crash();
     }
 }
 

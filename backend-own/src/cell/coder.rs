@@ -23,13 +23,10 @@ use bytes::Bytes;
 use pouch_backend::{BlockId, Error, Result};
 
 use super::backend::{Cell, parse_record};
-use super::coding::{self, DATA_SHARDS, SHARDS};
+use super::coding::{self, DATA_SHARDS, SHARDS, WINDOW};
 use super::db;
 use super::node::{Piece, node_error};
 use super::repair::RepairReport;
-
-/// Bytes of each shard coded at once: the coder holds six windows.
-const WINDOW: u64 = 4 << 20;
 
 /// An indexed block of a volume: id, offset, record length.
 type Record = (BlockId, i64, i32);

@@ -24,6 +24,11 @@ pub const PARITY_SHARDS: usize = 2;
 pub const SHARDS: usize = DATA_SHARDS + PARITY_SHARDS;
 /// The unit the code works in: windows start and end on multiples of it.
 pub const ALIGN: u64 = 64;
+/// Bytes of each shard coded, checked or rebuilt at once (the coder holds
+/// six such windows). One size for all three: a node keeps one hash per
+/// written range, and a window written again must be the same range for
+/// its hash to replace the old one.
+pub const WINDOW: u64 = 4 << 20;
 
 /// Each shard's length for a volume of `size` bytes: a quarter of it,
 /// rounded up to [`ALIGN`].

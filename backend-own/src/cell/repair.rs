@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use pouch_backend::{BlockId, Result};
 
 use super::backend::{Cell, parse_record};
-use super::coding::DATA_SHARDS;
+use super::coding::{DATA_SHARDS, WINDOW};
 use super::db;
 use super::node::Piece;
 use super::shards::Coded;
@@ -27,9 +27,6 @@ pub(super) const COORDINATOR_LOCK: i64 = 7_021_106;
 
 /// Contiguous records copied in one write, at most.
 const COPY_BYTES: usize = 8 << 20;
-
-/// Bytes of a shard rebuilt at once (read from four others).
-const REBUILD_WINDOW: u64 = 4 << 20;
 
 /// What became of a damaged range.
 enum Mended {
@@ -256,7 +253,8 @@ impl Cell {
                         shard_size: shard_size.unwrap_or(0) as u64,
                         addrs: shards.iter().map(addr_of).collect(),
                     };
-                    self.mend_shard_range(&coded, shard as usize, offset, len, &addr)
+                    let (from, to) = (offset as u64, (offset + len) as u64);
+                    self.rebuild_shard(&coded, shard as usize, from, to, &addr)
                         .await
                         .map(|()| Mended::Written)
                 }
@@ -348,29 +346,6 @@ impl Cell {
         Ok(Mended::Written)
     }
 
-    /// Writes the windows of shard `index` overlapping `[offset, offset +
-    /// len)` on the node at `target`, rebuilt from the other shards.
-    async fn mend_shard_range(
-        &self,
-        coded: &Coded,
-        index: usize,
-        offset: i64,
-        len: i64,
-        target: &str,
-    ) -> Result<()> {
-        let end = ((offset + len) as u64).min(coded.shard_size);
-        let mut at = offset as u64 / REBUILD_WINDOW * REBUILD_WINDOW;
-        while at < end {
-            let wlen = REBUILD_WINDOW.min(coded.shard_size - at);
-            let mut all = self.rebuild_window(coded, at, wlen, &[index]).await?;
-            let window = Bytes::from(all.swap_remove(index));
-            self.write_to(target, Piece::Shard(coded.volume, index), at as i64, window)
-                .await?;
-            at += wlen;
-        }
-        Ok(())
-    }
-
     /// Rebuilds the shards of coded volumes that sit on dead or draining
     /// nodes, each on a live node holding no other shard of its volume,
     /// window by window from four of the others.
@@ -427,7 +402,11 @@ impl Cell {
                 let target = super::backend::choose(&spare, 1)[0];
                 spare.retain(|id| *id != target);
                 let target_addr = addr_of(&target).expect("a live node");
-                if let Err(e) = self.rebuild_shard(&coded, index, &target_addr).await {
+                let whole = (0, coded.shard_size);
+                if let Err(e) = self
+                    .rebuild_shard(&coded, index, whole.0, whole.1, &target_addr)
+                    .await
+                {
                     tracing::warn!(
                         volume,
                         shard = index,
@@ -467,12 +446,23 @@ impl Cell {
         Ok(())
     }
 
-    /// Writes shard `index` of `coded` to the node at `target`, rebuilt
-    /// window by window from the others.
-    async fn rebuild_shard(&self, coded: &Coded, index: usize, target: &str) -> Result<()> {
-        let mut at = 0;
-        while at < coded.shard_size {
-            let len = REBUILD_WINDOW.min(coded.shard_size - at);
+    /// Writes the windows of shard `index` of `coded` that overlap `[from,
+    /// to)` (the whole shard: `0..shard_size`) to the node at `target`,
+    /// each rebuilt from the other shards. Windows start on multiples of
+    /// [`WINDOW`], as the coder wrote them, so a rewritten window
+    /// replaces its entry in the node's sidecar of hashes.
+    async fn rebuild_shard(
+        &self,
+        coded: &Coded,
+        index: usize,
+        from: u64,
+        to: u64,
+        target: &str,
+    ) -> Result<()> {
+        let end = to.min(coded.shard_size);
+        let mut at = from / WINDOW * WINDOW;
+        while at < end {
+            let len = WINDOW.min(coded.shard_size - at);
             let mut all = self.rebuild_window(coded, at, len, &[index]).await?;
             let window = Bytes::from(all.swap_remove(index));
             self.write_to(target, Piece::Shard(coded.volume, index), at as i64, window)

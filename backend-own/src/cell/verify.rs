@@ -18,7 +18,7 @@ use bytes::Bytes;
 use pouch_backend::{Backend, BlockId, Result};
 
 use super::backend::{Cell, parse_record};
-use super::coding::{self, DATA_SHARDS, SHARDS};
+use super::coding::{self, DATA_SHARDS, SHARDS, WINDOW};
 use super::db;
 use super::node::Piece;
 use super::shards::Coded;
@@ -48,9 +48,6 @@ pub struct VerifyReport {
 
 /// Block ids looked up in the index at once.
 const LOOKUP_BATCH: usize = 1000;
-
-/// Bytes of each shard checked at once.
-const CHECK_WINDOW: u64 = 4 << 20;
 
 /// Whether the same window of shards `have` agree: `Some(None)` if they
 /// do (or are too few to tell), `Some(Some(i))` if they do once shard `i`
@@ -206,7 +203,7 @@ impl Cell {
     async fn verify_coded(&self, coded: &Coded, report: &mut VerifyReport) {
         let mut at = 0;
         while at < coded.shard_size {
-            let len = CHECK_WINDOW.min(coded.shard_size - at);
+            let len = WINDOW.min(coded.shard_size - at);
             let windows = self.shard_windows(coded, at, len, &[]).await;
             let have: Vec<(usize, &[u8])> = windows
                 .iter()

@@ -10,14 +10,10 @@
 //! stops with [`Error::MigrationChanged`]; the caller reopens its stores
 //! (joining or leaving the migration in its config) and syncs again.
 
-use pouch_backend::Error as BackendError;
-
-use super::{Engine, MAX_COMMIT_ATTEMPTS, MIGRATION_META};
-use crate::commit::{COMMIT_VERSION, Commit, MigrationNotice};
+use super::{Engine, MIGRATION_META};
+use crate::Result;
+use crate::commit::MigrationNotice;
 use crate::location::StoreLocation;
-use crate::report::SyncReport;
-use crate::state::Origin;
-use crate::{Error, Result};
 
 impl Engine {
     /// The last migration notice this device pulled: the entry, and the
@@ -61,47 +57,13 @@ impl Engine {
     /// Appends an entry announcing a migration to `to`, or (`None`)
     /// stopping the one under way. Pulls first; a lost race retries.
     pub async fn announce_migration(&mut self, to: Option<StoreLocation>) -> Result<u64> {
-        self.check_store().await?;
-        for _ in 0..MAX_COMMIT_ATTEMPTS {
-            let mut report = SyncReport::default();
-            self.pull(&mut report).await?;
-            if let Some((seq, to)) = self.moved()? {
-                return Err(Error::Moved {
-                    seq,
-                    to: Box::new(to),
-                });
-            }
-            let time = self.clock.unix_secs();
-            let notice = MigrationNotice { to: to.clone() };
-            let commit = Commit {
-                v: COMMIT_VERSION,
-                device: self.device.clone(),
-                time: Some(time),
-                changes: Vec::new(),
-                moved_to: None,
-                migration: Some(notice),
-                missing: Vec::new(),
-                retention: None,
-            };
-            let seq = self.db.cursor()?.next();
-            match self.backend.append(seq, commit.encode()).await {
-                Ok(()) => {
-                    let origin = Origin {
-                        device: self.device.clone(),
-                        time: Some(time),
-                    };
-                    self.db.fold(seq, &origin, &[], true)?;
-                    self.note_migration(seq.0, to.as_ref())?;
-                    tracing::info!(%seq, to = ?to, "announced a migration");
-                    return Ok(seq.0);
-                }
-                Err(BackendError::SlotTaken(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Contended {
-            attempts: MAX_COMMIT_ATTEMPTS,
-        })
+        let notice = MigrationNotice { to: to.clone() };
+        let seq = self
+            .append_namespace_entry(|commit| commit.migration = Some(notice.clone()))
+            .await?;
+        self.note_migration(seq.0, to.as_ref())?;
+        tracing::info!(%seq, to = ?to, "announced a migration");
+        Ok(seq.0)
     }
 
     /// Records the notice of entry `seq`.

@@ -41,6 +41,26 @@ impl Engine {
     /// Records `policy` as the namespace's: one journal entry, which every
     /// device and collector reads. Pulls first; a lost race retries.
     pub async fn set_retention(&mut self, policy: Retention) -> Result<()> {
+        let seq = self
+            .append_namespace_entry(|commit| commit.retention = Some(policy))
+            .await?;
+        self.db.set_meta(
+            RETENTION_META,
+            &serde_json::to_string(&policy).expect("a policy always serialises"),
+        )?;
+        tracing::info!(%seq, ?policy, "set the retention policy");
+        Ok(())
+    }
+
+    /// Appends an entry that changes no path, only what `fill` sets on it
+    /// (a retention policy, a migration notice): pulls first (refusing a
+    /// store the namespace left), and on a lost race pulls and tries again.
+    /// The entry is folded into the local state; the caller records what
+    /// it means.
+    pub(super) async fn append_namespace_entry(
+        &mut self,
+        fill: impl Fn(&mut Commit),
+    ) -> Result<pouch_backend::Seq> {
         self.check_store().await?;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let mut report = SyncReport::default();
@@ -52,9 +72,9 @@ impl Engine {
                 });
             }
             let time = self.clock.unix_secs();
-            let commit = Commit {
+            let mut commit = Commit {
                 v: COMMIT_VERSION,
-                retention: Some(policy),
+                retention: None,
                 device: self.device.clone(),
                 time: Some(time),
                 changes: Vec::new(),
@@ -62,6 +82,7 @@ impl Engine {
                 migration: None,
                 missing: Vec::new(),
             };
+            fill(&mut commit);
             let seq = self.db.cursor()?.next();
             match self.backend.append(seq, commit.encode()).await {
                 Ok(()) => {
@@ -70,12 +91,7 @@ impl Engine {
                         time: Some(time),
                     };
                     self.db.fold(seq, &origin, &[], true)?;
-                    self.db.set_meta(
-                        RETENTION_META,
-                        &serde_json::to_string(&policy).expect("a policy always serialises"),
-                    )?;
-                    tracing::info!(%seq, ?policy, "set the retention policy");
-                    return Ok(());
+                    return Ok(seq);
                 }
                 Err(BackendError::SlotTaken(_)) => continue,
                 Err(e) => return Err(e.into()),
