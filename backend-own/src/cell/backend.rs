@@ -59,6 +59,11 @@ pub struct Cell {
     news: Arc<News>,
     /// What this process's repair and verification passes found.
     pub(super) findings: super::Findings,
+    /// Sealed volumes whose coding failed, and when this process may try
+    /// again (a volume with a block no replica holds intact would
+    /// otherwise be read whole at every pass).
+    pub(super) coding_failed:
+        std::sync::Mutex<std::collections::HashMap<i64, tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for Cell {
@@ -103,6 +108,7 @@ impl Cell {
             options,
             news,
             findings: super::Findings::default(),
+            coding_failed: Default::default(),
         }))
     }
 

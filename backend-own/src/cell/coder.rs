@@ -28,6 +28,9 @@ use super::db;
 use super::node::{Piece, node_error};
 use super::repair::RepairReport;
 
+/// How long a volume whose coding failed waits before it is tried again.
+const CODING_RETRY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// An indexed block of a volume: id, offset, record length.
 type Record = (BlockId, i64, i32);
 
@@ -62,6 +65,17 @@ impl Cell {
             if replicas.is_empty() || !replicas.iter().all(|r| ids.contains(r)) {
                 continue;
             }
+            let now = tokio::time::Instant::now();
+            if self
+                .coding_failed
+                .lock()
+                .expect("coding failures")
+                .get(&volume)
+                .is_some_and(|until| *until > now)
+            {
+                report.volumes_waiting_to_code += 1;
+                continue;
+            }
             let sources: Vec<String> = replicas
                 .iter()
                 .filter_map(|r| writable.iter().find(|(id, _)| id == r))
@@ -85,6 +99,10 @@ impl Cell {
             };
             match switched {
                 Ok(true) => {
+                    self.coding_failed
+                        .lock()
+                        .expect("coding failures")
+                        .remove(&volume);
                     report.volumes_coded += 1;
                     report.bytes_coded += size as u64;
                     tracing::info!(volume, shards = ?targets, "volume coded");
@@ -97,6 +115,12 @@ impl Cell {
                 Ok(false) | Err(_) => {
                     if let Err(e) = switched {
                         tracing::warn!(volume, "coding failed: {e}");
+                        // Not again for a while: the verifier or repair
+                        // may mend what stopped it meanwhile.
+                        self.coding_failed
+                            .lock()
+                            .expect("coding failures")
+                            .insert(volume, now + CODING_RETRY);
                     }
                     report.volumes_waiting_to_code += 1;
                     for (i, addr) in target_addrs.iter().enumerate() {

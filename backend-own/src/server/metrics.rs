@@ -127,7 +127,7 @@ pub(super) async fn serve(
             ),
             (
                 "cell_blocks_redundant",
-                "Blocks with every copy on a live node.",
+                "Blocks with every copy (or shard) on a live node.",
                 status.blocks_redundant,
             ),
             (
@@ -142,8 +142,23 @@ pub(super) async fn serve(
             ),
             (
                 "cell_volumes_to_repair",
-                "Volumes with a copy on a dead or draining node.",
+                "Volumes with a copy or shard on a dead or draining node.",
                 status.volumes_to_repair,
+            ),
+            (
+                "cell_volumes_coded",
+                "Volumes erasure-coded into shards.",
+                status.volumes_coded,
+            ),
+            (
+                "cell_logical_bytes",
+                "Bytes of the cell's volumes as written.",
+                status.logical_bytes,
+            ),
+            (
+                "cell_stored_bytes",
+                "Bytes the nodes hold for them: every replica and shard.",
+                status.stored_bytes,
             ),
         ] {
             let _ = writeln!(
