@@ -8,6 +8,8 @@
 //! - [`server`] serves stores over HTTP as the `pouch-store` binary, and
 //!   [`RemoteBackend`] is the client that talks to it.
 
+#[cfg(feature = "client")]
+pub mod account;
 #[cfg(feature = "server")]
 pub mod cell;
 #[cfg(feature = "client")]

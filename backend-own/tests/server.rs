@@ -724,3 +724,159 @@ async fn the_server_collects_garbage_on_its_timer() {
         pouch_backend::conformance::noise(31, 300_000)
     );
 }
+
+/// `pouch-store user add` (the password on standard input).
+fn add_user(server: &ServerProcess, name: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+        .args(["user", "add", "--data"])
+        .arg(&server.data)
+        .arg(name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success(), "user add {name}");
+}
+
+/// `POST /v1/login`: the credential, or the status refusing it.
+async fn login(
+    server: &ServerProcess,
+    user: &str,
+    password: &str,
+    device: &str,
+) -> Result<String, u16> {
+    pouch_backend::tls::install_provider();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/login", server.url))
+        .body(serde_json::json!({"user": user, "password": password, "device": device}).to_string())
+        .send()
+        .await
+        .unwrap();
+    if !response.status().is_success() {
+        return Err(response.status().as_u16());
+    }
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["namespace"], format!("home.{user}"));
+    Ok(body["credential"].as_str().unwrap().to_owned())
+}
+
+/// Accounts on a real server process: a device logs in with the account's
+/// password and gets a credential of its own that opens the account's home
+/// namespace (made at first use) and nothing else; a wrong password, another
+/// account's home and a revoked credential get 401 at once; the namespace
+/// tokens of the config keep working beside accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_credential_opens_its_accounts_home_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), 1);
+    add_user(&server, "alice", "correct horse battery");
+    add_user(&server, "bob", "bob's long password");
+
+    assert_eq!(
+        login(&server, "alice", "wrong password", "laptop").await,
+        Err(401)
+    );
+    assert_eq!(
+        login(&server, "carol", "correct horse battery", "laptop").await,
+        Err(401)
+    );
+    let laptop = login(&server, "alice", "correct horse battery", "laptop")
+        .await
+        .unwrap();
+    let phone = login(&server, "alice", "correct horse battery", "phone")
+        .await
+        .unwrap();
+    let bobs = login(&server, "bob", "bob's long password", "desktop")
+        .await
+        .unwrap();
+
+    let home = RemoteBackend::new(&server.url, "home.alice", laptop.clone()).unwrap();
+    let block = Block::encode(Bytes::from_static(b"alice's first block"));
+    home.put_blocks(vec![block.clone()]).await.unwrap();
+    home.append(Seq(1), Bytes::from_static(b"entry"))
+        .await
+        .unwrap();
+    let from_phone = RemoteBackend::new(&server.url, "home.alice", phone.clone()).unwrap();
+    assert_eq!(from_phone.journal_head().await.unwrap(), Seq(1));
+    assert!(server.data.join("home.alice").is_dir());
+
+    // Bob's credential opens Bob's home only; no credential opens a
+    // configured namespace.
+    let intruder = RemoteBackend::new(&server.url, "home.alice", bobs.clone())
+        .unwrap()
+        .with_attempts(1);
+    assert!(matches!(
+        intruder.journal_head().await,
+        Err(Error::Unauthorized)
+    ));
+    let configured = RemoteBackend::new(&server.url, "ns0", laptop.clone())
+        .unwrap()
+        .with_attempts(1);
+    assert!(matches!(
+        configured.journal_head().await,
+        Err(Error::Unauthorized)
+    ));
+    assert_eq!(client(&server, 0).journal_head().await.unwrap(), Seq(0));
+
+    // The account's devices, listed and revoked over the API.
+    let http = reqwest::Client::new();
+    let devices: serde_json::Value = serde_json::from_slice(
+        &http
+            .get(format!("{}/v1/account/devices", server.url))
+            .bearer_auth(&phone)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["laptop", "phone"]);
+    let revoked = http
+        .delete(format!("{}/v1/account/devices/laptop", server.url))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    let cut_off = RemoteBackend::new(&server.url, "home.alice", laptop)
+        .unwrap()
+        .with_attempts(1);
+    assert!(matches!(
+        cut_off.journal_head().await,
+        Err(Error::Unauthorized)
+    ));
+    assert_eq!(
+        from_phone.get_block(block.id()).await.unwrap(),
+        Bytes::from_static(b"alice's first block")
+    );
+
+    // The operator removes the account: its last device is cut off too.
+    let out = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
+        .args(["user", "remove", "--data"])
+        .arg(&server.data)
+        .arg("alice")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let from_phone = from_phone.with_attempts(1);
+    assert!(matches!(
+        from_phone.journal_head().await,
+        Err(Error::Unauthorized)
+    ));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(server.data.join("accounts.sqlite"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}

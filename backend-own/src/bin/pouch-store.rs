@@ -103,6 +103,13 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 3600)]
         scrub_every: u64,
     },
+    /// Manage the accounts of a single-node server (each has a home
+    /// namespace; its devices log in with `pouch login`). Safe while the
+    /// server runs.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Manage a cell (pouch-store on many machines, metadata in
     /// PostgreSQL).
     Cell {
@@ -114,6 +121,55 @@ enum Command {
     GenerateAssets {
         /// Where to write them.
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Make an account. Its password is read from standard input when
+    /// that is not a terminal, else asked for (twice, not shown).
+    Add {
+        /// The server's data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The account's name (a-z, 0-9, '.', '_', '-').
+        name: String,
+        /// A storage quota, e.g. 50G or 500M (none by default).
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<String>,
+    },
+    /// List the accounts.
+    List {
+        /// The server's data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+    /// Remove an account; its devices' credentials stop working at once.
+    /// Its home namespace's data stays in the data folder.
+    Remove {
+        /// The server's data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The account.
+        name: String,
+    },
+    /// List an account's devices.
+    Devices {
+        /// The server's data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The account.
+        name: String,
+    },
+    /// Revoke one device's credential at once.
+    Revoke {
+        /// The server's data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The account.
+        name: String,
+        /// The device, as `user devices` shows it.
+        device: String,
     },
 }
 
@@ -216,6 +272,7 @@ fn main() -> ExitCode {
                 every: std::time::Duration::from_secs(scrub_every.max(1)),
             },
         ),
+        Command::User { command } => user(command),
         Command::Cell {
             command: CellCommand::Init { db },
         } => cell_init(&db),
@@ -643,4 +700,92 @@ fn generate_assets(dir: &Path) -> anyhow::Result<ExitCode> {
     }
     clap_mangen::generate_to(cmd, &man)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pouch-store user ...`.
+fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
+    use pouch_backend_own::server::accounts::{Accounts, home_namespace};
+    let open = |data: &Path| Accounts::open(data).context("cannot open the accounts");
+    match command {
+        UserCommand::Add { data, name, quota } => {
+            let quota = quota.map(|q| parse_size(&q)).transpose()?;
+            let password = read_password()?;
+            open(&data)?.add_user(&name, &password, quota)?;
+            println!(
+                "account {name} made; its home namespace is {}; its devices log in with `pouch login`",
+                home_namespace(&name)
+            );
+        }
+        UserCommand::List { data } => {
+            for user in open(&data)?.users()? {
+                let quota = user
+                    .quota
+                    .map_or_else(|| "no quota".to_owned(), |q| format!("quota {q} bytes"));
+                println!("{}  {} device(s), {quota}", user.name, user.devices);
+            }
+        }
+        UserCommand::Remove { data, name } => {
+            if !open(&data)?.remove_user(&name)? {
+                bail!("no account {name}");
+            }
+            println!(
+                "account {name} removed; its devices can no longer sync; its data stays in {}",
+                data.join(home_namespace(&name)).display()
+            );
+        }
+        UserCommand::Devices { data, name } => {
+            for device in open(&data)?.devices(&name)? {
+                match device.revoked {
+                    Some(at) => println!("{}  revoked (at {at})", device.name),
+                    None => println!("{}  since {}", device.name, device.created),
+                }
+            }
+        }
+        UserCommand::Revoke { data, name, device } => {
+            if !open(&data)?.revoke(&name, &device)? {
+                bail!("{name} has no device {device} with a credential in force");
+            }
+            println!("{name}'s device {device} can no longer sync");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A password from standard input (its first line) when that is not a
+/// terminal, else asked for twice without echo.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password("password: ")?;
+    let again = rpassword::prompt_password("again: ")?;
+    if first != again {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+/// A size such as `500M`, `50G` or `1024` (bytes).
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("{text} is not a size"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => bail!("{text}: the unit is one of K, M, G, T"),
+    };
+    n.checked_mul(1 << shift)
+        .with_context(|| format!("{text} is too large"))
 }

@@ -14,29 +14,40 @@ use super::config::Maintenance;
 /// Starts the workers for every served store.
 pub fn spawn(server: &Arc<Server>, settings: &Maintenance) {
     for (name, backend) in server.stores() {
-        let store = backend.store().clone();
-        if settings.scrub_bytes_per_sec > 0 {
-            tokio::spawn(scrub(
-                server.clone(),
-                name.clone(),
-                store.clone(),
-                settings.clone(),
-            ));
-        }
-        if settings.compact_every_secs > 0 {
-            tokio::spawn(compact(name.clone(), store, settings.clone()));
-        }
-        if settings.collect_every_secs > 0 {
-            let backend: Arc<dyn pouch_backend::Backend> = Arc::new(backend.clone());
-            tokio::spawn(collect(name.clone(), backend, settings.clone()));
-        }
+        spawn_store(server, &name, &backend, settings);
     }
     // A cell's namespaces are collected by its front ends (each takes the
     // namespace's lease in turn) and compacted by the cell itself.
     if settings.collect_every_secs > 0 {
         for (name, backend) in server.cell_namespaces() {
-            tokio::spawn(collect(name.clone(), backend, settings.clone()));
+            tokio::spawn(collect(name, backend, settings.clone()));
         }
+    }
+}
+
+/// Starts the workers of one store on this machine's disk (a configured
+/// namespace at start, an account's home when first used).
+pub fn spawn_store(
+    server: &Arc<Server>,
+    name: &str,
+    backend: &crate::embedded::EmbeddedBackend,
+    settings: &Maintenance,
+) {
+    let store = backend.store().clone();
+    if settings.scrub_bytes_per_sec > 0 {
+        tokio::spawn(scrub(
+            server.clone(),
+            name.to_owned(),
+            store.clone(),
+            settings.clone(),
+        ));
+    }
+    if settings.compact_every_secs > 0 {
+        tokio::spawn(compact(name.to_owned(), store, settings.clone()));
+    }
+    if settings.collect_every_secs > 0 {
+        let backend: Arc<dyn pouch_backend::Backend> = Arc::new(backend.clone());
+        tokio::spawn(collect(name.to_owned(), backend, settings.clone()));
     }
 }
 

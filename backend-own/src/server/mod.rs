@@ -30,6 +30,7 @@
 //! budget is taken. `/metrics` names namespaces only to a caller with the
 //! `metrics_token`.
 
+pub mod accounts;
 mod config;
 mod maintenance;
 mod metrics;
@@ -67,8 +68,16 @@ pub const ERROR_HEADER: &str = "x-pouch-error";
 
 /// One served namespace.
 struct Namespace {
-    token: String,
+    /// The configured token (`None`: an account's home, reached with its
+    /// devices' credentials only).
+    token: Option<String>,
     backend: Served,
+}
+
+/// Where a single-node server makes the stores of accounts' homes.
+struct Homes {
+    data: std::path::PathBuf,
+    options: crate::storage::StoreOptions,
 }
 
 /// What serves a namespace: a store on this machine's disk, or a cell's
@@ -120,7 +129,15 @@ impl Served {
 
 /// The server's shared state.
 pub struct Server {
-    namespaces: HashMap<String, Namespace>,
+    /// The namespaces served: those configured, and accounts' homes as
+    /// they are first used.
+    namespaces: std::sync::RwLock<HashMap<String, Namespace>>,
+    /// The accounts (single-node servers), with where their homes go.
+    accounts: Option<(Arc<accounts::Accounts>, Homes)>,
+    /// Background work, for the homes opened after it started.
+    maintenance: std::sync::OnceLock<Maintenance>,
+    /// Logins checking a password at once (each an argon2 hash).
+    logins: Semaphore,
     /// The cell this server is a front end of, if it is one.
     cell: Option<Arc<crate::cell::Cell>>,
     metrics: Metrics,
@@ -142,12 +159,22 @@ impl Server {
             namespaces.insert(
                 name.clone(),
                 Namespace {
-                    token: ns.token.clone(),
+                    token: Some(ns.token.clone()),
                     backend: Served::Embedded(backend),
                 },
             );
         }
-        Ok(Self::serving(namespaces, None, config))
+        let accounts = accounts::Accounts::open(&config.data)?;
+        let homes = Homes {
+            data: config.data.clone(),
+            options: crate::storage::StoreOptions {
+                volume_size: config.volume_size,
+            },
+        };
+        let mut server = Self::serving(namespaces, None, config);
+        Arc::get_mut(&mut server).expect("not shared yet").accounts =
+            Some((Arc::new(accounts), homes));
+        Ok(server)
     }
 
     /// A front end of `cell`, serving the namespaces `config` names (its
@@ -162,7 +189,7 @@ impl Server {
             namespaces.insert(
                 name.clone(),
                 Namespace {
-                    token: ns.token.clone(),
+                    token: Some(ns.token.clone()),
                     backend: Served::Cell(Arc::new(backend)),
                 },
             );
@@ -176,7 +203,10 @@ impl Server {
         config: &ServerConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
-            namespaces,
+            namespaces: std::sync::RwLock::new(namespaces),
+            accounts: None,
+            maintenance: std::sync::OnceLock::new(),
+            logins: Semaphore::new(2),
             cell,
             metrics: Metrics::default(),
             metrics_token: config.metrics_token.as_ref().map(|t| t.0.clone()),
@@ -191,6 +221,7 @@ impl Server {
     /// Starts the scrubber and compaction workers (on the current tokio
     /// runtime).
     pub fn start_maintenance(self: &Arc<Self>, settings: &Maintenance) {
+        let _ = self.maintenance.set(settings.clone());
         maintenance::spawn(self, settings);
     }
 
@@ -218,24 +249,82 @@ impl Server {
             .route_layer(middleware::from_fn_with_state(self.clone(), admit));
         Router::new()
             .merge(api)
+            .route("/v1/login", post(login))
+            .route("/v1/account/devices", get(list_devices))
+            .route(
+                "/v1/account/devices/{device}",
+                axum::routing::delete(revoke_device),
+            )
             .route("/metrics", get(metrics::serve))
             .route("/healthz", get(|| async { "ok\n" }))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone())
     }
 
-    /// The namespace `name` if `headers` carry its token. Unknown
-    /// namespaces and wrong tokens look the same from outside.
-    fn authorize(&self, name: &str, headers: &HeaderMap) -> Result<&Served, ApiError> {
-        match (self.namespaces.get(name), bearer(headers)) {
-            (Some(ns), Some(token)) if constant_time_eq(ns.token.as_bytes(), token.as_bytes()) => {
-                Ok(&ns.backend)
-            }
-            _ => {
-                self.metrics.unauthorized();
-                Err(ApiError(Error::Unauthorized))
+    /// The namespace `name` if `headers` carry its token, or the
+    /// credential of a device of the account whose home it is. Unknown
+    /// namespaces, wrong tokens and revoked credentials look the same from
+    /// outside.
+    fn authorize(self: &Arc<Self>, name: &str, headers: &HeaderMap) -> Result<Served, ApiError> {
+        let token = bearer(headers);
+        {
+            let namespaces = self.namespaces.read().expect("namespaces");
+            if let (
+                Some(Namespace {
+                    token: Some(wanted),
+                    backend,
+                }),
+                Some(token),
+            ) = (namespaces.get(name), token)
+                && constant_time_eq(wanted.as_bytes(), token.as_bytes())
+            {
+                return Ok(backend.clone());
             }
         }
+        if let Some(holder) = self.holder(headers)?
+            && accounts::home_namespace(&holder.user) == name
+        {
+            return self.home(name).map_err(ApiError);
+        }
+        self.metrics.unauthorized();
+        Err(ApiError(Error::Unauthorized))
+    }
+
+    /// The account and device whose credential `headers` carry, if any.
+    fn holder(&self, headers: &HeaderMap) -> Result<Option<accounts::Holder>, ApiError> {
+        match (&self.accounts, bearer(headers)) {
+            (Some((accounts, _)), Some(token)) => Ok(accounts.holder(token)?),
+            _ => Ok(None),
+        }
+    }
+
+    /// The home namespace `name`, opened (and its background work started)
+    /// at its first use.
+    fn home(self: &Arc<Self>, name: &str) -> pouch_backend::Result<Served> {
+        if let Some(ns) = self.namespaces.read().expect("namespaces").get(name) {
+            return Ok(ns.backend.clone());
+        }
+        let Some((_, homes)) = &self.accounts else {
+            return Err(Error::Unauthorized);
+        };
+        let mut namespaces = self.namespaces.write().expect("namespaces");
+        if let Some(ns) = namespaces.get(name) {
+            return Ok(ns.backend.clone());
+        }
+        let store = crate::storage::Store::open(&homes.data.join(name), homes.options.clone())?;
+        let backend = EmbeddedBackend::new(Arc::new(store));
+        namespaces.insert(
+            name.to_owned(),
+            Namespace {
+                token: None,
+                backend: Served::Embedded(backend.clone()),
+            },
+        );
+        if let Some(settings) = self.maintenance.get() {
+            maintenance::spawn_store(self, name, &backend, settings);
+        }
+        tracing::info!(namespace = %name, "an account's home opened");
+        Ok(Served::Embedded(backend))
     }
 
     /// Whether `headers` carry the metrics token.
@@ -247,11 +336,13 @@ impl Server {
     }
 
     /// The namespaces served from a cell, for its garbage collection.
-    fn cell_namespaces(&self) -> Vec<(&String, Arc<dyn Backend>)> {
+    fn cell_namespaces(&self) -> Vec<(String, Arc<dyn Backend>)> {
         self.namespaces
+            .read()
+            .expect("namespaces")
             .iter()
             .filter_map(|(name, ns)| match &ns.backend {
-                Served::Cell(cell) => Some((name, cell.clone() as Arc<dyn Backend>)),
+                Served::Cell(cell) => Some((name.clone(), cell.clone() as Arc<dyn Backend>)),
                 Served::Embedded(_) => None,
             })
             .collect()
@@ -259,10 +350,13 @@ impl Server {
 
     /// The stores on this machine's disk, for metrics and maintenance (a
     /// cell's are its nodes' business).
-    fn stores(&self) -> impl Iterator<Item = (&String, &EmbeddedBackend)> {
+    fn stores(&self) -> Vec<(String, EmbeddedBackend)> {
         self.namespaces
+            .read()
+            .expect("namespaces")
             .iter()
-            .filter_map(|(name, ns)| Some((name, ns.backend.embedded()?)))
+            .filter_map(|(name, ns)| Some((name.clone(), ns.backend.embedded()?.clone())))
+            .collect()
     }
 }
 
@@ -290,7 +384,7 @@ type Authorized = Extension<Served>;
 /// the body is read.
 async fn admit(State(server): Shared, mut request: Request, next: Next) -> Response {
     let backend = match server.authorize(namespace_of(request.uri().path()), request.headers()) {
-        Ok(backend) => backend.clone(),
+        Ok(backend) => backend,
         Err(e) => return e.into_response(),
     };
     let has_body = matches!(*request.method(), Method::POST | Method::PUT);
@@ -381,6 +475,108 @@ fn header(value: &str) -> HeaderValue {
 
 type Shared = State<Arc<Server>>;
 type ApiResult<T> = Result<T, ApiError>;
+
+/// What `POST /v1/login` takes.
+#[derive(Deserialize)]
+struct LoginRequest {
+    user: String,
+    password: String,
+    device: String,
+}
+
+/// `POST /v1/login`: an account's password for a credential of the device
+/// named (JSON in, JSON out: `credential`, `namespace`). Two checks run at
+/// once at most, and a wrong one holds its turn half a second, so guessing
+/// is slow whatever the number of connections.
+async fn login(State(server): Shared, body: Bytes) -> ApiResult<Response> {
+    let Some((accounts, _)) = &server.accounts else {
+        return Err(ApiError(Error::Unsupported(
+            "this server has no accounts".into(),
+        )));
+    };
+    let request: LoginRequest = serde_json::from_slice(&body).map_err(|_| {
+        ApiError(Error::InvalidInput(
+            "a login is JSON: user, password, device",
+        ))
+    })?;
+    let _turn = server
+        .logins
+        .acquire()
+        .await
+        .map_err(|_| ApiError(Error::Unauthorized))?;
+    let accounts = accounts.clone();
+    let (user, device) = (request.user.clone(), request.device.clone());
+    let credential = tokio::task::spawn_blocking(move || {
+        accounts.login(&request.user, &request.password, &request.device)
+    })
+    .await
+    .map_err(Error::internal("checking a password"))??;
+    match credential {
+        Some(credential) => {
+            tracing::info!(%user, %device, "a device logged in");
+            let body = serde_json::json!({
+                "credential": credential,
+                "namespace": accounts::home_namespace(&user),
+            });
+            Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response())
+        }
+        None => {
+            tracing::warn!(%user, %device, "a login failed");
+            server.metrics.unauthorized();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Err(ApiError(Error::Unauthorized))
+        }
+    }
+}
+
+/// `GET /v1/account/devices`: the devices of the account whose device
+/// credential the request carries (JSON).
+async fn list_devices(State(server): Shared, headers: HeaderMap) -> ApiResult<Response> {
+    let (accounts, holder) = account_of(&server, &headers)?;
+    let devices = accounts.devices(&holder.user)?;
+    let body = serde_json::to_string(&devices).expect("devices always serialise");
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// `DELETE /v1/account/devices/{device}`: revokes a device's credential at
+/// once (any device of the account may revoke another, or itself).
+async fn revoke_device(
+    State(server): Shared,
+    Path(device): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let (accounts, holder) = account_of(&server, &headers)?;
+    if accounts.revoke(&holder.user, &device)? {
+        tracing::info!(user = %holder.user, %device, by = %holder.device, "a device was revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(Error::InvalidInput(
+            "the account has no such device",
+        )))
+    }
+}
+
+/// The accounts and the holder of the device credential `headers` carry.
+fn account_of(
+    server: &Server,
+    headers: &HeaderMap,
+) -> Result<(Arc<accounts::Accounts>, accounts::Holder), ApiError> {
+    match (&server.accounts, server.holder(headers)?) {
+        (Some((accounts, _)), Some(holder)) => Ok((accounts.clone(), holder)),
+        _ => {
+            server.metrics.unauthorized();
+            Err(ApiError(Error::Unauthorized))
+        }
+    }
+}
 
 /// A batched put, read as it streams in: each block is decoded and
 /// verified as soon as its last byte arrives, so a malformed or forged

@@ -17,9 +17,34 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `pouch devices` actions.
+#[derive(Debug, Subcommand)]
+pub enum DevicesAction {
+    /// Revoke a device's credential at once (it stops syncing; its files
+    /// stay on it).
+    Revoke {
+        /// The device, as `pouch devices` lists it.
+        name: String,
+    },
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Log this folder's device in to its account on the `pouch-store`
+    /// server again (after its credential was revoked, say): the password
+    /// is asked for once and never kept.
+    Login {
+        /// The device name to log in as [default: the config's].
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// List the devices of this folder's account, or revoke one.
+    Devices {
+        /// What to do [default: list them].
+        #[command(subcommand)]
+        action: Option<DevicesAction>,
+    },
     /// Write a config: which folder to sync, as which device, to which store.
     Init(Box<InitArgs>),
     /// Move this folder to another store while everything keeps syncing:
@@ -254,6 +279,12 @@ pub struct StoreArgs {
     /// run instead.
     #[arg(long, requires = "url")]
     pub token: Option<String>,
+    /// Log in to this account on the `pouch-store` server and sync its
+    /// home: the password is asked for once (from the terminal, standard
+    /// input when that is not one, or POUCH_PASSWORD) and never kept; the
+    /// device gets a credential of its own, written into the config (0600).
+    #[arg(long, requires = "url", conflicts_with = "token")]
+    pub user: Option<String>,
     /// With `--backend s3`: the bucket (it must exist).
     #[arg(long, required_if_eq("backend", "s3"))]
     pub bucket: Option<String>,

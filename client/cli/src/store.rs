@@ -25,6 +25,8 @@ pub enum Target {
         url: String,
         namespace: String,
         token: Option<String>,
+        /// The account to log in to (its home is the namespace).
+        user: Option<String>,
     },
     /// An S3 bucket.
     S3(S3Config),
@@ -39,6 +41,7 @@ impl Target {
             url,
             namespace,
             token,
+            user,
             bucket,
             endpoint,
             region,
@@ -65,10 +68,33 @@ impl Target {
                     url,
                     namespace,
                     token,
+                    user,
                 }
             }
             (BackendKind::Own, None, None) => Target::Embedded(store),
         })
+    }
+
+    /// With `--user`: logs in to the account as device `device` (the
+    /// password asked for once, never kept) and names its home with the
+    /// device's credential. Other targets are returned as they are.
+    pub async fn logged_in(self, device: &str) -> anyhow::Result<Target> {
+        match self {
+            Target::Server {
+                url,
+                user: Some(user),
+                ..
+            } => {
+                let login = crate::commands::account::log_in(&url, &user, device).await?;
+                Ok(Target::Server {
+                    url,
+                    namespace: login.namespace,
+                    token: Some(login.credential),
+                    user: None,
+                })
+            }
+            other => Ok(other),
+        }
     }
 
     /// The config naming this store, without touching it.
@@ -86,9 +112,10 @@ impl Target {
                 url,
                 namespace,
                 token,
+                user,
             } => BackendConfig::Own(OwnStore::Server {
                 url,
-                namespace,
+                namespace: user.map_or(namespace, |u| format!("home.{u}")),
                 token,
             }),
             // The settings the user chose, not the defaults (so later
@@ -110,6 +137,11 @@ impl Target {
     /// has one, and returns its config. The only way a store is made:
     /// `sync` and `daemon` never create one.
     pub async fn prepare(self) -> anyhow::Result<BackendConfig> {
+        if let Target::Server { user: Some(_), .. } = &self {
+            bail!(
+                "--user logs a new folder in (`pouch init --user`); to move a folder to an account's home, pass its device credential with --token"
+            );
+        }
         prepare(self.config()?).await
     }
 }

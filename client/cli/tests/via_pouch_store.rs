@@ -379,3 +379,85 @@ fn a_hostile_move_to_another_server_never_receives_the_token() {
     assert!(!b.ok(&["status"]).contains("waiting for you"));
     assert!(trap.seen().is_empty());
 }
+
+/// Accounts: the operator makes one (`pouch-store user add`, the password
+/// on standard input); two devices `pouch init --user` with the password
+/// (from POUCH_PASSWORD here) and sync the account's home; the config holds
+/// each device's own credential, never the password, and is 0600. One
+/// device revokes the other (`pouch devices revoke`): its next sync is
+/// refused at once with a clear message and its files stay; after `pouch
+/// login` it syncs again.
+#[test]
+fn devices_of_an_account_sync_its_home_and_a_revoked_one_is_cut_off() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server-data");
+    let store = start_server(&data);
+    let password = "correct horse battery";
+    let mut add = std::process::Command::new(common::pouch_store_binary())
+        .args(["user", "add", "--data"])
+        .arg(&data)
+        .arg("alice")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(add.wait().unwrap().success());
+
+    let device = |name: &str| {
+        let device = Device::new(
+            dir.path(),
+            name,
+            vec![("POUCH_PASSWORD".into(), password.into())],
+        );
+        let root = device.root.to_str().unwrap().to_owned();
+        device.ok(&[
+            "init", "--device", name, "--url", &store.1, "--user", "alice", "--root", &root,
+        ]);
+        device
+    };
+    let (a, b) = (device("A"), device("B"));
+    for device in [&a, &b] {
+        let text = std::fs::read_to_string(&device.config).unwrap();
+        assert!(
+            text.contains("home.alice") && text.contains("pouchdev_"),
+            "{text}"
+        );
+        assert!(!text.contains(password), "the password was kept: {text}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&device.config).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::write(a.path("from-a.txt"), b"alice's laptop").unwrap();
+    a.sync();
+    b.sync();
+    assert_eq!(
+        std::fs::read(b.path("from-a.txt")).unwrap(),
+        b"alice's laptop"
+    );
+
+    let listed = a.ok(&["devices"]);
+    assert!(
+        listed.contains("A  since") && listed.contains("B  since"),
+        "{listed}"
+    );
+    a.ok(&["devices", "revoke", "B"]);
+    std::fs::write(b.path("from-b.txt"), b"written after the revoke").unwrap();
+    let refused = b.run(&["sync"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("access denied"), "{said}");
+    assert!(b.path("from-b.txt").exists());
+    a.sync();
+    assert!(!a.path("from-b.txt").exists());
+
+    b.ok(&["login"]);
+    b.sync();
+    a.sync();
+    assert_eq!(
+        std::fs::read(a.path("from-b.txt")).unwrap(),
+        b"written after the revoke"
+    );
+}

@@ -50,7 +50,8 @@ pub(super) async fn init(
             .join("journal.sqlite"),
         false => config_path.with_extension("journal.sqlite"),
     };
-    let planned = target.config()?;
+    // An account's login first: its home is the namespace.
+    let planned = target.logged_in(&device).await?.config()?;
     refuse_overlaps(config_path, &root, &planned)?;
     let backend = crate::store::prepare(planned).await?;
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
@@ -121,7 +122,7 @@ fn cli_default_config(path: &Path) -> bool {
     pouch_config::default_config_path().is_some_and(|default| default == path)
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()

@@ -4,6 +4,7 @@
 //!
 //! [`Session`]: crate::session::Session
 
+pub(crate) mod account;
 mod daemon;
 mod doctor;
 mod gc;
@@ -40,6 +41,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } = *args;
             init::init(&config_path, root, device, Target::from_args(store)?).await
         }
+        Command::Login { device } => account::login(&config_path, device).await,
+        Command::Devices { action } => account::devices(&config_path, action).await,
         Command::Migrate { action } => migrate::migrate(&config_path, action).await,
         Command::Doctor { blocks } => doctor::doctor(&config_path, blocks).await,
         Command::History {
