@@ -52,40 +52,38 @@ fn refused(status: reqwest::StatusCode) -> Error {
     }
 }
 
+/// Sends `request` and reads its successful answer as JSON (`what` names
+/// it in the error when it is not what Pouch expects).
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T> {
+    let response = request.send().await.map_err(unreachable)?;
+    if !response.status().is_success() {
+        return Err(refused(response.status()));
+    }
+    let bytes = response.bytes().await.map_err(unreachable)?;
+    serde_json::from_slice(&bytes).map_err(|_| Error::Format {
+        what: format!("the server's {what} is not what Pouch expects"),
+    })
+}
+
 /// Logs device `device` into account `user` on the server at `url`.
 /// A wrong name or password is [`Error::Unauthorized`].
 pub async fn login(url: &str, user: &str, password: &str, device: &str) -> Result<Login> {
     let body = serde_json::json!({"user": user, "password": password, "device": device});
-    let response = http()?
+    let request = http()?
         .post(format!("{}/v1/login", url.trim_end_matches('/')))
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(unreachable)?;
-    if !response.status().is_success() {
-        return Err(refused(response.status()));
-    }
-    let bytes = response.bytes().await.map_err(unreachable)?;
-    serde_json::from_slice(&bytes).map_err(|_| Error::Format {
-        what: "the server's answer to a login is not what Pouch expects".into(),
-    })
+        .body(body.to_string());
+    json_answer(request, "answer to a login").await
 }
 
 /// The devices of the account `credential` belongs to.
 pub async fn devices(url: &str, credential: &str) -> Result<Vec<DeviceInfo>> {
-    let response = http()?
+    let request = http()?
         .get(format!("{}/v1/account/devices", url.trim_end_matches('/')))
-        .bearer_auth(credential)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    if !response.status().is_success() {
-        return Err(refused(response.status()));
-    }
-    let bytes = response.bytes().await.map_err(unreachable)?;
-    serde_json::from_slice(&bytes).map_err(|_| Error::Format {
-        what: "the server's list of devices is not what Pouch expects".into(),
-    })
+        .bearer_auth(credential);
+    json_answer(request, "list of devices").await
 }
 
 /// Revokes the credential of the account's device `device` at once.

@@ -37,6 +37,20 @@ fn running_as_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// Runs `command` (PostgreSQL's program `what`) and returns its output;
+/// panics with what it said unless it succeeded.
+fn succeed(command: &mut Command, what: &str) -> std::process::Output {
+    let out = command.output().unwrap_or_else(|e| {
+        panic!("{what}: {e} (is PostgreSQL installed? ./scripts/test installs it)")
+    });
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A command for PostgreSQL's programs, which refuse to run as root: as
 /// the `postgres` user then.
 fn pg_command(name: &str) -> Command {
@@ -68,16 +82,12 @@ impl Postgres {
     /// Makes and starts one; panics with what went wrong otherwise.
     pub fn start() -> Self {
         let dir = Self::folder();
-        let out = pg_command("initdb")
-            .arg("-D")
-            .arg(dir.path().join("data"))
-            .args(["-U", "pouch", "--auth=trust", "-E", "UTF8"])
-            .output()
-            .expect("initdb: is PostgreSQL installed? (./scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            pg_command("initdb")
+                .arg("-D")
+                .arg(dir.path().join("data"))
+                .args(["-U", "pouch", "--auth=trust", "-E", "UTF8"]),
+            "initdb",
         );
         Self::launch(dir)
     }
@@ -103,38 +113,30 @@ impl Postgres {
             "-p {port} -k {} -c listen_addresses=127.0.0.1",
             dir.path().display()
         );
-        let out = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(dir.path().join("data"))
-            .args(["-o", &options, "-w", "-l"])
-            .arg(dir.path().join("log"))
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            pg_command("pg_ctl")
+                .arg("-D")
+                .arg(dir.path().join("data"))
+                .args(["-o", &options, "-w", "-l"])
+                .arg(dir.path().join("log"))
+                .arg("start"),
+            "pg_ctl start",
         );
         Self { dir, port }
     }
 
     /// Restarts it (a fast shutdown: sessions are cut), on the same port.
     pub fn restart(&self) {
-        let out = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "fast", "-w", "-l"])
-            // The server's output goes to its log: a pipe it inherited
-            // would keep this call waiting for as long as it runs.
-            .arg(self.dir.path().join("log"))
-            .arg("restart")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl restart failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            pg_command("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(["-m", "fast", "-w", "-l"])
+                // The server's output goes to its log: a pipe it inherited
+                // would keep this call waiting for as long as it runs.
+                .arg(self.dir.path().join("log"))
+                .arg("restart"),
+            "pg_ctl restart",
         );
     }
 
@@ -143,26 +145,22 @@ impl Postgres {
     /// is acknowledged once the replica has it.
     pub fn start_standby(&self) -> Self {
         let dir = Self::folder();
-        let out = pg_command("pg_basebackup")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "pouch",
-                "-R",
-                "-X",
-                "stream",
-                "-D",
-            ])
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_basebackup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            pg_command("pg_basebackup")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "pouch",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-D",
+                ])
+                .arg(dir.path().join("data")),
+            "pg_basebackup",
         );
         let standby = Self::launch(dir);
         self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
@@ -182,8 +180,8 @@ impl Postgres {
 
     /// Runs `sql` with psql and returns its output, trimmed.
     pub fn psql(&self, sql: &str) -> String {
-        let out = pg_command("psql")
-            .args([
+        let out = succeed(
+            pg_command("psql").args([
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -194,13 +192,8 @@ impl Postgres {
                 "postgres",
                 "-tAc",
                 sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            ]),
+            "psql",
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
@@ -217,16 +210,12 @@ impl Postgres {
     /// Promotes a standby to primary (`pg_ctl promote`), once it accepts
     /// writes.
     pub fn promote(&self) {
-        let out = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-w", "promote"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl promote failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            pg_command("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(["-w", "promote"]),
+            "pg_ctl promote",
         );
     }
 

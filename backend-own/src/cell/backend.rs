@@ -354,6 +354,20 @@ impl Cell {
         format!("{addr}/node/v1/{}/{offset}", piece.url_path())
     }
 
+    /// Sends `request` (to the node at `addr`) with the cell's token and
+    /// returns the body of a successful answer.
+    async fn node_call(&self, addr: &str, request: reqwest::RequestBuilder) -> Result<Bytes> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(node_error)?;
+        if !response.status().is_success() {
+            return Err(node_error(format!("{addr} answered {}", response.status())));
+        }
+        response.bytes().await.map_err(node_error)
+    }
+
     /// Writes `bytes` at `offset` of `piece` on the node at `addr`.
     pub(super) async fn write_to(
         &self,
@@ -362,18 +376,11 @@ impl Cell {
         offset: i64,
         bytes: Bytes,
     ) -> Result<()> {
-        let response = self
+        let request = self
             .http
             .put(Self::url(addr, piece.into(), offset))
-            .bearer_auth(&self.token)
-            .body(bytes)
-            .send()
-            .await
-            .map_err(node_error)?;
-        if !response.status().is_success() {
-            return Err(node_error(format!("{addr} answered {}", response.status())));
-        }
-        Ok(())
+            .body(bytes);
+        self.node_call(addr, request).await.map(drop)
     }
 
     /// Reads `len` bytes at `offset` of `piece` from the node at `addr`.
@@ -384,17 +391,10 @@ impl Cell {
         offset: i64,
         len: i32,
     ) -> Result<Bytes> {
-        let response = self
+        let request = self
             .http
-            .get(format!("{}/{len}", Self::url(addr, piece.into(), offset)))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(node_error)?;
-        if !response.status().is_success() {
-            return Err(node_error(format!("{addr} answered {}", response.status())));
-        }
-        let bytes = response.bytes().await.map_err(node_error)?;
+            .get(format!("{}/{len}", Self::url(addr, piece.into(), offset)));
+        let bytes = self.node_call(addr, request).await?;
         if bytes.len() != len as usize {
             return Err(node_error(format!("{addr} sent a short range")));
         }
@@ -403,34 +403,18 @@ impl Cell {
 
     /// The replicas and shards the node at `addr` holds.
     pub(super) async fn held_by(&self, addr: &str) -> Result<Vec<super::node::Held>> {
-        let response = self
-            .http
-            .get(format!("{addr}/node/v1/pieces"))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(node_error)?;
-        if !response.status().is_success() {
-            return Err(node_error(format!("{addr} answered {}", response.status())));
-        }
-        let body = response.bytes().await.map_err(node_error)?;
+        let request = self.http.get(format!("{addr}/node/v1/pieces"));
+        let body = self.node_call(addr, request).await?;
         serde_json::from_slice(&body).map_err(node_error)
     }
 
     /// Has the node at `addr` drop `piece` (a replica or shard no longer
     /// named by the database).
     pub(super) async fn drop_from(&self, addr: &str, piece: Piece) -> Result<()> {
-        let response = self
+        let request = self
             .http
-            .delete(format!("{addr}/node/v1/{}", piece.url_path()))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(node_error)?;
-        if !response.status().is_success() {
-            return Err(node_error(format!("{addr} answered {}", response.status())));
-        }
-        Ok(())
+            .delete(format!("{addr}/node/v1/{}", piece.url_path()));
+        self.node_call(addr, request).await.map(drop)
     }
 }
 

@@ -28,6 +28,13 @@ pub(super) const COORDINATOR_LOCK: i64 = 7_021_106;
 /// Contiguous records copied in one write, at most.
 const COPY_BYTES: usize = 8 << 20;
 
+/// The address of node `id` among the `live` ones, if it is one.
+fn address(live: &[(i64, String, bool)], id: i64) -> Option<String> {
+    live.iter()
+        .find(|(node, _, _)| *node == id)
+        .map(|(_, addr, _)| addr.clone())
+}
+
 /// What became of a damaged range.
 enum Mended {
     /// Written again from redundancy.
@@ -107,11 +114,7 @@ impl Cell {
             .map(|(id, _, _)| *id)
             .collect();
         let stays = |id: &i64| writable.contains(id);
-        let addr_of = |id: &i64| {
-            live.iter()
-                .find(|(l, _, _)| l == id)
-                .map(|(_, a, _)| a.clone())
-        };
+        let addr_of = |id: &i64| address(&live, *id);
         let volumes = {
             let client = db::client(&self.pool).await?;
             client
@@ -210,11 +213,7 @@ impl Cell {
         live: &[(i64, String, bool)],
         report: &mut RepairReport,
     ) -> Result<()> {
-        let addr_of = |id: &i64| {
-            live.iter()
-                .find(|(l, _, _)| l == id)
-                .map(|(_, a, _)| a.clone())
-        };
+        let addr_of = |id: &i64| address(live, *id);
         let damage = {
             let client = db::client(&self.pool).await?;
             client
@@ -355,11 +354,7 @@ impl Cell {
         writable: &[i64],
         report: &mut RepairReport,
     ) -> Result<()> {
-        let addr_of = |id: &i64| {
-            live.iter()
-                .find(|(l, _, _)| l == id)
-                .map(|(_, a, _)| a.clone())
-        };
+        let addr_of = |id: &i64| address(live, *id);
         let volumes = {
             let client = db::client(&self.pool).await?;
             client
@@ -402,9 +397,8 @@ impl Cell {
                 let target = super::backend::choose(&spare, 1)[0];
                 spare.retain(|id| *id != target);
                 let target_addr = addr_of(&target).expect("a live node");
-                let whole = (0, coded.shard_size);
                 if let Err(e) = self
-                    .rebuild_shard(&coded, index, whole.0, whole.1, &target_addr)
+                    .rebuild_shard(&coded, index, 0, coded.shard_size, &target_addr)
                     .await
                 {
                     tracing::warn!(

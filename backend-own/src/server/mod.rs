@@ -171,10 +171,12 @@ impl Server {
                 volume_size: config.volume_size,
             },
         };
-        let mut server = Self::serving(namespaces, None, config);
-        Arc::get_mut(&mut server).expect("not shared yet").accounts =
-            Some((Arc::new(accounts), homes));
-        Ok(server)
+        Ok(Self::serving(
+            namespaces,
+            None,
+            Some((Arc::new(accounts), homes)),
+            config,
+        ))
     }
 
     /// A front end of `cell`, serving the namespaces `config` names (its
@@ -194,17 +196,18 @@ impl Server {
                 },
             );
         }
-        Ok(Self::serving(namespaces, Some(cell.clone()), config))
+        Ok(Self::serving(namespaces, Some(cell.clone()), None, config))
     }
 
     fn serving(
         namespaces: HashMap<String, Namespace>,
         cell: Option<Arc<crate::cell::Cell>>,
+        accounts: Option<(Arc<accounts::Accounts>, Homes)>,
         config: &ServerConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             namespaces: std::sync::RwLock::new(namespaces),
-            accounts: None,
+            accounts,
             maintenance: std::sync::OnceLock::new(),
             logins: Semaphore::new(2),
             cell,
