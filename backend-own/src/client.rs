@@ -188,6 +188,7 @@ async fn error_of(response: Response) -> Error {
     let message = response.text().await.unwrap_or_default();
     match (status, kind.as_str()) {
         (StatusCode::UNAUTHORIZED, _) => Error::Unauthorized,
+        (StatusCode::FORBIDDEN, _) => Error::Forbidden(message.trim().to_owned()),
         (_, "corrupt") => Error::Corrupt {
             id: block.unwrap_or(BlockId::from_bytes([0; 32])),
             reason: "the store refused the block: it is corrupt",

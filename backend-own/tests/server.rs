@@ -764,9 +764,10 @@ async fn login(
 
 /// Accounts on a real server process: a device logs in with the account's
 /// password and gets a credential of its own that opens the account's home
-/// namespace (made at first use) and nothing else; a wrong password, another
-/// account's home and a revoked credential get 401 at once; the namespace
-/// tokens of the config keep working beside accounts.
+/// namespace (made at first use) and nothing else (another account's home
+/// and a configured namespace: 403); a wrong password and a revoked
+/// credential get 401 at once; the namespace tokens of the config keep
+/// working beside accounts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_credential_opens_its_accounts_home_until_revoked() {
     let dir = tempfile::tempdir().unwrap();
@@ -803,20 +804,21 @@ async fn a_device_credential_opens_its_accounts_home_until_revoked() {
     assert!(server.data.join("home.alice").is_dir());
 
     // Bob's credential opens Bob's home only; no credential opens a
-    // configured namespace.
+    // configured namespace (a good credential where its account has no
+    // role is refused as such: 403).
     let intruder = RemoteBackend::new(&server.url, "home.alice", bobs.clone())
         .unwrap()
         .with_attempts(1);
     assert!(matches!(
         intruder.journal_head().await,
-        Err(Error::Unauthorized)
+        Err(Error::Forbidden(_))
     ));
     let configured = RemoteBackend::new(&server.url, "ns0", laptop.clone())
         .unwrap()
         .with_attempts(1);
     assert!(matches!(
         configured.journal_head().await,
-        Err(Error::Unauthorized)
+        Err(Error::Forbidden(_))
     ));
     assert_eq!(client(&server, 0).journal_head().await.unwrap(), Seq(0));
 

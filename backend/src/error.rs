@@ -75,6 +75,12 @@ pub enum Error {
     #[error("access denied by the store: check the credentials or token")]
     Unauthorized,
 
+    /// The store knows who is asking and refuses this request to them: a
+    /// viewer's write to a shared folder, a member removed from it, an
+    /// upload over the account's quota. The reason is the store's.
+    #[error("the store refused: {0}")]
+    Forbidden(String),
+
     /// The store could not be reached or answered with a temporary failure
     /// (connection reset, timeout, 5xx, throttling). Retrying may help.
     #[error("the store is unavailable: {source}")]

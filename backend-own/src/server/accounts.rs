@@ -13,8 +13,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use pouch_backend::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// The accounts file's schema version.
-const SCHEMA: i64 = 1;
+/// The accounts file's schema version (2: shared folders and their
+/// members).
+const SCHEMA: i64 = 2;
 
 /// What a device credential starts with, to tell it from a namespace token
 /// at a glance (and in leak scanners).
@@ -65,7 +66,7 @@ impl std::fmt::Debug for Accounts {
     }
 }
 
-fn db_error(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+pub(super) fn db_error(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
     move |e| Error::internal(what)(e)
 }
 
@@ -85,7 +86,7 @@ pub fn valid_name(name: &str) -> bool {
         && !name.starts_with(['.', '-'])
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+pub(super) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
     getrandom::getrandom(&mut bytes).map_err(|e| Error::Internal {
         context: "drawing random bytes",
@@ -94,7 +95,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     Ok(bytes)
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     pouch_backend::gc::now_ms() / 1000
 }
 
@@ -131,6 +132,20 @@ impl Accounts {
                  revoked    INTEGER,
                  PRIMARY KEY (user, name)
              );
+             CREATE TABLE IF NOT EXISTS shares (
+                 namespace TEXT PRIMARY KEY,
+                 name      TEXT NOT NULL,
+                 created   INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS members (
+                 share TEXT NOT NULL REFERENCES shares (namespace) ON DELETE CASCADE,
+                 user  TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+                 role  TEXT NOT NULL CHECK (role IN ('owner', 'editor', 'viewer')),
+                 path  TEXT,
+                 PRIMARY KEY (share, user)
+             );
+             CREATE UNIQUE INDEX IF NOT EXISTS one_owner ON members (share) WHERE role = 'owner';
+             CREATE INDEX IF NOT EXISTS members_user ON members (user);
              PRAGMA foreign_keys = ON;",
         )
         .map_err(db_error("making the accounts schema"))?;
@@ -144,6 +159,11 @@ impl Accounts {
                     .map_err(db_error("recording the accounts schema"))?;
             }
             Some(SCHEMA) => {}
+            // Version 1 lacked the shares, made above.
+            Some(1) => {
+                conn.execute("UPDATE schema SET version = ?1", [SCHEMA])
+                    .map_err(db_error("recording the accounts schema"))?;
+            }
             Some(other) => {
                 return Err(Error::Format {
                     what: format!(
@@ -159,7 +179,7 @@ impl Accounts {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().expect("the accounts connection")
     }
 
@@ -225,6 +245,16 @@ impl Accounts {
     /// delete). `false` if there is no such account.
     pub fn remove_user(&self, name: &str) -> Result<bool> {
         let conn = self.conn();
+        // Shares it owns go with it (their members lose access); it leaves
+        // the others.
+        conn.execute(
+            "DELETE FROM shares WHERE namespace IN \
+             (SELECT share FROM members WHERE user = ?1 AND role = 'owner')",
+            [name],
+        )
+        .map_err(db_error("removing an account"))?;
+        conn.execute("DELETE FROM members WHERE user = ?1", [name])
+            .map_err(db_error("removing an account"))?;
         conn.execute("DELETE FROM devices WHERE user = ?1", [name])
             .map_err(db_error("removing an account"))?;
         let removed = conn

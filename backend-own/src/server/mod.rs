@@ -19,7 +19,13 @@
 //! GET  /v1/{ns}/snapshot                                                 200 / 404
 //! GET  /v1/{ns}/identity          the store's identity (32 hex digits)   200 / 404
 //! PUT  /v1/{ns}/identity          proposed id -> the id in force         200
+//! POST /v1/{ns}/blocks/adopt?from=NS  ids -> copied from NS (share_routes) 200
 //! ```
+//!
+//! A device credential's account needs a role in the namespace: reads
+//! (GETs, `blocks/has`, `blocks/read`) a viewer's, everything else an
+//! editor's; without one it gets 403. Accounts, devices and shared folders
+//! have routes of their own (`accounts.rs`, `share_routes.rs`).
 //!
 //! Errors carry `x-pouch-error` (a kind the client maps back to
 //! [`pouch_backend::Error`]) and a human message as the body.
@@ -34,6 +40,8 @@ pub mod accounts;
 mod config;
 mod maintenance;
 mod metrics;
+mod share_routes;
+pub mod shares;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -129,8 +137,8 @@ impl Served {
 
 /// The server's shared state.
 pub struct Server {
-    /// The namespaces served: those configured, and accounts' homes as
-    /// they are first used.
+    /// The namespaces served: those configured, and accounts' homes and
+    /// shared folders as they are first used.
     namespaces: std::sync::RwLock<HashMap<String, Namespace>>,
     /// The accounts (single-node servers), with where their homes go.
     accounts: Option<(Arc<accounts::Accounts>, Homes)>,
@@ -235,6 +243,7 @@ impl Server {
             .route("/v1/{ns}/blocks/has", post(has_blocks))
             .route("/v1/{ns}/blocks/read", post(read_blocks))
             .route("/v1/{ns}/blocks/delete", post(delete_blocks))
+            .route("/v1/{ns}/blocks/adopt", post(share_routes::adopt_blocks))
             .route("/v1/{ns}/blocks/{id}", get(get_block))
             .route("/v1/{ns}/gc/lease", post(gc_lease))
             .route("/v1/{ns}/gc/list", get(gc_list))
@@ -258,17 +267,20 @@ impl Server {
                 "/v1/account/devices/{device}",
                 axum::routing::delete(revoke_device),
             )
+            .merge(share_routes::routes())
             .route("/metrics", get(metrics::serve))
             .route("/healthz", get(|| async { "ok\n" }))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone())
     }
 
-    /// The namespace `name` if `headers` carry its token, or the
-    /// credential of a device of the account whose home it is. Unknown
+    /// The namespace `name` and what the caller may do there: everything
+    /// with its configured token; with a device credential, what its
+    /// account's role there allows (its home: everything). Unknown
     /// namespaces, wrong tokens and revoked credentials look the same from
-    /// outside.
-    fn authorize(self: &Arc<Self>, name: &str, headers: &HeaderMap) -> Result<Served, ApiError> {
+    /// outside (401); a good credential where its account has no role is
+    /// refused (403), so a member removed from a share learns so at once.
+    fn authorize(self: &Arc<Self>, name: &str, headers: &HeaderMap) -> Result<Access, ApiError> {
         let token = bearer(headers);
         {
             let namespaces = self.namespaces.read().expect("namespaces");
@@ -281,13 +293,25 @@ impl Server {
             ) = (namespaces.get(name), token)
                 && constant_time_eq(wanted.as_bytes(), token.as_bytes())
             {
-                return Ok(backend.clone());
+                return Ok(Access {
+                    backend: backend.clone(),
+                    role: shares::Role::Owner,
+                    user: None,
+                });
             }
         }
-        if let Some(holder) = self.holder(headers)?
-            && accounts::home_namespace(&holder.user) == name
-        {
-            return self.home(name).map_err(ApiError);
+        if let Some(holder) = self.holder(headers)? {
+            let (accounts, _) = self.accounts.as_ref().expect("a holder has accounts");
+            return match accounts.role(&holder.user, name)? {
+                Some(role) => Ok(Access {
+                    backend: self.open_account_namespace(name).map_err(ApiError)?,
+                    role,
+                    user: Some(holder.user),
+                }),
+                None => Err(ApiError(Error::Forbidden(
+                    "this account is not a member of that folder (any more)".into(),
+                ))),
+            };
         }
         self.metrics.unauthorized();
         Err(ApiError(Error::Unauthorized))
@@ -301,9 +325,9 @@ impl Server {
         }
     }
 
-    /// The home namespace `name`, opened (and its background work started)
-    /// at its first use.
-    fn home(self: &Arc<Self>, name: &str) -> pouch_backend::Result<Served> {
+    /// An account's namespace `name` (a home or a shared folder), opened
+    /// (and its background work started) at its first use.
+    fn open_account_namespace(self: &Arc<Self>, name: &str) -> pouch_backend::Result<Served> {
         if let Some(ns) = self.namespaces.read().expect("namespaces").get(name) {
             return Ok(ns.backend.clone());
         }
@@ -326,8 +350,36 @@ impl Server {
         if let Some(settings) = self.maintenance.get() {
             maintenance::spawn_store(self, name, &backend, settings);
         }
-        tracing::info!(namespace = %name, "an account's home opened");
+        tracing::info!(namespace = %name, "an account's namespace opened");
         Ok(Served::Embedded(backend))
+    }
+
+    /// Refuses `bytes` more stored for `caller`'s account when that would
+    /// take it over its quota, which counts its home and every shared
+    /// folder it mounted (a share counts for each member who mounts it).
+    async fn within_quota(self: &Arc<Self>, caller: &Caller, bytes: u64) -> Result<(), ApiError> {
+        let (Some(user), Some((accounts, _))) = (&caller.0, &self.accounts) else {
+            return Ok(());
+        };
+        let Some(quota) = accounts.quota(user)? else {
+            return Ok(());
+        };
+        let mut used = 0u64;
+        for namespace in accounts.counted_namespaces(user)? {
+            if let Some(store) = self.open_account_namespace(&namespace)?.embedded() {
+                let store = store.store().clone();
+                used += tokio::task::spawn_blocking(move || store.payload_bytes())
+                    .await
+                    .map_err(Error::internal("reading an account's usage"))??;
+            }
+        }
+        if used.saturating_add(bytes) > quota {
+            tracing::info!(%user, used, quota, bytes, "an upload over quota was refused");
+            return Err(ApiError(Error::Forbidden(format!(
+                "the account {user} is over its quota: {used} of {quota} bytes used,                  this upload needs {bytes} more"
+            ))));
+        }
+        Ok(())
     }
 
     /// Whether `headers` carry the metrics token.
@@ -381,15 +433,53 @@ fn namespace_of(path: &str) -> &str {
 /// The store an authorized request works on, put there by [`admit`].
 type Authorized = Extension<Served>;
 
+/// What [`Server::authorize`] grants.
+struct Access {
+    backend: Served,
+    role: shares::Role,
+    /// The account of a device credential (`None`: a namespace token).
+    user: Option<String>,
+}
+
+/// The account an authorized request was made for, put there by
+/// [`admit`] (`None`: a configured namespace token, which has no quota).
+#[derive(Clone)]
+struct Caller(Option<String>);
+
+/// The least role a route of the API needs: reading needs a viewer,
+/// anything that changes the namespace (blocks, journal, snapshot,
+/// identity, the collector's lease and marks) an editor.
+fn needed_role(method: &Method, path: &str) -> shares::Role {
+    let reads = *method == Method::GET
+        || (*method == Method::POST
+            && (path.ends_with("/blocks/has") || path.ends_with("/blocks/read")));
+    if reads {
+        shares::Role::Viewer
+    } else {
+        shares::Role::Editor
+    }
+}
+
 /// Admits a request to the API: checks the namespace's token first, from
 /// the headers alone; then, for a request with a body, reserves its length
 /// in the budget of bodies in flight (waiting while it is taken) before
 /// the body is read.
 async fn admit(State(server): Shared, mut request: Request, next: Next) -> Response {
-    let backend = match server.authorize(namespace_of(request.uri().path()), request.headers()) {
-        Ok(backend) => backend,
+    let access = match server.authorize(namespace_of(request.uri().path()), request.headers()) {
+        Ok(access) => access,
         Err(e) => return e.into_response(),
     };
+    if access.role < needed_role(request.method(), request.uri().path()) {
+        tracing::info!(
+            user = access.user.as_deref().unwrap_or(""),
+            path = request.uri().path(),
+            "a viewer's write was refused"
+        );
+        return ApiError(Error::Forbidden(
+            "this account may only view that shared folder".into(),
+        ))
+        .into_response();
+    }
     let has_body = matches!(*request.method(), Method::POST | Method::PUT);
     let declared = request
         .headers()
@@ -412,7 +502,8 @@ async fn admit(State(server): Shared, mut request: Request, next: Next) -> Respo
             Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
         },
     };
-    request.extensions_mut().insert(backend);
+    request.extensions_mut().insert(access.backend);
+    request.extensions_mut().insert(Caller(access.user));
     next.run(request).await
 }
 
@@ -459,6 +550,7 @@ impl IntoResponse for ApiError {
             }
             Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Fenced(_) => (StatusCode::CONFLICT, "fenced"),
             Error::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -468,7 +560,12 @@ impl IntoResponse for ApiError {
             tracing::error!("request failed: {}", self.0);
         }
         headers.insert(ERROR_HEADER, HeaderValue::from_static(kind));
-        (status, headers, format!("{}\n", self.0)).into_response()
+        let message = match &self.0 {
+            // The client wraps the reason in its own `Forbidden`.
+            Error::Forbidden(reason) => reason.clone(),
+            other => other.to_string(),
+        };
+        (status, headers, format!("{message}\n")).into_response()
     }
 }
 
@@ -588,6 +685,7 @@ fn account_of(
 async fn put_blocks(
     State(server): Shared,
     Extension(backend): Authorized,
+    Extension(caller): Extension<Caller>,
     body: axum::body::Body,
 ) -> ApiResult<StatusCode> {
     use futures_util::StreamExt;
@@ -615,6 +713,8 @@ async fn put_blocks(
         }
     }
     decoder.finish()?;
+    let bytes: u64 = blocks.iter().map(|b| b.payload().len() as u64).sum();
+    server.within_quota(&caller, bytes).await?;
     server.metrics.blocks_put(blocks.len());
     // Each was verified above, as it arrived.
     backend.put_verified_blocks(blocks).await?;

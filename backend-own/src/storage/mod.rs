@@ -405,6 +405,16 @@ impl Store {
         Ok(report)
     }
 
+    /// Payload bytes of the stored blocks (what an account's quota counts).
+    pub fn payload_bytes(&self) -> Result<u64> {
+        let conn = self.pool.get()?;
+        conn.query_row("SELECT COALESCE(SUM(length), 0) FROM blocks", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map(|v| v as u64)
+        .map_err(index::db_error("reading store figures"))
+    }
+
     /// Current figures.
     pub fn stats(&self) -> Result<StoreStats> {
         let conn = self.pool.get()?;

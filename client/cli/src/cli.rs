@@ -28,6 +28,45 @@ pub enum DevicesAction {
     },
 }
 
+/// What `pouch shares` does.
+#[derive(Debug, Subcommand)]
+pub enum SharesAction {
+    /// Accept an invitation: mount the shared folder into this home (on
+    /// every device of the account) and sync it.
+    Accept {
+        /// The shared folder's name or namespace, as `pouch shares` lists it.
+        name: String,
+        /// Where in the home folder [default: its name].
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Leave a shared folder: its copy stays here, no longer synced.
+    Leave {
+        /// The shared folder's name or namespace.
+        name: String,
+    },
+    /// Remove a member (the owner's call): their devices keep a copy and
+    /// stop syncing it at once.
+    Remove {
+        /// The shared folder's name or namespace.
+        name: String,
+        /// The account to remove.
+        member: String,
+    },
+    /// Make another member the owner (the owner's call); you stay an editor.
+    Transfer {
+        /// The shared folder's name or namespace.
+        name: String,
+        /// The member who becomes the owner.
+        to: String,
+    },
+    /// Remove every other member (the owner's call); they keep their copies.
+    Unshare {
+        /// The shared folder's name or namespace.
+        name: String,
+    },
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -44,6 +83,30 @@ pub enum Command {
         /// What to do [default: list them].
         #[command(subcommand)]
         action: Option<DevicesAction>,
+    },
+    /// Share a folder of this account's home with another account (it
+    /// becomes a shared folder, synced in place), or invite another member
+    /// to a shared folder.
+    Share {
+        /// The folder: relative to the synced folder, or an absolute path inside it.
+        folder: String,
+        /// The account to invite.
+        #[arg(long)]
+        with: String,
+        /// What they may do: `editor` (read and write) or `viewer` (read only).
+        #[arg(long, default_value = "editor")]
+        role: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// List this account's shared folders and invitations, or accept,
+    /// leave, remove a member, transfer or unshare one.
+    Shares {
+        /// What to do [default: list them].
+        #[command(subcommand)]
+        action: Option<SharesAction>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Write a config: which folder to sync, as which device, to which store.
     Init(Box<InitArgs>),

@@ -37,7 +37,26 @@ pub struct Session {
 impl Session {
     /// Opens the folder `config_path` configures, as it is.
     pub fn open(config_path: &Path) -> anyhow::Result<Session> {
-        let config = Config::load(config_path)?;
+        Session::with_config(config_path, Config::load(config_path)?)
+    }
+
+    /// Opens shared folder `mount` of the folder `config_path` configures
+    /// (its folder made if need be), as a viewer's when it is one.
+    pub fn open_mount(config_path: &Path, mount: &pouch_config::Mount) -> anyhow::Result<Session> {
+        let home = Config::load(config_path)?;
+        let config = home.mount_config(mount).context(
+            "shared folders are mounted only into an account's home on a pouch-store server",
+        )?;
+        std::fs::create_dir_all(&config.root)
+            .with_context(|| format!("cannot make {}", config.root.display()))?;
+        let mut session = Session::with_config(config_path, config)?;
+        session.engine.set_read_only(mount.read_only());
+        Ok(session)
+    }
+
+    /// Opens the folder `config` describes (`config_path`: the file it
+    /// came from, never synced).
+    fn with_config(config_path: &Path, config: Config) -> anyhow::Result<Session> {
         let store::SyncStore { backend, migration } = store::open_for_sync(&config)?;
         let limits = Limits::new(config.limits.up, config.limits.down);
         let backend: Arc<dyn Backend> = Arc::new(Limited::new(backend, limits.clone()));

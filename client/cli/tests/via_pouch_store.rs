@@ -461,3 +461,282 @@ fn devices_of_an_account_sync_its_home_and_a_revoked_one_is_cut_off() {
         b"written after the revoke"
     );
 }
+
+/// Makes account `name` with `password` (and a quota, if given) on the
+/// server whose data folder is `data`.
+fn add_user(data: &Path, name: &str, password: &str, quota: Option<&str>) {
+    use std::io::Write;
+    let mut command = std::process::Command::new(common::pouch_store_binary());
+    command.args(["user", "add", "--data"]).arg(data).arg(name);
+    if let Some(quota) = quota {
+        command.args(["--quota", quota]);
+    }
+    let mut add = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(add.wait().unwrap().success());
+}
+
+/// A hand-written HTTP request to `url` with bearer `token`; the status
+/// line of the answer.
+fn raw_request(url: &str, method: &str, path: &str, token: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The value of `key = "..."` in a device's config.
+fn config_value(device: &Device, key: &str) -> String {
+    let text = std::fs::read_to_string(&device.config).unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    match key {
+        "token" => table["backend"]["token"].as_str().unwrap().to_owned(),
+        "namespace" => table["mounts"].as_array().unwrap()[0]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        _ => unreachable!(),
+    }
+}
+
+/// One `pouch-store`, three accounts, two devices each. Alice shares a
+/// folder of her home with Bob (editor) and Carol (viewer): its files stay
+/// where they are on her devices and reach theirs; edits by owner and
+/// editor reach everyone; the viewer's edits never leave its device and
+/// survive as conflicted copies, and its credential gets 403 for writes by
+/// hand; shares do not nest; an upload over quota fails clearly and loses
+/// nothing; a transfer leaves exactly one owner; a removed member is cut
+/// off at once and keeps its copy.
+#[test]
+fn a_shared_folder_syncs_between_accounts_by_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server-data");
+    let store = start_server(&data);
+    let password = "correct horse battery";
+    add_user(&data, "alice", password, None);
+    add_user(&data, "bob", password, Some("300000"));
+    add_user(&data, "carol", password, None);
+    let device = |user: &str, name: &str| {
+        let device = Device::new(
+            dir.path(),
+            name,
+            vec![("POUCH_PASSWORD".into(), password.into())],
+        );
+        let root = device.root.to_str().unwrap().to_owned();
+        device.ok(&[
+            "init", "--device", name, "--url", &store.1, "--user", user, "--root", &root,
+        ]);
+        device
+    };
+    let (a1, a2) = (device("alice", "a1"), device("alice", "a2"));
+    let (b1, b2) = (device("bob", "b1"), device("bob", "b2"));
+    let (c1, c2) = (device("carol", "c1"), device("carol", "c2"));
+    let everyone = [&a1, &a2, &b1, &b2, &c1, &c2];
+
+    std::fs::create_dir_all(a1.path("Projects/sub")).unwrap();
+    std::fs::write(a1.path("Projects/plan.txt"), b"the plan, v1").unwrap();
+    std::fs::write(a1.path("Projects/sub/notes.txt"), noise(7, 200_000)).unwrap();
+    std::fs::write(a1.path("private.txt"), b"alice only").unwrap();
+    a1.sync();
+    a2.sync();
+    let said = a1.ok(&["share", "Projects", "--with", "bob", "--role", "editor"]);
+    assert!(
+        said.contains("shared Projects with bob as editor"),
+        "{said}"
+    );
+    a1.ok(&["share", "Projects", "--with", "carol", "--role", "viewer"]);
+    // Alice's other device learns of the mount and keeps its files.
+    a2.sync();
+    assert_eq!(
+        std::fs::read(a2.path("Projects/plan.txt")).unwrap(),
+        b"the plan, v1"
+    );
+
+    let listed = b1.ok(&["shares"]);
+    assert!(
+        listed.contains("invitation") && listed.contains("Projects"),
+        "{listed}"
+    );
+    b1.ok(&["shares", "accept", "Projects"]);
+    c1.ok(&["shares", "accept", "Projects", "--at", "From Alice"]);
+    for device in [&b2, &c2] {
+        device.ok(&["sync"]);
+    }
+    for (device, at) in [
+        (&b1, "Projects"),
+        (&b2, "Projects"),
+        (&c1, "From Alice"),
+        (&c2, "From Alice"),
+    ] {
+        assert_eq!(
+            std::fs::read(device.path(&format!("{at}/sub/notes.txt"))).unwrap(),
+            noise(7, 200_000)
+        );
+        assert!(!device.path("private.txt").exists());
+    }
+
+    // The owner's and the editor's edits reach everyone.
+    std::fs::write(b1.path("Projects/plan.txt"), b"the plan, v2 by bob").unwrap();
+    b1.ok(&["sync"]);
+    std::fs::write(a2.path("Projects/from-alice.txt"), b"hello all").unwrap();
+    a2.ok(&["sync"]);
+    for device in everyone {
+        let _ = device.run(&["sync"]);
+    }
+    for (device, at) in [(&a1, "Projects"), (&b2, "Projects"), (&c2, "From Alice")] {
+        assert_eq!(
+            std::fs::read(device.path(&format!("{at}/plan.txt"))).unwrap(),
+            b"the plan, v2 by bob"
+        );
+        assert_eq!(
+            std::fs::read(device.path(&format!("{at}/from-alice.txt"))).unwrap(),
+            b"hello all"
+        );
+    }
+
+    // The viewer's edits stay on its device, as conflicted copies.
+    std::fs::write(c1.path("From Alice/plan.txt"), b"carol's idea").unwrap();
+    std::fs::write(c1.path("From Alice/carol.txt"), b"carol's own").unwrap();
+    std::fs::remove_file(c1.path("From Alice/from-alice.txt")).unwrap();
+    let viewer = c1.run(&["sync"]);
+    let said = String::from_utf8_lossy(&viewer.stderr);
+    assert!(!viewer.status.success());
+    assert!(said.contains("may only view"), "{said}");
+    assert_eq!(
+        std::fs::read(c1.path("From Alice/plan.txt")).unwrap(),
+        b"the plan, v2 by bob"
+    );
+    assert_eq!(
+        std::fs::read(c1.path("From Alice/from-alice.txt")).unwrap(),
+        b"hello all"
+    );
+    let copies: Vec<String> = std::fs::read_dir(c1.path("From Alice"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("conflicted copy"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(
+        std::fs::read(c1.path(&format!("From Alice/{}", copies[0]))).unwrap(),
+        b"carol's idea"
+    );
+    assert!(c1.path("From Alice/carol.txt").exists());
+    let _ = c1.run(&["sync"]);
+    for device in [&a1, &b1] {
+        device.ok(&["sync"]);
+        assert!(!device.path("Projects/carol.txt").exists());
+        assert_eq!(
+            std::fs::read(device.path("Projects/plan.txt")).unwrap(),
+            b"the plan, v2 by bob"
+        );
+    }
+
+    // By hand, with the viewer's credential: reads yes, writes 403.
+    let (token, share) = (config_value(&c1, "token"), config_value(&c1, "namespace"));
+    assert!(
+        raw_request(
+            &store.1,
+            "GET",
+            &format!("/v1/{share}/journal?after=0"),
+            &token,
+            b""
+        )
+        .contains("200")
+    );
+    for (method, path) in [
+        ("PUT", format!("/v1/{share}/journal/1000")),
+        ("POST", format!("/v1/{share}/blocks")),
+        ("POST", format!("/v1/{share}/blocks/delete")),
+        ("PUT", format!("/v1/{share}/snapshot")),
+    ] {
+        let status = raw_request(&store.1, method, &path, &token, b"{}");
+        assert!(status.contains("403"), "{method} {path}: {status}");
+    }
+    // Nor another account's home, with any role.
+    let status = raw_request(
+        &store.1,
+        "GET",
+        "/v1/home.alice/journal?after=0",
+        &token,
+        b"",
+    );
+    assert!(status.contains("403"), "{status}");
+
+    // No shared folder inside another, from either side.
+    for (device, folder) in [(&a1, "Projects/sub"), (&b1, "Projects/sub")] {
+        let refused = device.run(&["share", folder, "--with", "carol"]);
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("do not nest"), "{said}");
+    }
+
+    // Over quota: a clear message, and the file stays.
+    std::fs::write(b1.path("big.bin"), noise(8, 400_000)).unwrap();
+    let over = b1.run(&["sync"]);
+    assert!(!over.status.success());
+    let said = String::from_utf8_lossy(&over.stderr);
+    assert!(said.contains("over its quota"), "{said}");
+    assert_eq!(
+        std::fs::read(b1.path("big.bin")).unwrap(),
+        noise(8, 400_000)
+    );
+    std::fs::remove_file(b1.path("big.bin")).unwrap();
+
+    // Ownership moves to Bob: exactly one owner.
+    a1.ok(&["shares", "transfer", "Projects", "bob"]);
+    let listed = c2.ok(&["shares"]);
+    assert_eq!(listed.matches("(owner)").count(), 1, "{listed}");
+    assert!(
+        listed.contains("bob (owner)") && listed.contains("alice (editor)"),
+        "{listed}"
+    );
+    assert!(
+        !a1.run(&["shares", "remove", "Projects", "carol"])
+            .status
+            .success()
+    );
+
+    // Bob removes Carol: her devices are cut off at once, their copies stay.
+    b1.ok(&["shares", "remove", "Projects", "carol"]);
+    let status = raw_request(
+        &store.1,
+        "GET",
+        &format!("/v1/{share}/journal?after=0"),
+        &token,
+        b"",
+    );
+    assert!(status.contains("403"), "{status}");
+    std::fs::write(a1.path("Projects/after.txt"), b"carol is gone").unwrap();
+    a1.ok(&["sync"]);
+    let cut = c2.run(&["sync"]);
+    let said = String::from_utf8_lossy(&cut.stderr);
+    assert!(said.contains("no longer has the shared folder"), "{said}");
+    assert!(!c2.path("From Alice/after.txt").exists());
+    assert_eq!(
+        std::fs::read(c2.path("From Alice/plan.txt")).unwrap(),
+        b"the plan, v2 by bob"
+    );
+    b2.ok(&["sync"]);
+    assert_eq!(
+        std::fs::read(b2.path("Projects/after.txt")).unwrap(),
+        b"carol is gone"
+    );
+}

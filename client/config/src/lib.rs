@@ -8,8 +8,10 @@
 pub mod files;
 pub mod folders;
 pub mod limits;
+pub mod mounts;
 
 pub use limits::{Limits, parse_rate, show_rate};
+pub use mounts::Mount;
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +78,10 @@ pub struct Config {
     /// Garbage collection by the daemon (`[gc] every_hours = 24`).
     #[serde(default, skip_serializing_if = "GcSettings::is_default")]
     pub gc: GcSettings,
+    /// Shared folders mounted into this folder (an account's home on a
+    /// `pouch-store` server), as this device last learned them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
 }
 
 /// How often the daemon collects garbage on stores that can be collected
@@ -290,6 +296,7 @@ mod tests {
             migration: None,
             limits: Limits::default(),
             gc: GcSettings::default(),
+            mounts: Vec::new(),
         };
         let server = Config {
             backend: BackendConfig::Own(OwnStore::Server {

@@ -446,6 +446,37 @@ impl Pairing {
 /// files leave folders about to be deleted; then local deletes, children
 /// first; then files and links, which may replace a folder that the deletes
 /// just emptied; then the operations that push.
+/// A plan for a folder this device may only read (a viewer's shared
+/// folder): nothing is pushed. A local edit of what the remote holds
+/// becomes a conflict (the edit moves to a conflicted copy, which stays on
+/// this device; the remote version comes back); a local delete is undone
+/// (downloaded again); what exists only here stays here, not uploaded,
+/// and is returned so the device can say so.
+pub fn read_only(ops: Vec<Op>, remote: &BTreeMap<RelPath, Node>) -> (Vec<Op>, Vec<RelPath>) {
+    let mut kept = Vec::new();
+    let ops = ops
+        .into_iter()
+        .filter_map(|op| match op {
+            Op::Upload { path, .. } => match remote.get(&path) {
+                Some(node) => Some(Op::Conflict {
+                    path,
+                    node: node.clone(),
+                }),
+                None => {
+                    kept.push(path);
+                    None
+                }
+            },
+            Op::DeleteRemote { path } => remote.get(&path).map(|node| Op::Download {
+                path,
+                node: node.clone(),
+            }),
+            other => Some(other),
+        })
+        .collect();
+    (order(ops), kept)
+}
+
 fn order(mut ops: Vec<Op>) -> Vec<Op> {
     fn rank(op: &Op) -> u8 {
         match op {

@@ -43,7 +43,7 @@ pub async fn log_in(url: &str, user: &str, device: &str) -> anyhow::Result<Login
 }
 
 /// The server and credential of this folder's account.
-fn account_of(config: &Config) -> anyhow::Result<(String, String, String)> {
+pub(super) fn account_of(config: &Config) -> anyhow::Result<(String, String, String)> {
     match &config.backend {
         BackendConfig::Own(OwnStore::Server {
             url,

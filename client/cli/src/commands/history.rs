@@ -125,7 +125,7 @@ pub(super) async fn restore(
 }
 
 /// A folder argument: relative to the root, or an absolute path inside it.
-fn inside_root(root: &Path, arg: &str) -> anyhow::Result<RelPath> {
+pub(super) fn inside_root(root: &Path, arg: &str) -> anyhow::Result<RelPath> {
     let given = Path::new(arg);
     if !given.is_absolute() {
         return rel_path(arg);

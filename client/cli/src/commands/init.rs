@@ -65,6 +65,7 @@ pub(super) async fn init(
         migration: None,
         limits: pouch_config::Limits::default(),
         gc: pouch_config::GcSettings::default(),
+        mounts: Vec::new(),
     };
     config.save(config_path)?;
     if let Some(registry) = pouch_config::folders::registry_path() {

@@ -12,6 +12,7 @@ mod history;
 mod init;
 mod limit;
 mod migrate;
+mod shares;
 mod status;
 mod sync;
 
@@ -43,6 +44,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Login { device } => account::login(&config_path, device).await,
         Command::Devices { action } => account::devices(&config_path, action).await,
+        Command::Share {
+            folder,
+            with,
+            role,
+            limits,
+        } => shares::share(&config_path, &folder, &with, &role, &limits).await,
+        Command::Shares { action, limits } => shares::shares(&config_path, action, &limits).await,
         Command::Migrate { action } => migrate::migrate(&config_path, action).await,
         Command::Doctor { blocks } => doctor::doctor(&config_path, blocks).await,
         Command::History {

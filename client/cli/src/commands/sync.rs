@@ -15,15 +15,17 @@ pub(super) async fn sync(
     allow_mass_delete: bool,
     limits: &LimitArgs,
 ) -> anyhow::Result<ExitCode> {
-    let synced = sync_following(
-        config_path,
-        SyncOptions {
-            allow_mass_delete,
-            ..SyncOptions::default()
-        },
-        limits,
-    )
-    .await;
+    let options = SyncOptions {
+        allow_mass_delete,
+        ..SyncOptions::default()
+    };
+    // An account's shared folders first: the home must leave a new
+    // mount's folder alone before it pulls.
+    let account = pouch_config::Config::load(config_path)?.is_account_home();
+    if account && let Err(e) = super::shares::refresh_mounts(config_path).await {
+        tell!("shared folders not checked: {e:#}");
+    }
+    let synced = sync_following(config_path, options.clone(), limits).await;
     let (config, report) = match synced {
         Ok(done) => done,
         // A script reading `--json` gets an object on failure too.
@@ -55,7 +57,37 @@ pub(super) async fn sync(
     for problem in &report.problems {
         tell!("not synced: {problem}");
     }
-    Ok(if report.problems.is_empty() {
+    let mut mounts_ok = true;
+    for (mount, outcome) in super::shares::sync_mounts(config_path, &config, &options, limits).await
+    {
+        match outcome {
+            Ok(report) => {
+                let line = format!(
+                    "synced the shared folder {} at {}: {} up, {} down, {} conflicts",
+                    mount.name, mount.path, report.uploaded, report.downloaded, report.conflicts
+                );
+                // `--json` keeps standard output to the home's report.
+                if json {
+                    tell!("{line}");
+                } else {
+                    say!("{line}");
+                }
+                for problem in &report.problems {
+                    tell!("not synced: {}/{problem}", mount.path);
+                }
+                mounts_ok &= report.problems.is_empty();
+            }
+            Err(e) => {
+                tell!(
+                    "the shared folder {} at {} did not sync: {e:#}",
+                    mount.name,
+                    mount.path
+                );
+                mounts_ok = false;
+            }
+        }
+    }
+    Ok(if report.problems.is_empty() && mounts_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

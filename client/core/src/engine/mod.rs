@@ -121,6 +121,9 @@ pub struct Engine {
     commit_window: Duration,
     /// Unsettled paths planned together (see `slices`).
     plan_slice: usize,
+    /// Whether this device may only read the namespace (a viewer's shared
+    /// folder): nothing is pushed, local changes are undone or kept here.
+    read_only: bool,
 }
 
 /// What the engine left at a path it changed on disk.
@@ -234,7 +237,23 @@ impl Engine {
             deletes_due: None,
             commit_window: pouch_backend::gc::COMMIT_WINDOW,
             plan_slice: PLAN_SLICE,
+            read_only: false,
         })
+    }
+
+    /// Makes this engine never push: for a namespace its account may only
+    /// read. A local edit of a synced file moves to a conflicted copy and
+    /// the remote version comes back; a local delete is downloaded again;
+    /// a file only here stays here and is reported at every sync.
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+    }
+
+    /// Makes `path` a mount point: another engine syncs it (a shared
+    /// folder), so this one leaves it out of its three trees from now on,
+    /// without touching the disk.
+    pub fn leave_to_mount(&mut self, path: &RelPath) -> Result<()> {
+        self.db.exclude(path)
     }
 
     /// Plans `paths` unsettled paths at a time instead of [`PLAN_SLICE`]:
@@ -406,9 +425,12 @@ impl Engine {
             let (rules, _) = self.scan_recorded(&mut report, &scope)?;
             match self.push_planned(&rules, &options, &mut report).await {
                 Ok(()) => {
-                    self.report_unreadable().await?;
-                    let heal = self.heal(options.check_blocks, &mut report).await?;
-                    self.last_heal = Some(heal);
+                    // Healing writes to the store, which a reader may not.
+                    if !self.read_only {
+                        self.report_unreadable().await?;
+                        let heal = self.heal(options.check_blocks, &mut report).await?;
+                        self.last_heal = Some(heal);
+                    }
                     self.settle(&rules)?;
                     return Ok(report);
                 }

@@ -7,6 +7,7 @@
 //! downloads it on the next sync.
 
 use super::Engine;
+use crate::commit::Change;
 use crate::node::same;
 use crate::path::RelPath;
 use crate::report::SyncReport;
@@ -52,6 +53,34 @@ impl Engine {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(&full)(e)),
+        }
+        Ok(())
+    }
+
+    /// Hands folder `path` over to a shared folder made of it (which
+    /// another engine syncs from now on, in place): this engine leaves it
+    /// out of its trees, without touching the disk, and appends its
+    /// entries' deletion to the namespace's journal, so the home no longer
+    /// holds (or counts against the quota) what the share now does. The
+    /// home's other devices learn of the mount before they pull, and leave
+    /// their copy where it is; the deleted versions stay in the home's
+    /// history while its retention keeps them.
+    pub async fn hand_over(&mut self, path: &RelPath) -> Result<()> {
+        let under = |p: &RelPath| p == path || p.ancestors().any(|a| &a == path);
+        let changes: Vec<Change> = self
+            .db
+            .tree(Tree::Remote)?
+            .into_keys()
+            .filter(under)
+            .map(|p| Change {
+                path: p.to_string(),
+                node: None,
+            })
+            .collect();
+        self.db.exclude(path)?;
+        if !changes.is_empty() {
+            self.append_namespace_entry(|commit| commit.changes = changes.clone())
+                .await?;
         }
         Ok(())
     }

@@ -53,6 +53,9 @@ pub(super) struct Planned {
     pub ops: Vec<Op>,
     /// Its paths the Remote tree lacks.
     pub new_paths: HashSet<RelPath>,
+    /// In a folder this device may only read: what exists only here and
+    /// stays here, not uploaded.
+    pub kept: Vec<RelPath>,
 }
 
 /// Reads the unsettled paths a slice at a time, in path order.
@@ -142,6 +145,7 @@ pub(super) fn plan_slice(
     slice: Vec<Candidate>,
     rules: &IgnoreRules,
     renames: Option<&Renames>,
+    read_only: bool,
 ) -> Result<Planned> {
     let sites = match renames {
         Some(renames) if !renames.is_empty() => rename_sites(db, root, &slice, rules, renames)?,
@@ -181,6 +185,11 @@ pub(super) fn plan_slice(
         &synced,
         renames.map(|renames| (renames, &site as &dyn Fn(&RelPath, &RelPath) -> Site)),
     );
+    let (ops, kept) = if read_only {
+        crate::plan::read_only(ops, &remote)
+    } else {
+        (ops, Vec::new())
+    };
     // A rename may move a file from a path of another slice: the apply
     // checks it against its Local entry.
     for op in &ops {
@@ -195,6 +204,7 @@ pub(super) fn plan_slice(
         local,
         ops,
         new_paths,
+        kept,
     })
 }
 
@@ -300,8 +310,9 @@ impl Engine {
         rules: &IgnoreRules,
         report: &mut SyncReport,
     ) -> Result<()> {
-        if !self.db.remote_changed()? {
-            // A first sync's upload, a local edit: nothing to plan here.
+        if !self.read_only && !self.db.remote_changed()? {
+            // A first sync's upload, a local edit: nothing to plan here
+            // (where nothing is pushed, a local edit is undone here).
             return Ok(());
         }
         let mut slicer = Slicer::new(self.plan_slice);
@@ -323,7 +334,19 @@ impl Engine {
             Some(renames)
         };
         while let Some(slice) = next {
-            let planned = plan_slice(&self.db, &self.root, slice, rules, renames.as_ref())?;
+            let planned = plan_slice(
+                &self.db,
+                &self.root,
+                slice,
+                rules,
+                renames.as_ref(),
+                self.read_only,
+            )?;
+            for path in &planned.kept {
+                report.problems.push(format!(
+                    "{path}: kept on this device only: this account may only view this shared folder"
+                ));
+            }
             self.apply(
                 planned.ops.into_iter().filter(|op| !op.is_push()),
                 &planned.local,
@@ -353,7 +376,7 @@ impl Engine {
         };
         if slicer.done() {
             // One slice: planned once.
-            let planned = plan_slice(&self.db, &self.root, first, rules, None)?;
+            let planned = plan_slice(&self.db, &self.root, first, rules, None, self.read_only)?;
             let deletes = planned
                 .ops
                 .iter()
@@ -394,7 +417,7 @@ impl Engine {
         }
         let mut slicer = Slicer::new(self.plan_slice);
         while let Some(slice) = slicer.next(&self.db, rules)? {
-            let planned = plan_slice(&self.db, &self.root, slice, rules, None)?;
+            let planned = plan_slice(&self.db, &self.root, slice, rules, None, self.read_only)?;
             self.push_slice(planned, &holds, report, false).await?;
         }
         self.after_push(holds, report)
@@ -427,7 +450,7 @@ impl Engine {
             return Ok(pending);
         };
         if slicer.done() {
-            let ops = plan_slice(&self.db, &self.root, first, rules, None)?.ops;
+            let ops = plan_slice(&self.db, &self.root, first, rules, None, self.read_only)?.ops;
             pending.count(&ops, &mut HashSet::new());
             return Ok(pending);
         }
@@ -454,7 +477,14 @@ impl Engine {
     ) -> Result<()> {
         let mut slicer = Slicer::new(self.plan_slice);
         while let Some(slice) = slicer.next(&self.db, rules)? {
-            each(plan_slice(&self.db, &self.root, slice, rules, renames)?)?;
+            each(plan_slice(
+                &self.db,
+                &self.root,
+                slice,
+                rules,
+                renames,
+                self.read_only,
+            )?)?;
         }
         Ok(())
     }

@@ -295,3 +295,47 @@ fn planner_table() {
         assert_eq!(got, want, "case: {name}");
     }
 }
+
+#[test]
+fn a_read_only_plan_pushes_nothing_and_loses_nothing() {
+    // edited here; deleted here; new here; changed remotely.
+    let local = BTreeMap::from([
+        (p("edited"), file("two")),
+        (p("new"), file("three")),
+        (p("theirs"), file("four")),
+    ]);
+    let remote = BTreeMap::from([
+        (p("edited"), file("one")),
+        (p("gone"), file("one")),
+        (p("theirs"), file("five")),
+    ]);
+    let synced = BTreeMap::from([
+        (p("edited"), file("one")),
+        (p("gone"), file("one")),
+        (p("theirs"), file("four")),
+    ]);
+    let (ops, kept) = read_only(plan(&local, &remote, &synced), &remote);
+    assert!(ops.iter().all(|op| !op.is_push()), "{ops:?}");
+    assert_eq!(kept, [p("new")]);
+    assert!(
+        ops.contains(&Op::Conflict {
+            path: p("edited"),
+            node: file("one")
+        }),
+        "{ops:?}"
+    );
+    assert!(
+        ops.contains(&Op::Download {
+            path: p("gone"),
+            node: file("one")
+        }),
+        "{ops:?}"
+    );
+    assert!(
+        ops.contains(&Op::Download {
+            path: p("theirs"),
+            node: file("five")
+        }),
+        "{ops:?}"
+    );
+}

@@ -1,0 +1,354 @@
+//! `pouch share` and `pouch shares`: shared folders of an account on a
+//! `pouch-store` server. A shared folder is a namespace of its own,
+//! mounted at a path of each member's home folder and synced there by an
+//! engine of its own; the home's engine leaves that path alone. Every
+//! permission is the server's decision: this only asks and reports.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use pouch_backend::StoreId;
+use pouch_backend_own::account::{self, ShareInfo};
+use pouch_config::{Config, Mount};
+use pouch_core::node::Node;
+use pouch_core::state::{LocalState, Tree};
+use pouch_core::{SyncOptions, SyncReport};
+
+use super::account::account_of;
+use super::history::inside_root;
+use super::rel_path;
+use crate::cli::{LimitArgs, SharesAction};
+use crate::session::{Session, sync_following, sync_lock};
+
+/// An account call's error, said for a person.
+fn refused(e: pouch_backend::Error) -> anyhow::Error {
+    match e {
+        pouch_backend::Error::Unauthorized => anyhow::anyhow!(
+            "the server refused this device's credential (revoked?): `pouch login` to log in again"
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Brings the config's mounts up to date with the server's list: a share
+/// the account mounted (from any of its devices) is added, and the home
+/// leaves its path to it; one the account no longer has is detached (its
+/// folder stays here, no longer synced). Returns the config as saved.
+pub(super) async fn refresh_mounts(config_path: &Path) -> anyhow::Result<Config> {
+    let mut config = Config::load(config_path)?;
+    let (url, _, credential) = account_of(&config)?;
+    let listed = account::shares(&url, &credential).await.map_err(refused)?;
+    let mut changed = false;
+    for share in &listed {
+        let Some(path) = &share.path else { continue };
+        if let Some(mount) = config
+            .mounts
+            .iter_mut()
+            .find(|m| m.namespace == share.namespace && !m.detached)
+        {
+            if mount.role != share.role {
+                tell!("your role in {} is now {}", share.name, share.role);
+                mount.role = share.role.clone();
+                changed = true;
+            }
+            continue;
+        }
+        // The server checks mount points; a hostile one is checked here too.
+        let at = rel_path(path)?;
+        LocalState::open(&config.state)?.exclude(&at)?;
+        config.mounts.retain(|m| m.path != at.as_str());
+        config.mounts.push(Mount {
+            namespace: share.namespace.clone(),
+            name: share.name.clone(),
+            path: at.to_string(),
+            role: share.role.clone(),
+            detached: false,
+        });
+        tell!(
+            "the shared folder {} is mounted at {at} ({})",
+            share.name,
+            share.role
+        );
+        changed = true;
+    }
+    for mount in config.mounts.iter_mut().filter(|m| !m.detached) {
+        let still = listed
+            .iter()
+            .any(|s| s.namespace == mount.namespace && s.path.is_some());
+        if !still {
+            mount.detached = true;
+            changed = true;
+            tell!(
+                "this account no longer has the shared folder {}: its copy at {} stays here, no longer synced",
+                mount.name,
+                mount.path
+            );
+        }
+    }
+    if changed {
+        config.save(config_path)?;
+    }
+    Ok(config)
+}
+
+/// Syncs every mounted shared folder of the folder `config_path`
+/// configures, each under its own lock; the outcome of each.
+pub(super) async fn sync_mounts(
+    config_path: &Path,
+    config: &Config,
+    options: &SyncOptions,
+    limits: &LimitArgs,
+) -> Vec<(Mount, anyhow::Result<SyncReport>)> {
+    let mut outcomes = Vec::new();
+    for mount in config.mounts.iter().filter(|m| !m.detached) {
+        let outcome = async {
+            let mut session = Session::open_mount(config_path, mount)?;
+            let _lock = sync_lock(&session.config).await?;
+            limits.apply(&session.limits);
+            let report = session.engine.sync_with(options.clone()).await?;
+            anyhow::Ok(report)
+        }
+        .await;
+        outcomes.push((mount.clone(), outcome));
+    }
+    outcomes
+}
+
+/// `pouch share FOLDER --with USER [--role ROLE]`: makes a folder of the
+/// home a shared folder (or, if it is one, invites another member).
+pub(super) async fn share(
+    config_path: &Path,
+    folder: &str,
+    with: &str,
+    role: &str,
+    limits: &LimitArgs,
+) -> anyhow::Result<ExitCode> {
+    if !matches!(role, "editor" | "viewer") {
+        bail!(
+            "a member is an editor or a viewer (one owner per shared folder: `pouch shares transfer`)"
+        );
+    }
+    let config = refresh_mounts(config_path).await?;
+    let (url, _, credential) = account_of(&config)?;
+    let path = inside_root(&config.root, folder)?;
+    if let Some(mount) = config
+        .mounts
+        .iter()
+        .find(|m| !m.detached && m.path == path.as_str())
+    {
+        account::invite(&url, &credential, &mount.namespace, with, role)
+            .await
+            .map_err(refused)?;
+        say!("invited {with} to {} as {role}", mount.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for mount in config.mounts.iter().filter(|m| !m.detached) {
+        let other = rel_path(&mount.path)?;
+        if path.is_inside(&other) || other.is_inside(&path) {
+            bail!(
+                "{path} would nest with the shared folder {} at {other}: shared folders do not nest",
+                mount.name
+            );
+        }
+    }
+    if !path.to_fs(&config.root).is_dir() {
+        bail!("{path} is not a folder of {}", config.root.display());
+    }
+    // Everything in it synced first, so the share starts from what the
+    // home holds (and its blocks are the server's already).
+    let (config, report) = sync_following(config_path, SyncOptions::default(), limits).await?;
+    if !report.problems.is_empty() {
+        bail!(
+            "{} is not fully synced ({}); nothing was shared",
+            config.root.display(),
+            report.problems.join("; ")
+        );
+    }
+    let _lock = sync_lock(&config).await?;
+    let mut home = Session::open(config_path)?;
+    let name = path.name().to_owned();
+    let namespace = account::create_share(&url, &credential, &name, path.as_str())
+        .await
+        .map_err(refused)?;
+    let mount = Mount {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        path: path.to_string(),
+        role: "owner".into(),
+        detached: false,
+    };
+    let share_config = config
+        .mount_config(&mount)
+        .context("not an account's home")?;
+    let store = crate::store::open(&share_config.backend, None)?;
+    store.init_identity(StoreId::random()).await?;
+    // Its blocks are copied by the server from the home: none is sent.
+    let blocks: Vec<_> = home
+        .engine
+        .db()
+        .tree(Tree::Synced)?
+        .into_iter()
+        .filter(|(p, _)| p.is_inside(&path))
+        .flat_map(|(_, node)| match node {
+            Node::File { blocks, .. } => blocks.into_iter().map(|b| b.id).collect(),
+            _ => Vec::new(),
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let home_namespace = format!("home.{}", account_of(&config)?.1);
+    let adopted = account::adopt(&url, &credential, &namespace, &home_namespace, &blocks)
+        .await
+        .map_err(refused)?;
+    let mut saved = Config::load(config_path)?;
+    saved.mounts.retain(|m| m.path != mount.path);
+    saved.mounts.push(mount.clone());
+    saved.save(config_path)?;
+    home.engine
+        .hand_over(&path)
+        .await
+        .context("the shared folder was made, but the home could not let go of it")?;
+    let mut session = Session::open_mount(config_path, &mount)?;
+    let report = session.engine.sync_once().await?;
+    tell!(
+        "{path} is now the shared folder {name}: {} files, {adopted} blocks copied on the server, {} sent",
+        report.uploaded,
+        report.blocks_uploaded
+    );
+    account::invite(&url, &credential, &namespace, with, role)
+        .await
+        .map_err(refused)?;
+    say!("shared {path} with {with} as {role}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The share `name` names (its name or namespace) in `listed`.
+fn find<'a>(listed: &'a [ShareInfo], name: &str) -> anyhow::Result<&'a ShareInfo> {
+    let found: Vec<&ShareInfo> = listed
+        .iter()
+        .filter(|s| s.namespace == name || s.name == name)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => bail!(
+            "this account has no shared folder or invitation named {name} (`pouch shares` lists them)"
+        ),
+        _ => bail!(
+            "several shared folders are named {name}: give its namespace (`pouch shares` lists them)"
+        ),
+    }
+}
+
+/// `pouch shares [...]`.
+pub(super) async fn shares(
+    config_path: &Path,
+    action: Option<SharesAction>,
+    limits: &LimitArgs,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let (url, user, credential) = account_of(&config)?;
+    let listed = account::shares(&url, &credential).await.map_err(refused)?;
+    match action {
+        None => {
+            let config = refresh_mounts(config_path).await?;
+            for share in &listed {
+                let members: Vec<String> = share
+                    .members
+                    .iter()
+                    .map(|(user, role)| format!("{user} ({role})"))
+                    .collect();
+                match &share.path {
+                    Some(path) => say!(
+                        "{}  {}  mounted at {path}  [{}]  {}",
+                        share.name,
+                        share.role,
+                        share.namespace,
+                        members.join(", ")
+                    ),
+                    None => say!(
+                        "{}  {}  invitation: `pouch shares accept {}`  [{}]  {}",
+                        share.name,
+                        share.role,
+                        share.name,
+                        share.namespace,
+                        members.join(", ")
+                    ),
+                }
+            }
+            for mount in config.mounts.iter().filter(|m| m.detached) {
+                say!(
+                    "{}  no longer shared with you; the copy at {} stays here",
+                    mount.name,
+                    mount.path
+                );
+            }
+        }
+        Some(SharesAction::Accept { name, at }) => {
+            let share = find(&listed, &name)?;
+            let at = match at {
+                Some(at) => inside_root(&config.root, &at)?,
+                None => rel_path(&share.name.replace(['/', '\\'], "_"))?,
+            };
+            if std::fs::symlink_metadata(at.to_fs(&config.root)).is_ok() {
+                bail!(
+                    "{} exists already: choose another place with --at PATH",
+                    at.to_fs(&config.root).display()
+                );
+            }
+            account::mount(&url, &credential, &share.namespace, Some(at.as_str()))
+                .await
+                .map_err(refused)?;
+            let config = refresh_mounts(config_path).await?;
+            for (mount, outcome) in
+                sync_mounts(config_path, &config, &SyncOptions::default(), limits).await
+            {
+                if mount.namespace == share.namespace {
+                    let report = outcome?;
+                    say!(
+                        "mounted {} at {at}: {} files down",
+                        share.name,
+                        report.downloaded
+                    );
+                }
+            }
+        }
+        Some(SharesAction::Leave { name }) => {
+            let share = find(&listed, &name)?;
+            account::remove_member(&url, &credential, &share.namespace, &user)
+                .await
+                .map_err(refused)?;
+            refresh_mounts(config_path).await?;
+            say!("left {}", share.name);
+        }
+        Some(SharesAction::Remove { name, member }) => {
+            let share = find(&listed, &name)?;
+            account::remove_member(&url, &credential, &share.namespace, &member)
+                .await
+                .map_err(refused)?;
+            say!(
+                "{member} is no longer a member of {}; their devices keep their copy",
+                share.name
+            );
+        }
+        Some(SharesAction::Transfer { name, to }) => {
+            let share = find(&listed, &name)?;
+            account::transfer(&url, &credential, &share.namespace, &to)
+                .await
+                .map_err(refused)?;
+            refresh_mounts(config_path).await?;
+            say!("{to} owns {} now; you are an editor", share.name);
+        }
+        Some(SharesAction::Unshare { name }) => {
+            let share = find(&listed, &name)?;
+            account::unshare(&url, &credential, &share.namespace)
+                .await
+                .map_err(refused)?;
+            say!(
+                "{} is shared with no one else now; its members keep their copies",
+                share.name
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
