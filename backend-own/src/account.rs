@@ -281,3 +281,67 @@ pub async fn adopt(
     }
     Ok(adopted)
 }
+
+/// A share link as its maker lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LinkInfo {
+    /// Its public id (for `unlink`).
+    pub id: String,
+    /// The namespace it reads.
+    pub namespace: String,
+    /// The path in it.
+    pub path: String,
+    /// When it stops working (seconds since the epoch), if it does.
+    pub expires: Option<i64>,
+    /// Whether it asks for a password.
+    pub password: bool,
+}
+
+/// A link just made: its id, and its address on the server (the only time
+/// the secret in it is shown).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct NewLink {
+    /// Its public id.
+    pub id: String,
+    /// Its path on the server (`/s/…`).
+    pub url: String,
+}
+
+/// Makes a link to `path` of `namespace`.
+pub async fn create_link(
+    url: &str,
+    credential: &str,
+    namespace: &str,
+    path: &str,
+    expires_secs: Option<u64>,
+    password: Option<&str>,
+) -> Result<NewLink> {
+    let target = endpoint(url, &["v1", "account", "links"])?;
+    let body = serde_json::json!({
+        "namespace": namespace,
+        "path": path,
+        "expires_secs": expires_secs,
+        "password": password,
+    });
+    json_answer(
+        http()?
+            .post(target)
+            .bearer_auth(credential)
+            .body(body.to_string()),
+        "answer to a new link",
+    )
+    .await
+}
+
+/// The links this account made.
+pub async fn links(url: &str, credential: &str) -> Result<Vec<LinkInfo>> {
+    let target = endpoint(url, &["v1", "account", "links"])?;
+    json_answer(http()?.get(target).bearer_auth(credential), "list of links").await
+}
+
+/// Revokes link `id`.
+pub async fn unlink(url: &str, credential: &str, id: &str) -> Result<()> {
+    let target = endpoint(url, &["v1", "account", "links", id])?;
+    send(http()?.delete(target).bearer_auth(credential)).await?;
+    Ok(())
+}

@@ -14,8 +14,8 @@ use pouch_backend::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The accounts file's schema version (2: shared folders and their
-/// members).
-const SCHEMA: i64 = 2;
+/// members; 3: share links).
+const SCHEMA: i64 = 3;
 
 /// What a device credential starts with, to tell it from a namespace token
 /// at a glance (and in leak scanners).
@@ -99,8 +99,28 @@ pub(super) fn now() -> i64 {
     pouch_backend::gc::now_ms() / 1000
 }
 
+/// `password`'s argon2id hash, with a random salt.
+pub(super) fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
+        .map_err(|e| Error::internal("encoding a salt")(std::io::Error::other(e.to_string())))?;
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| Error::internal("hashing a password")(std::io::Error::other(e.to_string())))?
+        .to_string())
+}
+
+/// Whether `password` matches argon2id hash `hash`.
+pub(super) fn password_matches(password: &str, hash: &str) -> Result<bool> {
+    let parsed = PasswordHash::new(hash).map_err(|e| {
+        Error::internal("reading a password hash")(std::io::Error::other(e.to_string()))
+    })?;
+    Ok(argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
+}
+
 /// The hash a credential is kept as.
-fn credential_hash(credential: &str) -> Vec<u8> {
+pub(super) fn credential_hash(credential: &str) -> Vec<u8> {
     blake3::hash(credential.as_bytes()).as_bytes().to_vec()
 }
 
@@ -146,6 +166,17 @@ impl Accounts {
              );
              CREATE UNIQUE INDEX IF NOT EXISTS one_owner ON members (share) WHERE role = 'owner';
              CREATE INDEX IF NOT EXISTS members_user ON members (user);
+             CREATE TABLE IF NOT EXISTS links (
+                 id        TEXT PRIMARY KEY,
+                 token     BLOB NOT NULL UNIQUE,
+                 namespace TEXT NOT NULL,
+                 path      TEXT NOT NULL,
+                 user      TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+                 created   INTEGER NOT NULL,
+                 expires   INTEGER,
+                 password  TEXT,
+                 revoked   INTEGER
+             );
              PRAGMA foreign_keys = ON;",
         )
         .map_err(db_error("making the accounts schema"))?;
@@ -159,8 +190,8 @@ impl Accounts {
                     .map_err(db_error("recording the accounts schema"))?;
             }
             Some(SCHEMA) => {}
-            // Version 1 lacked the shares, made above.
-            Some(1) => {
+            // Versions 1 and 2 lacked the shares or the links, made above.
+            Some(1 | 2) => {
                 conn.execute("UPDATE schema SET version = ?1", [SCHEMA])
                     .map_err(db_error("recording the accounts schema"))?;
             }
@@ -193,15 +224,7 @@ impl Accounts {
         if password.len() < 8 {
             return Err(Error::InvalidInput("a password has at least 8 characters"));
         }
-        let salt = SaltString::encode_b64(&random_bytes::<16>()?).map_err(|e| {
-            Error::internal("encoding a salt")(std::io::Error::other(e.to_string()))
-        })?;
-        let hash = argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| {
-                Error::internal("hashing a password")(std::io::Error::other(e.to_string()))
-            })?
-            .to_string();
+        let hash = hash_password(password)?;
         let quota = quota.map(|q| q.min(i64::MAX as u64) as i64);
         match self.conn().execute(
             "INSERT INTO users (name, password, quota, created) VALUES (?1, ?2, ?3, ?4)",
@@ -284,12 +307,7 @@ impl Accounts {
         // one, so that timing does not tell which names exist.
         const ABSENT: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3CKD0cJvvrX5Hm5ZMsFe+zD6YGxDBRnyaqGlMYGyO7g";
         let hash = stored.as_deref().unwrap_or(ABSENT);
-        let parsed = PasswordHash::new(hash).map_err(|e| {
-            Error::internal("reading a password hash")(std::io::Error::other(e.to_string()))
-        })?;
-        let right = argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let right = password_matches(password, hash)?;
         if !right || stored.is_none() {
             return Ok(None);
         }

@@ -25,7 +25,8 @@
 //! A device credential's account needs a role in the namespace: reads
 //! (GETs, `blocks/has`, `blocks/read`) a viewer's, everything else an
 //! editor's; without one it gets 403. Accounts, devices and shared folders
-//! have routes of their own (`accounts.rs`, `share_routes.rs`).
+//! have routes of their own (`accounts.rs`, `share_routes.rs`), and so do
+//! share links (`link_pages.rs`).
 //!
 //! Errors carry `x-pouch-error` (a kind the client maps back to
 //! [`pouch_backend::Error`]) and a human message as the body.
@@ -38,6 +39,8 @@
 
 pub mod accounts;
 mod config;
+mod link_pages;
+pub mod links;
 mod maintenance;
 mod metrics;
 mod share_routes;
@@ -152,6 +155,11 @@ pub struct Server {
     metrics_token: Option<String>,
     /// One permit per byte of request body in flight.
     bodies: Semaphore,
+    /// The key of the cookies that say a link's password was given
+    /// (drawn at start: a restart asks for passwords again).
+    link_key: [u8; 32],
+    /// The journals links read, folded.
+    folds: link_pages::Folds,
 }
 
 impl Server {
@@ -226,6 +234,11 @@ impl Server {
                     .unwrap_or(usize::MAX)
                     .min(Semaphore::MAX_PERMITS),
             ),
+            link_key: accounts::random_bytes::<32>().unwrap_or_else(|_| {
+                // No randomness from the OS: no password cookie will match.
+                *blake3::hash(format!("{:?}", std::time::SystemTime::now()).as_bytes()).as_bytes()
+            }),
+            folds: link_pages::Folds::default(),
         })
     }
 
@@ -268,6 +281,7 @@ impl Server {
                 axum::routing::delete(revoke_device),
             )
             .merge(share_routes::routes())
+            .merge(link_pages::routes())
             .route("/metrics", get(metrics::serve))
             .route("/healthz", get(|| async { "ok\n" }))
             .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -28,6 +28,31 @@ pub enum DevicesAction {
     },
 }
 
+/// Share links: read access to one file or folder for anyone with the URL.
+#[derive(Debug, Subcommand)]
+pub enum LinkAction {
+    /// Make a link to a file or folder (a folder's page lists its files and
+    /// offers them as one .zip); prints its URL, shown this once.
+    Link {
+        /// The file or folder: relative to the synced folder, or an absolute path inside it.
+        path: String,
+        /// How long it works, e.g. `7d`, `12h` [default: until revoked].
+        #[arg(long)]
+        expires: Option<String>,
+        /// Ask for a password (read from POUCH_LINK_PASSWORD, standard
+        /// input when it is not a terminal, or asked for).
+        #[arg(long)]
+        password: bool,
+    },
+    /// Revoke a link at once.
+    Unlink {
+        /// The link's id, as `pouch share links` lists it.
+        id: String,
+    },
+    /// List the links this account made.
+    Links,
+}
+
 /// What `pouch shares` does.
 #[derive(Debug, Subcommand)]
 pub enum SharesAction {
@@ -87,12 +112,17 @@ pub enum Command {
     /// Share a folder of this account's home with another account (it
     /// becomes a shared folder, synced in place), or invite another member
     /// to a shared folder.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Share {
+        /// Share links instead: `link`, `unlink`, `links`.
+        #[command(subcommand)]
+        link: Option<LinkAction>,
         /// The folder: relative to the synced folder, or an absolute path inside it.
-        folder: String,
+        #[arg(required = true)]
+        folder: Option<String>,
         /// The account to invite.
-        #[arg(long)]
-        with: String,
+        #[arg(long, required = true)]
+        with: Option<String>,
         /// What they may do: `editor` (read and write) or `viewer` (read only).
         #[arg(long, default_value = "editor")]
         role: String,

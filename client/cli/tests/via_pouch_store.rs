@@ -480,27 +480,85 @@ fn add_user(data: &Path, name: &str, password: &str, quota: Option<&str>) {
     assert!(add.wait().unwrap().success());
 }
 
-/// A hand-written HTTP request to `url` with bearer `token`; the status
-/// line of the answer.
-fn raw_request(url: &str, method: &str, path: &str, token: &str, body: &[u8]) -> String {
+/// A hand-written HTTP/1.1 request to `url` (`http://host:port`): the
+/// answer's status and body (the path is sent exactly as given, nothing
+/// normalised or escaped).
+fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let addr = url.strip_prefix("http://").unwrap();
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
+    ));
+    stream.write_all(request.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
+    // Read to the end of the body its length says (ChromeDriver answers
+    // `Connection: close` yet keeps the connection open).
     let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer)
+    let mut piece = [0u8; 64 << 10];
+    let (split, head) = loop {
+        let n = stream.read(&mut piece).unwrap();
+        assert!(n > 0, "the connection closed before the headers ended");
+        answer.extend_from_slice(&piece[..n]);
+        if let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (
+                split,
+                String::from_utf8_lossy(&answer[..split]).to_lowercase(),
+            );
+        }
+    };
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let length = head
         .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    match length {
+        Some(length) => {
+            while answer.len() < split + 4 + length {
+                let n = stream.read(&mut piece).unwrap();
+                assert!(n > 0, "the connection closed mid-body");
+                answer.extend_from_slice(&piece[..n]);
+            }
+        }
+        None => {
+            stream.read_to_end(&mut answer).unwrap();
+        }
+    }
+    let mut rest = &answer[split + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return (status, rest.to_vec());
+    }
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return (status, body);
+        }
+        body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+        rest = &rest[line_end + 4 + size..];
+    }
+}
+
+/// A hand-written HTTP request to `url` with bearer `token`; the status
+/// line of the answer.
+fn raw_request(url: &str, method: &str, path: &str, token: &str, body: &[u8]) -> String {
+    let auth = format!("Bearer {token}");
+    let (status, _) = http(url, method, path, &[("Authorization", &auth)], body);
+    format!("HTTP/1.1 {status}")
 }
 
 /// The value of `key = "..."` in a device's config.
@@ -739,4 +797,330 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
         std::fs::read(b2.path("Projects/after.txt")).unwrap(),
         b"carol is gone"
     );
+}
+
+/// A headless Chromium (Debian's `chromium`) driven through ChromeDriver
+/// (`chromium-driver`): WebDriver's JSON over HTTP.
+struct Browser {
+    driver: std::process::Child,
+    url: String,
+    session: String,
+}
+
+impl Browser {
+    /// Starts one that saves downloads into `downloads`.
+    fn start(downloads: &Path, profile: &Path) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; scripts/test installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("chromedriver to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let capabilities = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", format!("--user-data-dir={}", profile.display())],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                    "safebrowsing.enabled": false,
+                },
+            },
+        }}});
+        let (status, body) = http(
+            &url,
+            "POST",
+            "/session",
+            &[("Content-Type", "application/json")],
+            capabilities.to_string().as_bytes(),
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 200, "no browser session: {answer}");
+        let session = answer["value"]["sessionId"].as_str().unwrap().to_owned();
+        Browser {
+            driver,
+            url,
+            session,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, answer) = http(
+            &self.url,
+            method,
+            &format!("/session/{}{path}", self.session),
+            &[("Content-Type", "application/json")],
+            // A GET has no body (ChromeDriver refuses `null`).
+            if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            }
+            .as_slice(),
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", serde_json::json!({ "url": url }));
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", serde_json::Value::Null)
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The elements `css` selects, by their WebDriver ids.
+    fn elements(&self, css: &str) -> Vec<String> {
+        let found = self.call(
+            "POST",
+            "/elements",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["element-6066-11e4-a52e-4f735466cecf"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn text(&self, element: &str) -> String {
+        self.call(
+            "GET",
+            &format!("/element/{element}/text"),
+            serde_json::Value::Null,
+        )
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+
+    fn click(&self, element: &str) {
+        self.call(
+            "POST",
+            &format!("/element/{element}/click"),
+            serde_json::json!({}),
+        );
+    }
+
+    fn type_into(&self, element: &str, text: &str) {
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            serde_json::json!({ "text": text }),
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(
+            &self.url,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            &[],
+            b"",
+        );
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The file `name` once a download into `dir` finished.
+fn downloaded(dir: &Path, name: &str) -> Vec<u8> {
+    let path = dir.join(name);
+    wait_for("the download to finish", || {
+        path.exists()
+            && !std::fs::read_dir(dir).unwrap().any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".crdownload")
+            })
+    });
+    std::fs::read(path).unwrap()
+}
+
+/// Share links in a real browser: a folder's link opens a page listing its
+/// files (nothing outside it), a download is the file byte for byte and
+/// the .zip holds every file; a wrong password, an expired link and a
+/// revoked link are refused; no request reaches outside the link's path.
+#[test]
+fn share_links_work_in_a_browser_and_reach_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server-data");
+    let store = start_server(&data);
+    let password = "correct horse battery";
+    add_user(&data, "alice", password, None);
+    let a = Device::new(
+        dir.path(),
+        "a1",
+        vec![
+            ("POUCH_PASSWORD".into(), password.into()),
+            ("POUCH_LINK_PASSWORD".into(), "open sesame".into()),
+        ],
+    );
+    let root = a.root.to_str().unwrap().to_owned();
+    a.ok(&[
+        "init", "--device", "a1", "--url", &store.1, "--user", "alice", "--root", &root,
+    ]);
+    std::fs::create_dir_all(a.path("Docs/img")).unwrap();
+    std::fs::write(a.path("Docs/report.txt"), b"the quarterly report").unwrap();
+    std::fs::write(a.path("Docs/img/photo.bin"), noise(9, 300_000)).unwrap();
+    std::fs::write(a.path("secret.txt"), b"not for links").unwrap();
+    a.sync();
+    let link = |args: &[&str]| {
+        let out = a.run(&[&["share", "link"][..], args].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stderr)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        (String::from_utf8(out.stdout).unwrap().trim().to_owned(), id)
+    };
+    let (folder, _) = link(&["Docs"]);
+    let (locked, _) = link(&["Docs", "--password"]);
+    let (expiring, _) = link(&["Docs/report.txt", "--expires", "1s"]);
+    let (revoked, revoked_id) = link(&["Docs"]);
+    let (one_file, _) = link(&["Docs/report.txt"]);
+    a.ok(&["share", "unlink", &revoked_id]);
+    assert!(a.ok(&["share", "links"]).contains("home.alice:/Docs"));
+
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let browser = Browser::start(&downloads, &dir.path().join("profile"));
+    browser.go(&folder);
+    let listed: Vec<String> = browser
+        .elements("a.file")
+        .iter()
+        .map(|e| browser.text(e))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "Docs/img/photo.bin".replacen("Docs/", "", 1),
+            "report.txt".into()
+        ]
+    );
+    assert!(!browser.source().contains("secret"));
+    let photo = browser.elements("a.file")[0].clone();
+    browser.click(&photo);
+    assert_eq!(downloaded(&downloads, "photo.bin"), noise(9, 300_000));
+    let zip = browser.elements("#zip")[0].clone();
+    browser.click(&zip);
+    downloaded(&downloads, "Docs.zip");
+    let unzip = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+             print(sorted(z.namelist())); sys.stdout.flush(); \
+             sys.stdout.buffer.write(z.read('img/photo.bin'))",
+        ])
+        .arg(downloads.join("Docs.zip"))
+        .output()
+        .unwrap();
+    assert!(
+        unzip.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unzip.stderr)
+    );
+    let (names, bytes) = unzip
+        .stdout
+        .split_at(unzip.stdout.iter().position(|b| *b == b'\n').unwrap() + 1);
+    assert_eq!(
+        String::from_utf8_lossy(names).trim(),
+        "['img/photo.bin', 'report.txt']"
+    );
+    assert_eq!(bytes, noise(9, 300_000));
+
+    // A password: wrong, then right.
+    browser.go(&locked);
+    assert!(browser.elements("a.file").is_empty());
+    let field = browser.elements("input[name=password]")[0].clone();
+    browser.type_into(&field, "open sesame?");
+    browser.click(&browser.elements("button")[0]);
+    // The answer to a wrong one is held half a second.
+    wait_for("the wrong password's answer", || {
+        browser.source().contains("Wrong password")
+    });
+    assert!(browser.elements("a.file").is_empty());
+    let field = browser.elements("input[name=password]")[0].clone();
+    browser.type_into(&field, "open sesame");
+    browser.click(&browser.elements("button")[0]);
+    wait_for("the unlocked page", || {
+        browser.elements("a.file").len() == 2
+    });
+
+    // Expired and revoked links show nothing.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    browser.go(&expiring);
+    assert!(browser.source().contains("expired"));
+    assert!(browser.elements("a.file").is_empty());
+    browser.go(&revoked);
+    assert!(browser.source().contains("does not work"));
+    assert!(browser.elements("a.file").is_empty());
+
+    // By hand: nothing outside the link's path, however the path is spelt.
+    let path_of = |url: &str| url.strip_prefix(&store.1).unwrap().to_owned();
+    let (folder, one_file) = (path_of(&folder), path_of(&one_file));
+    assert_eq!(
+        http(&store.1, "GET", &format!("{folder}/f/report.txt"), &[], b"").1,
+        b"the quarterly report"
+    );
+    for attempt in [
+        format!("{folder}/f/../secret.txt"),
+        format!("{folder}/f/..%2Fsecret.txt"),
+        format!("{folder}/f/%2e%2e/secret.txt"),
+        format!("{folder}/f/%2e%2e%2fsecret.txt"),
+        format!("{folder}/f/img/../../secret.txt"),
+        format!("{folder}/f//secret.txt"),
+        format!("{folder}/f/%2Fsecret.txt"),
+        format!("{one_file}/f/../img/photo.bin"),
+        format!("{one_file}/f/img%2Fphoto.bin"),
+        format!("{one_file}/f/img/photo.bin"),
+    ] {
+        let (status, body) = http(&store.1, "GET", &attempt, &[], b"");
+        assert!(status == 404 || status == 400, "{attempt}: {status}");
+        assert!(
+            !body.windows(13).any(|w| w == b"not for links"),
+            "{attempt}"
+        );
+        assert_ne!(body, noise(9, 300_000), "{attempt}");
+    }
+    // The password is asked for by every route of a locked link.
+    let locked = path_of(&locked);
+    for route in ["", "/zip", "/f/report.txt"] {
+        let (status, body) = http(&store.1, "GET", &format!("{locked}{route}"), &[], b"");
+        assert_eq!(status, 401, "{route}");
+        assert!(!body.windows(8).any(|w| w == b"quarterl"), "{route}");
+    }
 }

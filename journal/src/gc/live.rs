@@ -212,6 +212,19 @@ impl Fold {
         })
     }
 
+    /// What the paths `keep` selects hold now (their last version; the
+    /// deleted left out), in path order.
+    pub fn current(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, Node)> {
+        let mut current: Vec<(String, Node)> = self
+            .paths
+            .iter()
+            .filter(|(path, _)| keep(path))
+            .filter_map(|(path, revs)| Some((path.clone(), revs.last()?.node.clone()?)))
+            .collect();
+        current.sort_by(|a, b| a.0.cmp(&b.0));
+        current
+    }
+
     /// The blocks of every version retained at `now` under the policy.
     pub fn live(&self, now: i64) -> Live {
         let policy = self.policy.unwrap_or_default();

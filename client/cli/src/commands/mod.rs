@@ -45,11 +45,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login { device } => account::login(&config_path, device).await,
         Command::Devices { action } => account::devices(&config_path, action).await,
         Command::Share {
+            link: Some(action), ..
+        } => shares::link(&config_path, action).await,
+        Command::Share {
             folder,
             with,
             role,
             limits,
-        } => shares::share(&config_path, &folder, &with, &role, &limits).await,
+            ..
+        } => {
+            let (Some(folder), Some(with)) = (folder, with) else {
+                anyhow::bail!("`pouch share FOLDER --with USER`, or `pouch share link PATH`");
+            };
+            shares::share(&config_path, &folder, &with, &role, &limits).await
+        }
         Command::Shares { action, limits } => shares::shares(&config_path, action, &limits).await,
         Command::Migrate { action } => migrate::migrate(&config_path, action).await,
         Command::Doctor { blocks } => doctor::doctor(&config_path, blocks).await,

@@ -18,7 +18,7 @@ use pouch_core::{SyncOptions, SyncReport};
 use super::account::account_of;
 use super::history::inside_root;
 use super::rel_path;
-use crate::cli::{LimitArgs, SharesAction};
+use crate::cli::{LimitArgs, LinkAction, SharesAction};
 use crate::session::{Session, sync_following, sync_lock};
 
 /// An account call's error, said for a person.
@@ -348,6 +348,107 @@ pub(super) async fn shares(
                 "{} is shared with no one else now; its members keep their copies",
                 share.name
             );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The namespace and path in it of `path` (of the home folder): a mounted
+/// shared folder's for what is in one, the home's otherwise.
+fn namespace_of(config: &Config, path: &str) -> anyhow::Result<(String, String)> {
+    let path = inside_root(&config.root, path)?;
+    for mount in config.mounts.iter().filter(|m| !m.detached) {
+        let at = rel_path(&mount.path)?;
+        if path == at {
+            return Ok((mount.namespace.clone(), String::new()));
+        }
+        if path.is_inside(&at) {
+            let rest = &path.as_str()[at.as_str().len() + 1..];
+            return Ok((mount.namespace.clone(), rest.to_owned()));
+        }
+    }
+    let (_, user, _) = account_of(config)?;
+    Ok((format!("home.{user}"), path.to_string()))
+}
+
+/// A link's password: `POUCH_LINK_PASSWORD`, else standard input's first
+/// line when that is not a terminal, else asked for twice without echo.
+fn link_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if let Ok(password) = std::env::var("POUCH_LINK_PASSWORD") {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password("the link's password: ")?;
+    if rpassword::prompt_password("again: ")? != first {
+        bail!("the two passwords differ; no link was made");
+    }
+    Ok(first)
+}
+
+/// `pouch share link|unlink|links`.
+pub(super) async fn link(config_path: &Path, action: LinkAction) -> anyhow::Result<ExitCode> {
+    let config = refresh_mounts(config_path).await?;
+    let (url, _, credential) = account_of(&config)?;
+    match action {
+        LinkAction::Link {
+            path,
+            expires,
+            password,
+        } => {
+            let (namespace, inside) = namespace_of(&config, &path)?;
+            let expires_secs = expires
+                .map(|e| humantime::parse_duration(&e).map(|d| d.as_secs()))
+                .transpose()
+                .context("--expires takes a duration such as 7d or 12h")?;
+            let password = password.then(link_password).transpose()?;
+            let made = account::create_link(
+                &url,
+                &credential,
+                &namespace,
+                &inside,
+                expires_secs,
+                password.as_deref(),
+            )
+            .await
+            .map_err(refused)?;
+            say!("{}{}", url.trim_end_matches('/'), made.url);
+            tell!(
+                "link {} made (`pouch share unlink {}` revokes it)",
+                made.id,
+                made.id
+            );
+        }
+        LinkAction::Unlink { id } => {
+            account::unlink(&url, &credential, &id)
+                .await
+                .map_err(refused)?;
+            say!("link {id} no longer works");
+        }
+        LinkAction::Links => {
+            for link in account::links(&url, &credential).await.map_err(refused)? {
+                let expires = match link.expires {
+                    Some(at) => format!(
+                        "until {}",
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(at.max(0) as u64)
+                        )
+                    ),
+                    None => "until revoked".to_owned(),
+                };
+                let password = if link.password { ", password" } else { "" };
+                say!(
+                    "{}  {}:/{}  {expires}{password}",
+                    link.id,
+                    link.namespace,
+                    link.path
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
