@@ -1124,3 +1124,53 @@ fn share_links_work_in_a_browser_and_reach_nothing_else() {
         assert!(!body.windows(8).any(|w| w == b"quarterl"), "{route}");
     }
 }
+
+/// A running daemon syncs the account's shared folders too: one accepted
+/// on another device is mounted within seconds, the owner's edits arrive
+/// by themselves, and its own edits there go up.
+#[test]
+fn a_daemon_mounts_and_syncs_a_shared_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server-data");
+    let store = start_server(&data);
+    let password = "correct horse battery";
+    add_user(&data, "alice", password, None);
+    add_user(&data, "bob", password, None);
+    let device = |user: &str, name: &str| {
+        let device = Device::new(
+            dir.path(),
+            name,
+            vec![("POUCH_PASSWORD".into(), password.into())],
+        );
+        let root = device.root.to_str().unwrap().to_owned();
+        device.ok(&[
+            "init", "--device", name, "--url", &store.1, "--user", user, "--root", &root,
+        ]);
+        device
+    };
+    let (a1, b1, b2) = (
+        device("alice", "a1"),
+        device("bob", "b1"),
+        device("bob", "b2"),
+    );
+    std::fs::create_dir_all(a1.path("Team")).unwrap();
+    std::fs::write(a1.path("Team/first.txt"), b"first").unwrap();
+    a1.sync();
+    a1.ok(&["share", "Team", "--with", "bob"]);
+    let daemon = Daemon::start(&b2);
+    b1.ok(&["shares", "accept", "Team"]);
+    wait_for("the daemon to mount the share", || {
+        std::fs::read(b2.path("Team/first.txt")).is_ok_and(|b| b == b"first")
+    });
+    std::fs::write(a1.path("Team/second.txt"), b"second").unwrap();
+    a1.ok(&["sync"]);
+    wait_for("the owner's edit", || {
+        std::fs::read(b2.path("Team/second.txt")).is_ok_and(|b| b == b"second")
+    });
+    std::fs::write(b2.path("Team/from-b2.txt"), b"bob's daemon").unwrap();
+    wait_for("the daemon's upload", || {
+        a1.ok(&["sync"]);
+        std::fs::read(a1.path("Team/from-b2.txt")).is_ok_and(|b| b == b"bob's daemon")
+    });
+    daemon.stop();
+}

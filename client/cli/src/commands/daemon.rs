@@ -22,6 +22,11 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
     // open the stores again.
     let mut moved = false;
     loop {
+        if Config::load(config_path)?.is_account_home()
+            && let Err(e) = super::shares::refresh_mounts(config_path).await
+        {
+            tell!("pouch daemon: shared folders not checked: {e:#}");
+        }
         let Session {
             config,
             backend,
@@ -52,13 +57,32 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
             ));
         }
         let reopen = AtomicBool::new(false);
+        // The mounts' loops stop with the home's.
+        let (stopped, stopping) = tokio::sync::watch::channel(false);
+        let account = config.is_account_home();
         let stop = async {
             tokio::select! {
                 () = &mut signal => {}
                 () = config_changed(config_path, stamp, &config, &pacers) => reopen.store(true, Ordering::Relaxed),
+                // A new or lost mount saves the config, which reopens all.
+                () = refresh_mounts_every(config_path, account) => {}
             }
         };
-        match pouch_core::daemon::run(engine, backend, &config.root, options, stop).await {
+        let home = async {
+            let outcome =
+                pouch_core::daemon::run(engine, backend, &config.root, options, stop).await;
+            let _ = stopped.send(true);
+            outcome
+        };
+        let mounts = futures_util::future::join_all(
+            config
+                .mounts
+                .iter()
+                .filter(|m| !m.detached)
+                .map(|mount| run_mount(config_path, mount, limits, stopping.clone())),
+        );
+        let (outcome, _) = tokio::join!(home, mounts);
+        match outcome {
             Ok(()) if reopen.load(Ordering::Relaxed) => {
                 moved = false;
                 tell!("pouch daemon: the config changed; opening the stores again");
@@ -76,6 +100,67 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
             }
             Err(e) => return Err(anyhow::Error::new(e).context("the daemon stopped")),
         }
+    }
+}
+
+/// How often a running daemon asks the server for the account's shared
+/// folders (a mount accepted or lost on another device).
+const MOUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Brings the config's mounts up to date every [`MOUNTS_EVERY`]; never
+/// ends (a change is saved to the config, which the daemon notices).
+async fn refresh_mounts_every(config_path: &Path, account: bool) {
+    loop {
+        tokio::time::sleep(MOUNTS_EVERY).await;
+        if account && let Err(e) = super::shares::refresh_mounts(config_path).await {
+            tracing::warn!("shared folders not checked: {e:#}");
+        }
+    }
+}
+
+/// The daemon's loop for mounted shared folder `mount`, until `stopping`
+/// says the home's ended (its own control socket beside its local state).
+async fn run_mount(
+    config_path: &Path,
+    mount: &pouch_config::Mount,
+    limits: &LimitArgs,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let session = match Session::open_mount(config_path, mount) {
+        Ok(session) => session,
+        Err(e) => {
+            tell!(
+                "pouch daemon: the shared folder at {} cannot be synced: {e:#}",
+                mount.path
+            );
+            return;
+        }
+    };
+    limits.apply(&session.limits);
+    let mut options = DaemonOptions::new(session.config.socket_path());
+    options.limits = Some(session.limits.clone());
+    tell!(
+        "pouch daemon: syncing the shared folder {} at {} ({})",
+        mount.name,
+        session.config.root.display(),
+        mount.role
+    );
+    let stop = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    if let Err(e) = pouch_core::daemon::run(
+        session.engine,
+        session.backend,
+        &session.config.root,
+        options,
+        stop,
+    )
+    .await
+    {
+        tell!(
+            "pouch daemon: the shared folder at {} stopped syncing: {e}",
+            mount.path
+        );
     }
 }
 
