@@ -65,6 +65,12 @@ pub enum SharesAction {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Unmount a shared folder from this account's home (every device):
+    /// its copies stay, no longer synced; `accept` mounts it again.
+    Unmount {
+        /// The shared folder's name or namespace.
+        name: String,
+    },
     /// Leave a shared folder: its copy stays here, no longer synced.
     Leave {
         /// The shared folder's name or namespace.

@@ -47,24 +47,36 @@ pub(super) async fn refresh_mounts(config_path: &Path) -> anyhow::Result<Config>
             .iter_mut()
             .find(|m| m.namespace == share.namespace && !m.detached)
         {
-            if mount.role != share.role {
+            if mount.path != *path {
+                // Mounted elsewhere since: the old folder stays, unsynced.
+                mount.detached = true;
+                tell!(
+                    "{} moved to {path}; its old copy at {} stays here, no longer synced",
+                    share.name,
+                    mount.path
+                );
+            } else if mount.role != share.role {
                 tell!("your role in {} is now {}", share.name, share.role);
                 mount.role = share.role.clone();
                 changed = true;
+                continue;
+            } else {
+                continue;
             }
-            continue;
         }
         // The server checks mount points; a hostile one is checked here too.
         let at = rel_path(path)?;
         LocalState::open(&config.state)?.exclude(&at)?;
         config.mounts.retain(|m| m.path != at.as_str());
-        config.mounts.push(Mount {
+        let mount = Mount {
             namespace: share.namespace.clone(),
             name: share.name.clone(),
             path: at.to_string(),
             role: share.role.clone(),
             detached: false,
-        });
+        };
+        forget_mount_state(&config, &mount)?;
+        config.mounts.push(mount);
         tell!(
             "the shared folder {} is mounted at {at} ({})",
             share.name,
@@ -90,6 +102,25 @@ pub(super) async fn refresh_mounts(config_path: &Path) -> anyhow::Result<Config>
         config.save(config_path)?;
     }
     Ok(config)
+}
+
+/// Deletes the local state a mount of the same share had before (at this
+/// path or another): a mount starts from what is on disk at its path and
+/// in the share, never from trees of a folder elsewhere, which would read
+/// as deletes.
+fn forget_mount_state(config: &Config, mount: &Mount) -> anyhow::Result<()> {
+    let Some(mount_config) = config.mount_config(mount) else {
+        return Ok(());
+    };
+    for ext in ["sqlite", "sqlite-wal", "sqlite-shm"] {
+        let file = mount_config.state.with_extension(ext);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", file.display())),
+        }
+    }
+    Ok(())
 }
 
 /// Syncs every mounted shared folder of the folder `config_path`
@@ -312,6 +343,17 @@ pub(super) async fn shares(
                     );
                 }
             }
+        }
+        Some(SharesAction::Unmount { name }) => {
+            let share = find(&listed, &name)?;
+            account::mount(&url, &credential, &share.namespace, None)
+                .await
+                .map_err(refused)?;
+            refresh_mounts(config_path).await?;
+            say!(
+                "unmounted {}; its copy stays here, no longer synced",
+                share.name
+            );
         }
         Some(SharesAction::Leave { name }) => {
             let share = find(&listed, &name)?;
