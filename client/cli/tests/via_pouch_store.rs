@@ -670,6 +670,20 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
         );
     }
 
+    // A move from the home into the share is a delete in one and a new
+    // file in the other.
+    std::fs::rename(a1.path("private.txt"), a1.path("Projects/moved.txt")).unwrap();
+    a1.ok(&["sync"]);
+    a2.ok(&["sync"]);
+    b2.ok(&["sync"]);
+    assert!(!a2.path("private.txt").exists());
+    for device in [&a2, &b2] {
+        assert_eq!(
+            std::fs::read(device.path("Projects/moved.txt")).unwrap(),
+            b"alice only"
+        );
+    }
+
     // The viewer's edits stay on its device, as conflicted copies.
     std::fs::write(c1.path("From Alice/plan.txt"), b"carol's idea").unwrap();
     std::fs::write(c1.path("From Alice/carol.txt"), b"carol's own").unwrap();
@@ -698,6 +712,12 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
     );
     assert!(c1.path("From Alice/carol.txt").exists());
     let _ = c1.run(&["sync"]);
+    let status = c1.ok(&["status"]);
+    assert!(
+        status.contains("shared:  Projects at From Alice (viewer)")
+            && status.contains("carol.txt: kept on this device only"),
+        "{status}"
+    );
     for device in [&a1, &b1] {
         device.ok(&["sync"]);
         assert!(!device.path("Projects/carol.txt").exists());

@@ -36,6 +36,67 @@ struct Status {
     /// A migration another device announced that this one has not joined
     /// (its store is elsewhere: `pouch migrate join`).
     migration_announced: Option<MoveWaiting>,
+    /// The shared folders mounted into this folder.
+    mounts: Vec<MountStatus>,
+}
+
+/// A mounted shared folder, for `pouch status`.
+#[derive(Serialize)]
+struct MountStatus {
+    name: String,
+    path: String,
+    role: String,
+    /// No longer synced (the account left it or mounted it elsewhere).
+    detached: bool,
+    /// Changes waiting, in either direction (attached mounts).
+    waiting: usize,
+    problems: Vec<String>,
+    /// The daemon's state for it, if one runs.
+    daemon: Option<String>,
+}
+
+/// The state of each mount of the folder `config_path` configures.
+async fn mounts(
+    config_path: &Path,
+    config: &pouch_config::Config,
+) -> anyhow::Result<Vec<MountStatus>> {
+    let mut out = Vec::new();
+    for mount in &config.mounts {
+        let mut status = MountStatus {
+            name: mount.name.clone(),
+            path: mount.path.clone(),
+            role: mount.role.clone(),
+            detached: mount.detached,
+            waiting: 0,
+            problems: Vec::new(),
+            daemon: None,
+        };
+        if !mount.detached {
+            let mut session = Session::open_mount(config_path, mount)?;
+            status.daemon = match request(&session.config.socket_path(), &Request::Status).await {
+                Ok(Some(Response::Status(daemon))) => Some(daemon.state.name().to_owned()),
+                _ => None,
+            };
+            let lock = crate::session::sync_lock(&session.config).await?;
+            match session.engine.pending().await {
+                Ok((pending, problems)) => {
+                    status.waiting = pending.upload
+                        + pending.delete_remote
+                        + pending.download
+                        + pending.delete_local
+                        + pending.conflicts;
+                    status.problems = problems;
+                    status.problems.extend(pending.kept_here.iter().map(|path| {
+                        format!("{path}: kept on this device only: this account may only view this shared folder")
+                    }));
+                }
+                Err(e) => status.problems.push(e.to_string()),
+            }
+            drop(lock);
+        }
+        out.push(status);
+    }
+    Ok(out)
 }
 
 /// A move waiting for the user, for `pouch status`.
@@ -97,7 +158,9 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
             seq,
             to: to.to_string(),
         });
+    let mounts = mounts(config_path, &config).await?;
     let status = Status {
+        mounts,
         move_waiting,
         migration_announced,
         migration,
@@ -200,6 +263,30 @@ pub(super) async fn status(config_path: &Path, json: bool) -> anyhow::Result<Exi
                 }
             }
             None => say!("daemon:  not running"),
+        }
+        for mount in &status.mounts {
+            if mount.detached {
+                say!(
+                    "shared:  {} at {}: no longer synced (its copy stays)",
+                    mount.name,
+                    mount.path
+                );
+                continue;
+            }
+            let waiting = match mount.waiting {
+                0 => "up to date".to_owned(),
+                n => format!("{n} changes waiting"),
+            };
+            let daemon = mount.daemon.as_deref().unwrap_or("no daemon");
+            say!(
+                "shared:  {} at {} ({}): {waiting}, {daemon}",
+                mount.name,
+                mount.path,
+                mount.role
+            );
+            for problem in &mount.problems {
+                say!("problem: {}/{problem}", mount.path);
+            }
         }
         if pending == 0 {
             say!("up to date");

@@ -450,8 +450,9 @@ impl Engine {
             return Ok(pending);
         };
         if slicer.done() {
-            let ops = plan_slice(&self.db, &self.root, first, rules, None, self.read_only)?.ops;
-            pending.count(&ops, &mut HashSet::new());
+            let planned = plan_slice(&self.db, &self.root, first, rules, None, self.read_only)?;
+            pending.count(&planned.ops, &mut HashSet::new());
+            pending.kept_here = planned.kept;
             return Ok(pending);
         }
         drop(first);
@@ -462,6 +463,7 @@ impl Engine {
         let mut renamed = HashSet::new();
         self.each_planned_slice(rules, Some(&renames), |planned| {
             pending.count(&planned.ops, &mut renamed);
+            pending.kept_here.extend(planned.kept);
             Ok(())
         })?;
         Ok(pending)
@@ -491,7 +493,7 @@ impl Engine {
 }
 
 /// What a sync would do, counted (`pouch status`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pending {
     /// Files, folders and links to send.
     pub upload: usize,
@@ -503,6 +505,9 @@ pub struct Pending {
     pub delete_local: usize,
     /// Paths changed on both sides.
     pub conflicts: usize,
+    /// In a folder this device may only read: paths that exist only here
+    /// and stay here (never uploaded).
+    pub kept_here: Vec<RelPath>,
 }
 
 impl Pending {
