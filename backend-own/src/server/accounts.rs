@@ -119,6 +119,11 @@ pub(super) fn password_matches(password: &str, hash: &str) -> Result<bool> {
         .is_ok())
 }
 
+/// `bytes` as lowercase hex digits.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The hash a credential is kept as.
 pub(super) fn credential_hash(credential: &str) -> Vec<u8> {
     blake3::hash(credential.as_bytes()).as_bytes().to_vec()

@@ -352,16 +352,26 @@ fn size_text(bytes: u64) -> String {
     }
 }
 
+/// What link `token` serves, for a request that may see it: `Err` is the
+/// answer to give instead.
+async fn open_listing(
+    server: &Arc<Server>,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<(Opened, Served, Vec<Listed>), Box<Response>> {
+    let opened = opened(server, token, headers)?;
+    let (backend, files) = listing(server, &opened)
+        .await
+        .map_err(|e| Box::new(e.into_response()))?;
+    Ok((opened, backend, files))
+}
+
 /// `GET /s/{token}`: the files the link serves, each a download link, and
 /// the whole as a `.zip`.
 async fn page(State(server): Shared, Path(token): Path<String>, headers: HeaderMap) -> Response {
-    let opened = match opened(&server, &token, &headers) {
-        Ok(opened) => opened,
+    let (opened, _, files) = match open_listing(&server, &token, &headers).await {
+        Ok(listed) => listed,
         Err(answer) => return *answer,
-    };
-    let files = match listing(&server, &opened).await {
-        Ok((_, files)) => files,
-        Err(e) => return e.into_response(),
     };
     if files.is_empty() {
         return html(
@@ -422,13 +432,9 @@ async fn file(
     Path((token, path)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let opened = match opened(&server, &token, &headers) {
-        Ok(opened) => opened,
-        Err(answer) => return *answer,
-    };
-    let (backend, files) = match listing(&server, &opened).await {
+    let (_, backend, files) = match open_listing(&server, &token, &headers).await {
         Ok(listed) => listed,
-        Err(e) => return e.into_response(),
+        Err(answer) => return *answer,
     };
     let Some(found) = files.into_iter().find(|f| f.rel == path) else {
         return html(
@@ -473,13 +479,9 @@ impl Write for ToBody {
 /// compressed: most of what people share is compressed already), made as
 /// it is sent, a block in memory at a time.
 async fn zip(State(server): Shared, Path(token): Path<String>, headers: HeaderMap) -> Response {
-    let opened = match opened(&server, &token, &headers) {
-        Ok(opened) => opened,
-        Err(answer) => return *answer,
-    };
-    let (backend, files) = match listing(&server, &opened).await {
+    let (opened, backend, files) = match open_listing(&server, &token, &headers).await {
         Ok(listed) => listed,
-        Err(e) => return e.into_response(),
+        Err(answer) => return *answer,
     };
     let name = match opened.path.rsplit('/').next() {
         Some(name) if !name.is_empty() => format!("{name}.zip"),

@@ -9,7 +9,7 @@ use pouch_backend::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 
 use super::accounts::{
-    Accounts, credential_hash, db_error, hash_password, now, password_matches, random_bytes,
+    Accounts, credential_hash, db_error, hash_password, hex, now, password_matches, random_bytes,
 };
 use super::shares::Role;
 
@@ -207,10 +207,6 @@ pub fn password_ok(opened: &Opened, password: &str) -> Result<bool> {
         Some(hash) => password_matches(password, hash),
         None => Ok(true),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use pouch_backend::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 
-use super::accounts::{Accounts, db_error, home_namespace, now, random_bytes};
+use super::accounts::{Accounts, db_error, hex, home_namespace, now, random_bytes};
 
 /// What a member may do in a namespace. Ordered: each role may do what
 /// the ones before it may.
@@ -366,10 +366,6 @@ fn refuse_nesting(
         }
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

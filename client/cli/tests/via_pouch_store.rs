@@ -480,6 +480,16 @@ fn add_user(data: &Path, name: &str, password: &str, quota: Option<&str>) {
     assert!(add.wait().unwrap().success());
 }
 
+/// A device `name` of account `user` on the server at `url`, logged in.
+fn account_device(dir: &Path, url: &str, password: &str, user: &str, name: &str) -> Device {
+    let device = Device::new(dir, name, vec![("POUCH_PASSWORD".into(), password.into())]);
+    let root = device.root.to_str().unwrap().to_owned();
+    device.ok(&[
+        "init", "--device", name, "--url", url, "--user", user, "--root", &root,
+    ]);
+    device
+}
+
 /// A hand-written HTTP/1.1 request to `url` (`http://host:port`): the
 /// answer's status and body (the path is sent exactly as given, nothing
 /// normalised or escaped).
@@ -592,18 +602,8 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
     add_user(&data, "alice", password, None);
     add_user(&data, "bob", password, Some("300000"));
     add_user(&data, "carol", password, None);
-    let device = |user: &str, name: &str| {
-        let device = Device::new(
-            dir.path(),
-            name,
-            vec![("POUCH_PASSWORD".into(), password.into())],
-        );
-        let root = device.root.to_str().unwrap().to_owned();
-        device.ok(&[
-            "init", "--device", name, "--url", &store.1, "--user", user, "--root", &root,
-        ]);
-        device
-    };
+    let device =
+        |user: &str, name: &str| account_device(dir.path(), &store.1, password, user, name);
     let (a1, a2) = (device("alice", "a1"), device("alice", "a2"));
     let (b1, b2) = (device("bob", "b1"), device("bob", "b2"));
     let (c1, c2) = (device("carol", "c1"), device("carol", "c2"));
@@ -1156,18 +1156,8 @@ fn a_daemon_mounts_and_syncs_a_shared_folder() {
     let password = "correct horse battery";
     add_user(&data, "alice", password, None);
     add_user(&data, "bob", password, None);
-    let device = |user: &str, name: &str| {
-        let device = Device::new(
-            dir.path(),
-            name,
-            vec![("POUCH_PASSWORD".into(), password.into())],
-        );
-        let root = device.root.to_str().unwrap().to_owned();
-        device.ok(&[
-            "init", "--device", name, "--url", &store.1, "--user", user, "--root", &root,
-        ]);
-        device
-    };
+    let device =
+        |user: &str, name: &str| account_device(dir.path(), &store.1, password, user, name);
     let (a1, b1, b2) = (
         device("alice", "a1"),
         device("bob", "b1"),
@@ -1267,16 +1257,10 @@ fn members_coming_and_going_while_others_edit_converge_and_lose_nothing() {
         add_user(&data, user, password, None);
     }
     let device = |user: &str, name: &str| {
-        let device = Device::new(
-            dir.path(),
-            name,
-            vec![("POUCH_PASSWORD".into(), password.into())],
-        );
-        let root = device.root.to_str().unwrap().to_owned();
-        device.ok(&[
-            "init", "--device", name, "--url", &store.1, "--user", user, "--root", &root,
-        ]);
-        (user.to_owned(), device)
+        (
+            user.to_owned(),
+            account_device(dir.path(), &store.1, password, user, name),
+        )
     };
     let devices = [
         device("alice", "a1"),
