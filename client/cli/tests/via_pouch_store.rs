@@ -766,15 +766,16 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
         assert!(said.contains("do not nest"), "{said}");
     }
 
-    // Over quota: a clear message, and the file stays.
-    std::fs::write(b1.path("big.bin"), noise(8, 400_000)).unwrap();
+    // Over quota: the share Bob mounted counts (200 kB of it) with his
+    // home, so 150 kB more is too much; a clear message, the file stays.
+    std::fs::write(b1.path("big.bin"), noise(8, 150_000)).unwrap();
     let over = b1.run(&["sync"]);
     assert!(!over.status.success());
     let said = String::from_utf8_lossy(&over.stderr);
     assert!(said.contains("over its quota"), "{said}");
     assert_eq!(
         std::fs::read(b1.path("big.bin")).unwrap(),
-        noise(8, 400_000)
+        noise(8, 150_000)
     );
     std::fs::remove_file(b1.path("big.bin")).unwrap();
 
