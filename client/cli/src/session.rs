@@ -37,7 +37,19 @@ pub struct Session {
 impl Session {
     /// Opens the folder `config_path` configures, as it is.
     pub fn open(config_path: &Path) -> anyhow::Result<Session> {
-        Session::with_config(config_path, Config::load(config_path)?)
+        let mut session = Session::with_config(config_path, Config::load(config_path)?)?;
+        // Every mount's folder (detached ones too) is left alone by the
+        // home, whatever step of a share or a refresh was cut short.
+        let excluded = session.engine.excluded()?;
+        for mount in &session.config.mounts {
+            let path = pouch_core::path::RelPath::parse(&mount.path).with_context(|| {
+                format!("the config's mount point {:?} is not a path", mount.path)
+            })?;
+            if !excluded.contains(&path) {
+                session.engine.leave_to_mount(&path)?;
+            }
+        }
+        Ok(session)
     }
 
     /// Opens shared folder `mount` of the folder `config_path` configures
