@@ -389,34 +389,12 @@ fn a_hostile_move_to_another_server_never_receives_the_token() {
 /// login` it syncs again.
 #[test]
 fn devices_of_an_account_sync_its_home_and_a_revoked_one_is_cut_off() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server-data");
     let store = start_server(&data);
     let password = "correct horse battery";
-    let mut add = std::process::Command::new(common::pouch_store_binary())
-        .args(["user", "add", "--data"])
-        .arg(&data)
-        .arg("alice")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(add.wait().unwrap().success());
-
-    let device = |name: &str| {
-        let device = Device::new(
-            dir.path(),
-            name,
-            vec![("POUCH_PASSWORD".into(), password.into())],
-        );
-        let root = device.root.to_str().unwrap().to_owned();
-        device.ok(&[
-            "init", "--device", name, "--url", &store.1, "--user", "alice", "--root", &root,
-        ]);
-        device
-    };
+    add_user(&data, "alice", password, None);
+    let device = |name: &str| account_device(dir.path(), &store.1, password, "alice", name);
     let (a, b) = (device("A"), device("B"));
     for device in [&a, &b] {
         let text = std::fs::read_to_string(&device.config).unwrap();
