@@ -727,17 +727,8 @@ async fn the_server_collects_garbage_on_its_timer() {
 
 /// `pouch-store user add` (the password on standard input).
 fn add_user(server: &ServerProcess, name: &str, password: &str) {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pouch-store"))
-        .args(["user", "add", "--data"])
-        .arg(&server.data)
-        .arg(name)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success(), "user add {name}");
+    let binary = Path::new(env!("CARGO_BIN_EXE_pouch-store"));
+    pouch_testkit::pouch_store::add_user(binary, &server.data, name, password, None);
 }
 
 /// `POST /v1/login`: the credential, or the status refusing it.

@@ -8,8 +8,11 @@
 //!   requests (5xx, dropped connections) or strips a header, for fault
 //!   injection and for imitating stores that ignore conditional writes.
 //! - [`process`]: starting a server process and reading where it listens.
+//! - [`pouch_store`]: a single-node `pouch-store` process and its
+//!   accounts.
 
 pub mod cell;
+pub mod pouch_store;
 pub mod process;
 pub mod proxy;
 pub mod s3;

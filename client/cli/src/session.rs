@@ -37,7 +37,7 @@ pub struct Session {
 impl Session {
     /// Opens the folder `config_path` configures, as it is.
     pub fn open(config_path: &Path) -> anyhow::Result<Session> {
-        let mut session = Session::with_config(config_path, Config::load(config_path)?)?;
+        let mut session = Session::with_config(config_path, Config::load(config_path)?, None)?;
         // Every mount's folder (detached ones too) is left alone by the
         // home, whatever step of a share or a refresh was cut short.
         let excluded = session.engine.excluded()?;
@@ -53,24 +53,35 @@ impl Session {
     }
 
     /// Opens shared folder `mount` of the folder `config_path` configures
-    /// (its folder made if need be), as a viewer's when it is one.
-    pub fn open_mount(config_path: &Path, mount: &pouch_config::Mount) -> anyhow::Result<Session> {
+    /// (its folder made if need be), as a viewer's when it is one; its
+    /// transfers keep to `pacers` when given (the home's, in a daemon: one
+    /// limit for all the folders), else to the config's limits.
+    pub fn open_mount(
+        config_path: &Path,
+        mount: &pouch_config::Mount,
+        pacers: Option<Arc<Limits>>,
+    ) -> anyhow::Result<Session> {
         let home = Config::load(config_path)?;
         let config = home.mount_config(mount).context(
             "shared folders are mounted only into an account's home on a pouch-store server",
         )?;
         std::fs::create_dir_all(&config.root)
             .with_context(|| format!("cannot make {}", config.root.display()))?;
-        let mut session = Session::with_config(config_path, config)?;
+        let mut session = Session::with_config(config_path, config, pacers)?;
         session.engine.set_read_only(mount.read_only());
         Ok(session)
     }
 
     /// Opens the folder `config` describes (`config_path`: the file it
-    /// came from, never synced).
-    fn with_config(config_path: &Path, config: Config) -> anyhow::Result<Session> {
+    /// came from, never synced), pacing it with `pacers` or the config's
+    /// limits.
+    fn with_config(
+        config_path: &Path,
+        config: Config,
+        pacers: Option<Arc<Limits>>,
+    ) -> anyhow::Result<Session> {
         let store::SyncStore { backend, migration } = store::open_for_sync(&config)?;
-        let limits = Limits::new(config.limits.up, config.limits.down);
+        let limits = pacers.unwrap_or_else(|| Limits::new(config.limits.up, config.limits.down));
         let backend: Arc<dyn Backend> = Arc::new(Limited::new(backend, limits.clone()));
         let mut engine = Engine::open(
             &config.root,

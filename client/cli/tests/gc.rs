@@ -92,7 +92,7 @@ fn gc_through_a_pouch_store_process_gives_the_space_back() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server-data");
     let server = start_server(&data);
-    let a = init_on_server(dir.path(), "A", &server.1);
+    let a = init_on_server(dir.path(), "A", &server.url);
     deleted_past_retention(&a);
     let report = a.json(&["gc", "--grace", "0s", "--json"]);
     assert!(
@@ -108,7 +108,7 @@ fn gc_through_a_pouch_store_process_gives_the_space_back() {
     wait_for("the server to compact", || {
         bytes_under(&data) < deleted() / 20 + live + (64 << 10)
     });
-    let c = init_on_server(dir.path(), "C", &server.1);
+    let c = init_on_server(dir.path(), "C", &server.url);
     c.sync();
     assert_eq!(snapshot(&c.root), snapshot(&a.root));
 }

@@ -65,8 +65,8 @@ fn a_folder_moves_into_a_cell_out_to_s3_and_back_while_syncing() {
     let front = cell::FrontEnd::start(&store, &pg.url(), &dir.path().join("fe"), &namespaces);
     let single = start_server(&dir.path().join("single"));
 
-    let mut a = init_on_server(dir.path(), "A", &single.1);
-    let mut b = init_on_server(dir.path(), "B", &single.1);
+    let mut a = init_on_server(dir.path(), "A", &single.url);
+    let mut b = init_on_server(dir.path(), "B", &single.url);
     for device in [&mut a, &mut b] {
         device.env.extend(common::s3_keys());
     }

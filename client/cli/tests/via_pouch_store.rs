@@ -26,8 +26,8 @@ fn init(dir: &Path, name: &str, url: &str) -> Device {
 fn two_devices_sync_through_a_pouch_store_process() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("server-data"));
-    let a = init(dir.path(), "A", &server.1);
-    let b = init(dir.path(), "B", &server.1);
+    let a = init(dir.path(), "A", &server.url);
+    let b = init(dir.path(), "B", &server.url);
 
     std::fs::create_dir_all(a.root.join("photos/2026")).unwrap();
     std::fs::write(a.root.join("photos/2026/big.raw"), noise(5, 9 << 20)).unwrap();
@@ -60,7 +60,15 @@ fn two_devices_sync_through_a_pouch_store_process() {
     );
     let c_root = c.root.to_str().unwrap().to_owned();
     c.ok(&[
-        "init", "--device", "C", "--url", &server.1, "--token", TOKEN, "--root", &c_root,
+        "init",
+        "--device",
+        "C",
+        "--url",
+        &server.url,
+        "--token",
+        TOKEN,
+        "--root",
+        &c_root,
     ]);
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&c.config).unwrap().permissions(),
@@ -115,7 +123,7 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     let mut migration = pouch()
         .arg("--config")
         .arg(&a.config)
-        .args(["migrate", "start", "--to", "own", "--url", &store.1])
+        .args(["migrate", "start", "--to", "own", "--url", &store.url])
         .args(["--max-rate", "4"])
         .envs(a.env.iter().cloned())
         .stdout(Stdio::piped())
@@ -142,20 +150,20 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
         a.path("b-during.txt").exists()
     });
 
-    a.ok(&["migrate", "switch", "--to", "own", "--url", &store.1]);
+    a.ok(&["migrate", "switch", "--to", "own", "--url", &store.url]);
     wait_for("B's daemon to say the move waits for its user", || {
         b.ok(&["status"]).contains("waiting for you")
     });
     assert!(
         !std::fs::read_to_string(&b.config)
             .unwrap()
-            .contains(&store.1)
+            .contains(&store.url)
     );
     b.ok(&["migrate", "follow"]);
     wait_for("B's daemon to follow the move", || {
         std::fs::read_to_string(&b.config)
             .unwrap()
-            .contains(&store.1)
+            .contains(&store.url)
     });
     std::fs::write(a.path("a-after.txt"), b"written on A after the move").unwrap();
     a.ok(&["sync"]);
@@ -167,7 +175,7 @@ fn two_devices_move_from_s3_to_pouch_store_and_the_bucket_can_go() {
     }
     for config in [&a.config, &b.config] {
         let text = std::fs::read_to_string(config).unwrap();
-        assert!(text.contains(&store.1), "{text}");
+        assert!(text.contains(&store.url), "{text}");
         assert!(!text.contains(TOKEN), "no token was written: {text}");
     }
 
@@ -193,8 +201,8 @@ fn two_devices_move_from_pouch_store_to_s3_while_syncing() {
     let (_rt, server_s3, bucket) = s3_fixture();
     let dir = tempfile::tempdir().unwrap();
     let store = start_server(&dir.path().join("server-data"));
-    let mut a = init(dir.path(), "A", &store.1);
-    let mut b = init(dir.path(), "B", &store.1);
+    let mut a = init(dir.path(), "A", &store.url);
+    let mut b = init(dir.path(), "B", &store.url);
     for device in [&mut a, &mut b] {
         device.env.extend(common::s3_keys());
     }
@@ -316,8 +324,8 @@ fn append_raw(url: &str, seq: u64, entry: &str) {
 fn a_hostile_move_to_another_server_never_receives_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("server-data"));
-    let a = init(dir.path(), "A", &server.1);
-    let b = init(dir.path(), "B", &server.1);
+    let a = init(dir.path(), "A", &server.url);
+    let b = init(dir.path(), "B", &server.url);
     std::fs::write(a.path("mine.txt"), b"my file").unwrap();
     a.ok(&["sync"]);
     b.ok(&["sync"]);
@@ -331,7 +339,7 @@ fn a_hostile_move_to_another_server_never_receives_the_token() {
         r#"{{"v":1,"device":"A","changes":[],"moved_to":{{"kind":"own","url":"{}","namespace":"default"}}}}"#,
         trap.url
     );
-    append_raw(&server.1, head + 1, &entry);
+    append_raw(&server.url, head + 1, &entry);
 
     let out = b.run(&["sync"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -394,7 +402,7 @@ fn devices_of_an_account_sync_its_home_and_a_revoked_one_is_cut_off() {
     let store = start_server(&data);
     let password = "correct horse battery";
     add_user(&data, "alice", password, None);
-    let device = |name: &str| account_device(dir.path(), &store.1, password, "alice", name);
+    let device = |name: &str| account_device(dir.path(), &store.url, password, "alice", name);
     let (a, b) = (device("A"), device("B"));
     for device in [&a, &b] {
         let text = std::fs::read_to_string(&device.config).unwrap();
@@ -443,19 +451,13 @@ fn devices_of_an_account_sync_its_home_and_a_revoked_one_is_cut_off() {
 /// Makes account `name` with `password` (and a quota, if given) on the
 /// server whose data folder is `data`.
 fn add_user(data: &Path, name: &str, password: &str, quota: Option<&str>) {
-    use std::io::Write;
-    let mut command = std::process::Command::new(common::pouch_store_binary());
-    command.args(["user", "add", "--data"]).arg(data).arg(name);
-    if let Some(quota) = quota {
-        command.args(["--quota", quota]);
-    }
-    let mut add = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(add.wait().unwrap().success());
+    pouch_testkit::pouch_store::add_user(
+        &common::pouch_store_binary(),
+        data,
+        name,
+        password,
+        quota,
+    );
 }
 
 /// A device `name` of account `user` on the server at `url`, logged in.
@@ -581,7 +583,7 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
     add_user(&data, "bob", password, Some("300000"));
     add_user(&data, "carol", password, None);
     let device =
-        |user: &str, name: &str| account_device(dir.path(), &store.1, password, user, name);
+        |user: &str, name: &str| account_device(dir.path(), &store.url, password, user, name);
     let (a1, a2) = (device("alice", "a1"), device("alice", "a2"));
     let (b1, b2) = (device("bob", "b1"), device("bob", "b2"));
     let (c1, c2) = (device("carol", "c1"), device("carol", "c2"));
@@ -709,7 +711,7 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
     let (token, share) = (config_value(&c1, "token"), config_value(&c1, "namespace"));
     assert!(
         raw_request(
-            &store.1,
+            &store.url,
             "GET",
             &format!("/v1/{share}/journal?after=0"),
             &token,
@@ -723,12 +725,12 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
         ("POST", format!("/v1/{share}/blocks/delete")),
         ("PUT", format!("/v1/{share}/snapshot")),
     ] {
-        let status = raw_request(&store.1, method, &path, &token, b"{}");
+        let status = raw_request(&store.url, method, &path, &token, b"{}");
         assert!(status.contains("403"), "{method} {path}: {status}");
     }
     // Nor another account's home, with any role.
     let status = raw_request(
-        &store.1,
+        &store.url,
         "GET",
         "/v1/home.alice/journal?after=0",
         &token,
@@ -774,7 +776,7 @@ fn a_shared_folder_syncs_between_accounts_by_role() {
     // Bob removes Carol: her devices are cut off at once, their copies stay.
     b1.ok(&["shares", "remove", "Projects", "carol"]);
     let status = raw_request(
-        &store.1,
+        &store.url,
         "GET",
         &format!("/v1/{share}/journal?after=0"),
         &token,
@@ -985,7 +987,7 @@ fn share_links_work_in_a_browser_and_reach_nothing_else() {
     );
     let root = a.root.to_str().unwrap().to_owned();
     a.ok(&[
-        "init", "--device", "a1", "--url", &store.1, "--user", "alice", "--root", &root,
+        "init", "--device", "a1", "--url", &store.url, "--user", "alice", "--root", &root,
     ]);
     std::fs::create_dir_all(a.path("Docs/img")).unwrap();
     std::fs::write(a.path("Docs/report.txt"), b"the quarterly report").unwrap();
@@ -1089,10 +1091,17 @@ fn share_links_work_in_a_browser_and_reach_nothing_else() {
     assert!(browser.elements("a.file").is_empty());
 
     // By hand: nothing outside the link's path, however the path is spelt.
-    let path_of = |url: &str| url.strip_prefix(&store.1).unwrap().to_owned();
+    let path_of = |url: &str| url.strip_prefix(&store.url).unwrap().to_owned();
     let (folder, one_file) = (path_of(&folder), path_of(&one_file));
     assert_eq!(
-        http(&store.1, "GET", &format!("{folder}/f/report.txt"), &[], b"").1,
+        http(
+            &store.url,
+            "GET",
+            &format!("{folder}/f/report.txt"),
+            &[],
+            b""
+        )
+        .1,
         b"the quarterly report"
     );
     for attempt in [
@@ -1107,7 +1116,7 @@ fn share_links_work_in_a_browser_and_reach_nothing_else() {
         format!("{one_file}/f/img%2Fphoto.bin"),
         format!("{one_file}/f/img/photo.bin"),
     ] {
-        let (status, body) = http(&store.1, "GET", &attempt, &[], b"");
+        let (status, body) = http(&store.url, "GET", &attempt, &[], b"");
         assert!(status == 404 || status == 400, "{attempt}: {status}");
         assert!(
             !body.windows(13).any(|w| w == b"not for links"),
@@ -1118,7 +1127,7 @@ fn share_links_work_in_a_browser_and_reach_nothing_else() {
     // The password is asked for by every route of a locked link.
     let locked = path_of(&locked);
     for route in ["", "/zip", "/f/report.txt"] {
-        let (status, body) = http(&store.1, "GET", &format!("{locked}{route}"), &[], b"");
+        let (status, body) = http(&store.url, "GET", &format!("{locked}{route}"), &[], b"");
         assert_eq!(status, 401, "{route}");
         assert!(!body.windows(8).any(|w| w == b"quarterl"), "{route}");
     }
@@ -1136,7 +1145,7 @@ fn a_daemon_mounts_and_syncs_a_shared_folder() {
     add_user(&data, "alice", password, None);
     add_user(&data, "bob", password, None);
     let device =
-        |user: &str, name: &str| account_device(dir.path(), &store.1, password, user, name);
+        |user: &str, name: &str| account_device(dir.path(), &store.url, password, user, name);
     let (a1, b1, b2) = (
         device("alice", "a1"),
         device("bob", "b1"),
@@ -1160,6 +1169,40 @@ fn a_daemon_mounts_and_syncs_a_shared_folder() {
     wait_for("the daemon's upload", || {
         a1.ok(&["sync"]);
         std::fs::read(a1.path("Team/from-b2.txt")).is_ok_and(|b| b == b"bob's daemon")
+    });
+
+    // The home's control socket (what the tray and `pouch pause` speak to)
+    // shows the mount, and pausing it pauses the mount too.
+    let daemon_status = || -> serde_json::Value {
+        let status: serde_json::Value =
+            serde_json::from_str(&b2.ok(&["status", "--json"])).unwrap();
+        status["daemon"].clone()
+    };
+    let seen = daemon_status();
+    let mounts = seen["mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 1, "{seen:#}");
+    assert_eq!(
+        (&mounts[0]["name"], &mounts[0]["path"], &mounts[0]["role"]),
+        (&"Team".into(), &"Team".into(), &"editor".into())
+    );
+    assert!(mounts[0]["status"]["syncs"].as_u64() >= Some(1), "{seen:#}");
+    b2.ok(&["pause"]);
+    let seen = daemon_status();
+    assert_eq!(
+        (&seen["paused"], &seen["mounts"][0]["status"]["paused"]),
+        (&true.into(), &true.into()),
+        "{seen:#}"
+    );
+    std::fs::write(a1.path("Team/while-paused.txt"), b"later").unwrap();
+    a1.ok(&["sync"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !b2.path("Team/while-paused.txt").exists(),
+        "a paused daemon's mount went on syncing"
+    );
+    b2.ok(&["resume"]);
+    wait_for("the mount to sync again on resume", || {
+        std::fs::read(b2.path("Team/while-paused.txt")).is_ok_and(|b| b == b"later")
     });
     daemon.stop();
 }
@@ -1238,7 +1281,7 @@ fn members_coming_and_going_while_others_edit_converge_and_lose_nothing() {
     let device = |user: &str, name: &str| {
         (
             user.to_owned(),
-            account_device(dir.path(), &store.1, password, user, name),
+            account_device(dir.path(), &store.url, password, user, name),
         )
     };
     let devices = [

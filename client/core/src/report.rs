@@ -45,6 +45,10 @@ pub struct SyncReport {
     pub commits: u64,
     /// Things that could not be synced this time, each with why.
     pub problems: Vec<String>,
+    /// Local changes in a shared folder this account may only view: they
+    /// stay on this device, never sent (each also among `problems`).
+    #[serde(default)]
+    pub kept_here: Vec<String>,
     /// The paths this sync changed, in order (the first
     /// [`MAX_CHANGED_LISTED`]; the counts above are complete).
     #[serde(default)]

@@ -34,8 +34,8 @@ pub use framing::{read_message, write_message};
 pub use messages::{Event, Request, Response};
 pub use report::{Action, Changed, SyncReport};
 pub use status::{
-    CopyPhase, CopyProgress, DaemonStatus, Limits, MigrationCounts, MigrationStatus, State,
-    StoreMode, Transfer, TransferPhase,
+    CopyPhase, CopyProgress, DaemonStatus, Limits, MigrationCounts, MigrationStatus, MountStatus,
+    State, StoreMode, Transfer, TransferPhase,
 };
 
 use std::path::PathBuf;

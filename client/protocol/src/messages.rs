@@ -61,6 +61,15 @@ pub enum Event {
     Paused,
     /// The user resumed syncing.
     Resumed,
+    /// Something that happened in a mounted shared folder, told by the
+    /// home folder's daemon, whose loop syncs it too.
+    Mount {
+        /// Where the shared folder is mounted, relative to the home
+        /// folder's root.
+        path: String,
+        /// What happened there.
+        happened: Box<Event>,
+    },
 }
 
 #[cfg(test)]
@@ -96,5 +105,15 @@ mod tests {
         let synced: Event =
             serde_json::from_str(r#"{"event":"synced","uploaded":1,"problems":[]}"#).unwrap();
         assert!(matches!(synced, Event::Synced(r) if r.uploaded == 1));
+        let mounted = Event::Mount {
+            path: "Projects".into(),
+            happened: Box::new(Event::Failed {
+                message: "over quota".into(),
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&mounted).unwrap(),
+            r#"{"event":"mount","path":"Projects","happened":{"event":"failed","message":"over quota"}}"#
+        );
     }
 }

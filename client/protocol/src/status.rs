@@ -75,6 +75,28 @@ pub struct DaemonStatus {
     /// The bandwidth limits in force.
     #[serde(default)]
     pub limits: Limits,
+    /// Files changed here in a shared folder this account may only view:
+    /// they stay on this device and are never sent (sorted; as of the
+    /// latest syncs, gone once the file is).
+    #[serde(default)]
+    pub kept_here: Vec<String>,
+    /// The shared folders mounted into this folder, each synced by a loop
+    /// of the same daemon (only the home folder's status lists them).
+    #[serde(default)]
+    pub mounts: Vec<MountStatus>,
+}
+
+/// A mounted shared folder, as the home folder's daemon sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountStatus {
+    /// The shared folder's name.
+    pub name: String,
+    /// Where it is mounted, relative to the home folder's root.
+    pub path: String,
+    /// The account's role in it: `owner`, `editor` or `viewer`.
+    pub role: String,
+    /// The loop that syncs it (its own `mounts` is empty).
+    pub status: Box<DaemonStatus>,
 }
 
 /// Bandwidth limits in bytes per second; `None`: unlimited.
@@ -104,6 +126,8 @@ impl DaemonStatus {
             limits: Limits::default(),
             recent: Vec::new(),
             move_waiting: None,
+            kept_here: Vec::new(),
+            mounts: Vec::new(),
         }
     }
 }

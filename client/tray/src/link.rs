@@ -3,6 +3,7 @@
 //! carries the user's pause/resume to it, and starts a daemon when none
 //! answers.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -98,7 +99,7 @@ async fn follow(
     let send = |update: Update| updates.send(crate::Msg::Link(update)).is_ok();
     let mut daemon = Daemon::new(starter);
     let mut absent_since: Option<Instant> = None;
-    let mut last_error: Option<String> = None;
+    let mut told = Told::default();
     loop {
         match connect(&socket).await {
             Some((status, events)) => {
@@ -106,7 +107,7 @@ async fn follow(
                 if !send(Update::Seen(Seen::Daemon(status))) {
                     return;
                 }
-                let gone = stream(&socket, events, &send, &mut commands, &mut last_error).await;
+                let gone = stream(&socket, events, &send, &mut commands, &mut told).await;
                 if !gone {
                     return; // the tray is quitting
                 }
@@ -151,7 +152,7 @@ async fn stream(
     mut events: Subscription,
     send: &impl Fn(Update) -> bool,
     commands: &mut mpsc::UnboundedReceiver<Ask>,
-    last_error: &mut Option<String>,
+    told: &mut Told,
 ) -> bool {
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
     // Polled while bytes move or a migration copies: neither sends events.
@@ -167,7 +168,7 @@ async fn stream(
                         continue;
                     }
                 };
-                if let Some(note) = notification(&event, last_error)
+                if let Some(note) = notification(&event, told)
                     && !send(note)
                 {
                     return false;
@@ -196,7 +197,12 @@ async fn stream(
                     .as_ref()
                     .and_then(|m| m.copy.as_ref())
                     .is_some_and(|copy| copy.phase != CopyPhase::Done);
-                moving = status.state == State::Syncing || copying;
+                moving = status.state == State::Syncing
+                    || copying
+                    || status
+                        .mounts
+                        .iter()
+                        .any(|m| m.status.state == State::Syncing);
                 if !send(Update::Seen(Seen::Daemon(status))) {
                     return false;
                 }
@@ -206,12 +212,52 @@ async fn stream(
     }
 }
 
-/// The notification an event deserves: conflicts and errors, each error
-/// once (a failing sync retries every few seconds with the same message).
-fn notification(event: &Event, last_error: &mut Option<String>) -> Option<Update> {
+/// What the user was already told, so a failing sync (retried every few
+/// seconds with the same message) or a file a viewer keeps here (reported
+/// by every sync that scans it) notifies once.
+#[derive(Debug, Default)]
+pub struct Told {
+    /// The last error of each folder (`""`: the home, else the mount's
+    /// path), until a sync there succeeds.
+    errors: HashMap<String, String>,
+    /// Files kept on this device in read-only mounts (`MOUNT/PATH`).
+    kept: HashSet<String>,
+}
+
+/// The notification an event deserves: conflicts, errors (each once), and
+/// the files a read-only shared folder keeps here (each once).
+fn notification(event: &Event, told: &mut Told) -> Option<Update> {
+    notification_in("", event, told)
+}
+
+/// The notification of `event` in the folder at `mount` (`""`: the home).
+fn notification_in(mount: &str, event: &Event, told: &mut Told) -> Option<Update> {
+    let place = if mount.is_empty() {
+        String::new()
+    } else {
+        format!("In the shared folder {}: ", printable(mount))
+    };
     match event {
+        Event::Mount { path, happened } if mount.is_empty() => {
+            notification_in(path, happened, told)
+        }
         Event::Synced(report) => {
-            *last_error = None;
+            told.errors.remove(mount);
+            let new_kept: Vec<&str> = report
+                .kept_here
+                .iter()
+                .filter(|path| told.kept.insert(format!("{mount}/{path}")))
+                .map(String::as_str)
+                .collect();
+            if !new_kept.is_empty() {
+                return Some(Update::Notify {
+                    summary: "Kept on this device only".to_owned(),
+                    body: format!(
+                        "{place}this account may only view it, so your changes to {} stay here and are not sent.",
+                        printable(&new_kept.join(", "))
+                    ),
+                });
+            }
             let conflicted: Vec<_> = report
                 .changed
                 .iter()
@@ -224,15 +270,19 @@ fn notification(event: &Event, last_error: &mut Option<String>) -> Option<Update
                     n => format!("Pouch kept {n} conflicted copies"),
                 },
                 body: format!(
-                    "Changed here and on another device: {}. Both versions are in the folder.",
+                    "{place}Changed here and on another device: {}. Both versions are in the folder.",
                     printable(&conflicted.join(", "))
                 ),
             })
         }
-        Event::Failed { message } if last_error.as_deref() != Some(message) => {
-            *last_error = Some(message.clone());
+        Event::Failed { message } if told.errors.get(mount) != Some(message) => {
+            told.errors.insert(mount.to_owned(), message.clone());
             Some(Update::Notify {
-                summary: "Pouch cannot sync".to_owned(),
+                summary: if mount.is_empty() {
+                    "Pouch cannot sync".to_owned()
+                } else {
+                    format!("Pouch cannot sync the shared folder {}", printable(mount))
+                },
                 body: printable(message).into_owned(),
             })
         }
@@ -329,7 +379,7 @@ mod tests {
 
     #[test]
     fn conflicts_and_new_errors_notify_once() {
-        let mut last_error = None;
+        let mut last_error = Told::default();
         let failed = Event::Failed {
             message: "the store is unavailable".into(),
         };
@@ -357,5 +407,60 @@ mod tests {
         // A success clears the error: the same failure later notifies again.
         assert!(notification(&failed, &mut last_error).is_some());
         assert!(notification(&Event::Synced(SyncReport::default()), &mut last_error).is_none());
+    }
+
+    #[test]
+    fn a_mounts_troubles_and_kept_files_notify_once_naming_it() {
+        let mut told = Told::default();
+        let in_mount = |happened: Event| Event::Mount {
+            path: "From Alice".into(),
+            happened: Box::new(happened),
+        };
+        let failed = in_mount(Event::Failed {
+            message: "forbidden".into(),
+        });
+        match notification(&failed, &mut told) {
+            Some(Update::Notify { summary, .. }) => {
+                assert_eq!(summary, "Pouch cannot sync the shared folder From Alice");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(notification(&failed, &mut told).is_none());
+        // The home failing with the same words is news of its own.
+        let home_failed = Event::Failed {
+            message: "forbidden".into(),
+        };
+        assert!(notification(&home_failed, &mut told).is_some());
+
+        let kept = |paths: &[&str]| {
+            in_mount(Event::Synced(SyncReport {
+                kept_here: paths.iter().map(|p| p.to_string()).collect(),
+                ..SyncReport::default()
+            }))
+        };
+        match notification(&kept(&["notes.txt"]), &mut told) {
+            Some(Update::Notify { summary, body }) => {
+                assert_eq!(summary, "Kept on this device only");
+                assert!(
+                    body.starts_with("In the shared folder From Alice: ")
+                        && body.contains("notes.txt"),
+                    "{body}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Reported again by the next sync: already told.
+        assert!(notification(&kept(&["notes.txt"]), &mut told).is_none());
+        match notification(&kept(&["notes.txt", "new.txt"]), &mut told) {
+            Some(Update::Notify { body, .. }) => {
+                assert!(
+                    body.contains("new.txt") && !body.contains("notes.txt"),
+                    "{body}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // The mount's success cleared its error: the same failure is news.
+        assert!(notification(&failed, &mut told).is_some());
     }
 }

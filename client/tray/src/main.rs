@@ -127,6 +127,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             Msg::Menu(id) => match menu.clicked(&id) {
                 Some(Clicked::OpenFolder) => open(config.root.clone()),
                 Some(Clicked::Recent(path)) => open(config.root.join(path)),
+                Some(Clicked::Mount(path)) => open(config.root.join(path)),
                 Some(Clicked::Pause) => {
                     let _ = link.send(if shown.pause_label == Some(view::RESUME) {
                         Ask::Resume

@@ -3,7 +3,7 @@
 
 use tray_icon::menu::{Menu, MenuId, MenuItem, PredefinedMenuItem, Submenu};
 
-use crate::view::{Direction, LIMIT_CHOICES, PAUSE, RecentItem, View, limit_label};
+use crate::view::{Direction, LIMIT_CHOICES, MountItem, PAUSE, RecentItem, View, limit_label};
 
 /// What a click asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +12,8 @@ pub enum Clicked {
     OpenFolder,
     /// Open a recent file (its path inside the folder).
     Recent(String),
+    /// Open a mounted shared folder (its path inside the folder).
+    Mount(String),
     /// Pause or resume, whichever the item says.
     Pause,
     /// Set one direction's bandwidth limit (`None`: lift it).
@@ -29,6 +31,8 @@ pub struct TrayMenu {
     open_folder: MenuItem,
     recent: Submenu,
     recent_items: Vec<(MenuItem, String)>,
+    shared: Submenu,
+    shared_items: Vec<(MenuItem, String)>,
     pause: MenuItem,
     bandwidth: Submenu,
     limit_items: Vec<(MenuItem, Direction, Option<u64>)>,
@@ -46,6 +50,8 @@ impl TrayMenu {
             open_folder: MenuItem::new("Open Pouch folder", true, None),
             recent: Submenu::new("Recent files", false),
             recent_items: Vec::new(),
+            shared: Submenu::new("Shared folders", false),
+            shared_items: Vec::new(),
             pause: MenuItem::new(PAUSE, false, None),
             bandwidth: Submenu::new("Bandwidth", false),
             limit_items: [Direction::Up, Direction::Down]
@@ -73,6 +79,7 @@ impl TrayMenu {
             &PredefinedMenuItem::separator(),
             &this.open_folder,
             &this.recent,
+            &this.shared,
             &PredefinedMenuItem::separator(),
             &this.pause,
             &this.bandwidth,
@@ -107,28 +114,16 @@ impl TrayMenu {
         for (item, direction, rate) in &self.limit_items {
             item.set_text(limit_label(*direction, *rate, view.limits.as_ref()));
         }
-        self.show_recent(&view.recent)
-    }
-
-    fn show_recent(&mut self, recent: &[RecentItem]) -> anyhow::Result<()> {
-        let unchanged = recent.len() == self.recent_items.len()
-            && recent
-                .iter()
-                .zip(&self.recent_items)
-                .all(|(want, (item, path))| *path == want.path && item.text() == want.label);
-        if unchanged {
-            return Ok(());
-        }
-        for (item, _) in self.recent_items.drain(..) {
-            self.recent.remove(&item)?;
-        }
-        for want in recent {
-            let item = MenuItem::new(&want.label, true, None);
-            self.recent.append(&item)?;
-            self.recent_items.push((item, want.path.clone()));
-        }
-        self.recent.set_enabled(!recent.is_empty());
-        Ok(())
+        let recent = view
+            .recent
+            .iter()
+            .map(|RecentItem { label, path }| (label, path));
+        show_list(&self.recent, &mut self.recent_items, recent)?;
+        let mounts = view
+            .mounts
+            .iter()
+            .map(|MountItem { label, path }| (label, path));
+        show_list(&self.shared, &mut self.shared_items, mounts)
     }
 
     /// What a click on item `id` asks for.
@@ -146,10 +141,44 @@ impl TrayMenu {
         {
             Some(Clicked::Limit(*direction, *rate))
         } else {
-            self.recent_items
-                .iter()
-                .find(|(item, _)| item.id() == id)
-                .map(|(_, path)| Clicked::Recent(path.clone()))
+            let find = |items: &[(MenuItem, String)]| {
+                items
+                    .iter()
+                    .find(|(item, _)| item.id() == id)
+                    .map(|(_, path)| path.clone())
+            };
+            find(&self.recent_items)
+                .map(Clicked::Recent)
+                .or_else(|| find(&self.shared_items).map(Clicked::Mount))
         }
     }
+}
+
+/// Makes `submenu` list `wanted` (labels, each with the path its click
+/// opens), replacing its items only when they differ; greyed out when
+/// empty.
+fn show_list<'a>(
+    submenu: &Submenu,
+    items: &mut Vec<(MenuItem, String)>,
+    wanted: impl ExactSizeIterator<Item = (&'a String, &'a String)> + Clone,
+) -> anyhow::Result<()> {
+    let unchanged = wanted.len() == items.len()
+        && wanted
+            .clone()
+            .zip(items.iter())
+            .all(|((label, path), (item, known))| path == known && item.text() == *label);
+    if unchanged {
+        return Ok(());
+    }
+    for (item, _) in items.drain(..) {
+        submenu.remove(&item)?;
+    }
+    let empty = wanted.len() == 0;
+    for (label, path) in wanted {
+        let item = MenuItem::new(label, true, None);
+        submenu.append(&item)?;
+        items.push((item, path.clone()));
+    }
+    submenu.set_enabled(!empty);
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! menu's labels. Pure, so every state is unit-tested without a desktop.
 
 use pouch_protocol::display::printable;
-use pouch_protocol::{Action, CopyPhase, DaemonStatus, Limits, State, TransferPhase};
+use pouch_protocol::{Action, CopyPhase, DaemonStatus, Limits, MountStatus, State, TransferPhase};
 
 /// How many recent files the menu lists.
 pub const RECENT_SHOWN: usize = 5;
@@ -49,6 +49,15 @@ pub struct RecentItem {
     pub path: String,
 }
 
+/// One mounted shared folder in the menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountItem {
+    /// The label: its name, the account's role, its state.
+    pub label: String,
+    /// Where it is mounted inside the synced folder.
+    pub path: String,
+}
+
 /// Everything the tray shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
@@ -64,6 +73,9 @@ pub struct View {
     pub backend_line: String,
     /// The bandwidth limits in force, `None` when there is no daemon.
     pub limits: Option<Limits>,
+    /// The shared folders mounted into the folder, as the daemon syncs
+    /// them.
+    pub mounts: Vec<MountItem>,
 }
 
 /// The rates the bandwidth menu offers, bytes per second (`None`: off).
@@ -126,38 +138,21 @@ impl View {
             recent: Vec::new(),
             backend_line: "Store: unknown (Pouch is not running)".into(),
             limits: None,
+            mounts: Vec::new(),
         }
     }
 
     fn of_status(status: &DaemonStatus) -> View {
-        let (look, status_line) = match status.state {
-            _ if status.paused => (Look::Paused, "Paused".to_owned()),
-            State::Error if status.move_waiting.is_some() => (
-                Look::Paused,
-                format!(
-                    "Waiting for you: this folder moved to {}; run `pouch migrate follow` (or `refuse`)",
-                    printable(status.move_waiting.as_deref().unwrap_or_default())
-                ),
-            ),
-            State::Syncing => (Look::Syncing, syncing_line(status)),
-            State::Error if status.offline => (
-                Look::Offline,
-                "Offline: the store cannot be reached; retrying".to_owned(),
-            ),
-            State::Error => (
-                Look::Error,
-                format!(
-                    "Error: {}",
-                    printable(
-                        status
-                            .last_error
-                            .as_deref()
-                            .unwrap_or("the last sync failed")
-                    )
-                ),
-            ),
-            State::Idle | State::Paused => (Look::UpToDate, "Up to date".to_owned()),
-        };
+        // The icon and the first line say the most pressing of the home's
+        // state and its mounts' (the home's on a tie).
+        let (mut look, mut status_line) = state_line(status);
+        for mount in &status.mounts {
+            let (mount_look, line) = state_line(&mount.status);
+            if urgency(mount_look) > urgency(look) {
+                look = mount_look;
+                status_line = format!("{}: {line}", printable(&mount.name));
+            }
+        }
         let recent = status
             .recent
             .iter()
@@ -184,7 +179,70 @@ impl View {
                 migration_note(status)
             ),
             limits: Some(status.limits),
+            mounts: status.mounts.iter().map(mount_item).collect(),
         }
+    }
+}
+
+/// How much a look asks for the user's eye: the icon shows the most.
+fn urgency(look: Look) -> u8 {
+    match look {
+        Look::UpToDate => 0,
+        Look::Paused => 1,
+        Look::Syncing => 2,
+        Look::Offline => 3,
+        Look::Error => 4,
+    }
+}
+
+/// A mount's menu item: "Projects (viewer): Up to date, 2 files kept on
+/// this device only".
+fn mount_item(mount: &MountStatus) -> MountItem {
+    let (_, line) = state_line(&mount.status);
+    let kept = match mount.status.kept_here.len() {
+        0 => String::new(),
+        1 => ", 1 file kept on this device only".to_owned(),
+        n => format!(", {n} files kept on this device only"),
+    };
+    MountItem {
+        label: format!(
+            "{} ({}): {line}{kept}",
+            printable(&mount.name),
+            printable(&mount.role)
+        ),
+        path: mount.path.clone(),
+    }
+}
+
+/// The look and the line of one loop's status (the home's or a mount's).
+fn state_line(status: &DaemonStatus) -> (Look, String) {
+    match status.state {
+        _ if status.paused => (Look::Paused, "Paused".to_owned()),
+        State::Error if status.move_waiting.is_some() => (
+            Look::Paused,
+            format!(
+                "Waiting for you: this folder moved to {}; run `pouch migrate follow` (or `refuse`)",
+                printable(status.move_waiting.as_deref().unwrap_or_default())
+            ),
+        ),
+        State::Syncing => (Look::Syncing, syncing_line(status)),
+        State::Error if status.offline => (
+            Look::Offline,
+            "Offline: the store cannot be reached; retrying".to_owned(),
+        ),
+        State::Error => (
+            Look::Error,
+            format!(
+                "Error: {}",
+                printable(
+                    status
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("the last sync failed")
+                )
+            ),
+        ),
+        State::Idle | State::Paused => (Look::UpToDate, "Up to date".to_owned()),
     }
 }
 
@@ -271,7 +329,70 @@ mod tests {
             migration: None,
             limits: Limits::default(),
             move_waiting: None,
+            kept_here: Vec::new(),
+            mounts: Vec::new(),
         }
+    }
+
+    fn mounted(name: &str, role: &str, status: DaemonStatus) -> MountStatus {
+        MountStatus {
+            name: name.into(),
+            path: format!("Shared/{name}"),
+            role: role.into(),
+            status: Box::new(status),
+        }
+    }
+
+    #[test]
+    fn each_shared_folder_has_its_line_and_the_worst_one_shows() {
+        let mut home = status(State::Idle);
+        let mut kept = status(State::Idle);
+        kept.kept_here = vec!["a (conflicted copy).txt".into(), "new.txt".into()];
+        home.mounts = vec![
+            mounted("Projects", "editor", status(State::Idle)),
+            mounted("From Alice", "viewer", kept),
+        ];
+        let view = View::of(&Seen::Daemon(Box::new(home.clone())));
+        assert_eq!(
+            (view.look, view.status_line.as_str()),
+            (Look::UpToDate, "Up to date")
+        );
+        let labels: Vec<_> = view.mounts.iter().map(|m| m.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "Projects (editor): Up to date",
+                "From Alice (viewer): Up to date, 2 files kept on this device only"
+            ]
+        );
+        assert_eq!(view.mounts[1].path, "Shared/From Alice");
+
+        // A mount syncing while the home is idle: the icon says syncing.
+        home.mounts[0].status.state = State::Syncing;
+        let view = View::of(&Seen::Daemon(Box::new(home.clone())));
+        assert_eq!(
+            (view.look, view.status_line.as_str()),
+            (Look::Syncing, "Projects: Syncing…")
+        );
+        // A failing one outweighs it, and the home's own trouble of the same
+        // weight comes first.
+        home.mounts[1].status.state = State::Error;
+        home.mounts[1].status.last_error = Some("over its quota".into());
+        let view = View::of(&Seen::Daemon(Box::new(home.clone())));
+        assert_eq!(
+            (view.look, view.status_line.as_str()),
+            (Look::Error, "From Alice: Error: over its quota")
+        );
+        assert_eq!(
+            view.mounts[1].label,
+            "From Alice (viewer): Error: over its quota, 2 files kept on this device only"
+        );
+        home.state = State::Error;
+        home.last_error = Some("disk full".into());
+        let view = View::of(&Seen::Daemon(Box::new(home)));
+        assert_eq!(view.status_line, "Error: disk full");
+        // Without a daemon there is nothing to list.
+        assert!(View::of(&Seen::Connecting).mounts.is_empty());
     }
 
     #[test]

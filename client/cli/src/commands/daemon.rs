@@ -2,13 +2,14 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use pouch_config::Config;
 use pouch_core::daemon::DaemonOptions;
-use pouch_protocol::{Request, Response, request};
-
+use pouch_core::daemon::group::{Group, Membership, Mount as GroupMount};
 use pouch_core::limit::Limits;
+use pouch_protocol::{Request, Response, request};
 
 use crate::cli::LimitArgs;
 use crate::session::Session;
@@ -47,9 +48,12 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
             backend.describe(),
             socket.display()
         );
+        // The home's socket speaks for the mounts' loops too.
+        let group = Group::new();
         let mut options = DaemonOptions::new(socket);
         options.migration = migration;
         options.limits = Some(pacers.clone());
+        options.group = Some(Membership::Home(group.clone()));
         if config.gc.every_hours > 0 {
             options.collect = Some((
                 std::time::Duration::from_secs(config.gc.every_hours * 3600),
@@ -75,11 +79,17 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
             outcome
         };
         let mounts = futures_util::future::join_all(
-            config
-                .mounts
-                .iter()
-                .filter(|m| !m.detached)
-                .map(|mount| run_mount(config_path, mount, limits, stopping.clone())),
+            config.mounts.iter().filter(|m| !m.detached).map(|mount| {
+                let member = Membership::Mount(
+                    group.clone(),
+                    GroupMount {
+                        name: mount.name.clone(),
+                        path: mount.path.clone(),
+                        role: mount.role.clone(),
+                    },
+                );
+                run_mount(config_path, mount, &pacers, member, stopping.clone())
+            }),
         );
         let (outcome, _) = tokio::join!(home, mounts);
         match outcome {
@@ -119,14 +129,16 @@ async fn refresh_mounts_every(config_path: &Path, account: bool) {
 }
 
 /// The daemon's loop for mounted shared folder `mount`, until `stopping`
-/// says the home's ended (its own control socket beside its local state).
+/// says the home's ended: its own control socket beside its local state,
+/// a `member` of the home's group, its transfers paced with the home's.
 async fn run_mount(
     config_path: &Path,
     mount: &pouch_config::Mount,
-    limits: &LimitArgs,
+    pacers: &Arc<Limits>,
+    member: Membership,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let session = match Session::open_mount(config_path, mount) {
+    let session = match Session::open_mount(config_path, mount, Some(pacers.clone())) {
         Ok(session) => session,
         Err(e) => {
             tell!(
@@ -136,9 +148,9 @@ async fn run_mount(
             return;
         }
     };
-    limits.apply(&session.limits);
     let mut options = DaemonOptions::new(session.config.socket_path());
     options.limits = Some(session.limits.clone());
+    options.group = Some(member);
     tell!(
         "pouch daemon: syncing the shared folder {} at {} ({})",
         mount.name,

@@ -134,7 +134,7 @@ pub(super) async fn sync_mounts(
     let mut outcomes = Vec::new();
     for mount in config.mounts.iter().filter(|m| !m.detached) {
         let outcome = async {
-            let mut session = Session::open_mount(config_path, mount)?;
+            let mut session = Session::open_mount(config_path, mount, None)?;
             let _lock = sync_lock(&session.config).await?;
             limits.apply(&session.limits);
             let report = session.engine.sync_with(options.clone()).await?;
@@ -240,7 +240,7 @@ pub(super) async fn share(
         .hand_over(&path)
         .await
         .context("the shared folder was made, but the home could not let go of it")?;
-    let mut session = Session::open_mount(config_path, &mount)?;
+    let mut session = Session::open_mount(config_path, &mount, None)?;
     let report = session.engine.sync_once().await?;
     tell!(
         "{path} is now the shared folder {name}: {} files, {adopted} blocks copied on the server, {} sent",

@@ -72,7 +72,7 @@ async fn mounts(
             daemon: None,
         };
         if !mount.detached {
-            let mut session = Session::open_mount(config_path, mount)?;
+            let mut session = Session::open_mount(config_path, mount, None)?;
             status.daemon = match request(&session.config.socket_path(), &Request::Status).await {
                 Ok(Some(Response::Status(daemon))) => Some(daemon.state.name().to_owned()),
                 _ => None,

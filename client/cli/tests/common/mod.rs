@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub use pouch_testkit::pouch_store::PouchStore;
+
 /// One device: its config file and synced folder.
 pub struct Device {
     pub config: PathBuf,
@@ -276,38 +278,10 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 /// The token of every namespace a test's `pouch-store` serves.
 pub const TOKEN: &str = "end-to-end-token-0123456789";
 
-/// A `pouch-store` process and its URL, killed when dropped.
-pub struct PouchStore(pub std::process::Child, pub String);
-
-impl Drop for PouchStore {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `pouch-store serve` on a free port of 127.0.0.1 over `data`,
 /// namespace `default` with [`TOKEN`].
 pub fn start_server(data: &Path) -> PouchStore {
-    use std::io::BufRead;
-    let mut child = Command::new(pouch_store_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("POUCH_STORE_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("pouch-store listening on ")
-        .unwrap()
-        .to_owned();
-    PouchStore(child, format!("http://{addr}"))
+    PouchStore::start(&pouch_store_binary(), data, TOKEN)
 }
 
 /// A device on the `pouch-store` at `url`, the token in its environment.

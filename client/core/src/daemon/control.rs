@@ -11,6 +11,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::group::Membership;
 use crate::{Error, Result};
 
 /// State shared between the sync loop and socket clients.
@@ -22,19 +23,83 @@ pub(super) struct Shared {
     pub(super) allow_mass_delete: std::sync::atomic::AtomicBool,
     /// The bandwidth limits the daemon's store keeps to, when it has any.
     pub(super) limits: Option<Arc<crate::limit::Limits>>,
+    /// The group this loop is in, and which of its loops it is.
+    pub(super) membership: Option<Membership>,
 }
 
 impl Shared {
-    pub(super) fn new(limits: Option<Arc<crate::limit::Limits>>) -> Self {
+    pub(super) fn new(
+        limits: Option<Arc<crate::limit::Limits>>,
+        membership: Option<Membership>,
+    ) -> Self {
+        let events = match &membership {
+            Some(Membership::Home(group)) => group.events(),
+            _ => broadcast::Sender::new(256),
+        };
         let shared = Self {
             status: Mutex::new(DaemonStatus::starting(String::new())),
             paused: watch::Sender::new(false),
-            events: broadcast::Sender::new(256),
+            events,
             allow_mass_delete: std::sync::atomic::AtomicBool::new(false),
             limits,
+            membership,
         };
         shared.show_limits();
         shared
+    }
+
+    /// The loops a request to this one's socket reaches: itself, and for
+    /// the home loop every mount's.
+    fn reached(self: &Arc<Self>) -> Vec<Arc<Self>> {
+        let mut reached = vec![self.clone()];
+        if let Some(Membership::Home(group)) = &self.membership {
+            reached.extend(group.members());
+        }
+        reached
+    }
+
+    /// The status, with every mount's for the home loop.
+    fn current_status(&self) -> DaemonStatus {
+        // The config's `[limits]` may have changed them meanwhile.
+        self.show_limits();
+        let mut status = self.status.lock().expect("status lock").clone();
+        if let Some(Membership::Home(group)) = &self.membership {
+            status.mounts = group.statuses();
+        }
+        status
+    }
+
+    fn pause(&self) {
+        self.paused.send_replace(true);
+        self.status.lock().expect("status lock").paused = true;
+        self.emit(Event::Paused);
+    }
+
+    fn resume(&self, allow_mass_delete: bool) {
+        if allow_mass_delete {
+            self.allow_mass_delete
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.paused.send_replace(false);
+        self.status.lock().expect("status lock").paused = false;
+        self.emit(Event::Resumed);
+    }
+
+    /// Sets the limits given (0 lifts one); `false` when this loop's store
+    /// has none to set.
+    fn limit(&self, up: Option<u64>, down: Option<u64>) -> bool {
+        let Some(limits) = &self.limits else {
+            return false;
+        };
+        let rate = |r: u64| Some(r).filter(|r| *r > 0);
+        if let Some(up) = up {
+            limits.up.set(rate(up));
+        }
+        if let Some(down) = down {
+            limits.down.set(rate(down));
+        }
+        self.show_limits();
+        true
     }
 
     /// Copies the limits in force into the status.
@@ -48,6 +113,9 @@ impl Shared {
     }
 
     pub(super) fn emit(&self, event: Event) {
+        if let Some(Membership::Mount(group, mount)) = &self.membership {
+            group.forward(&mount.path, event.clone());
+        }
         // No subscribers is fine.
         let _ = self.events.send(event);
     }
@@ -87,47 +155,37 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
     let mut read = BufReader::new(read);
     while let Ok(Some(request)) = read_message::<_, Request>(&mut read).await {
         let response = match request {
-            Ok(Request::Status) => {
-                // The config's `[limits]` may have changed them meanwhile.
-                shared.show_limits();
-                Response::Status(Box::new(shared.status.lock().expect("status lock").clone()))
-            }
+            Ok(Request::Status) => Response::Status(Box::new(shared.current_status())),
             Ok(Request::Pause) => {
-                shared.paused.send_replace(true);
-                shared.status.lock().expect("status lock").paused = true;
-                shared.emit(Event::Paused);
+                shared.reached().iter().for_each(|loop_| loop_.pause());
                 Response::Ok("paused".into())
             }
             Ok(Request::Resume { allow_mass_delete }) => {
-                if allow_mass_delete {
-                    shared
-                        .allow_mass_delete
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                for loop_ in shared.reached() {
+                    loop_.resume(allow_mass_delete);
                 }
-                shared.paused.send_replace(false);
-                shared.status.lock().expect("status lock").paused = false;
-                shared.emit(Event::Resumed);
                 Response::Ok("resumed".into())
             }
-            Ok(Request::Limit { up, down }) => match &shared.limits {
-                Some(limits) => {
-                    let rate = |r: u64| Some(r).filter(|r| *r > 0);
-                    if let Some(up) = up {
-                        limits.up.set(rate(up));
+            Ok(Request::Limit { up, down }) => {
+                // The mounts' loops pace with the home's limits (one
+                // budget), or with their own when run elsewhere.
+                let set: Vec<bool> = shared
+                    .reached()
+                    .iter()
+                    .map(|loop_| loop_.limit(up, down))
+                    .collect();
+                match &shared.limits {
+                    Some(limits) if set[0] => {
+                        tracing::info!(up = ?limits.up.rate(), down = ?limits.down.rate(), "bandwidth limits changed");
+                        Response::Ok(format!(
+                            "limits: up {}, down {}",
+                            pouch_config::show_rate(limits.up.rate()),
+                            pouch_config::show_rate(limits.down.rate())
+                        ))
                     }
-                    if let Some(down) = down {
-                        limits.down.set(rate(down));
-                    }
-                    shared.show_limits();
-                    tracing::info!(up = ?limits.up.rate(), down = ?limits.down.rate(), "bandwidth limits changed");
-                    Response::Ok(format!(
-                        "limits: up {}, down {}",
-                        pouch_config::show_rate(limits.up.rate()),
-                        pouch_config::show_rate(limits.down.rate())
-                    ))
+                    _ => Response::Error("this daemon's store has no bandwidth limits".into()),
                 }
-                None => Response::Error("this daemon's store has no bandwidth limits".into()),
-            },
+            }
             Ok(Request::Subscribe) => {
                 let mut events = shared.events.subscribe();
                 loop {

@@ -12,6 +12,7 @@
 pub mod control;
 pub mod debounce;
 pub mod dirty;
+pub mod group;
 mod inbox;
 mod wire;
 
@@ -76,6 +77,9 @@ pub struct DaemonOptions {
     /// Collect garbage this often, with this grace (see [`crate::gc`]),
     /// on a store that can be collected; `None`: never.
     pub collect: Option<(Duration, Duration)>,
+    /// The group of loops this one runs in, when one process syncs a home
+    /// folder and the shared folders mounted into it (see [`group`]).
+    pub group: Option<group::Membership>,
 }
 
 impl DaemonOptions {
@@ -95,6 +99,7 @@ impl DaemonOptions {
             migration: None,
             limits: None,
             collect: None,
+            group: None,
         }
     }
 }
@@ -107,9 +112,16 @@ pub async fn run(
     options: DaemonOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let shared = Arc::new(Shared::new(options.limits.clone()));
+    let shared = Arc::new(Shared::new(options.limits.clone(), options.group.clone()));
     shared.status.lock().expect("status lock").backend = backend.describe();
     let control = control::listen(&options.socket, shared.clone())?;
+    // In the home's status and reach while this loop runs.
+    let _joined = match &options.group {
+        Some(group::Membership::Mount(group, mount)) => {
+            Some(group.join(mount.clone(), shared.clone()))
+        }
+        _ => None,
+    };
     engine.set_progress(Arc::new(StatusProgress(shared.clone())));
 
     let inbox = Arc::new(Inbox::with_limit(options.news_limit));
@@ -448,6 +460,7 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
     let _lock = SyncLock::acquire(engine.state_path()).await?;
     shared.status.lock().expect("status lock").state = State::Syncing;
     shared.emit(Event::Syncing);
+    let whole = options.scope == crate::engine::Scope::Everything;
     let scanned = match &options.scope {
         crate::engine::Scope::Everything => "everything".to_owned(),
         crate::engine::Scope::Paths(paths) => format!("{} path(s)", paths.len()),
@@ -483,6 +496,12 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
             recent.append(&mut status.recent);
             recent.truncate(RECENT);
             status.recent = recent;
+            status.kept_here = still_kept(
+                std::mem::take(&mut status.kept_here),
+                &report.kept_here,
+                whole,
+                engine.root(),
+            );
             status.last_report = Some(report.clone());
             drop(status);
             shared.emit(Event::Synced(report));
@@ -505,6 +524,19 @@ async fn sync(engine: &mut Engine, shared: &Shared, options: SyncOptions) -> Res
             Err(e)
         }
     }
+}
+
+/// The files a read-only mount keeps here after a sync that reported
+/// `reported` of them: a whole scan reports them all; a scan of some paths
+/// adds its own to those known, and a file gone from `root` is no longer
+/// kept.
+fn still_kept(known: Vec<String>, reported: &[String], whole: bool, root: &Path) -> Vec<String> {
+    let mut kept: std::collections::BTreeSet<String> = reported.iter().cloned().collect();
+    if !whole {
+        kept.extend(known);
+    }
+    kept.retain(|path| std::fs::symlink_metadata(root.join(path)).is_ok());
+    kept.into_iter().collect()
 }
 
 /// Watches `root` recursively; every change (not mere reads) but those
@@ -611,8 +643,28 @@ mod tests {
     use pouch_protocol::TransferPhase;
 
     #[test]
+    fn kept_files_are_known_until_a_whole_scan_or_their_deletion_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.txt", "b.txt", "c.txt"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let kept = |known: &[&str], reported: &[&str], whole| {
+            let known = known.iter().map(|s| s.to_string()).collect();
+            let reported: Vec<String> = reported.iter().map(|s| s.to_string()).collect();
+            still_kept(known, &reported, whole, dir.path())
+        };
+        // A scan of some paths adds to what is known.
+        assert_eq!(kept(&["b.txt"], &["a.txt"], false), ["a.txt", "b.txt"]);
+        // A whole scan says it all.
+        assert_eq!(kept(&["b.txt"], &["a.txt"], true), ["a.txt"]);
+        // A file deleted here is no longer kept.
+        std::fs::remove_file(dir.path().join("c.txt")).unwrap();
+        assert_eq!(kept(&["c.txt", "b.txt"], &[], false), ["b.txt"]);
+    }
+
+    #[test]
     fn engine_progress_becomes_the_status_transfer() {
-        let shared = Arc::new(Shared::new(None));
+        let shared = Arc::new(Shared::new(None, None));
         let progress = StatusProgress(shared.clone());
         progress.phase(Phase::Uploading, 3, 1000);
         progress.advance(300);

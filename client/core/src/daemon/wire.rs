@@ -25,6 +25,7 @@ pub(super) fn report(report: &SyncReport) -> wire::SyncReport {
         blocks_resent: report.blocks_resent,
         commits: report.commits,
         problems: report.problems.clone(),
+        kept_here: report.kept_here.clone(),
         changed: report
             .changed
             .iter()

@@ -333,6 +333,11 @@ impl Engine {
         &self.state_path
     }
 
+    /// The synced folder (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// What the last sync's heal found (see `heal`), if it ran.
     pub fn last_heal(&self) -> Option<&HealReport> {
         self.last_heal.as_ref()

@@ -346,6 +346,7 @@ impl Engine {
                 report.problems.push(format!(
                     "{path}: kept on this device only: this account may only view this shared folder"
                 ));
+                report.kept_here.push(path.to_string());
             }
             self.apply(
                 planned.ops.into_iter().filter(|op| !op.is_push()),
