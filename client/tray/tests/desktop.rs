@@ -3,6 +3,8 @@
 //! test reads the tray's menu the way the panel does (dbusmenu over D-Bus),
 //! clicks it the same way, and checks the daemon behind it really changed.
 //! It also leaves a screenshot of the icon and its open menu in the panel.
+//! A second desktop shows an account's shared folder in the menu, with a
+//! real `pouch-store` behind it.
 //!
 //! Needs Xvfb, dbus-run-session, xfce4-panel, xdotool and ImageMagick's
 //! `import` (the README's test command installs them).
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 mod bus;
 
 use bus::{Item, NotificationServer, name_has_owner, registered_items};
+use pouch_testkit::pouch_store::{PouchStore, add_user};
 
 const WATCHER: &str = "org.kde.StatusNotifierWatcher";
 
@@ -61,9 +64,10 @@ fn tray_shows_the_daemon_and_its_menu_drives_it() {
         .env("POUCH_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
-    let tray_log = drain(tray.stderr.take().unwrap());
-    let _stop_daemons = KillOnDrop(device.config.clone());
+    let tray_log = drain(tray.0.stderr.take().unwrap());
+    let _stop_daemons = StopDaemons(device.config.clone());
 
     // It registers with the panel's watcher, and its menu says what the
     // daemon it started says.
@@ -176,7 +180,141 @@ fn tray_shows_the_daemon_and_its_menu_drives_it() {
     // The tray may be gone before it answers the click.
     let _ = item.try_click(&item.menu(), "Quit Pouch tray");
     let ended = wait_for("the tray to quit", Duration::from_secs(20), || {
-        tray.try_wait().unwrap()
+        tray.0.try_wait().unwrap()
+    });
+    assert!(
+        ended.success(),
+        "tray: {ended}\n{}",
+        tray_log.lock().unwrap()
+    );
+}
+
+/// The accounts' password in [`tray_shows_each_shared_folder_and_what_a_viewer_keeps`].
+const PASSWORD: &str = "correct horse battery";
+
+/// A viewer's tray lists the shared folder mounted into the account's
+/// home, tells of an edit that stays on the device, and pauses the shared
+/// folder with the rest.
+#[test]
+fn tray_shows_each_shared_folder_and_what_a_viewer_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let desktop = Desktop::start(dir.path());
+    let bus = zbus::blocking::connection::Builder::address(desktop.bus_address.as_str())
+        .unwrap()
+        .build()
+        .unwrap();
+    wait_for(
+        "the panel's StatusNotifierWatcher",
+        Duration::from_secs(60),
+        || name_has_owner(&bus, WATCHER).then_some(()),
+    );
+    let notifications = NotificationServer::start(&desktop.bus_address);
+
+    // Alice shares Projects with Bob, who may only view it; Bob accepts.
+    let pouch = sibling_binary("pouch");
+    let pouch_store = sibling_binary("pouch-store");
+    let data = dir.path().join("server-data");
+    let store = PouchStore::start(&pouch_store, &data, "a-token-this-test-never-uses");
+    for user in ["alice", "bob"] {
+        add_user(&pouch_store, &data, user, PASSWORD, None);
+    }
+    let alice = Device::on_account(&pouch, dir.path(), "a1", &store.url, "alice");
+    std::fs::create_dir_all(alice.root.join("Projects")).unwrap();
+    std::fs::write(alice.root.join("Projects/plan.txt"), b"the plan").unwrap();
+    alice.run(&["sync"]);
+    alice.run(&["share", "Projects", "--with", "bob", "--role", "viewer"]);
+    let bob = Device::on_account(&pouch, dir.path(), "b1", &store.url, "bob");
+    bob.run(&["shares", "accept", "Projects"]);
+
+    // Bob's tray starts his daemon and lists the shared folder.
+    let mut tray = Command::new(env!("CARGO_BIN_EXE_pouch-tray"))
+        .arg("--config")
+        .arg(&bob.config)
+        .arg("--pouch")
+        .arg(&pouch)
+        .envs(desktop.env())
+        .env("POUCH_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap();
+    let tray_log = drain(tray.0.stderr.take().unwrap());
+    let _stop_daemons = StopDaemons(bob.config.clone());
+    let item = wait_for("the tray to register", Duration::from_secs(30), || {
+        registered_items(&bus).into_iter().next()
+    });
+    let item = Item::new(&bus, &item);
+    wait_for(
+        "the shared folder in the menu, up to date",
+        Duration::from_secs(60),
+        || {
+            let menu = item.menu();
+            (menu.status() == "Up to date"
+                && menu
+                    .label_starting("Projects (viewer): Up to date")
+                    .is_some())
+            .then_some(())
+        },
+    );
+    assert!(
+        std::fs::read(bob.root.join("Projects/plan.txt")).is_ok_and(|b| b == b"the plan"),
+        "the shared folder did not reach Bob"
+    );
+
+    // Bob edits the file: his edit stays on his device, and the tray says
+    // so, in a notification and beside the folder.
+    std::fs::write(bob.root.join("Projects/plan.txt"), b"bob's idea").unwrap();
+    let (summary, body) = wait_for(
+        "a notification of the kept file",
+        Duration::from_secs(60),
+        || {
+            notifications
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(summary, _)| summary == "Kept on this device only")
+                .cloned()
+        },
+    );
+    assert!(
+        body.starts_with("In the shared folder Projects: ") && body.contains("plan"),
+        "{summary}: {body}"
+    );
+    let label = wait_for(
+        "the kept file beside the folder",
+        Duration::from_secs(30),
+        || {
+            item.menu()
+                .label_starting("Projects (viewer): Up to date, ")
+                .filter(|label| label.ends_with("kept on this device only"))
+        },
+    );
+    assert_eq!(
+        label,
+        "Projects (viewer): Up to date, 1 file kept on this device only"
+    );
+    alice.run(&["sync"]);
+    assert_eq!(
+        std::fs::read(alice.root.join("Projects/plan.txt")).unwrap(),
+        b"the plan",
+        "a viewer's edit reached the owner"
+    );
+
+    // Pausing from the menu pauses the shared folder's loop too.
+    item.click(&item.menu(), "Pause syncing");
+    wait_for(
+        "the shared folder to pause",
+        Duration::from_secs(20),
+        || {
+            let daemon = bob.status();
+            (daemon["paused"] == true && daemon["mounts"][0]["status"]["paused"] == true)
+                .then_some(())
+        },
+    );
+    let _ = item.try_click(&item.menu(), "Quit Pouch tray");
+    let ended = wait_for("the tray to quit", Duration::from_secs(20), || {
+        tray.0.try_wait().unwrap()
     });
     assert!(
         ended.success(),
@@ -318,16 +456,41 @@ struct Device {
     pouch: PathBuf,
     config: PathBuf,
     root: PathBuf,
+    /// What its commands run with.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Device {
-    fn init(pouch: &Path, dir: &Path, name: &str) -> Self {
+    fn new(pouch: &Path, dir: &Path, name: &str, env: Vec<(&'static str, String)>) -> Self {
         let device = Self {
             pouch: pouch.to_owned(),
             config: dir.join(format!("{name}.toml")),
             root: dir.join(name),
+            env,
         };
         std::fs::create_dir_all(&device.root).unwrap();
+        device
+    }
+
+    /// A device of account `user` on the `pouch-store` at `url`, logged in.
+    fn on_account(pouch: &Path, dir: &Path, name: &str, url: &str, user: &str) -> Self {
+        let device = Self::new(pouch, dir, name, vec![("POUCH_PASSWORD", PASSWORD.into())]);
+        device.run(&[
+            "init",
+            "--root",
+            device.root.to_str().unwrap(),
+            "--url",
+            url,
+            "--user",
+            user,
+            "--device",
+            name,
+        ]);
+        device
+    }
+
+    fn init(pouch: &Path, dir: &Path, name: &str) -> Self {
+        let device = Self::new(pouch, dir, name, Vec::new());
         device.run(&[
             "init",
             "--root",
@@ -350,6 +513,7 @@ impl Device {
                 "XDG_CONFIG_HOME",
                 self.config.with_file_name("xdg-config-cli"),
             )
+            .envs(self.env.iter().cloned())
             .output()
             .unwrap();
         assert!(
@@ -368,10 +532,21 @@ impl Device {
     }
 }
 
-/// Kills every daemon of a config when the test ends, however it ends.
-struct KillOnDrop(PathBuf);
+/// A child process killed when the test ends, however it ends: a tray
+/// left running would keep the test's output open, and the run waiting.
+struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Stops every daemon of a config when the test ends, however it ends.
+struct StopDaemons(PathBuf);
+
+impl Drop for StopDaemons {
     fn drop(&mut self) {
         let _ = Command::new("pkill")
             .args(["-TERM", "-f"])
@@ -435,7 +610,7 @@ fn sibling_binary(name: &str) -> PathBuf {
         .join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build it first (`cargo build -p pouch`; the test command builds every binary)",
+        "{} is missing: build it first (`cargo build -p pouch -p pouch-backend-own`; the test command builds every binary)",
         path.display()
     );
     path
