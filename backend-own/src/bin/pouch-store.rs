@@ -161,7 +161,8 @@ enum UserCommand {
         /// The account.
         name: String,
     },
-    /// Revoke one device's credential at once.
+    /// Revoke one device's credential at once, and the share links it
+    /// made.
     Revoke {
         /// The server's data folder.
         #[arg(long, value_name = "DIR")]

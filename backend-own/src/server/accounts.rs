@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// The accounts file's schema version (2: shared folders and their
 /// members; 3: share links).
-const SCHEMA: i64 = 3;
+const SCHEMA: i64 = 4;
 
 /// What a device credential starts with, to tell it from a namespace token
 /// at a glance (and in leak scanners).
@@ -180,7 +180,8 @@ impl Accounts {
                  created   INTEGER NOT NULL,
                  expires   INTEGER,
                  password  TEXT,
-                 revoked   INTEGER
+                 revoked   INTEGER,
+                 device    TEXT
              );
              PRAGMA foreign_keys = ON;",
         )
@@ -195,6 +196,14 @@ impl Accounts {
                     .map_err(db_error("recording the accounts schema"))?;
             }
             Some(SCHEMA) => {}
+            // Version 3's links lacked the device that made them (its
+            // links stay, made by no device in particular).
+            Some(3) => {
+                conn.execute_batch("ALTER TABLE links ADD COLUMN device TEXT")
+                    .map_err(db_error("adding the links' devices"))?;
+                conn.execute("UPDATE schema SET version = ?1", [SCHEMA])
+                    .map_err(db_error("recording the accounts schema"))?;
+            }
             // Versions 1 and 2 lacked the shares or the links, made above.
             Some(1 | 2) => {
                 conn.execute("UPDATE schema SET version = ?1", [SCHEMA])
@@ -372,16 +381,25 @@ impl Accounts {
             .map_err(db_error("listing devices"))
     }
 
-    /// Revokes the credential of `user`'s device `device` at once. `false`
-    /// if it has no such device (or it was revoked already).
+    /// Revokes the credential of `user`'s device `device` at once, and
+    /// every share link it made (a stolen device's links go with it, even
+    /// if the name logs in again). `false` if it has no such device (or it
+    /// was revoked already).
     pub fn revoke(&self, user: &str, device: &str) -> Result<bool> {
-        let revoked = self
-            .conn()
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_error("revoking a device"))?;
+        let revoked = tx
             .execute(
                 "UPDATE devices SET revoked = ?3 WHERE user = ?1 AND name = ?2 AND revoked IS NULL",
                 params![user, device, now()],
             )
             .map_err(db_error("revoking a device"))?;
+        tx.execute(
+            "UPDATE links SET revoked = ?3 WHERE user = ?1 AND device = ?2 AND revoked IS NULL",
+            params![user, device, now()],
+        )
+        .map_err(db_error("revoking a device's links"))?;
+        tx.commit().map_err(db_error("revoking a device"))?;
         Ok(revoked > 0)
     }
 }

@@ -75,7 +75,7 @@ async fn create(State(server): Shared, headers: HeaderMap, body: Bytes) -> ApiRe
     })?;
     let (id, token) = tokio::task::spawn_blocking(move || {
         accounts.create_link(
-            &holder.user,
+            &holder,
             &request.namespace,
             &request.path,
             request.expires_secs,

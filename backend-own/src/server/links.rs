@@ -9,7 +9,8 @@ use pouch_backend::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 
 use super::accounts::{
-    Accounts, credential_hash, db_error, hash_password, hex, now, password_matches, random_bytes,
+    Accounts, Holder, credential_hash, db_error, hash_password, hex, now, password_matches,
+    random_bytes,
 };
 use super::shares::Role;
 
@@ -62,17 +63,20 @@ pub fn valid_path(path: &str) -> bool {
 }
 
 impl Accounts {
-    /// `user` makes a link to `path` of `namespace` (where it must be an
-    /// editor or the owner), valid for `expires_in` seconds if given.
-    /// Returns its id and its token (shown once, kept only hashed).
+    /// `maker` (an account's device) makes a link to `path` of
+    /// `namespace` (where the account must be an editor or the owner),
+    /// valid for `expires_in` seconds if given. Returns its id and its
+    /// token (shown once, kept only hashed). Revoking the device revokes
+    /// the link.
     pub fn create_link(
         &self,
-        user: &str,
+        maker: &Holder,
         namespace: &str,
         path: &str,
         expires_in: Option<u64>,
         password: Option<&str>,
     ) -> Result<(String, String)> {
+        let user = maker.user.as_str();
         if self.role(user, namespace)? < Some(Role::Editor) {
             return Err(Error::Forbidden(
                 "links are made by the folder's editors and owner".into(),
@@ -97,8 +101,8 @@ impl Accounts {
         let expires = expires_in.map(|secs| now().saturating_add(secs.min(i64::MAX as u64) as i64));
         self.conn()
             .execute(
-                "INSERT INTO links (id, token, namespace, path, user, created, expires, password) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO links (id, token, namespace, path, user, created, expires, password, device) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     id,
                     credential_hash(&token),
@@ -107,7 +111,8 @@ impl Accounts {
                     user,
                     now(),
                     expires,
-                    password
+                    password,
+                    maker.device
                 ],
             )
             .map_err(db_error("making a link"))?;
@@ -213,6 +218,14 @@ pub fn password_ok(opened: &Opened, password: &str) -> Result<bool> {
 mod tests {
     use super::*;
 
+    /// `user`'s device `device`.
+    fn device(user: &str, device: &str) -> Holder {
+        Holder {
+            user: user.into(),
+            device: device.into(),
+        }
+    }
+
     #[test]
     fn a_link_opens_its_path_until_revoked_expired_or_its_maker_leaves() {
         let dir = tempfile::tempdir().unwrap();
@@ -228,16 +241,16 @@ mod tests {
             .invite(&share, "alice", "carol", Role::Viewer)
             .unwrap();
         assert!(matches!(
-            accounts.create_link("carol", &share, "", None, None),
+            accounts.create_link(&device("carol", "c1"), &share, "", None, None),
             Err(Error::Forbidden(_))
         ));
         assert!(
             accounts
-                .create_link("bob", &share, "../x", None, None)
+                .create_link(&device("bob", "b1"), &share, "../x", None, None)
                 .is_err()
         );
         let (id, token) = accounts
-            .create_link("bob", &share, "docs", None, Some("sesame"))
+            .create_link(&device("bob", "b1"), &share, "docs", None, Some("sesame"))
             .unwrap();
         let opened = accounts.open_link(&token).unwrap().unwrap();
         assert_eq!(
@@ -252,7 +265,7 @@ mod tests {
         );
 
         let (_, expired) = accounts
-            .create_link("alice", &share, "", Some(0), None)
+            .create_link(&device("alice", "a1"), &share, "", Some(0), None)
             .unwrap();
         assert_eq!(
             accounts.open_link(&expired).unwrap().unwrap_err(),
@@ -261,7 +274,9 @@ mod tests {
 
         // Carol may not revoke Bob's link; the owner may.
         assert!(accounts.revoke_link("carol", &id).is_err());
-        let (other, other_token) = accounts.create_link("bob", &share, "", None, None).unwrap();
+        let (other, other_token) = accounts
+            .create_link(&device("bob", "b1"), &share, "", None, None)
+            .unwrap();
         accounts.revoke_link("alice", &id).unwrap();
         assert_eq!(
             accounts.open_link(&token).unwrap().unwrap_err(),
@@ -281,5 +296,71 @@ mod tests {
                 .iter()
                 .any(|l| l.id == other)
         );
+    }
+
+    #[test]
+    fn revoking_a_device_revokes_the_links_it_made_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::open(dir.path()).unwrap();
+        accounts.add_user("alice", "correct horse", None).unwrap();
+        for name in ["laptop", "phone"] {
+            accounts
+                .login("alice", "correct horse", name)
+                .unwrap()
+                .unwrap();
+        }
+        let share = accounts.create_share("alice", "Team", "Team").unwrap();
+        let (_, stolen) = accounts
+            .create_link(&device("alice", "phone"), &share, "", None, None)
+            .unwrap();
+        let (_, kept) = accounts
+            .create_link(&device("alice", "laptop"), &share, "", None, None)
+            .unwrap();
+        assert!(accounts.revoke("alice", "phone").unwrap());
+        assert_eq!(
+            accounts.open_link(&stolen).unwrap().unwrap_err(),
+            Closed::Unknown
+        );
+        assert!(accounts.open_link(&kept).unwrap().is_ok());
+        // The name logging in again does not bring its links back.
+        accounts
+            .login("alice", "correct horse", "phone")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            accounts.open_link(&stolen).unwrap().unwrap_err(),
+            Closed::Unknown
+        );
+        assert_eq!(accounts.links_of("alice").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_3_accounts_file_keeps_its_links() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join("accounts.sqlite")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema (version INTEGER NOT NULL);
+                 INSERT INTO schema VALUES (3);
+                 CREATE TABLE users (name TEXT PRIMARY KEY, password TEXT NOT NULL,
+                     quota INTEGER, created INTEGER NOT NULL);
+                 CREATE TABLE links (id TEXT PRIMARY KEY, token BLOB NOT NULL UNIQUE,
+                     namespace TEXT NOT NULL, path TEXT NOT NULL,
+                     user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+                     created INTEGER NOT NULL, expires INTEGER, password TEXT, revoked INTEGER);",
+            )
+            .unwrap();
+        }
+        let accounts = Accounts::open(dir.path()).unwrap();
+        accounts.add_user("alice", "correct horse", None).unwrap();
+        let share = accounts.create_share("alice", "Team", "Team").unwrap();
+        let (_, token) = accounts
+            .create_link(&device("alice", "laptop"), &share, "", None, None)
+            .unwrap();
+        assert!(accounts.open_link(&token).unwrap().is_ok());
+        drop(accounts);
+        // Opened again: version 4 now, nothing to add.
+        let accounts = Accounts::open(dir.path()).unwrap();
+        assert!(accounts.open_link(&token).unwrap().is_ok());
     }
 }

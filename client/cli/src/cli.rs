@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum DevicesAction {
     /// Revoke a device's credential at once (it stops syncing; its files
-    /// stay on it).
+    /// stay on it) and the share links it made.
     Revoke {
         /// The device, as `pouch devices` lists it.
         name: String,

@@ -126,7 +126,9 @@ pub async fn devices(
             account::revoke(&url, &credential, &name)
                 .await
                 .map_err(refused)?;
-            say!("{user}'s device {name} can no longer sync; its files stay on it");
+            say!(
+                "{user}'s device {name} can no longer sync (its files stay on it); the share links it made no longer open"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
