@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use pouch_protocol::{DaemonStatus, Event, Request, Response, read_message, write_message};
+use pouch_protocol::{DaemonStatus, Event, Request, Response, State, read_message, write_message};
 use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
@@ -162,7 +162,13 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
             }
             Ok(Request::Resume { allow_mass_delete }) => {
                 for loop_ in shared.reached() {
-                    loop_.resume(allow_mass_delete);
+                    // The go-ahead for a mass delete is for the folders
+                    // whose last sync stopped (the guard's stop is an
+                    // error): a mount syncing fine is not handed one to
+                    // keep for a delete the user never saw.
+                    let stopped = Arc::ptr_eq(&loop_, &shared)
+                        || loop_.status.lock().expect("status lock").state == State::Error;
+                    loop_.resume(allow_mass_delete && stopped);
                 }
                 Response::Ok("resumed".into())
             }

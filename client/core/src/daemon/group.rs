@@ -224,6 +224,27 @@ mod tests {
         let paused: Vec<bool> = seen.mounts.iter().map(|m| m.status.paused).collect();
         assert_eq!(paused, [false, true]);
 
+        // `resume --allow-mass-delete` at the home gives the go-ahead to the
+        // home and to a mount whose sync stopped, not to one syncing fine.
+        other.status.lock().unwrap().state = State::Error;
+        request(
+            &home_socket,
+            &Request::Resume {
+                allow_mass_delete: true,
+            },
+        )
+        .await
+        .unwrap();
+        let allowed: Vec<bool> = [&home, &projects, &other]
+            .iter()
+            .map(|s| {
+                s.allow_mass_delete
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .collect();
+        assert_eq!(allowed, [true, false, true]);
+        assert!(!*other.paused.borrow());
+
         // A mount whose loop ended leaves the home's status.
         drop(other_joined);
         let seen = status(home_socket.clone()).await;
