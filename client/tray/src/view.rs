@@ -146,12 +146,14 @@ impl View {
         // The icon and the first line say the most pressing of the home's
         // state and its mounts' (the home's on a tie).
         let (mut look, mut status_line) = state_line(status);
+        let mut mounts = Vec::with_capacity(status.mounts.len());
         for mount in &status.mounts {
             let (mount_look, line) = state_line(&mount.status);
             if urgency(mount_look) > urgency(look) {
                 look = mount_look;
                 status_line = format!("{}: {line}", printable(&mount.name));
             }
+            mounts.push(mount_item(mount, &line));
         }
         let recent = status
             .recent
@@ -179,7 +181,7 @@ impl View {
                 migration_note(status)
             ),
             limits: Some(status.limits),
-            mounts: status.mounts.iter().map(mount_item).collect(),
+            mounts,
         }
     }
 }
@@ -195,10 +197,9 @@ fn urgency(look: Look) -> u8 {
     }
 }
 
-/// A mount's menu item: "Projects (viewer): Up to date, 2 files kept on
-/// this device only".
-fn mount_item(mount: &MountStatus) -> MountItem {
-    let (_, line) = state_line(&mount.status);
+/// A mount's menu item, `line` its state: "Projects (viewer): Up to
+/// date, 2 files kept on this device only".
+fn mount_item(mount: &MountStatus, line: &str) -> MountItem {
     let kept = match mount.status.kept_here.len() {
         0 => String::new(),
         1 => ", 1 file kept on this device only".to_owned(),

@@ -25,29 +25,9 @@ const WATCHER: &str = "org.kde.StatusNotifierWatcher";
 
 #[test]
 fn tray_shows_the_daemon_and_its_menu_drives_it() {
-    for tool in [
-        "Xvfb",
-        "dbus-run-session",
-        "xfce4-panel",
-        "xdotool",
-        "import",
-    ] {
-        assert!(
-            which(tool),
-            "{tool} is missing: run ./scripts/test (it installs xvfb, dbus, xfce4-panel, xdotool and imagemagick)"
-        );
-    }
     let dir = tempfile::tempdir().unwrap();
     let desktop = Desktop::start(dir.path());
-    let bus = zbus::blocking::connection::Builder::address(desktop.bus_address.as_str())
-        .unwrap()
-        .build()
-        .unwrap();
-    wait_for(
-        "the panel's StatusNotifierWatcher",
-        Duration::from_secs(60),
-        || name_has_owner(&bus, WATCHER).then_some(()),
-    );
+    let bus = desktop.bus();
     let notifications = NotificationServer::start(&desktop.bus_address);
 
     // A device on the embedded store, with no daemon running: the tray
@@ -55,26 +35,11 @@ fn tray_shows_the_daemon_and_its_menu_drives_it() {
     let pouch = sibling_binary("pouch");
     let device = Device::init(&pouch, dir.path(), "a");
     std::fs::write(device.root.join("hello.txt"), b"hello").unwrap();
-    let mut tray = Command::new(env!("CARGO_BIN_EXE_pouch-tray"))
-        .arg("--config")
-        .arg(&device.config)
-        .arg("--pouch")
-        .arg(&pouch)
-        .envs(desktop.env())
-        .env("POUCH_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(KillOnDrop)
-        .unwrap();
-    let tray_log = drain(tray.0.stderr.take().unwrap());
-    let _stop_daemons = StopDaemons(device.config.clone());
+    let tray = Tray::start(&desktop, &pouch, &device);
 
     // It registers with the panel's watcher, and its menu says what the
     // daemon it started says.
-    let item = wait_for("the tray to register", Duration::from_secs(30), || {
-        registered_items(&bus).into_iter().next()
-    });
-    let item = Item::new(&bus, &item);
+    let item = tray_item(&bus);
     let menu = wait_for(
         "the menu to say up to date",
         Duration::from_secs(60),
@@ -177,16 +142,7 @@ fn tray_shows_the_daemon_and_its_menu_drives_it() {
     });
 
     // Quit from the menu: the tray ends cleanly.
-    // The tray may be gone before it answers the click.
-    let _ = item.try_click(&item.menu(), "Quit Pouch tray");
-    let ended = wait_for("the tray to quit", Duration::from_secs(20), || {
-        tray.0.try_wait().unwrap()
-    });
-    assert!(
-        ended.success(),
-        "tray: {ended}\n{}",
-        tray_log.lock().unwrap()
-    );
+    tray.quit(&item);
 }
 
 /// The accounts' password in [`tray_shows_each_shared_folder_and_what_a_viewer_keeps`].
@@ -199,15 +155,7 @@ const PASSWORD: &str = "correct horse battery";
 fn tray_shows_each_shared_folder_and_what_a_viewer_keeps() {
     let dir = tempfile::tempdir().unwrap();
     let desktop = Desktop::start(dir.path());
-    let bus = zbus::blocking::connection::Builder::address(desktop.bus_address.as_str())
-        .unwrap()
-        .build()
-        .unwrap();
-    wait_for(
-        "the panel's StatusNotifierWatcher",
-        Duration::from_secs(60),
-        || name_has_owner(&bus, WATCHER).then_some(()),
-    );
+    let bus = desktop.bus();
     let notifications = NotificationServer::start(&desktop.bus_address);
 
     // Alice shares Projects with Bob, who may only view it; Bob accepts.
@@ -227,23 +175,8 @@ fn tray_shows_each_shared_folder_and_what_a_viewer_keeps() {
     bob.run(&["shares", "accept", "Projects"]);
 
     // Bob's tray starts his daemon and lists the shared folder.
-    let mut tray = Command::new(env!("CARGO_BIN_EXE_pouch-tray"))
-        .arg("--config")
-        .arg(&bob.config)
-        .arg("--pouch")
-        .arg(&pouch)
-        .envs(desktop.env())
-        .env("POUCH_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(KillOnDrop)
-        .unwrap();
-    let tray_log = drain(tray.0.stderr.take().unwrap());
-    let _stop_daemons = StopDaemons(bob.config.clone());
-    let item = wait_for("the tray to register", Duration::from_secs(30), || {
-        registered_items(&bus).into_iter().next()
-    });
-    let item = Item::new(&bus, &item);
+    let tray = Tray::start(&desktop, &pouch, &bob);
+    let item = tray_item(&bus);
     wait_for(
         "the shared folder in the menu, up to date",
         Duration::from_secs(60),
@@ -312,15 +245,7 @@ fn tray_shows_each_shared_folder_and_what_a_viewer_keeps() {
                 .then_some(())
         },
     );
-    let _ = item.try_click(&item.menu(), "Quit Pouch tray");
-    let ended = wait_for("the tray to quit", Duration::from_secs(20), || {
-        tray.0.try_wait().unwrap()
-    });
-    assert!(
-        ended.success(),
-        "tray: {ended}\n{}",
-        tray_log.lock().unwrap()
-    );
+    tray.quit(&item);
 }
 
 /// Xvfb, a session bus and a panel on it, stopped on drop.
@@ -334,6 +259,18 @@ struct Desktop {
 
 impl Desktop {
     fn start(dir: &Path) -> Self {
+        for tool in [
+            "Xvfb",
+            "dbus-run-session",
+            "xfce4-panel",
+            "xdotool",
+            "import",
+        ] {
+            assert!(
+                which(tool),
+                "{tool} is missing: run ./scripts/test (it installs xvfb, dbus, xfce4-panel, xdotool and imagemagick)"
+            );
+        }
         let mut xvfb = Command::new("Xvfb")
             .args([
                 "-displayfd",
@@ -393,6 +330,20 @@ impl Desktop {
             bus_address,
             config_home,
         }
+    }
+
+    /// A connection to the session bus, once the panel's watcher is on it.
+    fn bus(&self) -> zbus::blocking::Connection {
+        let bus = zbus::blocking::connection::Builder::address(self.bus_address.as_str())
+            .unwrap()
+            .build()
+            .unwrap();
+        wait_for(
+            "the panel's StatusNotifierWatcher",
+            Duration::from_secs(60),
+            || name_has_owner(&bus, WATCHER).then_some(()),
+        );
+        bus
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -553,6 +504,59 @@ impl Drop for StopDaemons {
             .arg(format!("{} daemon", self.0.display()))
             .status();
     }
+}
+
+/// A `pouch-tray` for a device's config, started as a user would (it
+/// starts the daemon); it and the daemons it started are stopped when the
+/// test ends, however it ends.
+struct Tray {
+    process: KillOnDrop,
+    /// Its output, for failure messages.
+    log: Arc<Mutex<String>>,
+    _daemons: StopDaemons,
+}
+
+impl Tray {
+    fn start(desktop: &Desktop, pouch: &Path, device: &Device) -> Self {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_pouch-tray"))
+            .arg("--config")
+            .arg(&device.config)
+            .arg("--pouch")
+            .arg(pouch)
+            .envs(desktop.env())
+            .env("POUCH_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(KillOnDrop)
+            .unwrap();
+        Self {
+            log: drain(process.0.stderr.take().unwrap()),
+            process,
+            _daemons: StopDaemons(device.config.clone()),
+        }
+    }
+
+    /// Quits from `item`'s menu; the tray must end cleanly.
+    fn quit(mut self, item: &Item<'_>) {
+        // The tray may be gone before it answers the click.
+        let _ = item.try_click(&item.menu(), "Quit Pouch tray");
+        let ended = wait_for("the tray to quit", Duration::from_secs(20), || {
+            self.process.0.try_wait().unwrap()
+        });
+        assert!(
+            ended.success(),
+            "tray: {ended}\n{}",
+            self.log.lock().unwrap()
+        );
+    }
+}
+
+/// The (one) tray item registered with the panel's watcher.
+fn tray_item(bus: &zbus::blocking::Connection) -> Item<'_> {
+    let registered = wait_for("the tray to register", Duration::from_secs(30), || {
+        registered_items(bus).into_iter().next()
+    });
+    Item::new(bus, &registered)
 }
 
 /// Right-clicks the icon (first in the panel) so the panel opens the

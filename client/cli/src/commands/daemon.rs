@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use pouch_config::Config;
 use pouch_core::daemon::DaemonOptions;
-use pouch_core::daemon::group::{Group, Membership, Mount as GroupMount};
+use pouch_core::daemon::group::{Group, Membership};
 use pouch_core::limit::Limits;
 use pouch_protocol::{Request, Response, request};
 
@@ -80,14 +80,7 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
         };
         let mounts = futures_util::future::join_all(
             config.mounts.iter().filter(|m| !m.detached).map(|mount| {
-                let member = Membership::Mount(
-                    group.clone(),
-                    GroupMount {
-                        name: mount.name.clone(),
-                        path: mount.path.clone(),
-                        role: mount.role.clone(),
-                    },
-                );
+                let member = Membership::Mount(group.clone(), mount.clone());
                 run_mount(config_path, mount, &pacers, member, stopping.clone())
             }),
         );

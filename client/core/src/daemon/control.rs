@@ -85,23 +85,6 @@ impl Shared {
         self.emit(Event::Resumed);
     }
 
-    /// Sets the limits given (0 lifts one); `false` when this loop's store
-    /// has none to set.
-    fn limit(&self, up: Option<u64>, down: Option<u64>) -> bool {
-        let Some(limits) = &self.limits else {
-            return false;
-        };
-        let rate = |r: u64| Some(r).filter(|r| *r > 0);
-        if let Some(up) = up {
-            limits.up.set(rate(up));
-        }
-        if let Some(down) = down {
-            limits.down.set(rate(down));
-        }
-        self.show_limits();
-        true
-    }
-
     /// Copies the limits in force into the status.
     pub(super) fn show_limits(&self) {
         if let Some(limits) = &self.limits {
@@ -172,26 +155,27 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
                 }
                 Response::Ok("resumed".into())
             }
-            Ok(Request::Limit { up, down }) => {
-                // The mounts' loops pace with the home's limits (one
-                // budget), or with their own when run elsewhere.
-                let set: Vec<bool> = shared
-                    .reached()
-                    .iter()
-                    .map(|loop_| loop_.limit(up, down))
-                    .collect();
-                match &shared.limits {
-                    Some(limits) if set[0] => {
-                        tracing::info!(up = ?limits.up.rate(), down = ?limits.down.rate(), "bandwidth limits changed");
-                        Response::Ok(format!(
-                            "limits: up {}, down {}",
-                            pouch_config::show_rate(limits.up.rate()),
-                            pouch_config::show_rate(limits.down.rate())
-                        ))
+            // A daemon's loops share one set of limits (see `group`): set
+            // here, it paces them all.
+            Ok(Request::Limit { up, down }) => match &shared.limits {
+                Some(limits) => {
+                    let rate = |r: u64| Some(r).filter(|r| *r > 0);
+                    if let Some(up) = up {
+                        limits.up.set(rate(up));
                     }
-                    _ => Response::Error("this daemon's store has no bandwidth limits".into()),
+                    if let Some(down) = down {
+                        limits.down.set(rate(down));
+                    }
+                    shared.show_limits();
+                    tracing::info!(up = ?limits.up.rate(), down = ?limits.down.rate(), "bandwidth limits changed");
+                    Response::Ok(format!(
+                        "limits: up {}, down {}",
+                        pouch_config::show_rate(limits.up.rate()),
+                        pouch_config::show_rate(limits.down.rate())
+                    ))
                 }
-            }
+                None => Response::Error("this daemon's store has no bandwidth limits".into()),
+            },
             Ok(Request::Subscribe) => {
                 let mut events = shared.events.subscribe();
                 loop {

@@ -3,10 +3,13 @@
 //! home's speaks for the whole group, so a client of that one socket (the
 //! tray, `pouch pause`) sees and drives every folder the user has: its
 //! status lists each mount, its event stream carries theirs (as
-//! [`Event::Mount`]), and pause, resume and limits reach them all.
+//! [`Event::Mount`]), and pause and resume reach them all. The loops of a
+//! group are given one [`crate::limit::Limits`] (`DaemonOptions::limits`),
+//! so a bandwidth limit set at any socket paces them all.
 
 use std::sync::{Arc, Mutex};
 
+use pouch_config::Mount;
 use pouch_protocol::{Event, MountStatus};
 use tokio::sync::broadcast;
 
@@ -19,23 +22,12 @@ pub struct Group {
     mounts: Mutex<Vec<(Mount, Arc<Shared>)>>,
 }
 
-/// What names a mounted shared folder in the home's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// The shared folder's name.
-    pub name: String,
-    /// Where it is mounted, relative to the home folder's root.
-    pub path: String,
-    /// The account's role in it.
-    pub role: String,
-}
-
 /// Which loop of a [`Group`] a daemon is.
 #[derive(Clone)]
 pub enum Membership {
     /// The home folder's loop: its socket speaks for the group.
     Home(Arc<Group>),
-    /// A mounted shared folder's loop.
+    /// A mounted shared folder's loop (the config's mount).
     Mount(Arc<Group>, Mount),
 }
 
@@ -133,9 +125,11 @@ mod tests {
 
     fn mount(path: &str) -> Mount {
         Mount {
+            namespace: format!("share.{path}"),
             name: format!("{path} share"),
             path: path.into(),
             role: "viewer".into(),
+            detached: false,
         }
     }
 
