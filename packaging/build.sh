@@ -5,28 +5,36 @@
 # completions and man pages generated from the clap definitions.
 # Output: target/debian/*.deb.
 #
-# Needs cargo-deb (installed here with `cargo install` when missing).
+# Needs cargo-deb (installed here with `cargo install` when missing). Its
+# version is pinned: 3.8 builds from the dev profile (the packaging check
+# does) with a warning that a later version will refuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo-deb >/dev/null; then
-  cargo install cargo-deb --locked --version '^3'
+  cargo install cargo-deb --locked --version '=3.8.0'
 fi
 
-cargo build --release --locked -p pouch -p pouch-tray -p pouch-backend-own \
+# POUCH_PACKAGE_PROFILE picks the Cargo profile (release unless set);
+# cargo-deb reads each `target/release/` asset path from that profile's
+# folder instead.
+profile=${POUCH_PACKAGE_PROFILE:-release}
+out=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
+
+cargo build --profile "$profile" --locked -p pouch -p pouch-tray -p pouch-backend-own \
   --bin pouch --bin pouch-tray --bin pouch-store
 
-rm -rf target/release/assets
+rm -rf "$out/assets"
 for bin in pouch pouch-store; do
-  "target/release/$bin" generate-assets "target/release/assets/$bin"
+  "$out/$bin" generate-assets "$out/assets/$bin"
   # One page per command a user types; clap's `help` pseudo-commands are noise.
-  find "target/release/assets/$bin/man" -name '*-help*.1' -delete
-  gzip -9n "target/release/assets/$bin/man/"*.1
+  find "$out/assets/$bin/man" -name '*-help*.1' -delete
+  gzip -9n "$out/assets/$bin/man/"*.1
 done
-target/release/pouch-tray --generate-assets target/release/assets/pouch-tray
-gzip -9n target/release/assets/pouch-tray/man/pouch-tray.1
+"$out/pouch-tray" --generate-assets "$out/assets/pouch-tray"
+gzip -9n "$out/assets/pouch-tray/man/pouch-tray.1"
 
-cargo deb --no-build --locked -p pouch
-cargo deb --no-build --locked -p pouch-tray
-cargo deb --no-build --locked -p pouch-backend-own
+for package in pouch pouch-tray pouch-backend-own; do
+  cargo deb --no-build --locked --profile "$profile" -p "$package"
+done
 ls -l target/debian/*.deb
