@@ -735,6 +735,82 @@ async fn sealed_volumes_are_coded_and_read_back_with_two_nodes_down() {
     }
 }
 
+/// A node dies while another holds a silently damaged shard of the same
+/// volume (a flipped byte its scrubber has not reached yet): repair
+/// rebuilds the lost shard from intact ones only, for the damaged one's
+/// node refuses a window that no longer matches its hash; the verifier
+/// then mends the damaged one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuilt_shard_is_never_made_from_a_silently_damaged_one() {
+    let (_pg, _dir, mut nodes, front) = small_volume_cell(8).await;
+    let ns = front.namespace("default").await.unwrap();
+    let raw: Vec<_> = (0..40).map(|i| noise(900 + i, 20_000)).collect();
+    let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
+    for batch in blocks.chunks(4) {
+        ns.put_blocks(batch.to_vec()).await.unwrap();
+    }
+    assert!(front.repair_once().await.unwrap().unwrap().volumes_coded > 0);
+
+    // Shard `index` of `volume` on a node other than `not`: the node and
+    // its file.
+    fn shard(
+        nodes: &[cell::Node],
+        volume: &str,
+        index: usize,
+        not: Option<usize>,
+    ) -> Option<(usize, std::path::PathBuf)> {
+        (0..nodes.len())
+            .filter(|n| Some(*n) != not)
+            .map(|n| {
+                (
+                    n,
+                    nodes[n]
+                        .data
+                        .join("shards")
+                        .join(format!("{volume}.{index}")),
+                )
+            })
+            .find(|(_, file)| file.exists())
+    }
+    let some_shard = (0..nodes.len())
+        .flat_map(|n| files(&nodes[n].data.join("shards")))
+        .next()
+        .expect("a coded volume");
+    let name = some_shard.file_name().unwrap().to_str().unwrap().to_owned();
+    let volume = name.split_once('.').unwrap().0.to_owned();
+    // Lost: the last parity shard. Damaged: the first data shard, which a
+    // rebuild that took the first four shards to answer would use.
+    let (lost_node, lost_file) = shard(&nodes, &volume, 5, None).unwrap();
+    let lost_bytes = std::fs::read(&lost_file).unwrap();
+    let (_, damaged_file) = shard(&nodes, &volume, 0, None).unwrap();
+    let good = std::fs::read(&damaged_file).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0x20;
+    std::fs::write(&damaged_file, &bad).unwrap();
+
+    nodes[lost_node].kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let repaired = front.repair_once().await.unwrap().unwrap();
+    assert!(repaired.shards_rebuilt >= 1, "{repaired:?}");
+    let (_, rebuilt) =
+        shard(&nodes, &volume, 5, Some(lost_node)).expect("shard 5 rebuilt elsewhere");
+    assert!(
+        std::fs::read(&rebuilt).unwrap() == lost_bytes,
+        "the rebuilt shard differs from the one lost"
+    );
+
+    let mended = front.verify_once().await.unwrap().unwrap();
+    assert_eq!(
+        (mended.copies_repaired, mended.copies_unrepairable),
+        (1, 0),
+        "{mended:?}"
+    );
+    assert_eq!(std::fs::read(&damaged_file).unwrap(), good);
+    for (block, want) in blocks.iter().zip(&raw) {
+        assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
+    }
+}
+
 /// Garbage collection in the cell: a collector's marks and sweep delete
 /// index rows (the conformance suite checks the protocol); compaction then
 /// moves the live quarter of the coded volumes into new ones and drops the

@@ -391,9 +391,38 @@ impl Cell {
         offset: i64,
         len: i32,
     ) -> Result<Bytes> {
-        let request = self
+        self.read_range(addr, piece.into(), offset, len, false)
+            .await
+    }
+
+    /// Reads `len` bytes at `offset` of `piece` from the node at `addr`,
+    /// which first checks them against the hash it keeps when a write
+    /// wrote exactly that range (a shard's window): the only check there
+    /// is for bytes that are not whole blocks.
+    pub(super) async fn read_checked_from(
+        &self,
+        addr: &str,
+        piece: impl Into<Piece>,
+        offset: i64,
+        len: i32,
+    ) -> Result<Bytes> {
+        self.read_range(addr, piece.into(), offset, len, true).await
+    }
+
+    async fn read_range(
+        &self,
+        addr: &str,
+        piece: Piece,
+        offset: i64,
+        len: i32,
+        checked: bool,
+    ) -> Result<Bytes> {
+        let mut request = self
             .http
-            .get(format!("{}/{len}", Self::url(addr, piece.into(), offset)));
+            .get(format!("{}/{len}", Self::url(addr, piece, offset)));
+        if checked {
+            request = request.header(super::node::CHECK_HEADER, "hash");
+        }
         let bytes = self.node_call(addr, request).await?;
         if bytes.len() != len as usize {
             return Err(node_error(format!("{addr} sent a short range")));

@@ -114,6 +114,55 @@ pub fn every_shard(have: &[(usize, &[u8])]) -> Result<Vec<Vec<u8>>> {
     Ok(data.into_iter().chain(parity).collect())
 }
 
+/// Whether the same window of shards `have` agree: `Some(None)` if they
+/// do (or are too few to tell), `Some(Some(i))` if they do once shard `i`
+/// is left out (with six, one damaged shard is found; with five, only
+/// that something is wrong), `None` if no one shard explains it.
+pub fn consistent_without(have: &[(usize, &[u8])]) -> Option<Option<usize>> {
+    let agree = |set: &[(usize, &[u8])]| -> bool {
+        match every_shard(&set[..DATA_SHARDS.min(set.len())]) {
+            Ok(all) => set.iter().all(|(i, w)| all[*i].as_slice() == *w),
+            Err(_) => false,
+        }
+    };
+    if have.len() <= DATA_SHARDS || agree(have) {
+        return Some(None);
+    }
+    if have.len() < SHARDS {
+        return None;
+    }
+    (0..have.len())
+        .find(|skip| {
+            let rest: Vec<(usize, &[u8])> = have
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k != skip)
+                .map(|(_, w)| *w)
+                .collect();
+            agree(&rest)
+        })
+        .map(|skip| Some(have[skip].0))
+}
+
+/// The [`DATA_SHARDS`] windows of `have` to rebuild the others from, once
+/// the rest agree with them: any four when all agree (or there are only
+/// four), the four without the damaged one when six show which it is, and
+/// `None` when five disagree, for parity alone cannot then tell which of
+/// them is damaged and a rebuild could copy the damage into a new shard.
+pub fn trusted<'a>(have: &[(usize, &'a [u8])]) -> Option<Vec<(usize, &'a [u8])>> {
+    if have.len() < DATA_SHARDS {
+        return None;
+    }
+    let odd = consistent_without(have)?;
+    Some(
+        have.iter()
+            .filter(|(i, _)| Some(*i) != odd)
+            .take(DATA_SHARDS)
+            .copied()
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +285,45 @@ mod tests {
             every_shard(&three).is_err(),
             "three shards cannot be enough"
         );
+    }
+
+    #[test]
+    fn one_damaged_shard_of_six_is_found_and_of_five_only_noticed() {
+        let data: Vec<Vec<u8>> = (0..DATA_SHARDS as u8)
+            .map(|i| (0..256u32).map(|b| (b as u8).wrapping_mul(i + 3)).collect())
+            .collect();
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let mut shards: Vec<Vec<u8>> = data.clone();
+        shards.extend(parity(&refs).unwrap());
+        let have: Vec<(usize, &[u8])> = shards.iter().map(Vec::as_slice).enumerate().collect();
+        assert_eq!(consistent_without(&have), Some(None));
+        assert_eq!(trusted(&have[1..]).unwrap(), have[1..5]);
+        assert_eq!(trusted(&have[..3]), None, "three are too few");
+        for bad in 0..SHARDS {
+            let mut damaged = shards.clone();
+            damaged[bad][100] ^= 1;
+            let have: Vec<(usize, &[u8])> = damaged.iter().map(Vec::as_slice).enumerate().collect();
+            assert_eq!(consistent_without(&have), Some(Some(bad)), "shard {bad}");
+            let five: Vec<(usize, &[u8])> = have
+                .iter()
+                .copied()
+                .filter(|(i, _)| *i != (bad + 1) % SHARDS)
+                .collect();
+            assert_eq!(
+                consistent_without(&five),
+                None,
+                "five with shard {bad} damaged"
+            );
+            // A rebuild takes the four without the damaged one from six,
+            // and nothing from five that disagree.
+            let four = trusted(&have).unwrap();
+            assert_eq!(four.len(), DATA_SHARDS);
+            assert!(four.iter().all(|(i, _)| *i != bad), "shard {bad}");
+            assert_eq!(trusted(&five), None, "five with shard {bad} damaged");
+            assert_eq!(
+                trusted(&five[..DATA_SHARDS]).map(|f| f.len()),
+                Some(DATA_SHARDS)
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! PUT    /node/v1/volumes/{volume}/{offset}                 bytes, written and fsynced   204
-//! GET    /node/v1/volumes/{volume}/{offset}/{len}           exactly those bytes          200 / 404
+//! GET    /node/v1/volumes/{volume}/{offset}/{len}           exactly those bytes          200 / 404 / 409
 //! DELETE /node/v1/volumes/{volume}                          the replica dropped          204
 //! PUT    /node/v1/shards/{volume}/{index}/{offset}          (the same, for a shard of a coded volume)
 //! GET    /node/v1/shards/{volume}/{index}/{offset}/{len}
@@ -14,7 +14,13 @@
 //! GET    /node/v1/pieces                                    every replica and shard held, JSON
 //! ```
 //!
-//! Both need `Authorization: Bearer` with the cell's token. The node
+//! A `GET` with `X-Pouch-Check: hash` has the node check the range first
+//! against the hash it wrote beside it, when a write wrote exactly that
+//! range (a shard's window): 409 if it no longer matches. Whole blocks are
+//! checked by the front ends that read them; a shard's window is not a
+//! block, so without this a rebuild could copy damage nobody had seen yet.
+//!
+//! All of them need `Authorization: Bearer` with the cell's token. The node
 //! registers itself in the database (its id is kept in its data folder, so
 //! a restarted node is the same node) and beats its heart there.
 
@@ -168,8 +174,8 @@ pub async fn run(
         .route(
             "/node/v1/volumes/{volume}/{offset}/{len}",
             get(
-                |node: State<Arc<Node>>, UrlPath((volume, offset, len)): UrlPath<(i64, u64, usize)>| async move {
-                    read(node, Piece::Replica(volume), offset, len).await
+                |node: State<Arc<Node>>, UrlPath((volume, offset, len)): UrlPath<(i64, u64, usize)>, headers: HeaderMap| async move {
+                    read(node, Piece::Replica(volume), offset, len, checked(&headers)).await
                 },
             ),
         )
@@ -195,8 +201,9 @@ pub async fn run(
             "/node/v1/shards/{volume}/{index}/{offset}/{len}",
             get(
                 |node: State<Arc<Node>>,
-                 UrlPath((volume, index, offset, len)): UrlPath<(i64, usize, u64, usize)>| async move {
-                    read(node, Piece::Shard(volume, index), offset, len).await
+                 UrlPath((volume, index, offset, len)): UrlPath<(i64, usize, u64, usize)>,
+                 headers: HeaderMap| async move {
+                    read(node, Piece::Shard(volume, index), offset, len, checked(&headers)).await
                 },
             ),
         )
@@ -306,7 +313,18 @@ async fn write(State(node): State<Arc<Node>>, piece: Piece, offset: u64, body: B
     }
 }
 
-async fn read(State(node): State<Arc<Node>>, piece: Piece, offset: u64, len: usize) -> Response {
+/// Whether a read asks for its range to be checked ([`CHECK_HEADER`]).
+fn checked(headers: &HeaderMap) -> bool {
+    headers.get(CHECK_HEADER).is_some_and(|v| v == "hash")
+}
+
+async fn read(
+    State(node): State<Arc<Node>>,
+    piece: Piece,
+    offset: u64,
+    len: usize,
+    checked: bool,
+) -> Response {
     let Some(path) = piece.file(&node) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -317,11 +335,24 @@ async fn read(State(node): State<Arc<Node>>, piece: Piece, offset: u64, len: usi
         let file = std::fs::File::open(&path)?;
         let mut bytes = vec![0; len];
         file.read_exact_at(&mut bytes, offset)?;
+        if checked
+            && super::scrub::recorded(&path, offset, len as u64)?
+                .is_some_and(|want| *blake3::hash(&bytes).as_bytes() != want)
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the range no longer matches the hash written with it",
+            ));
+        }
         Ok(bytes)
     })
     .await;
     match read {
         Ok(Ok(bytes)) => bytes.into_response(),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            tracing::error!(?piece, offset, len, "refused to serve a damaged range");
+            (StatusCode::CONFLICT, e.to_string()).into_response()
+        }
         Ok(Err(e))
             if matches!(
                 e.kind(),
@@ -337,6 +368,10 @@ async fn read(State(node): State<Arc<Node>>, piece: Piece, offset: u64, len: usi
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
+
+/// The request header that asks a node to check a range it reads against
+/// the hash written with it.
+pub(super) const CHECK_HEADER: &str = "x-pouch-check";
 
 /// One file a node holds, as it lists them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

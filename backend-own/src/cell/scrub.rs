@@ -64,6 +64,16 @@ fn ranges(file: &Path) -> std::io::Result<BTreeMap<(u64, u64), [u8; 32]>> {
     Ok(out)
 }
 
+/// The hash `file`'s sidecar keeps for exactly `len` bytes at `offset`, if
+/// a write wrote exactly that range (the last such write's).
+pub(super) fn recorded(file: &Path, offset: u64, len: u64) -> std::io::Result<Option<[u8; 32]>> {
+    match ranges(file) {
+        Ok(ranges) => Ok(ranges.get(&(offset, len)).copied()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// How the scrubber runs.
 #[derive(Debug, Clone)]
 pub struct ScrubOptions {

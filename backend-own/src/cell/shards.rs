@@ -91,7 +91,8 @@ impl Cell {
     }
 
     /// Bytes `[start, start + len)` of each shard not in `skip`, from its
-    /// node (`None`: down, missing or unreadable), read concurrently.
+    /// node (`None`: down, missing, unreadable, or a whole window that no
+    /// longer matches the hash its node wrote with it), read concurrently.
     pub(super) async fn shard_windows(
         &self,
         coded: &Coded,
@@ -104,7 +105,7 @@ impl Cell {
             if skip.contains(&i) {
                 return None;
             }
-            self.read_from(
+            self.read_checked_from(
                 addr,
                 Piece::Shard(coded.volume, i),
                 start as i64,
@@ -118,7 +119,10 @@ impl Cell {
     }
 
     /// Window `[start, start + len)` of every shard, rebuilt from the ones
-    /// not in `skip` that answer (at least [`DATA_SHARDS`] of them).
+    /// not in `skip` that answer (at least [`DATA_SHARDS`] of them). Each
+    /// window a node wrote whole is checked by that node against its hash;
+    /// beyond four, the windows must also agree with each other, so that a
+    /// damaged one is never copied into the shards rebuilt from it.
     pub(super) async fn rebuild_window(
         &self,
         coded: &Coded,
@@ -131,7 +135,6 @@ impl Cell {
             .iter()
             .enumerate()
             .filter_map(|(i, w)| w.as_deref().map(|w| (i, w)))
-            .take(DATA_SHARDS)
             .collect();
         if have.len() < DATA_SHARDS {
             return Err(Error::Unavailable {
@@ -143,7 +146,22 @@ impl Cell {
                 .into(),
             });
         }
-        coding::every_shard(&have)
+        let Some(four) = coding::trusted(&have) else {
+            tracing::error!(
+                volume = coded.volume,
+                start,
+                "the shards read disagree; not rebuilt until the scrubber or the verifier finds the damaged one"
+            );
+            return Err(Error::Unavailable {
+                source: format!(
+                    "volume {}: its {} readable shards disagree at {start}, and parity alone cannot tell which is damaged",
+                    coded.volume,
+                    have.len()
+                )
+                .into(),
+            });
+        };
+        coding::every_shard(&four)
     }
 }
 

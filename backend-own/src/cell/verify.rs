@@ -49,36 +49,6 @@ pub struct VerifyReport {
 /// Block ids looked up in the index at once.
 const LOOKUP_BATCH: usize = 1000;
 
-/// Whether the same window of shards `have` agree: `Some(None)` if they
-/// do (or are too few to tell), `Some(Some(i))` if they do once shard `i`
-/// is left out (with six, one damaged shard is found; with five, only
-/// that something is wrong), `None` if no one shard explains it.
-fn consistent_without(have: &[(usize, &[u8])]) -> Option<Option<usize>> {
-    let agree = |set: &[(usize, &[u8])]| -> bool {
-        match coding::every_shard(&set[..DATA_SHARDS.min(set.len())]) {
-            Ok(all) => set.iter().all(|(i, w)| all[*i].as_slice() == *w),
-            Err(_) => false,
-        }
-    };
-    if have.len() <= DATA_SHARDS || agree(have) {
-        return Some(None);
-    }
-    if have.len() < SHARDS {
-        return None;
-    }
-    (0..have.len())
-        .find(|skip| {
-            let rest: Vec<(usize, &[u8])> = have
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| k != skip)
-                .map(|(_, w)| *w)
-                .collect();
-            agree(&rest)
-        })
-        .map(|skip| Some(have[skip].0))
-}
-
 impl Cell {
     /// Runs a verification pass every `every` (on the current tokio
     /// runtime) for as long as the process lives.
@@ -215,7 +185,7 @@ impl Cell {
             let missing: Vec<usize> = (0..SHARDS)
                 .filter(|i| coded.addrs[*i].is_some() && windows[*i].is_none())
                 .collect();
-            let mended = match consistent_without(&have) {
+            let mended = match coding::consistent_without(&have) {
                 // All that answered agree (or too few to tell: four).
                 Some(None) => Ok(missing.clone()),
                 // One of them is damaged.
@@ -314,38 +284,5 @@ impl Cell {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_damaged_shard_of_six_is_found_and_of_five_only_noticed() {
-        let data: Vec<Vec<u8>> = (0..DATA_SHARDS as u8)
-            .map(|i| (0..256u32).map(|b| (b as u8).wrapping_mul(i + 3)).collect())
-            .collect();
-        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
-        let mut shards: Vec<Vec<u8>> = data.clone();
-        shards.extend(coding::parity(&refs).unwrap());
-        let have: Vec<(usize, &[u8])> = shards.iter().map(Vec::as_slice).enumerate().collect();
-        assert_eq!(consistent_without(&have), Some(None));
-        for bad in 0..SHARDS {
-            let mut damaged = shards.clone();
-            damaged[bad][100] ^= 1;
-            let have: Vec<(usize, &[u8])> = damaged.iter().map(Vec::as_slice).enumerate().collect();
-            assert_eq!(consistent_without(&have), Some(Some(bad)), "shard {bad}");
-            let five: Vec<(usize, &[u8])> = have
-                .iter()
-                .copied()
-                .filter(|(i, _)| *i != (bad + 1) % SHARDS)
-                .collect();
-            assert_eq!(
-                consistent_without(&five),
-                None,
-                "five with shard {bad} damaged"
-            );
-        }
     }
 }
