@@ -120,3 +120,82 @@ fn compaction_shrinks_an_index_mostly_emptied() {
         Err(Error::BlockNotFound(_))
     ));
 }
+
+/// The payload bytes a quota reads are kept by the index as blocks come and
+/// go: puts (a block sent twice counts once), deletes, compaction, a
+/// quarantined block, an index rebuilt from the volumes, and an index of
+/// schema 4 (before the count was kept) opened by this build.
+#[test]
+fn payload_bytes_follow_every_change_to_the_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || StoreOptions {
+        volume_size: 1 << 20,
+    };
+    let store = Store::open(dir.path(), options()).unwrap();
+    let blocks: Vec<Block> = (0..60u64)
+        .map(|i| Block::encode(noise(7000 + i, 20_000 + i as usize * 300)))
+        .collect();
+    let payload =
+        |blocks: &[&Block]| -> u64 { blocks.iter().map(|b| b.payload().len() as u64).sum() };
+    let all: Vec<&Block> = blocks.iter().collect();
+    for batch in blocks.chunks(5) {
+        store.put_blocks(batch.to_vec()).unwrap();
+    }
+    assert_eq!(store.payload_bytes().unwrap(), payload(&all));
+    store.put_blocks(blocks[..10].to_vec()).unwrap();
+    assert_eq!(
+        store.payload_bytes().unwrap(),
+        payload(&all),
+        "sent twice, counted once"
+    );
+
+    let doomed: Vec<BlockId> = blocks.iter().skip(1).step_by(2).map(Block::id).collect();
+    store.delete_blocks(&doomed).unwrap();
+    let kept: Vec<&Block> = blocks.iter().step_by(2).collect();
+    assert_eq!(store.payload_bytes().unwrap(), payload(&kept));
+    assert!(store.compact(0.3).unwrap().volumes >= 1);
+    assert_eq!(
+        store.payload_bytes().unwrap(),
+        payload(&kept),
+        "compaction moves, keeps"
+    );
+
+    drop(store);
+    Store::rebuild(dir.path()).unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(
+        store.payload_bytes().unwrap(),
+        payload(&kept),
+        "after a rebuild"
+    );
+
+    let bad = kept[0];
+    let loc = store.locate(bad.id()).unwrap().unwrap();
+    store.quarantine(bad.id(), loc, "test").unwrap();
+    let left: Vec<&Block> = kept[1..].to_vec();
+    assert_eq!(
+        store.payload_bytes().unwrap(),
+        payload(&left),
+        "quarantined"
+    );
+    drop(store);
+
+    // An index of schema 4 had no count: opened, it starts from the blocks.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER blocks_insert_counts; DROP TRIGGER blocks_delete_counts;
+             DROP TRIGGER blocks_update_counts;
+             DELETE FROM counters WHERE name = 'payload_bytes'; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(
+        store.payload_bytes().unwrap(),
+        payload(&left),
+        "a schema-4 index upgraded"
+    );
+    store.put_blocks(vec![bad.clone()]).unwrap();
+    assert_eq!(store.payload_bytes().unwrap(), payload(&kept));
+}

@@ -390,7 +390,7 @@ impl Server {
         if used.saturating_add(bytes) > quota {
             tracing::info!(%user, used, quota, bytes, "an upload over quota was refused");
             return Err(ApiError(Error::Forbidden(format!(
-                "the account {user} is over its quota: {used} of {quota} bytes used,                  this upload needs {bytes} more"
+                "the account {user} is over its quota: {used} of {quota} bytes used, this upload needs {bytes} more"
             ))));
         }
         Ok(())

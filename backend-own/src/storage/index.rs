@@ -84,6 +84,19 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM gc_marks WHERE id = NEW.id; END;
     CREATE TRIGGER blocks_delete_unmarks AFTER DELETE ON blocks BEGIN
         DELETE FROM gc_marks WHERE id = OLD.id; END;",
+    // 4 -> 5: the payload bytes of the indexed blocks, kept as they change
+    // (an account's quota reads it on every put; summing the table each
+    // time grew with the store). `INSERT OR IGNORE` of a block already
+    // there fires no trigger, and nothing replaces a block row.
+    "INSERT OR REPLACE INTO counters (name, value)
+        SELECT 'payload_bytes', COALESCE(SUM(length), 0) FROM blocks;
+    CREATE TRIGGER blocks_insert_counts AFTER INSERT ON blocks BEGIN
+        UPDATE counters SET value = value + NEW.length WHERE name = 'payload_bytes'; END;
+    CREATE TRIGGER blocks_delete_counts AFTER DELETE ON blocks BEGIN
+        UPDATE counters SET value = value - OLD.length WHERE name = 'payload_bytes'; END;
+    CREATE TRIGGER blocks_update_counts AFTER UPDATE OF length ON blocks BEGIN
+        UPDATE counters SET value = value - OLD.length + NEW.length
+        WHERE name = 'payload_bytes'; END;",
 ];
 
 /// How long a writer waits for another process's transaction before giving

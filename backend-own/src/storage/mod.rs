@@ -405,14 +405,11 @@ impl Store {
         Ok(report)
     }
 
-    /// Payload bytes of the stored blocks (what an account's quota counts).
+    /// Payload bytes of the stored blocks (what an account's quota counts),
+    /// kept by the index as blocks come and go.
     pub fn payload_bytes(&self) -> Result<u64> {
         let conn = self.pool.get()?;
-        conn.query_row("SELECT COALESCE(SUM(length), 0) FROM blocks", [], |row| {
-            row.get::<_, i64>(0)
-        })
-        .map(|v| v as u64)
-        .map_err(index::db_error("reading store figures"))
+        index::counter(&conn, "payload_bytes").map_err(index::db_error("reading store figures"))
     }
 
     /// Current figures.
