@@ -290,12 +290,53 @@ mod tests {
             Closed::Unknown
         );
         assert!(
-            accounts
+            !accounts
                 .links_of("bob")
                 .unwrap()
                 .iter()
-                .any(|l| l.id == other)
+                .any(|l| l.id == other),
+            "a dead link is not listed as if it worked"
         );
+        // Invited again, he does not get his old links back.
+        accounts
+            .invite(&share, "alice", "bob", Role::Editor)
+            .unwrap();
+        assert_eq!(
+            accounts.open_link(&other_token).unwrap().unwrap_err(),
+            Closed::Unknown
+        );
+        // Nor does an editor made a viewer, then an editor again; the
+        // owner's links are untouched by all of it.
+        let (_, bobs) = accounts
+            .create_link(&device("bob", "b1"), &share, "", None, None)
+            .unwrap();
+        let (_, alices) = accounts
+            .create_link(&device("alice", "a1"), &share, "", None, None)
+            .unwrap();
+        accounts
+            .invite(&share, "alice", "bob", Role::Viewer)
+            .unwrap();
+        accounts
+            .invite(&share, "alice", "bob", Role::Editor)
+            .unwrap();
+        assert_eq!(
+            accounts.open_link(&bobs).unwrap().unwrap_err(),
+            Closed::Unknown
+        );
+        assert!(accounts.links_of("bob").unwrap().is_empty());
+        // Unsharing takes the members' links with them.
+        let (_, again) = accounts
+            .create_link(&device("bob", "b1"), &share, "", None, None)
+            .unwrap();
+        assert_eq!(accounts.unshare(&share, "alice").unwrap(), 2);
+        accounts
+            .invite(&share, "alice", "bob", Role::Editor)
+            .unwrap();
+        assert_eq!(
+            accounts.open_link(&again).unwrap().unwrap_err(),
+            Closed::Unknown
+        );
+        assert!(accounts.open_link(&alices).unwrap().is_ok());
     }
 
     #[test]

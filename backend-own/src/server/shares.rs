@@ -156,8 +156,9 @@ impl Accounts {
         if user == by {
             return Err(Error::InvalidInput("the owner is a member already"));
         }
-        let conn = self.conn();
-        let exists: bool = conn
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_error("inviting a member"))?;
+        let exists: bool = tx
             .query_row("SELECT 1 FROM users WHERE name = ?1", [user], |_| Ok(()))
             .optional()
             .map_err(db_error("reading an account"))?
@@ -165,13 +166,18 @@ impl Accounts {
         if !exists {
             return Err(Error::InvalidInput("there is no account with that name"));
         }
-        conn.execute(
+        tx.execute(
             "INSERT INTO members (share, user, role) VALUES (?1, ?2, ?3) \
              ON CONFLICT (share, user) DO UPDATE SET role = excluded.role",
             params![share, user, role.name()],
         )
         .map_err(db_error("inviting a member"))?;
-        Ok(())
+        if role == Role::Viewer {
+            // A member made a viewer may no longer make links here; those
+            // it made die now, and stay dead if it is an editor again.
+            revoke_links_of(&tx, share, user)?;
+        }
+        tx.commit().map_err(db_error("inviting a member"))
     }
 
     /// Removes `user` from the share: by its owner, or by the member
@@ -187,8 +193,9 @@ impl Accounts {
                 "the owner cannot leave its shared folder: transfer the ownership first",
             ));
         }
-        let removed = self
-            .conn()
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_error("removing a member"))?;
+        let removed = tx
             .execute(
                 "DELETE FROM members WHERE share = ?1 AND user = ?2",
                 [share, user],
@@ -197,19 +204,30 @@ impl Accounts {
         if removed == 0 {
             return Err(Error::InvalidInput("that account is not a member"));
         }
-        Ok(())
+        // Its links die with its membership, for good: invited again, it
+        // does not bring them back.
+        revoke_links_of(&tx, share, user)?;
+        tx.commit().map_err(db_error("removing a member"))
     }
 
-    /// Removes every member but the owner.
+    /// Removes every member but the owner, and the links they made.
     pub fn unshare(&self, share: &str, by: &str) -> Result<u64> {
         self.require_owner(share, by)?;
-        let removed = self
-            .conn()
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_error("removing members"))?;
+        tx.execute(
+            "UPDATE links SET revoked = ?2 WHERE namespace = ?1 AND revoked IS NULL \
+             AND user IN (SELECT user FROM members WHERE share = ?1 AND role <> 'owner')",
+            params![share, now()],
+        )
+        .map_err(db_error("revoking links"))?;
+        let removed = tx
             .execute(
                 "DELETE FROM members WHERE share = ?1 AND role <> 'owner'",
                 [share],
             )
             .map_err(db_error("removing members"))?;
+        tx.commit().map_err(db_error("removing members"))?;
         Ok(removed as u64)
     }
 
@@ -366,6 +384,17 @@ fn refuse_nesting(
         }
     }
     Ok(())
+}
+
+/// Revokes the links `user` made to `share` (inside the transaction that
+/// takes away its right to make them).
+fn revoke_links_of(tx: &rusqlite::Transaction<'_>, share: &str, user: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE links SET revoked = ?3 WHERE namespace = ?1 AND user = ?2 AND revoked IS NULL",
+        params![share, user, now()],
+    )
+    .map(drop)
+    .map_err(db_error("revoking links"))
 }
 
 #[cfg(test)]
