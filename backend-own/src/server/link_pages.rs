@@ -45,10 +45,51 @@ pub(super) fn routes() -> Router<Arc<Server>> {
         .route("/s/{token}/zip", get(zip))
 }
 
+/// Namespaces whose folds are kept between requests at most; the least
+/// recently read goes first, so the memory they take stays bounded however
+/// many namespaces have links.
+const KEPT_FOLDS: usize = 32;
+
 /// The journal folds of namespaces that links read, kept between requests
-/// and brought up to date by reading only the new entries.
+/// and brought up to date by reading only the new entries. Each has a
+/// lock of its own: a slow read of one namespace holds up no other.
 #[derive(Default)]
-pub(super) struct Folds(tokio::sync::Mutex<HashMap<String, Fold>>);
+pub(super) struct Folds(std::sync::Mutex<FoldMap>);
+
+#[derive(Default)]
+struct FoldMap {
+    /// Namespace → (when last asked for, its fold).
+    kept: HashMap<String, (u64, Arc<tokio::sync::Mutex<Fold>>)>,
+    /// Counts requests, for "when".
+    clock: u64,
+}
+
+impl Folds {
+    /// The fold of `namespace` (empty the first time, or after it was
+    /// dropped to make room).
+    fn of(&self, namespace: &str) -> Arc<tokio::sync::Mutex<Fold>> {
+        let mut map = self.0.lock().expect("folds lock");
+        map.clock += 1;
+        let now = map.clock;
+        if let Some((used, fold)) = map.kept.get_mut(namespace) {
+            *used = now;
+            return fold.clone();
+        }
+        if map.kept.len() >= KEPT_FOLDS {
+            let oldest = map
+                .kept
+                .iter()
+                .min_by_key(|(_, (used, _))| *used)
+                .map(|(name, _)| name.clone());
+            if let Some(oldest) = oldest {
+                map.kept.remove(&oldest);
+            }
+        }
+        let fold = Arc::new(tokio::sync::Mutex::new(Fold::default()));
+        map.kept.insert(namespace.to_owned(), (now, fold.clone()));
+        fold
+    }
+}
 
 fn json_response(value: &impl serde::Serialize) -> Response {
     (
@@ -307,8 +348,8 @@ struct Listed {
 /// escape a folder when saved (`..`, empty parts) are left out.
 async fn listing(server: &Arc<Server>, opened: &Opened) -> Result<(Served, Vec<Listed>), ApiError> {
     let backend = server.open_account_namespace(&opened.namespace)?;
-    let mut folds = server.folds.0.lock().await;
-    let fold = folds.entry(opened.namespace.clone()).or_default();
+    let fold = server.folds.of(&opened.namespace);
+    let mut fold = fold.lock().await;
     if let Err(e) = fold.read(&*backend).await {
         // A trim since the last read: start again from the snapshot.
         tracing::info!("reading a namespace for a link again: {e}");
@@ -527,4 +568,27 @@ async fn zip(State(server): Shared, Path(token): Path<String>, headers: HeaderMa
     headers.insert(header::CONTENT_DISPOSITION, attachment(&name));
     secure(headers);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_are_kept_per_namespace_and_the_least_recently_read_goes_first() {
+        let folds = Folds::default();
+        let first = folds.of("share.0");
+        assert!(Arc::ptr_eq(&first, &folds.of("share.0")), "kept");
+        for i in 1..KEPT_FOLDS {
+            folds.of(&format!("share.{i}"));
+        }
+        // share.0 read again: share.1 is now the least recently read.
+        folds.of("share.0");
+        folds.of("one.more");
+        let map = folds.0.lock().unwrap();
+        assert_eq!(map.kept.len(), KEPT_FOLDS);
+        assert!(map.kept.contains_key("share.0"));
+        assert!(!map.kept.contains_key("share.1"), "dropped to make room");
+        assert!(map.kept.contains_key("share.2"));
+    }
 }
