@@ -22,6 +22,10 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
     // `cancel`, `switch`) or a move of the folder's store makes it stop and
     // open the stores again.
     let mut moved = false;
+    // The home's socket speaks for the mounts' loops too. The group outlives
+    // each opening of the stores, so a paused folder stays paused across
+    // them (a new mount or a migration reopens everything).
+    let group = Group::new();
     loop {
         if Config::load(config_path)?.is_account_home()
             && let Err(e) = super::shares::refresh_mounts(config_path).await
@@ -48,8 +52,6 @@ pub(super) async fn daemon(config_path: &Path, limits: &LimitArgs) -> anyhow::Re
             backend.describe(),
             socket.display()
         );
-        // The home's socket speaks for the mounts' loops too.
-        let group = Group::new();
         let mut options = DaemonOptions::new(socket);
         options.migration = migration;
         options.limits = Some(pacers.clone());

@@ -36,9 +36,13 @@ impl Shared {
             Some(Membership::Home(group)) => group.events(),
             _ => broadcast::Sender::new(256),
         };
+        // Paused as it was when its loop last ran in this process.
+        let paused = membership.as_ref().is_some_and(Membership::was_paused);
+        let mut status = DaemonStatus::starting(String::new());
+        status.paused = paused;
         let shared = Self {
-            status: Mutex::new(DaemonStatus::starting(String::new())),
-            paused: watch::Sender::new(false),
+            status: Mutex::new(status),
+            paused: watch::Sender::new(paused),
             events,
             allow_mass_delete: std::sync::atomic::AtomicBool::new(false),
             limits,
@@ -72,6 +76,9 @@ impl Shared {
     fn pause(&self) {
         self.paused.send_replace(true);
         self.status.lock().expect("status lock").paused = true;
+        if let Some(membership) = &self.membership {
+            membership.remember_paused(true);
+        }
         self.emit(Event::Paused);
     }
 
@@ -82,6 +89,9 @@ impl Shared {
         }
         self.paused.send_replace(false);
         self.status.lock().expect("status lock").paused = false;
+        if let Some(membership) = &self.membership {
+            membership.remember_paused(false);
+        }
         self.emit(Event::Resumed);
     }
 

@@ -5,8 +5,12 @@
 //! status lists each mount, its event stream carries theirs (as
 //! [`Event::Mount`]), and pause and resume reach them all. The loops of a
 //! group are given one [`crate::limit::Limits`] (`DaemonOptions::limits`),
-//! so a bandwidth limit set at any socket paces them all.
+//! so a bandwidth limit set at any socket paces them all. The group
+//! remembers which of its loops are paused, so a loop started again (the
+//! daemon reopens its stores when the config changes: a new mount, a
+//! migration) starts paused if it was.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use pouch_config::Mount;
@@ -20,6 +24,8 @@ pub struct Group {
     /// The home loop's event stream, which the mounts' events join.
     events: broadcast::Sender<Event>,
     mounts: Mutex<Vec<(Mount, Arc<Shared>)>>,
+    /// The loops paused now, by [`Membership::key`].
+    paused: Mutex<HashSet<String>>,
 }
 
 /// Which loop of a [`Group`] a daemon is.
@@ -40,12 +46,46 @@ impl std::fmt::Debug for Membership {
     }
 }
 
+impl Membership {
+    /// What names this loop across restarts: "" for the home, a mount's
+    /// namespace.
+    fn key(&self) -> &str {
+        match self {
+            Membership::Home(_) => "",
+            Membership::Mount(_, mount) => &mount.namespace,
+        }
+    }
+
+    fn group(&self) -> &Group {
+        match self {
+            Membership::Home(group) | Membership::Mount(group, _) => group,
+        }
+    }
+
+    /// Whether this loop was paused when it last ran.
+    pub(super) fn was_paused(&self) -> bool {
+        let paused = self.group().paused.lock().expect("group lock");
+        paused.contains(self.key())
+    }
+
+    /// Remembers that this loop is paused or not, for its next start.
+    pub(super) fn remember_paused(&self, paused: bool) {
+        let mut set = self.group().paused.lock().expect("group lock");
+        if paused {
+            set.insert(self.key().to_owned());
+        } else {
+            set.remove(self.key());
+        }
+    }
+}
+
 impl Group {
     /// A group with no loops yet.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             events: broadcast::Sender::new(256),
             mounts: Mutex::new(Vec::new()),
+            paused: Mutex::new(HashSet::new()),
         })
     }
 
@@ -245,5 +285,62 @@ mod tests {
         assert_eq!(seen.mounts.len(), 1);
         drop(joined);
         assert!(status(home_socket).await.mounts.is_empty());
+    }
+
+    /// The daemon reopens its stores (a new mount, a migration) by
+    /// starting its loops again in the same group: a folder paused before
+    /// is paused after, until resumed.
+    #[tokio::test]
+    async fn a_paused_folder_stays_paused_when_its_loop_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = Group::new();
+        let start = |generation: u32| {
+            let home = Arc::new(Shared::new(None, Some(Membership::Home(group.clone()))));
+            let socket = dir.path().join(format!("home-{generation}.sock"));
+            let server = control::listen(&socket, home.clone()).unwrap();
+            let projects = Arc::new(Shared::new(
+                None,
+                Some(Membership::Mount(group.clone(), mount("Projects"))),
+            ));
+            let joined = group.join(mount("Projects"), projects.clone());
+            (home, projects, socket, server, joined)
+        };
+        let paused = |shared: &Shared| {
+            (
+                *shared.paused.borrow(),
+                shared.status.lock().unwrap().paused,
+            )
+        };
+
+        let (home, projects, socket, server, joined) = start(1);
+        assert_eq!(
+            (paused(&home), paused(&projects)),
+            ((false, false), (false, false))
+        );
+        request(&socket, &Request::Pause).await.unwrap();
+        drop((joined, server));
+
+        let (home, projects, socket, server, joined) = start(2);
+        assert_eq!(
+            (paused(&home), paused(&projects)),
+            ((true, true), (true, true))
+        );
+        let other = Shared::new(None, Some(Membership::Mount(group.clone(), mount("Other"))));
+        assert_eq!(
+            paused(&other),
+            (false, false),
+            "a new mount was never paused"
+        );
+        let resume = Request::Resume {
+            allow_mass_delete: false,
+        };
+        request(&socket, &resume).await.unwrap();
+        drop((joined, server));
+
+        let (home, projects, ..) = start(3);
+        assert_eq!(
+            (paused(&home), paused(&projects)),
+            ((false, false), (false, false))
+        );
     }
 }
