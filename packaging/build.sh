@@ -21,8 +21,15 @@ fi
 profile=${POUCH_PACKAGE_PROFILE:-release}
 out=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
 
-cargo build --profile "$profile" --locked -p pouch -p pouch-tray -p pouch-backend-own \
-  --bin pouch --bin pouch-tray --bin pouch-store
+if [ "$profile" = dev ]; then
+  # Built as `cargo test --workspace --all-targets` builds them (the same
+  # features), so after the tests this rebuilds nothing and the packages
+  # hold the very binaries the tests ran.
+  cargo build --workspace --all-targets --locked
+else
+  cargo build --profile "$profile" --locked -p pouch -p pouch-tray -p pouch-backend-own \
+    --bin pouch --bin pouch-tray --bin pouch-store
+fi
 
 rm -rf "$out/assets"
 for bin in pouch pouch-store; do

@@ -1,5 +1,6 @@
 //! Two `pouch daemon` processes on one store: changes flow with no command
-//! run; pause holds them back and resume lets them through.
+//! run; pause holds them back, also across the daemon opening its stores
+//! again, and resume lets them through.
 
 mod common;
 
@@ -114,6 +115,26 @@ fn two_daemons_keep_two_folders_in_step() {
     assert!(
         !b.path("while-paused.txt").exists(),
         "a paused daemon synced"
+    );
+    // A config change makes B's daemon open its stores again (as a new
+    // mount or a migration does): it stays paused.
+    let b_status = || -> serde_json::Value {
+        // Between two openings there may be no daemon to ask.
+        serde_json::from_slice(&b.run(&["status", "--json"]).stdout).unwrap_or_default()
+    };
+    assert!(b_status()["daemon"]["syncs"].as_u64() > Some(0));
+    let mut config = std::fs::read_to_string(&b.config).unwrap();
+    assert!(!config.contains("[gc]"), "{config}");
+    config.push_str("\n[gc]\nevery_hours = 12\n");
+    std::fs::write(&b.config, config).unwrap();
+    wait_for("B's daemon to open its stores again", || {
+        b_status()["daemon"]["syncs"] == 0
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(b_status()["daemon"]["paused"], true, "{}", b_status());
+    assert!(
+        !b.path("while-paused.txt").exists(),
+        "a paused daemon synced once it had opened its stores again"
     );
     assert!(b.run(&["resume"]).status.success());
     wait_for("the held-back change after resume", || {
