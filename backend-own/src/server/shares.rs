@@ -116,7 +116,8 @@ impl Accounts {
     }
 
     /// Makes a shared folder named `name` owned by `owner`, mounted for
-    /// it at `path` of its home. Returns its namespace.
+    /// it at `path` of its home. Returns its namespace. An account owns at
+    /// most [`MAX_OWNED_SHARES`].
     pub fn create_share(&self, owner: &str, name: &str, path: &str) -> Result<String> {
         if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
             return Err(Error::InvalidInput(
@@ -130,6 +131,7 @@ impl Accounts {
             .transaction()
             .map_err(db_error("making a shared folder"))?;
         refuse_nesting(&tx, owner, path, None)?;
+        refuse_over_owning(&tx, owner)?;
         tx.execute(
             "INSERT INTO shares (namespace, name, created) VALUES (?1, ?2, ?3)",
             params![namespace, name, now()],
@@ -244,6 +246,7 @@ impl Accounts {
         let tx = conn
             .transaction()
             .map_err(db_error("transferring a share"))?;
+        refuse_over_owning(&tx, to)?;
         tx.execute(
             "UPDATE members SET role = 'editor' WHERE share = ?1 AND user = ?2",
             [share, by],
@@ -386,6 +389,28 @@ fn refuse_nesting(
     Ok(())
 }
 
+/// Shared folders one account may own. Each is a store of its own on the
+/// server (files, an index), which a quota of bytes does not count: this
+/// keeps one account from filling the server's disk with empty ones.
+pub const MAX_OWNED_SHARES: i64 = 1000;
+
+/// Refuses when `user` owns [`MAX_OWNED_SHARES`] already.
+fn refuse_over_owning(tx: &rusqlite::Transaction<'_>, user: &str) -> Result<()> {
+    let owned: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM members WHERE user = ?1 AND role = 'owner'",
+            [user],
+            |r| r.get(0),
+        )
+        .map_err(db_error("counting shared folders"))?;
+    if owned >= MAX_OWNED_SHARES {
+        return Err(Error::Forbidden(format!(
+            "the account {user} owns {owned} shared folders, as many as one account may"
+        )));
+    }
+    Ok(())
+}
+
 /// Revokes the links `user` made to `share` (inside the transaction that
 /// takes away its right to make them).
 fn revoke_links_of(tx: &rusqlite::Transaction<'_>, share: &str, user: &str) -> Result<()> {
@@ -400,6 +425,55 @@ fn revoke_links_of(tx: &rusqlite::Transaction<'_>, share: &str, user: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_owns_a_bounded_number_of_shared_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::open(dir.path()).unwrap();
+        for user in ["alice", "bob"] {
+            accounts.add_user(user, "correct horse", None).unwrap();
+        }
+        let last = accounts.create_share("alice", "Last", "last").unwrap();
+        accounts
+            .invite(&last, "alice", "bob", Role::Editor)
+            .unwrap();
+        // The rest, straight into the tables: the limit is what is tested.
+        {
+            let mut conn = accounts.conn();
+            let tx = conn.transaction().unwrap();
+            for i in 1..MAX_OWNED_SHARES {
+                let namespace = format!("share.{i:016x}");
+                tx.execute(
+                    "INSERT INTO shares (namespace, name, created) VALUES (?1, 'x', 0)",
+                    [&namespace],
+                )
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO members (share, user, role, path) VALUES (?1, 'alice', 'owner', ?2)",
+                    params![namespace, format!("s{i}")],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        match accounts.create_share("alice", "One more", "more") {
+            Err(Error::Forbidden(message)) => assert!(message.contains("as many as"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // Nor can one more be handed to her.
+        let bobs = accounts.create_share("bob", "Bob's", "bobs").unwrap();
+        accounts
+            .invite(&bobs, "bob", "alice", Role::Editor)
+            .unwrap();
+        assert!(matches!(
+            accounts.transfer(&bobs, "bob", "alice"),
+            Err(Error::Forbidden(_))
+        ));
+        assert_eq!(accounts.role("bob", &bobs).unwrap(), Some(Role::Owner));
+        // Giving one away makes room again.
+        accounts.transfer(&last, "alice", "bob").unwrap();
+        accounts.create_share("alice", "One more", "more").unwrap();
+    }
 
     #[test]
     fn a_share_has_one_owner_members_with_roles_and_no_nesting() {
