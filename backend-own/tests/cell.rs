@@ -811,6 +811,44 @@ async fn a_rebuilt_shard_is_never_made_from_a_silently_damaged_one() {
     }
 }
 
+/// A repair pass stops coding once it has spent its budget (after one
+/// volume at least), so a backlog of sealed volumes never keeps the
+/// coordinator's lease from the repairs of the next pass for long; each
+/// later pass codes more until none is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repair_pass_codes_within_its_budget_and_the_next_goes_on() {
+    let (pg, _dir, _nodes, _) = cell(6).await;
+    let options = CellOptions {
+        volume_size: 256 << 10,
+        coding_budget: Duration::ZERO,
+        ..CellOptions::default()
+    };
+    let front = Cell::connect(&pg.url(), cell::TOKEN.into(), options)
+        .await
+        .unwrap();
+    let ns = front.namespace("default").await.unwrap();
+    let raw: Vec<_> = (0..60).map(|i| noise(1200 + i, 20_000)).collect();
+    let blocks: Vec<Block> = raw.iter().cloned().map(Block::encode).collect();
+    for batch in blocks.chunks(4) {
+        ns.put_blocks(batch.to_vec()).await.unwrap();
+    }
+    let sealed = front.status().await.unwrap().volumes_sealed;
+    assert!(sealed >= 3, "{sealed}");
+    for pass in 1..=sealed {
+        let report = front.repair_once().await.unwrap().unwrap();
+        assert_eq!(
+            (report.volumes_coded, report.volumes_waiting_to_code),
+            (1, sealed - pass),
+            "pass {pass}: {report:?}"
+        );
+    }
+    let status = front.status().await.unwrap();
+    assert_eq!((status.volumes_sealed, status.volumes_coded), (0, sealed));
+    for (block, want) in blocks.iter().zip(&raw) {
+        assert_eq!(&ns.get_block(block.id()).await.unwrap(), want);
+    }
+}
+
 /// Garbage collection in the cell: a collector's marks and sweep delete
 /// index rows (the conformance suite checks the protocol); compaction then
 /// moves the live quarter of the coded volumes into new ones and drops the

@@ -38,6 +38,12 @@ pub struct CellOptions {
     /// A node whose heartbeat is older than this is taken for dead: no new
     /// volume goes to it.
     pub dead_after: Duration,
+    /// A repair pass stops coding sealed volumes once it has spent this
+    /// long on them (after at least one), leaving the rest to the next
+    /// pass: coding runs under the coordinator's lease, and a backlog of
+    /// big volumes must not keep the next pass from repairing a dead
+    /// node's copies for hours.
+    pub coding_budget: Duration,
 }
 
 impl Default for CellOptions {
@@ -46,6 +52,7 @@ impl Default for CellOptions {
             replicas: 3,
             volume_size: 1 << 30,
             dead_after: Duration::from_secs(10),
+            coding_budget: Duration::from_secs(60),
         }
     }
 }

@@ -17,7 +17,8 @@
 //! next pass tries again. The switch bumps the generation, so a put
 //! indexing after it writes its blocks elsewhere.
 //!
-//! It runs after repair, under the same coordinator lease.
+//! It runs after repair, under the same coordinator lease, for at most
+//! `CellOptions::coding_budget` a pass (one volume at least).
 
 use bytes::Bytes;
 use pouch_backend::{BlockId, Error, Result};
@@ -35,9 +36,13 @@ const CODING_RETRY: std::time::Duration = std::time::Duration::from_secs(600);
 type Record = (BlockId, i64, i32);
 
 impl Cell {
-    /// Codes every sealed volume that is fully replicated on live nodes,
-    /// when at least six live nodes take writes.
+    /// Codes the sealed volumes that are fully replicated on live nodes,
+    /// when at least six live nodes take writes, until
+    /// [`CellOptions::coding_budget`](super::CellOptions) is spent; the
+    /// rest wait for the next pass.
     pub(super) async fn code_pass(&self, report: &mut RepairReport) -> Result<()> {
+        let stop_at = tokio::time::Instant::now() + self.options.coding_budget;
+        let mut tried = 0u64;
         let live = self.heard_from().await?;
         let writable: Vec<(i64, String)> = live
             .iter()
@@ -66,6 +71,10 @@ impl Cell {
                 continue;
             }
             let now = tokio::time::Instant::now();
+            if tried > 0 && now >= stop_at {
+                report.volumes_waiting_to_code += 1;
+                continue;
+            }
             if self
                 .coding_failed
                 .lock()
@@ -76,6 +85,7 @@ impl Cell {
                 report.volumes_waiting_to_code += 1;
                 continue;
             }
+            tried += 1;
             let sources: Vec<String> = replicas
                 .iter()
                 .filter_map(|r| writable.iter().find(|(id, _)| id == r))

@@ -73,8 +73,9 @@ pub struct RepairReport {
     pub volumes_coded: u64,
     /// Their bytes.
     pub bytes_coded: u64,
-    /// Sealed volumes whose coding failed or raced a put: the next pass
-    /// tries again.
+    /// Sealed volumes whose coding failed or raced a put, or that the
+    /// pass left once its coding budget was spent: the next pass tries
+    /// again.
     pub volumes_waiting_to_code: u64,
 }
 
