@@ -402,21 +402,11 @@ impl Cell {
             .await
     }
 
-    /// Reads `len` bytes at `offset` of `piece` from the node at `addr`,
-    /// which first checks them against the hash it keeps when a write
-    /// wrote exactly that range (a shard's window): the only check there
-    /// is for bytes that are not whole blocks.
-    pub(super) async fn read_checked_from(
-        &self,
-        addr: &str,
-        piece: impl Into<Piece>,
-        offset: i64,
-        len: i32,
-    ) -> Result<Bytes> {
-        self.read_range(addr, piece.into(), offset, len, true).await
-    }
-
-    async fn read_range(
+    /// Reads `len` bytes at `offset` of `piece` from the node at `addr`;
+    /// `checked`: the node first checks them against the hash it keeps
+    /// when a write wrote exactly that range (a shard's window), the only
+    /// check there is for bytes that are not whole blocks.
+    pub(super) async fn read_range(
         &self,
         addr: &str,
         piece: Piece,

@@ -105,11 +105,12 @@ impl Cell {
             if skip.contains(&i) {
                 return None;
             }
-            self.read_checked_from(
+            self.read_range(
                 addr,
                 Piece::Shard(coded.volume, i),
                 start as i64,
                 len as i32,
+                true,
             )
             .await
             .map_err(|e| tracing::debug!(volume = coded.volume, shard = i, "unreadable: {e}"))
@@ -146,12 +147,9 @@ impl Cell {
                 .into(),
             });
         }
+        // The callers log the error; the rebuild waits for the scrubber or
+        // the verifier to find the damaged one.
         let Some(four) = coding::trusted(&have) else {
-            tracing::error!(
-                volume = coded.volume,
-                start,
-                "the shards read disagree; not rebuilt until the scrubber or the verifier finds the damaged one"
-            );
             return Err(Error::Unavailable {
                 source: format!(
                     "volume {}: its {} readable shards disagree at {start}, and parity alone cannot tell which is damaged",
